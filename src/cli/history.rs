@@ -1,0 +1,229 @@
+//! `commit`, `log`, `branch`, `checkout`, `reset`, `status`, `diff`, `tag`.
+
+use super::output::print_json;
+use super::{progress, Context};
+use anyhow::bail;
+use dvol::snapshot::{Change, ChangeKind};
+use std::process::ExitCode;
+
+pub fn commit(ctx: &Context, message: Option<&str>, _pause: bool) -> anyhow::Result<ExitCode> {
+    let Some(message) = message.filter(|m| !m.trim().is_empty()) else {
+        bail!("You must provide a commit message");
+    };
+    let mut repo = ctx.repo()?;
+    let volume = ctx.volume(&repo)?;
+    let result = repo.commit(&volume, message, progress::for_terminal(ctx.quiet).as_ref())?;
+    for s in &result.skipped {
+        eprintln!("warning: {s}");
+    }
+    println!("{}", result.id);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn log(ctx: &Context, oneline: bool, json: bool) -> anyhow::Result<ExitCode> {
+    let repo = ctx.repo()?;
+    let volume = ctx.volume(&repo)?;
+    let branch = repo.current_branch(&volume)?;
+    let entries = repo.log(&volume, &branch)?;
+    if json {
+        print_json(&entries)?;
+    } else if oneline {
+        for e in &entries {
+            println!("{} {}", &e.id[..12], e.message.lines().next().unwrap_or(""));
+        }
+    } else {
+        for (i, e) in entries.iter().enumerate() {
+            if i > 0 {
+                println!();
+            }
+            println!("commit {}", e.id);
+            println!("Author: {}", e.author);
+            println!("Date: {}", e.date);
+            println!();
+            for line in e.message.lines() {
+                println!("    {line}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn branch(
+    ctx: &Context,
+    create: Option<&str>,
+    delete: Option<&str>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let mut repo = ctx.repo()?;
+    let volume = ctx.volume(&repo)?;
+    if let Some(name) = delete {
+        repo.delete_branch(&volume, name)?;
+        println!("Deleted branch {name}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(name) = create {
+        repo.create_branch(&volume, name, None)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let current = repo.current_branch(&volume)?;
+    let branches = repo.branches(&volume)?;
+    if json {
+        let rows: Vec<_> = branches
+            .iter()
+            .map(|b| {
+                let head = repo
+                    .branch_head(&volume, b)
+                    .ok()
+                    .flatten()
+                    .map(|h| h.to_hex());
+                serde_json::json!({"name": b, "current": *b == current, "head": head})
+            })
+            .collect();
+        print_json(&rows)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    for b in branches {
+        let mark = if b == current { "* " } else { "  " };
+        println!("{mark}{b}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn checkout(ctx: &Context, branch: &str, create: bool) -> anyhow::Result<ExitCode> {
+    let mut repo = ctx.repo()?;
+    let volume = ctx.volume(&repo)?;
+    if create {
+        repo.checkout_new(&volume, branch)?;
+    } else {
+        repo.checkout(&volume, branch)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn reset(ctx: &Context, spec: &str, hard: bool) -> anyhow::Result<ExitCode> {
+    if !hard {
+        bail!("Please specify --hard to confirm you intend to lose data (to save your state, commit and branch, then come back to reset)");
+    }
+    let mut repo = ctx.repo()?;
+    let volume = ctx.volume(&repo)?;
+    let id = repo.reset_hard(&volume, spec)?;
+    println!("HEAD is now at {}", &id.to_hex()[..12]);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn status(ctx: &Context, json: bool) -> anyhow::Result<ExitCode> {
+    let repo = ctx.repo()?;
+    let volume = ctx.volume(&repo)?;
+    let (branch, changes, skipped) = repo.status(&volume)?;
+    if json {
+        let of = |k: ChangeKind| -> Vec<&str> {
+            changes
+                .iter()
+                .filter(|c| c.kind == k)
+                .map(|c| c.path.as_str())
+                .collect()
+        };
+        print_json(&serde_json::json!({
+            "volume": volume,
+            "branch": branch,
+            "added": of(ChangeKind::Added),
+            "modified": of(ChangeKind::Modified),
+            "deleted": of(ChangeKind::Deleted),
+            "unsupported": skipped,
+        }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("On volume {volume}, branch {branch}");
+    if changes.is_empty() {
+        println!("nothing to commit, live data clean");
+    }
+    for c in &changes {
+        let label = match c.kind {
+            ChangeKind::Added => "added:   ",
+            ChangeKind::Modified => "modified:",
+            ChangeKind::Deleted => "deleted: ",
+        };
+        println!("\t{label} {}", c.path);
+    }
+    for s in &skipped {
+        println!("warning: {s}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn diff(
+    ctx: &Context,
+    from: Option<&str>,
+    to: Option<&str>,
+    stat: bool,
+) -> anyhow::Result<ExitCode> {
+    let repo = ctx.repo()?;
+    let volume = ctx.volume(&repo)?;
+    let changes = repo.diff_refs(&volume, from, to)?;
+    for c in &changes {
+        if stat {
+            println!(
+                " {} {} | {} -> {} bytes",
+                letter(c),
+                c.path,
+                c.old_size,
+                c.new_size
+            );
+        } else {
+            println!("{}\t{}", letter(c), c.path);
+        }
+    }
+    if stat {
+        print_summary(&changes);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn letter(c: &Change) -> char {
+    match c.kind {
+        ChangeKind::Added => 'A',
+        ChangeKind::Modified => 'M',
+        ChangeKind::Deleted => 'D',
+    }
+}
+
+fn print_summary(changes: &[Change]) {
+    let count = |k| changes.iter().filter(|c| c.kind == k).count();
+    let grew: u64 = changes
+        .iter()
+        .map(|c| c.new_size.saturating_sub(c.old_size))
+        .sum();
+    let shrank: u64 = changes
+        .iter()
+        .map(|c| c.old_size.saturating_sub(c.new_size))
+        .sum();
+    println!(
+        " {} changed ({} added, {} modified, {} deleted), +{grew} -{shrank} bytes",
+        changes.len(),
+        count(ChangeKind::Added),
+        count(ChangeKind::Modified),
+        count(ChangeKind::Deleted)
+    );
+}
+
+pub fn tag(
+    ctx: &Context,
+    name: Option<&str>,
+    spec: Option<&str>,
+    delete: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    let mut repo = ctx.repo()?;
+    let volume = ctx.volume(&repo)?;
+    if let Some(name) = delete {
+        repo.delete_tag(&volume, name)?;
+        println!("Deleted tag {name}");
+    } else if let Some(name) = name {
+        let id = repo.create_tag(&volume, name, spec)?;
+        println!("{id}");
+    } else {
+        for (name, _) in repo.tags(&volume)? {
+            println!("{name}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,65 @@
+//! `config`, `gc`, `fsck`.
+
+use super::Context;
+use anyhow::bail;
+use std::process::ExitCode;
+
+pub fn config(
+    ctx: &Context,
+    list: bool,
+    key: Option<&str>,
+    value: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    let repo = ctx.repo()?;
+    match (list, key, value) {
+        (true, _, _) | (false, None, _) => {
+            for (k, v) in repo.config_list()? {
+                println!("{k}={v}");
+            }
+        }
+        (false, Some(key), Some(value)) => repo.config_set(key, value)?,
+        (false, Some(key), None) => {
+            let effective = repo.config_list()?;
+            repo.config_get(key)?; // validates the key
+            match effective.into_iter().find(|(k, _)| k == key) {
+                Some((_, v)) => println!("{v}"),
+                None => bail!("{key} is not set"),
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn gc(ctx: &Context) -> anyhow::Result<ExitCode> {
+    let mut repo = ctx.repo()?;
+    let r = repo.gc()?;
+    println!(
+        "removed {} objects and {} commits, rewrote {} packs, reclaimed {} bytes",
+        r.objects_removed, r.commits_removed, r.packs_rewritten, r.bytes_reclaimed
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn fsck(ctx: &Context) -> anyhow::Result<ExitCode> {
+    let repo = ctx.repo()?;
+    let r = repo.fsck()?;
+    for p in &r.problems {
+        println!("error: {p}");
+    }
+    println!(
+        "checked {} objects in {} packs and {} commits: {}",
+        r.objects,
+        r.packs,
+        r.commits,
+        if r.problems.is_empty() {
+            "no problems".to_string()
+        } else {
+            format!("{} problems", r.problems.len())
+        }
+    );
+    Ok(if r.problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

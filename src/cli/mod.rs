@@ -1,0 +1,233 @@
+//! The command line: clap definitions and dispatch to one small function per verb. Parsing
+//! and printing live here; all work is done by the library. Errors become `Error: <message>`
+//! on stderr with exit code 1.
+
+mod history;
+mod maintenance;
+mod output;
+mod progress;
+mod volume;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Git-style version control for the data inside Docker volumes.
+#[derive(Parser, Debug)]
+#[command(name = "dvol", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Root directory holding volumes and the store.
+    #[arg(short = 'p', long = "path", env = "DVOL_ROOT", default_value = dvol::repo::DEFAULT_ROOT, global = true)]
+    pub root: PathBuf,
+    /// Do not talk to the Docker engine (no container stop/start, no CONTAINERS column).
+    #[arg(long, global = true)]
+    pub disable_docker_integration: bool,
+    /// Act on this volume instead of the current one.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub volume: Option<String>,
+    /// No progress bars.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a volume with a master branch and make it current.
+    Init { name: String },
+    /// List volumes, their current branch and the containers using them.
+    #[command(alias = "ls")]
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a volume the current one.
+    Switch { name: String },
+    /// Snapshot the live data of the current branch.
+    Commit {
+        /// Commit message.
+        #[arg(short, long)]
+        message: Option<String>,
+        /// Freeze containers instead of stopping them (crash-consistent, faster).
+        #[arg(long)]
+        pause: bool,
+    },
+    /// Show the history of the current branch, newest first.
+    Log {
+        #[arg(long)]
+        oneline: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List branches, create one at HEAD, or delete one with -d.
+    Branch {
+        /// Create this branch at the current HEAD (without switching).
+        name: Option<String>,
+        /// Delete this branch (it must not be current).
+        #[arg(
+            short = 'd',
+            long = "delete",
+            value_name = "BRANCH",
+            conflicts_with = "name"
+        )]
+        delete: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Switch to a branch, or create one from HEAD with -b.
+    Checkout {
+        /// Create the branch from the current branch's HEAD, then switch to it.
+        #[arg(short = 'b')]
+        create: bool,
+        branch: String,
+    },
+    /// Move the current branch to a commit and make the live data match it (needs --hard).
+    Reset {
+        /// Confirm that uncommitted live data is discarded.
+        #[arg(long)]
+        hard: bool,
+        /// HEAD, HEAD^, HEAD~N, a branch, a tag, a commit id or a unique prefix.
+        #[arg(default_value = "HEAD")]
+        commit: String,
+    },
+    /// Delete a volume and all its branches and history.
+    Rm {
+        /// Do not ask for confirmation.
+        #[arg(short, long)]
+        force: bool,
+        name: String,
+    },
+    /// Get or set user.name / user.email, or list them with -l.
+    Config {
+        #[arg(short = 'l', long = "list")]
+        list: bool,
+        key: Option<String>,
+        value: Option<String>,
+    },
+    /// Show added, modified and deleted paths of the live data against HEAD.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show changes between HEAD (or REF) and the live data, or between two revisions.
+    Diff {
+        /// Show sizes and a summary.
+        #[arg(long)]
+        stat: bool,
+        from: Option<String>,
+        to: Option<String>,
+    },
+    /// List tags, tag a revision (default HEAD), or delete a tag with -d.
+    Tag {
+        name: Option<String>,
+        #[arg(requires = "name")]
+        commit: Option<String>,
+        #[arg(
+            short = 'd',
+            long = "delete",
+            value_name = "TAG",
+            conflicts_with = "name"
+        )]
+        delete: Option<String>,
+    },
+    /// Reclaim storage that no branch or tag reaches.
+    Gc,
+    /// Re-hash every stored object and check every commit's tree.
+    Fsck,
+    /// Print the live directory of a volume's current branch.
+    Path { volume: Option<String> },
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    init_logging();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            if is_broken_pipe(&e) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("Error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let ctx = Context::new(&cli)?;
+    match cli.command {
+        Command::Init { name } => volume::init(&ctx, &name),
+        Command::List { json } => volume::list(&ctx, json),
+        Command::Switch { name } => volume::switch(&ctx, &name),
+        Command::Rm { force, name } => volume::rm(&ctx, &name, force),
+        Command::Path { volume } => volume::path(&ctx, volume.as_deref()),
+        Command::Commit { message, pause } => history::commit(&ctx, message.as_deref(), pause),
+        Command::Log { oneline, json } => history::log(&ctx, oneline, json),
+        Command::Branch { name, delete, json } => {
+            history::branch(&ctx, name.as_deref(), delete.as_deref(), json)
+        }
+        Command::Checkout { create, branch } => history::checkout(&ctx, &branch, create),
+        Command::Reset { hard, commit } => history::reset(&ctx, &commit, hard),
+        Command::Status { json } => history::status(&ctx, json),
+        Command::Diff { stat, from, to } => {
+            history::diff(&ctx, from.as_deref(), to.as_deref(), stat)
+        }
+        Command::Tag {
+            name,
+            commit,
+            delete,
+        } => history::tag(&ctx, name.as_deref(), commit.as_deref(), delete.as_deref()),
+        Command::Config { list, key, value } => {
+            maintenance::config(&ctx, list, key.as_deref(), value.as_deref())
+        }
+        Command::Gc => maintenance::gc(&ctx),
+        Command::Fsck => maintenance::fsck(&ctx),
+    }
+}
+
+/// What every verb needs: the root, the chosen volume, output settings.
+pub struct Context {
+    pub root: PathBuf,
+    pub volume: Option<String>,
+    pub quiet: bool,
+    pub docker: bool,
+}
+
+impl Context {
+    fn new(cli: &Cli) -> anyhow::Result<Context> {
+        Ok(Context {
+            root: cli.root.clone(),
+            volume: cli.volume.clone(),
+            quiet: cli.quiet,
+            docker: !cli.disable_docker_integration,
+        })
+    }
+
+    /// Open the repository at the root.
+    pub fn repo(&self) -> anyhow::Result<dvol::repo::Repo> {
+        Ok(dvol::repo::Repo::open(&self.root)?)
+    }
+
+    /// The volume a command acts on (`--volume` or the current one).
+    pub fn volume(&self, repo: &dvol::repo::Repo) -> anyhow::Result<String> {
+        Ok(repo.resolve_volume(self.volume.as_deref())?)
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("DVOL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}

@@ -1,0 +1,90 @@
+//! The library's typed error. Every variant names the thing that is wrong (a volume, a branch,
+//! an object id, a path) so the CLI can print it as one actionable line. The CLI wraps these in
+//! `anyhow` at the edge; the library never prints.
+
+use std::path::PathBuf;
+
+/// Errors from any dvol library operation.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{context} {path}: {source}")]
+    Io {
+        context: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("metadata database: {0}")]
+    Db(#[from] rusqlite::Error),
+    #[error("invalid {what} name {name:?}: {reason}")]
+    InvalidName {
+        what: &'static str,
+        name: String,
+        reason: &'static str,
+    },
+    #[error("volume {0} already exists")]
+    VolumeExists(String),
+    #[error("{0} does not exist")]
+    NoSuchVolume(String),
+    #[error("No active volume: use dvol switch to choose one")]
+    NoActiveVolume,
+    #[error("Cannot switch to a non-existing branch {0}")]
+    NoSuchBranch(String),
+    #[error("Cannot create existing branch {0}")]
+    BranchExists(String),
+    #[error("You must commit ('dvol commit') before you can branch ('dvol checkout -b')")]
+    NoCommitYet,
+    #[error("Cannot delete the current branch {0}")]
+    DeleteCurrentBranch(String),
+    #[error("tag {0} already exists")]
+    TagExists(String),
+    #[error("tag {0} does not exist")]
+    NoSuchTag(String),
+    #[error("unknown revision {0:?}: not a branch, tag, or commit id")]
+    UnknownRef(String),
+    #[error("ambiguous commit prefix {0:?}: give more characters")]
+    AmbiguousRef(String),
+    #[error("object {id} is missing from the store")]
+    MissingObject { id: String },
+    #[error("object {id} is corrupt ({detail})")]
+    CorruptObject { id: String, detail: String },
+    #[error("store format: {0}")]
+    Format(String),
+    #[error("cannot snapshot {path}: {reason}")]
+    Unsupported { path: PathBuf, reason: String },
+    #[error(
+        "volume {volume} is locked by another dvol command (waited {waited_secs}s); try again"
+    )]
+    Locked { volume: String, waited_secs: u64 },
+    #[error(
+        "an interrupted {op} of {volume}/{branch} to {target} is pending; run `dvol reset --hard {target}` to finish it"
+    )]
+    Pending {
+        op: String,
+        volume: String,
+        branch: String,
+        target: String,
+    },
+    #[error("unknown config key {0:?} (known: user.name, user.email)")]
+    UnknownConfigKey(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Shorthand used across the library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Attach a path and a short description of the failed operation to an I/O error.
+pub trait IoContext<T> {
+    fn at(self, context: &'static str, path: impl Into<PathBuf>) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn at(self, context: &'static str, path: impl Into<PathBuf>) -> Result<T> {
+        self.map_err(|source| Error::Io {
+            context,
+            path: path.into(),
+            source,
+        })
+    }
+}

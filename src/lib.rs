@@ -1,0 +1,19 @@
+//! dvol: git-style version control for the data inside Docker volumes.
+//!
+//! The library owns everything; the `dvol` binary (`src/main.rs` + `src/cli/`) only parses
+//! arguments and prints. Layers, bottom up:
+//!
+//! - [`store`]: content-addressed objects (blake3 ids, zstd, pack files, verify on read).
+//! - [`snapshot`]: turning a live directory into trees of objects and back (scan, stat cache,
+//!   materialize, diff).
+//! - [`repo`]: volumes, branches, commits, tags and config in SQLite, plus locks.
+//! - [`progress`]: how long operations report progress without knowing about terminals.
+
+pub mod error;
+pub mod names;
+pub mod progress;
+pub mod repo;
+pub mod snapshot;
+pub mod store;
+
+pub use error::{Error, Result};

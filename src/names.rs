@@ -1,0 +1,66 @@
+//! Validation of every name that becomes a path or a key: volumes, branches, tags, remotes.
+//! One rule set for the CLI, the Docker plugin and remotes, so nothing outside ROOT is touched.
+
+use crate::{Error, Result};
+
+/// Longest accepted name, in bytes.
+pub const MAX_NAME_LEN: usize = 128;
+
+/// Check a user-, Docker- or remote-supplied name. `what` is "volume", "branch", "tag" or
+/// "remote" and appears in the error.
+pub fn validate(what: &'static str, name: &str) -> Result<()> {
+    let reason = if name.is_empty() {
+        Some("it is empty")
+    } else if name.len() > MAX_NAME_LEN {
+        Some("it is longer than 128 characters")
+    } else if !name.is_ascii() {
+        Some("it contains non-ASCII characters")
+    } else if name.contains('/') || name.contains('\\') {
+        Some("it contains a slash")
+    } else if name.contains("..") {
+        Some("it contains '..'")
+    } else if name.starts_with('.') {
+        Some("it starts with a dot")
+    } else if name.starts_with('-') {
+        Some("it starts with a dash")
+    } else if name.chars().any(|c| c.is_ascii_whitespace()) {
+        Some("it contains white space")
+    } else if name.chars().any(|c| c.is_ascii_control()) {
+        Some("it contains control characters")
+    } else if name.contains(['~', '^', ':', '@', '*', '?', '[']) {
+        Some("it contains one of ~ ^ : @ * ? [")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(Error::InvalidName {
+            what,
+            name: name.to_string(),
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_docker_and_compose_names() {
+        for ok in ["mydb", "proj_db_1", "1abc", "a-b", "A.b", "x_y-z.1"] {
+            validate("volume", ok).unwrap();
+        }
+    }
+
+    #[test]
+    fn rejects_hostile_names() {
+        let long = "a".repeat(129);
+        for bad in [
+            "", "a/b", "..", "a..b", ".hidden", "-rf", "a b", "tab\t", "é", &long, "HEAD~1",
+        ] {
+            let err = validate("volume", bad).unwrap_err().to_string();
+            assert!(err.contains("invalid volume name"), "{bad}: {err}");
+        }
+    }
+}

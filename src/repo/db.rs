@@ -1,0 +1,67 @@
+//! The SQLite metadata database (`ROOT/.dvol/dvol.db`, WAL mode, synchronous=FULL): schema,
+//! format version check, and small typed helpers. One transaction per logical change.
+
+use crate::{Error, Result};
+use rusqlite::{Connection, OptionalExtension};
+use std::path::Path;
+
+/// On-disk format version written at creation and checked on every open.
+pub const FORMAT_VERSION: u32 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS packs(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, size INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS objects(
+    id BLOB PRIMARY KEY, pack INTEGER NOT NULL, offset INTEGER NOT NULL,
+    kind INTEGER NOT NULL, clen INTEGER NOT NULL, ulen INTEGER NOT NULL) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS objects_by_pack ON objects(pack);
+CREATE TABLE IF NOT EXISTS volumes(name TEXT PRIMARY KEY, branch TEXT NOT NULL, created INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS branches(volume TEXT NOT NULL, name TEXT NOT NULL, head TEXT, PRIMARY KEY(volume, name));
+CREATE TABLE IF NOT EXISTS tags(volume TEXT NOT NULL, name TEXT NOT NULL, target TEXT NOT NULL, PRIMARY KEY(volume, name));
+CREATE TABLE IF NOT EXISTS commits(
+    id TEXT PRIMARY KEY, tree TEXT NOT NULL, parents TEXT NOT NULL, author TEXT NOT NULL,
+    time INTEGER NOT NULL, tz INTEGER NOT NULL, message TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS pending(volume TEXT NOT NULL, branch TEXT NOT NULL, op TEXT NOT NULL, target TEXT NOT NULL, PRIMARY KEY(volume, branch));
+CREATE TABLE IF NOT EXISTS remotes(volume TEXT NOT NULL, name TEXT NOT NULL, url TEXT NOT NULL, PRIMARY KEY(volume, name));
+CREATE TABLE IF NOT EXISTS remote_refs(volume TEXT NOT NULL, remote TEXT NOT NULL, branch TEXT NOT NULL, head TEXT NOT NULL, PRIMARY KEY(volume, remote, branch));
+";
+
+/// Open (creating if needed) the database and check its format version.
+pub fn open(path: &Path) -> Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(120))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.execute_batch(SCHEMA)?;
+    let version: Option<String> = get_meta(&conn, "format_version")?;
+    match version {
+        None => set_meta(&conn, "format_version", &FORMAT_VERSION.to_string())?,
+        Some(v) if v == FORMAT_VERSION.to_string() => {}
+        Some(v) => {
+            return Err(Error::Format(format!(
+                "{} has format version {v}; this dvol reads version {FORMAT_VERSION}",
+                path.display()
+            )))
+        }
+    }
+    Ok(conn)
+}
+
+pub fn get_meta(conn: &Connection, key: &str) -> Result<Option<String>> {
+    Ok(conn
+        .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+        .optional()?)
+}
+
+pub fn set_meta(conn: &Connection, key: &str, value: &str) -> Result<()> {
+    conn.execute(
+        "INSERT INTO meta(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = ?2",
+        [key, value],
+    )?;
+    Ok(())
+}
+
+pub fn delete_meta(conn: &Connection, key: &str) -> Result<()> {
+    conn.execute("DELETE FROM meta WHERE key = ?1", [key])?;
+    Ok(())
+}

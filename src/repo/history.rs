@@ -1,0 +1,356 @@
+//! History operations on a volume: commit, log, branches, checkout, reset, tags, status, diff.
+//! Each change is one SQLite transaction; reset records its target as pending before it
+//! rewrites live data, so an interrupted reset is finished by running it again.
+
+use super::{commit, Commit, Repo};
+use crate::names;
+use crate::progress::Progress;
+use crate::snapshot::{self, Change, StatCache, Tree};
+use crate::store::{HashOnly, ObjectId, Store};
+use crate::{Error, Result};
+use rusqlite::OptionalExtension;
+use serde::Serialize;
+
+/// What `commit` did.
+#[derive(Debug)]
+pub struct CommitResult {
+    pub id: ObjectId,
+    pub branch: String,
+    pub skipped: Vec<String>,
+    pub files_read: u64,
+    pub bytes_read: u64,
+}
+
+/// One commit as `log` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogEntry {
+    pub id: String,
+    pub author: String,
+    pub date: String,
+    pub timestamp: i64,
+    pub message: String,
+    pub parents: Vec<String>,
+}
+
+impl Repo {
+    /// Snapshot the live data of the volume's current branch.
+    pub fn commit(
+        &mut self,
+        volume: &str,
+        message: &str,
+        progress: &dyn Progress,
+    ) -> Result<CommitResult> {
+        let _lock = self.lock_volume(volume)?;
+        let branch = self.current_branch(volume)?;
+        self.check_no_pending(volume, &branch)?;
+        let parent = self.branch_head(volume, &branch)?;
+        let cache = self.load_cache(volume, &branch);
+        let session = self.store.writer()?;
+        let scan = snapshot::scan(
+            &session,
+            &self.branch_dir(volume, &branch),
+            &cache,
+            progress,
+        )?;
+        let (name, email) = self.identity()?;
+        let now = chrono::Local::now();
+        let c = Commit {
+            tree: scan.tree,
+            parents: parent.into_iter().collect(),
+            author: format!("{name} <{email}>"),
+            time: now.timestamp(),
+            tz_offset_min: now.offset().local_minus_utc() / 60,
+            message: message.to_string(),
+        };
+        let id = c.put(&session)?;
+        let packs = session.finish()?;
+        let tx = self.conn.transaction()?;
+        Store::record(&tx, &packs)?;
+        commit::record(&tx, &id, &c)?;
+        tx.execute(
+            "UPDATE branches SET head = ?3 WHERE volume = ?1 AND name = ?2",
+            [volume, branch.as_str(), id.to_hex().as_str()],
+        )?;
+        tx.commit()?;
+        scan.cache.save(&self.cache_path(volume, &branch))?;
+        Ok(CommitResult {
+            id,
+            branch,
+            skipped: scan.skipped,
+            files_read: scan.files_read,
+            bytes_read: scan.bytes_read,
+        })
+    }
+
+    /// The first-parent history of a branch, newest first.
+    pub fn log(&self, volume: &str, branch: &str) -> Result<Vec<LogEntry>> {
+        let mut out = Vec::new();
+        let mut next = self.branch_head(volume, branch)?;
+        while let Some(id) = next {
+            let c = commit::lookup(&self.conn, &id)?;
+            next = c.parents.first().copied();
+            out.push(LogEntry {
+                id: id.to_hex(),
+                author: c.author.clone(),
+                date: c.date_string(),
+                timestamp: c.time,
+                parents: c.parents.iter().map(|p| p.to_hex()).collect(),
+                message: c.message,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Branch names of a volume, sorted.
+    pub fn branches(&self, volume: &str) -> Result<Vec<String>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name FROM branches WHERE volume = ?1 ORDER BY name")?;
+        let names = stmt.query_map([volume], |r| r.get(0))?;
+        Ok(names.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Switch the current branch (each branch keeps its own live data, so nothing is lost).
+    pub fn checkout(&mut self, volume: &str, branch: &str) -> Result<()> {
+        names::validate("branch", branch)?;
+        let _lock = self.lock_volume(volume)?;
+        if !self.branch_exists(volume, branch)? {
+            return Err(Error::NoSuchBranch(branch.to_string()));
+        }
+        self.conn.execute(
+            "UPDATE volumes SET branch = ?2 WHERE name = ?1",
+            [volume, branch],
+        )?;
+        Ok(())
+    }
+
+    /// Create `new` at the current branch's head, materialize it, and make it current.
+    pub fn checkout_new(&mut self, volume: &str, new: &str) -> Result<()> {
+        self.create_branch(volume, new, None)?;
+        self.checkout(volume, new)
+    }
+
+    /// Create branch `new` at `at` (default: the current branch's head) with its live data.
+    pub fn create_branch(&mut self, volume: &str, new: &str, at: Option<&str>) -> Result<()> {
+        names::validate("branch", new)?;
+        let _lock = self.lock_volume(volume)?;
+        let current = self.current_branch(volume)?;
+        if self.branch_exists(volume, new)? {
+            return Err(Error::BranchExists(new.to_string()));
+        }
+        let head = match at {
+            Some(spec) => self.resolve(volume, &current, spec)?,
+            None => self
+                .branch_head(volume, &current)?
+                .ok_or(Error::NoCommitYet)?,
+        };
+        self.materialize_branch(volume, new, &head)?;
+        self.conn.execute(
+            "INSERT INTO branches(volume, name, head) VALUES (?1, ?2, ?3)",
+            [volume, new, head.to_hex().as_str()],
+        )?;
+        Ok(())
+    }
+
+    /// Write commit `head` as the live data of a branch that has no row yet: into a hidden
+    /// directory first, renamed into place when complete.
+    pub(crate) fn materialize_branch(
+        &self,
+        volume: &str,
+        branch: &str,
+        head: &ObjectId,
+    ) -> Result<()> {
+        let tree = commit::lookup(&self.conn, head)?.tree;
+        let live = self.branch_dir(volume, branch);
+        let staging = live.with_file_name(format!(".new-{branch}"));
+        let done = snapshot::materialize(&self.store, &tree, &staging, &StatCache::default())?;
+        self.discard_dir(&live)?;
+        std::fs::rename(&staging, &live).map_err(|source| Error::Io {
+            context: "rename into place",
+            path: live.clone(),
+            source,
+        })?;
+        done.cache.save(&self.cache_path(volume, branch))
+    }
+
+    /// Delete a branch that is not current.
+    pub fn delete_branch(&mut self, volume: &str, branch: &str) -> Result<()> {
+        names::validate("branch", branch)?;
+        let _lock = self.lock_volume(volume)?;
+        if !self.branch_exists(volume, branch)? {
+            return Err(Error::Other(format!("branch {branch} does not exist")));
+        }
+        if self.current_branch(volume)? == branch {
+            return Err(Error::DeleteCurrentBranch(branch.to_string()));
+        }
+        self.conn.execute(
+            "DELETE FROM branches WHERE volume = ?1 AND name = ?2",
+            [volume, branch],
+        )?;
+        self.discard_dir(&self.branch_dir(volume, branch))?;
+        StatCache::remove(&self.cache_path(volume, branch))
+    }
+
+    /// Move the current branch to `spec` and make its live data exactly that commit's tree.
+    pub fn reset_hard(&mut self, volume: &str, spec: &str) -> Result<ObjectId> {
+        let _lock = self.lock_volume(volume)?;
+        let branch = self.current_branch(volume)?;
+        let target = self.resolve(volume, &branch, spec)?;
+        let tree = commit::lookup(&self.conn, &target)?.tree;
+        self.conn.execute(
+            "INSERT OR REPLACE INTO pending(volume, branch, op, target) VALUES (?1, ?2, 'reset', ?3)",
+            [volume, branch.as_str(), target.to_hex().as_str()],
+        )?;
+        let cache = self.load_cache(volume, &branch);
+        let done = snapshot::materialize(
+            &self.store,
+            &tree,
+            &self.branch_dir(volume, &branch),
+            &cache,
+        )?;
+        done.cache.save(&self.cache_path(volume, &branch))?;
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "UPDATE branches SET head = ?3 WHERE volume = ?1 AND name = ?2",
+            [volume, branch.as_str(), target.to_hex().as_str()],
+        )?;
+        tx.execute(
+            "DELETE FROM pending WHERE volume = ?1 AND branch = ?2",
+            [volume, branch.as_str()],
+        )?;
+        tx.commit()?;
+        Ok(target)
+    }
+
+    fn check_no_pending(&self, volume: &str, branch: &str) -> Result<()> {
+        let pending: Option<(String, String)> = self
+            .conn
+            .query_row(
+                "SELECT op, target FROM pending WHERE volume = ?1 AND branch = ?2",
+                [volume, branch],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        match pending {
+            Some((op, target)) => Err(Error::Pending {
+                op,
+                volume: volume.into(),
+                branch: branch.into(),
+                target,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Tags of a volume with their commits, sorted by name.
+    pub fn tags(&self, volume: &str) -> Result<Vec<(String, String)>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name, target FROM tags WHERE volume = ?1 ORDER BY name")?;
+        let rows = stmt.query_map([volume], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub(crate) fn tag_target(&self, volume: &str, tag: &str) -> Result<Option<ObjectId>> {
+        let t: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT target FROM tags WHERE volume = ?1 AND name = ?2",
+                [volume, tag],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(t.and_then(|t| ObjectId::from_hex(&t)))
+    }
+
+    /// Tag `spec` (default HEAD) as `name`.
+    pub fn create_tag(&mut self, volume: &str, name: &str, spec: Option<&str>) -> Result<ObjectId> {
+        names::validate("tag", name)?;
+        let _lock = self.lock_volume(volume)?;
+        if self.tag_target(volume, name)?.is_some() {
+            return Err(Error::TagExists(name.into()));
+        }
+        let branch = self.current_branch(volume)?;
+        let id = self.resolve(volume, &branch, spec.unwrap_or("HEAD"))?;
+        self.conn.execute(
+            "INSERT INTO tags(volume, name, target) VALUES (?1, ?2, ?3)",
+            [volume, name, id.to_hex().as_str()],
+        )?;
+        Ok(id)
+    }
+
+    pub fn delete_tag(&mut self, volume: &str, name: &str) -> Result<()> {
+        names::validate("tag", name)?;
+        let _lock = self.lock_volume(volume)?;
+        let n = self.conn.execute(
+            "DELETE FROM tags WHERE volume = ?1 AND name = ?2",
+            [volume, name],
+        )?;
+        if n == 0 {
+            return Err(Error::NoSuchTag(name.into()));
+        }
+        Ok(())
+    }
+
+    /// Changes of the live data of the current branch against its head (read-only).
+    pub fn status(&self, volume: &str) -> Result<(String, Vec<Change>, Vec<String>)> {
+        let branch = self.current_branch(volume)?;
+        let _lock = self.lock_store(false)?;
+        let head_tree = match self.branch_head(volume, &branch)? {
+            Some(h) => Some(commit::lookup(&self.conn, &h)?.tree),
+            None => None,
+        };
+        let sink = HashOnly::default();
+        let cache = self.load_cache(volume, &branch);
+        let scan = snapshot::scan(
+            &sink,
+            &self.branch_dir(volume, &branch),
+            &cache,
+            &crate::progress::NoProgress,
+        )?;
+        let changes = self.diff_trees(head_tree.as_ref(), Some(&scan.tree), Some(&sink))?;
+        Ok((branch, changes, scan.skipped))
+    }
+
+    /// Changes between two revisions, or between one revision and the live data.
+    pub fn diff_refs(
+        &self,
+        volume: &str,
+        from: Option<&str>,
+        to: Option<&str>,
+    ) -> Result<Vec<Change>> {
+        let branch = self.current_branch(volume)?;
+        let _lock = self.lock_store(false)?;
+        let tree_of = |spec: &str| -> Result<ObjectId> {
+            Ok(commit::lookup(&self.conn, &self.resolve(volume, &branch, spec)?)?.tree)
+        };
+        let a = tree_of(from.unwrap_or("HEAD"))?;
+        if let Some(to) = to {
+            return self.diff_trees(Some(&a), Some(&tree_of(to)?), None);
+        }
+        let sink = HashOnly::default();
+        let cache = self.load_cache(volume, &branch);
+        let scan = snapshot::scan(
+            &sink,
+            &self.branch_dir(volume, &branch),
+            &cache,
+            &crate::progress::NoProgress,
+        )?;
+        self.diff_trees(Some(&a), Some(&scan.tree), Some(&sink))
+    }
+
+    fn diff_trees(
+        &self,
+        a: Option<&ObjectId>,
+        b: Option<&ObjectId>,
+        live: Option<&HashOnly>,
+    ) -> Result<Vec<Change>> {
+        let load = |id: &ObjectId| -> Result<Tree> {
+            if let Some(bytes) = live.and_then(|l| l.tree(id)) {
+                return Tree::decode(id, &bytes);
+            }
+            Tree::load(&self.store, id)
+        };
+        snapshot::diff(&load, a, b)
+    }
+}

@@ -1,0 +1,56 @@
+//! Advisory file locks (flock) so concurrent dvol processes cannot corrupt a volume or the
+//! store: an exclusive lock per volume for commands that change it, and a store lock that
+//! every object reader/writer holds shared and gc holds exclusive. Locks die with the process.
+
+use crate::error::IoContext;
+use crate::{Error, Result};
+use std::fs::{File, TryLockError};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// A held lock; released on drop (or when the process dies).
+#[derive(Debug)]
+pub struct LockGuard {
+    _file: File,
+}
+
+/// How long to wait for a busy lock: `DVOL_LOCK_TIMEOUT` seconds, default 60.
+fn timeout() -> Duration {
+    let secs = std::env::var("DVOL_LOCK_TIMEOUT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60);
+    Duration::from_secs(secs)
+}
+
+/// Take the lock at `path`, waiting up to the timeout; `name` appears in the error.
+pub fn acquire(path: &Path, name: &str, exclusive: bool) -> Result<LockGuard> {
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .at("open lock file", path)?;
+    let start = Instant::now();
+    let limit = timeout();
+    loop {
+        let attempt = if exclusive {
+            file.try_lock()
+        } else {
+            file.try_lock_shared()
+        };
+        match attempt {
+            Ok(()) => return Ok(LockGuard { _file: file }),
+            Err(TryLockError::WouldBlock) if start.elapsed() < limit => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(TryLockError::WouldBlock) => {
+                return Err(Error::Locked {
+                    volume: name.to_string(),
+                    waited_secs: start.elapsed().as_secs(),
+                })
+            }
+            Err(TryLockError::Error(e)) => return Err(e).at("lock", path),
+        }
+    }
+}

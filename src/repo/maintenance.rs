@@ -1,0 +1,345 @@
+//! Keeping the store healthy: reachability, `gc` (drop what no branch, tag, pending reset,
+//! remote-tracking ref or stat cache reaches; rewrite partly dead packs) and `fsck` (re-hash
+//! every object, check every reachable commit's tree).
+
+use super::{commit, Repo};
+use crate::error::IoContext;
+use crate::snapshot::{Node, StatCache, Tree};
+use crate::store::{self, Kind, ObjectId, Store, CHUNK_SIZE};
+use crate::{Error, Result};
+use rusqlite::params;
+use serde::Serialize;
+use std::collections::{HashMap, HashSet};
+
+/// What gc removed.
+#[derive(Debug, Default, Serialize)]
+pub struct GcReport {
+    pub objects_removed: u64,
+    pub commits_removed: u64,
+    pub packs_rewritten: u64,
+    pub bytes_reclaimed: u64,
+}
+
+/// What fsck found.
+#[derive(Debug, Default, Serialize)]
+pub struct FsckReport {
+    pub packs: u64,
+    pub objects: u64,
+    pub commits: u64,
+    pub problems: Vec<String>,
+}
+
+/// Adds everything reachable from commits, trees or file contents to a set.
+pub struct Reach<'a> {
+    store: &'a Store,
+    pub seen: HashSet<ObjectId>,
+    /// When set, chunks are only checked for presence in the index, not read.
+    pub commits: u64,
+}
+
+impl<'a> Reach<'a> {
+    pub fn new(store: &'a Store) -> Self {
+        Reach {
+            store,
+            seen: HashSet::new(),
+            commits: 0,
+        }
+    }
+
+    /// Mark a commit and all its ancestors.
+    pub fn commit(&mut self, id: &ObjectId) -> Result<()> {
+        let mut todo = vec![*id];
+        while let Some(id) = todo.pop() {
+            if !self.seen.insert(id) {
+                continue;
+            }
+            self.commits += 1;
+            let c = commit::Commit::load(self.store, &id)?;
+            self.tree(&c.tree)?;
+            todo.extend(c.parents);
+        }
+        Ok(())
+    }
+
+    /// Mark a tree and everything below it.
+    pub fn tree(&mut self, id: &ObjectId) -> Result<()> {
+        if !self.seen.insert(*id) {
+            return Ok(());
+        }
+        let tree = Tree::load(self.store, id)?;
+        for e in &tree.entries {
+            match &e.node {
+                Node::File {
+                    size,
+                    content: Some(c),
+                    ..
+                } => self.content(c, *size)?,
+                Node::Dir { tree } => self.tree(tree)?,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Mark a file's content: one chunk, or a list tree and its chunks.
+    pub fn content(&mut self, id: &ObjectId, size: u64) -> Result<()> {
+        if size <= CHUNK_SIZE as u64 {
+            self.chunk(id)
+        } else {
+            self.list(id)
+        }
+    }
+
+    fn list(&mut self, id: &ObjectId) -> Result<()> {
+        if !self.seen.insert(*id) {
+            return Ok(());
+        }
+        let node = store::decode_list(id, &self.store.get(id)?)?;
+        for e in &node.entries {
+            if node.level == 0 {
+                self.chunk(&e.id)?;
+            } else {
+                self.list(&e.id)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn chunk(&mut self, id: &ObjectId) -> Result<()> {
+        if self.seen.insert(*id) && !self.store.contains(id)? {
+            return Err(Error::MissingObject { id: id.to_hex() });
+        }
+        Ok(())
+    }
+}
+
+impl Repo {
+    /// Every commit id a ref points at: branch heads, tags, pending resets, remote-tracking refs.
+    pub fn ref_roots(&self) -> Result<Vec<(String, ObjectId)>> {
+        let mut out = Vec::new();
+        let queries = [
+            "SELECT volume || ' branch ' || name, head FROM branches WHERE head IS NOT NULL",
+            "SELECT volume || ' tag ' || name, target FROM tags",
+            "SELECT volume || ' pending reset of ' || branch, target FROM pending",
+            "SELECT volume || ' remote ' || remote || '/' || branch, head FROM remote_refs",
+        ];
+        for q in queries {
+            let mut stmt = self.conn.prepare(q)?;
+            let rows =
+                stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+            for row in rows {
+                let (what, id) = row?;
+                if let Some(id) = ObjectId::from_hex(&id) {
+                    out.push((what, id));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every stat cache under the root (their contents stay alive: they describe live files).
+    fn all_caches(&self) -> Vec<StatCache> {
+        walkdir::WalkDir::new(self.meta.join("cache"))
+            .into_iter()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_file())
+            .map(|e| StatCache::load(e.path()))
+            .collect()
+    }
+
+    /// Remove objects nothing reaches and reclaim their space.
+    pub fn gc(&mut self) -> Result<GcReport> {
+        let _lock = self.lock_store(true)?;
+        let mut report = GcReport::default();
+        let mut reach = Reach::new(&self.store);
+        for (_, id) in self.ref_roots()? {
+            reach.commit(&id)?;
+        }
+        for cache in self.all_caches() {
+            for e in cache.entries.values() {
+                if let Some(c) = &e.content {
+                    // A cache entry whose object is gone is only a stale hint; ignore it.
+                    if reach.content(c, e.size).is_err() {
+                        continue;
+                    }
+                }
+            }
+        }
+        let live = reach.seen;
+        let packs = self.pack_objects()?;
+        let mut writer = store::pack::PackWriter::new(self.store.packs_dir());
+        let mut replaced = Vec::new();
+        for (pack_id, (name, size, objects)) in &packs {
+            let dead = objects.iter().filter(|id| !live.contains(id)).count();
+            if dead == 0 {
+                continue;
+            }
+            for id in objects.iter().filter(|id| live.contains(id)) {
+                let (header, payload) = self.store.get_raw(id)?;
+                writer.append(store::pack::Record {
+                    id: *id,
+                    kind: header.kind,
+                    codec: header.codec,
+                    ulen: header.ulen,
+                    payload,
+                })?;
+            }
+            report.objects_removed += dead as u64;
+            replaced.push((*pack_id, name.clone(), *size));
+        }
+        let new_packs = writer.finish()?;
+        let dead_commits = self.dead_commits(&live)?;
+        let tx = self.conn.transaction()?;
+        for (pack_id, _, _) in &replaced {
+            tx.execute("DELETE FROM objects WHERE pack = ?1", [pack_id])?;
+            tx.execute("DELETE FROM packs WHERE id = ?1", [pack_id])?;
+        }
+        Store::record(&tx, &new_packs)?;
+        for id in &dead_commits {
+            tx.execute("DELETE FROM commits WHERE id = ?1", [id])?;
+        }
+        tx.commit()?;
+        self.store.forget_open_packs();
+        report.commits_removed = dead_commits.len() as u64;
+        report.packs_rewritten = replaced.len() as u64;
+        let old: u64 = replaced.iter().map(|r| r.2).sum();
+        let new: u64 = new_packs.iter().map(|p| p.size).sum();
+        report.bytes_reclaimed = old.saturating_sub(new);
+        for (_, name, _) in &replaced {
+            let path = self.store.packs_dir().join(name);
+            std::fs::remove_file(&path).at("remove", &path)?;
+        }
+        report.bytes_reclaimed += self.remove_orphan_files()?;
+        Ok(report)
+    }
+
+    /// pack id -> (name, size, object ids)
+    #[allow(clippy::type_complexity)]
+    fn pack_objects(&self) -> Result<HashMap<i64, (String, u64, Vec<ObjectId>)>> {
+        let mut packs = HashMap::new();
+        let mut stmt = self.conn.prepare("SELECT id, name, size FROM packs")?;
+        for row in stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })? {
+            let (id, name, size) = row?;
+            packs.insert(id, (name, size as u64, Vec::new()));
+        }
+        let mut stmt = self.conn.prepare("SELECT id, pack FROM objects")?;
+        for row in stmt.query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?)))? {
+            let (id, pack) = row?;
+            if let (Some(id), Some(p)) = (ObjectId::from_slice(&id), packs.get_mut(&pack)) {
+                p.2.push(id);
+            }
+        }
+        Ok(packs)
+    }
+
+    fn dead_commits(&self, live: &HashSet<ObjectId>) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare("SELECT id FROM commits")?;
+        let ids: Vec<String> = stmt
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(ids
+            .into_iter()
+            .filter(|id| ObjectId::from_hex(id).is_none_or(|i| !live.contains(&i)))
+            .collect())
+    }
+
+    /// Delete pack files the index does not know (left by interrupted writes) and the trash.
+    fn remove_orphan_files(&self) -> Result<u64> {
+        let known: HashSet<String> = {
+            let mut stmt = self.conn.prepare("SELECT name FROM packs")?;
+            let names = stmt.query_map([], |r| r.get(0))?;
+            names.collect::<rusqlite::Result<_>>()?
+        };
+        let mut freed = 0;
+        let dir = self.store.packs_dir();
+        for entry in std::fs::read_dir(dir).at("list", dir)? {
+            let entry = entry.at("list", dir)?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !known.contains(&name) {
+                freed += entry.metadata().map(|m| m.len()).unwrap_or(0);
+                std::fs::remove_file(entry.path()).at("remove", entry.path())?;
+            }
+        }
+        let trash = self.meta.join("trash");
+        if trash.exists() {
+            std::fs::remove_dir_all(&trash).at("remove", &trash)?;
+        }
+        Ok(freed)
+    }
+
+    /// Verify every stored object and every commit reachable from a ref.
+    pub fn fsck(&self) -> Result<FsckReport> {
+        let _lock = self.lock_store(false)?;
+        let mut report = FsckReport::default();
+        let integrity: String = self
+            .conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
+        if integrity != "ok" {
+            report
+                .problems
+                .push(format!("metadata database: {integrity}"));
+        }
+        let mut bad = HashSet::new();
+        let mut stmt = self.conn.prepare(
+            "SELECT p.name, o.id, o.offset, o.kind, o.clen, o.ulen FROM objects o \
+             JOIN packs p ON p.id = o.pack ORDER BY p.name, o.offset",
+        )?;
+        let mut packs_seen = HashSet::new();
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Vec<u8>>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, u8>(3)?,
+                r.get::<_, u32>(4)?,
+                r.get::<_, u32>(5)?,
+            ))
+        })?;
+        for row in rows {
+            let (pack, id, offset, kind, clen, ulen) = row?;
+            let Some(id) = ObjectId::from_slice(&id) else {
+                report
+                    .problems
+                    .push("index row with a malformed object id".into());
+                continue;
+            };
+            packs_seen.insert(pack.clone());
+            report.objects += 1;
+            let loc = store::Location {
+                pack,
+                offset: offset as u64,
+                kind: Kind::from_u8(kind).unwrap_or(Kind::Chunk),
+                clen,
+                ulen,
+            };
+            if let Err(e) = self.store.read_at(&id, &loc) {
+                report.problems.push(e.to_string());
+                bad.insert(id);
+            }
+        }
+        report.packs = packs_seen.len() as u64;
+        for (what, id) in self.ref_roots()? {
+            let mut reach = Reach::new(&self.store);
+            if let Err(e) = reach.commit(&id) {
+                report
+                    .problems
+                    .push(format!("{what} ({}): {e}", &id.to_hex()[..12]));
+            } else if let Some(b) = reach.seen.iter().find(|o| bad.contains(o)) {
+                report.problems.push(format!(
+                    "{what} ({}): reaches corrupt object {b}",
+                    &id.to_hex()[..12]
+                ));
+            }
+            report.commits = report.commits.max(reach.commits);
+        }
+        let mut stmt = self.conn.prepare("SELECT count(*) FROM commits")?;
+        report.commits = stmt.query_row(params![], |r| r.get::<_, i64>(0))? as u64;
+        Ok(report)
+    }
+}

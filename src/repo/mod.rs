@@ -1,0 +1,192 @@
+//! The repository under one root directory: volumes, branches, commits, tags, remotes and
+//! config in SQLite, objects in the [`Store`], live data in `ROOT/<volume>/branches/<branch>`.
+//!
+//! Layout (see docs/format.md): `ROOT/.dvol/dvol.db` (metadata), `ROOT/.dvol/packs/` (objects),
+//! `ROOT/.dvol/cache/<volume>/<branch>` (stat caches), `ROOT/.dvol/locks/`, `ROOT/.dvol/trash/`.
+//! Volume names cannot start with a dot, so `.dvol` never collides with a volume.
+
+pub mod commit;
+pub mod db;
+mod history;
+mod identity;
+pub mod lock;
+mod maintenance;
+mod refs;
+mod volume;
+
+pub use commit::Commit;
+pub use history::{CommitResult, LogEntry};
+pub use maintenance::{FsckReport, GcReport};
+pub use volume::VolumeInfo;
+
+use crate::error::IoContext;
+use crate::names;
+use crate::snapshot::StatCache;
+use crate::store::{ObjectId, Store};
+use crate::{Error, Result};
+use lock::LockGuard;
+use rusqlite::{Connection, OptionalExtension};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Default root when neither `--path` nor `DVOL_ROOT` is given.
+pub const DEFAULT_ROOT: &str = "/var/lib/dvol";
+
+/// An open repository root.
+pub struct Repo {
+    root: PathBuf,
+    meta: PathBuf,
+    conn: Connection,
+    store: Arc<Store>,
+}
+
+/// Locks held while a command changes one volume.
+pub struct VolumeLock {
+    _store: LockGuard,
+    _volume: LockGuard,
+}
+
+impl Repo {
+    /// Open the repository at `root`, creating its directories and database if needed.
+    pub fn open(root: &Path) -> Result<Repo> {
+        let meta = root.join(".dvol");
+        for dir in [
+            root.to_path_buf(),
+            meta.clone(),
+            meta.join("locks"),
+            meta.join("cache"),
+        ] {
+            std::fs::create_dir_all(&dir).at("create", &dir)?;
+        }
+        std::fs::set_permissions(&meta, std::fs::Permissions::from_mode(0o700))
+            .at("chmod", &meta)?;
+        let db_path = meta.join("dvol.db");
+        let conn = db::open(&db_path)?;
+        let store = Arc::new(Store::open(&meta.join("packs"), &db_path)?);
+        Ok(Repo {
+            root: root.to_path_buf(),
+            meta,
+            conn,
+            store,
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// The live directory of a branch.
+    pub fn branch_dir(&self, volume: &str, branch: &str) -> PathBuf {
+        self.root.join(volume).join("branches").join(branch)
+    }
+
+    fn cache_path(&self, volume: &str, branch: &str) -> PathBuf {
+        self.meta.join("cache").join(volume).join(branch)
+    }
+
+    fn load_cache(&self, volume: &str, branch: &str) -> StatCache {
+        StatCache::load(&self.cache_path(volume, branch))
+    }
+
+    /// Lock a volume for a change: shared store lock plus exclusive volume lock.
+    pub fn lock_volume(&self, volume: &str) -> Result<VolumeLock> {
+        names::validate("volume", volume)?;
+        let store = self.lock_store(false)?;
+        let path = self.meta.join("locks").join(format!("{volume}.lock"));
+        Ok(VolumeLock {
+            _store: store,
+            _volume: lock::acquire(&path, volume, true)?,
+        })
+    }
+
+    /// Lock the store: shared for readers and writers of objects, exclusive for gc.
+    pub fn lock_store(&self, exclusive: bool) -> Result<LockGuard> {
+        lock::acquire(&self.meta.join("store.lock"), "store", exclusive)
+    }
+
+    /// The volume a command acts on: `explicit` (from `--volume`) or the current one.
+    pub fn resolve_volume(&self, explicit: Option<&str>) -> Result<String> {
+        let name = match explicit {
+            Some(n) => n.to_string(),
+            None => db::get_meta(&self.conn, "current_volume")?.ok_or(Error::NoActiveVolume)?,
+        };
+        names::validate("volume", &name)?;
+        if !self.volume_exists(&name)? {
+            return Err(Error::NoSuchVolume(name));
+        }
+        Ok(name)
+    }
+
+    pub fn volume_exists(&self, name: &str) -> Result<bool> {
+        Ok(self
+            .conn
+            .query_row("SELECT 1 FROM volumes WHERE name = ?1", [name], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+
+    /// The volume's current branch.
+    pub fn current_branch(&self, volume: &str) -> Result<String> {
+        self.conn
+            .query_row(
+                "SELECT branch FROM volumes WHERE name = ?1",
+                [volume],
+                |r| r.get(0),
+            )
+            .optional()?
+            .ok_or_else(|| Error::NoSuchVolume(volume.to_string()))
+    }
+
+    /// The head commit of a branch (`None` before the first commit).
+    pub fn branch_head(&self, volume: &str, branch: &str) -> Result<Option<ObjectId>> {
+        let head: Option<Option<String>> = self
+            .conn
+            .query_row(
+                "SELECT head FROM branches WHERE volume = ?1 AND name = ?2",
+                [volume, branch],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match head {
+            None => Err(Error::NoSuchBranch(branch.to_string())),
+            Some(h) => Ok(h.and_then(|h| ObjectId::from_hex(&h))),
+        }
+    }
+
+    pub fn branch_exists(&self, volume: &str, branch: &str) -> Result<bool> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT 1 FROM branches WHERE volume = ?1 AND name = ?2",
+                [volume, branch],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
+    /// Move a path to the trash and delete it; a crash in between leaves only trash for gc.
+    fn discard_dir(&self, path: &Path) -> Result<()> {
+        if std::fs::symlink_metadata(path).is_err() {
+            return Ok(());
+        }
+        let trash = self.meta.join("trash");
+        std::fs::create_dir_all(&trash).at("create", &trash)?;
+        let dest = trash.join(format!(
+            "{}-{}",
+            std::process::id(),
+            crate::snapshot::scan::now_ns()
+        ));
+        std::fs::rename(path, &dest).at("move to trash", path)?;
+        std::fs::remove_dir_all(&dest).at("remove", &dest)
+    }
+}

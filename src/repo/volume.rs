@@ -1,0 +1,103 @@
+//! Volumes: create, list, switch, remove.
+
+use super::{db, Repo};
+use crate::error::IoContext;
+use crate::names;
+use crate::{Error, Result};
+use serde::Serialize;
+
+/// One row of `dvol list`.
+#[derive(Debug, Clone, Serialize)]
+pub struct VolumeInfo {
+    pub name: String,
+    pub branch: String,
+    pub current: bool,
+}
+
+impl Repo {
+    /// Create a volume with an empty `master` branch and make it current.
+    pub fn init_volume(&mut self, name: &str) -> Result<()> {
+        self.create_volume(name)?;
+        db::set_meta(&self.conn, "current_volume", name)
+    }
+
+    /// Create a volume with an empty `master` branch (not made current).
+    pub fn create_volume(&mut self, name: &str) -> Result<()> {
+        names::validate("volume", name)?;
+        let _lock = self.lock_volume(name)?;
+        if self.volume_exists(name)? {
+            return Err(Error::VolumeExists(name.to_string()));
+        }
+        // A directory without a database row is left over from an interrupted rm or init.
+        self.discard_dir(&self.root.join(name))?;
+        let live = self.branch_dir(name, "master");
+        std::fs::create_dir_all(&live).at("create", &live)?;
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT INTO volumes(name, branch, created) VALUES (?1, 'master', strftime('%s','now'))",
+            [name],
+        )?;
+        tx.execute(
+            "INSERT INTO branches(volume, name, head) VALUES (?1, 'master', NULL)",
+            [name],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Every volume, sorted by name.
+    pub fn list_volumes(&self) -> Result<Vec<VolumeInfo>> {
+        let current = db::get_meta(&self.conn, "current_volume")?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name, branch FROM volumes ORDER BY name")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        rows.map(|r| {
+            let (name, branch) = r?;
+            Ok(VolumeInfo {
+                current: current.as_deref() == Some(name.as_str()),
+                name,
+                branch,
+            })
+        })
+        .collect()
+    }
+
+    /// Make `name` the current volume.
+    pub fn switch_volume(&self, name: &str) -> Result<()> {
+        names::validate("volume", name)?;
+        if !self.volume_exists(name)? {
+            return Err(Error::NoSuchVolume(name.to_string()));
+        }
+        db::set_meta(&self.conn, "current_volume", name)
+    }
+
+    /// Delete a volume, its branches, tags and live data. Stored objects stay until gc.
+    pub fn remove_volume(&mut self, name: &str) -> Result<()> {
+        names::validate("volume", name)?;
+        let _lock = self.lock_volume(name)?;
+        if !self.volume_exists(name)? {
+            return Err(Error::Other(format!(
+                "Volume '{name}' does not exist, cannot remove it"
+            )));
+        }
+        let tx = self.conn.transaction()?;
+        for table in [
+            "volumes WHERE name",
+            "branches WHERE volume",
+            "tags WHERE volume",
+            "pending WHERE volume",
+            "remotes WHERE volume",
+            "remote_refs WHERE volume",
+        ] {
+            tx.execute(&format!("DELETE FROM {table} = ?1"), [name])?;
+        }
+        tx.execute(
+            "DELETE FROM meta WHERE key = 'current_volume' AND value = ?1",
+            [name],
+        )?;
+        tx.commit()?;
+        self.discard_dir(&self.root.join(name))?;
+        self.discard_dir(&self.meta.join("cache").join(name))
+    }
+}

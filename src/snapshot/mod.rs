@@ -1,0 +1,33 @@
+//! Snapshots of a live directory: scanning it into trees of stored objects ([`scan`]), the stat
+//! cache that keeps scans proportional to what changed ([`statcache`]), writing a tree back
+//! ([`materialize`]), and comparing trees ([`diff`]). Knows nothing of volumes or branches.
+
+pub mod diff;
+pub mod materialize;
+pub mod scan;
+pub mod statcache;
+pub mod tree;
+
+pub use diff::{diff, Change, ChangeKind};
+pub use materialize::{materialize, Materialized};
+pub use scan::{scan, Scan};
+pub use statcache::StatCache;
+pub use tree::{Entry, Meta, Node, Tree};
+
+use crate::error::IoContext;
+use crate::Result;
+use std::io::Write;
+use std::path::Path;
+
+/// Write `bytes` to `path` atomically: temp file in the same directory, fsync, rename, fsync dir.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().expect("path has a parent");
+    std::fs::create_dir_all(dir).at("create", dir)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).at("create temp file in", dir)?;
+    tmp.write_all(bytes).at("write", tmp.path())?;
+    tmp.as_file().sync_all().at("fsync", tmp.path())?;
+    tmp.persist(path)
+        .map_err(|e| e.error)
+        .at("rename into place", path)?;
+    crate::store::pack::sync_dir(dir)
+}

@@ -1,0 +1,129 @@
+//! The stat cache: for each file of a branch's live directory, the (size, mtime, ctime, inode)
+//! seen when its content id was last computed or written. A commit trusts the cached id while
+//! the stat is unchanged, so its cost follows the changed bytes, not the volume size.
+//!
+//! It is derived data: a missing or damaged cache only makes the next commit re-hash.
+//! Entries whose ctime is too close to the scan start are not trusted ("racy" files, as in git).
+
+use crate::error::IoContext;
+use crate::store::ObjectId;
+use crate::Result;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::fs::Metadata;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+const MAGIC: &[u8; 8] = b"DVSTAT01";
+
+/// What was seen of one file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheEntry {
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
+    pub ino: u64,
+    pub content: Option<ObjectId>,
+}
+
+impl CacheEntry {
+    pub fn new(md: &Metadata, content: Option<ObjectId>) -> CacheEntry {
+        CacheEntry {
+            size: md.size(),
+            mtime_ns: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
+            ctime_ns: md.ctime() * 1_000_000_000 + md.ctime_nsec(),
+            ino: md.ino(),
+            content,
+        }
+    }
+
+    /// Whether `md` shows the same file, unchanged since this entry was made.
+    pub fn matches(&self, md: &Metadata) -> bool {
+        let now = CacheEntry::new(md, self.content);
+        now == *self
+    }
+
+    /// Whether a change made right after this stat could go unnoticed (same timestamp tick).
+    pub fn is_racy(&self, scan_start_ns: i64) -> bool {
+        let coarse = self.ctime_ns % 1_000_000_000 == 0 && self.mtime_ns % 1_000_000_000 == 0;
+        let margin = if coarse { 2_000_000_000 } else { 50_000_000 };
+        self.ctime_ns >= scan_start_ns - margin || self.mtime_ns >= scan_start_ns - margin
+    }
+}
+
+/// Relative path (bytes) to what was seen.
+#[derive(Default, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatCache {
+    pub entries: HashMap<Vec<u8>, CacheEntry>,
+}
+
+impl StatCache {
+    /// Load a cache file; a missing, foreign or damaged file gives an empty cache.
+    pub fn load(path: &Path) -> StatCache {
+        let Ok(bytes) = std::fs::read(path) else {
+            return StatCache::default();
+        };
+        StatCache::decode(&bytes).unwrap_or_default()
+    }
+
+    fn decode(bytes: &[u8]) -> Option<StatCache> {
+        let body = bytes.strip_prefix(MAGIC)?;
+        let (body, sum) = body.split_at(body.len().checked_sub(32)?);
+        if blake3::hash(body).as_bytes() != sum {
+            return None;
+        }
+        postcard::from_bytes(body).ok()
+    }
+
+    /// Write the cache atomically (temp file, fsync, rename).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let body = postcard::to_stdvec(self).expect("cache serializes");
+        let mut bytes = Vec::with_capacity(body.len() + 40);
+        bytes.extend_from_slice(MAGIC);
+        bytes.extend_from_slice(&body);
+        bytes.extend_from_slice(blake3::hash(&body).as_bytes());
+        crate::snapshot::write_atomic(path, &bytes)
+    }
+
+    /// Remove a cache file (the branch is gone).
+    pub fn remove(path: &Path) -> Result<()> {
+        match std::fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).at("remove", path),
+            _ => Ok(()),
+        }
+    }
+
+    /// Every content id the cache refers to (gc keeps them alive).
+    pub fn contents(&self) -> impl Iterator<Item = ObjectId> + '_ {
+        self.entries.values().filter_map(|e| e.content)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn save_load_and_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c");
+        let mut c = StatCache::default();
+        c.entries.insert(
+            b"a/b".to_vec(),
+            CacheEntry {
+                size: 1,
+                mtime_ns: 2,
+                ctime_ns: 3,
+                ino: 4,
+                content: Some(ObjectId::hash(b"x")),
+            },
+        );
+        c.save(&path).unwrap();
+        assert_eq!(StatCache::load(&path), c);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let n = bytes.len();
+        bytes[n / 2] ^= 1;
+        std::fs::write(&path, bytes).unwrap();
+        assert_eq!(StatCache::load(&path), StatCache::default());
+    }
+}

@@ -1,0 +1,433 @@
+//! The object store: content-addressed, compressed, deduplicated, verified on every read.
+//!
+//! Objects (file chunks, chunk lists, trees, commits) are identified by the blake3 hash of their
+//! uncompressed bytes, compressed with zstd, and appended to pack files under `ROOT/.dvol/packs`.
+//! Where each object lives is recorded in the SQLite `objects` table, in the same transaction
+//! that records what references it, so a crash leaves at most unreferenced pack files behind
+//! (reclaimed by gc). The store never decides what is reachable; `repo` does.
+
+mod chunk;
+mod id;
+pub mod pack;
+
+pub use chunk::{
+    build_content, decode_list, is_zero_chunk, list_node_ids, read_list, zero_chunk_id, ListEntry,
+    ListNode, CHUNK_SIZE, LIST_FANOUT,
+};
+pub use id::ObjectId;
+pub use pack::{IndexEntry, WrittenPack};
+
+use crate::error::IoContext;
+use crate::{Error, Result};
+use pack::{PackWriter, Record, RecordHeader, CODEC_RAW, CODEC_ZSTD, RECORD_HEADER_LEN};
+use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+/// Largest object accepted anywhere (bounded decompression for untrusted input).
+pub const MAX_OBJECT_SIZE: usize = 64 << 20;
+/// zstd level: 1 keeps compression faster than disk on two cores.
+const ZSTD_LEVEL: i32 = 1;
+
+/// What an object is. Recorded in pack headers and the index for fsck and transfers; the id
+/// depends only on the bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Kind {
+    Chunk = 0,
+    List = 1,
+    Tree = 2,
+    Commit = 3,
+}
+
+impl Kind {
+    pub fn from_u8(v: u8) -> Option<Kind> {
+        Some(match v {
+            0 => Kind::Chunk,
+            1 => Kind::List,
+            2 => Kind::Tree,
+            3 => Kind::Commit,
+            _ => return None,
+        })
+    }
+}
+
+/// Location of an object, from the index.
+#[derive(Clone, Debug)]
+pub struct Location {
+    pub pack: String,
+    pub offset: u64,
+    pub kind: Kind,
+    pub clen: u32,
+    pub ulen: u32,
+}
+
+/// Read access to the packs plus the means to start writing new ones.
+pub struct Store {
+    packs_dir: PathBuf,
+    index: Mutex<Connection>,
+    open_packs: Mutex<HashMap<String, Arc<File>>>,
+}
+
+impl Store {
+    /// Open the store whose packs live in `packs_dir` and whose index is the SQLite file `db`.
+    pub fn open(packs_dir: &Path, db: &Path) -> Result<Store> {
+        std::fs::create_dir_all(packs_dir).at("create", packs_dir)?;
+        let conn = Connection::open(db)?;
+        conn.busy_timeout(std::time::Duration::from_secs(60))?;
+        Ok(Store {
+            packs_dir: packs_dir.to_path_buf(),
+            index: Mutex::new(conn),
+            open_packs: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn packs_dir(&self) -> &Path {
+        &self.packs_dir
+    }
+
+    /// Where `id` is stored, if it is.
+    pub fn locate(&self, id: &ObjectId) -> Result<Option<Location>> {
+        let conn = self.index.lock().expect("index lock poisoned");
+        let mut stmt = conn.prepare_cached(
+            "SELECT p.name, o.offset, o.kind, o.clen, o.ulen FROM objects o \
+             JOIN packs p ON p.id = o.pack WHERE o.id = ?1",
+        )?;
+        let loc = stmt
+            .query_row([&id.0[..]], |r| {
+                Ok(Location {
+                    pack: r.get(0)?,
+                    offset: r.get::<_, i64>(1)? as u64,
+                    kind: Kind::from_u8(r.get::<_, u8>(2)?).unwrap_or(Kind::Chunk),
+                    clen: r.get(3)?,
+                    ulen: r.get(4)?,
+                })
+            })
+            .optional()?;
+        Ok(loc)
+    }
+
+    /// Whether `id` is already stored.
+    pub fn contains(&self, id: &ObjectId) -> Result<bool> {
+        let conn = self.index.lock().expect("index lock poisoned");
+        let mut stmt = conn.prepare_cached("SELECT 1 FROM objects WHERE id = ?1")?;
+        Ok(stmt.exists([&id.0[..]])?)
+    }
+
+    /// Read, decompress and verify an object.
+    pub fn get(&self, id: &ObjectId) -> Result<Vec<u8>> {
+        let loc = self
+            .locate(id)?
+            .ok_or(Error::MissingObject { id: id.to_hex() })?;
+        self.read_at(id, &loc)
+    }
+
+    /// Read the raw (still compressed) record of an object, header checked but not decompressed.
+    pub fn get_raw(&self, id: &ObjectId) -> Result<(RecordHeader, Vec<u8>)> {
+        let loc = self
+            .locate(id)?
+            .ok_or(Error::MissingObject { id: id.to_hex() })?;
+        self.read_record(id, &loc)
+    }
+
+    /// Read the object described by `loc` and check it hashes to `id`.
+    pub fn read_at(&self, id: &ObjectId, loc: &Location) -> Result<Vec<u8>> {
+        let (header, payload) = self.read_record(id, loc)?;
+        decode_payload(id, &header, &payload)
+    }
+
+    fn read_record(&self, id: &ObjectId, loc: &Location) -> Result<(RecordHeader, Vec<u8>)> {
+        let corrupt = |detail: String| Error::CorruptObject {
+            id: id.to_hex(),
+            detail: format!("{detail} in pack {}", loc.pack),
+        };
+        let file = self.pack_file(&loc.pack)?;
+        let mut buf = vec![0u8; RECORD_HEADER_LEN + loc.clen as usize];
+        file.read_exact_at(&mut buf, loc.offset)
+            .map_err(|e| corrupt(format!("cannot read record: {e}")))?;
+        let header = RecordHeader::decode(&buf[..RECORD_HEADER_LEN]).map_err(corrupt)?;
+        if header.id != *id || header.clen != loc.clen || header.ulen != loc.ulen {
+            return Err(corrupt("record header does not match the index".into()));
+        }
+        buf.drain(..RECORD_HEADER_LEN);
+        Ok((header, buf))
+    }
+
+    fn pack_file(&self, name: &str) -> Result<Arc<File>> {
+        let mut open = self.open_packs.lock().expect("pack cache poisoned");
+        if let Some(f) = open.get(name) {
+            return Ok(f.clone());
+        }
+        let path = self.packs_dir.join(name);
+        let f = Arc::new(File::open(&path).at("open pack", &path)?);
+        if open.len() > 256 {
+            open.clear();
+        }
+        open.insert(name.to_string(), f.clone());
+        Ok(f)
+    }
+
+    /// Forget open pack handles (after gc replaced packs).
+    pub fn forget_open_packs(&self) {
+        self.open_packs.lock().expect("pack cache poisoned").clear();
+    }
+
+    /// Start writing new objects. Objects become visible to readers only after
+    /// [`Store::record`] runs inside the transaction that references them.
+    pub fn writer(self: &Arc<Self>) -> Result<WriteSession> {
+        let (tx, rx) = crossbeam_channel::bounded::<Record>(256);
+        let mut packer = PackWriter::new(&self.packs_dir);
+        let failure = Arc::new(Mutex::new(None));
+        let failure_in_thread = failure.clone();
+        let thread = std::thread::Builder::new()
+            .name("dvol-pack-writer".into())
+            .spawn(move || -> Result<Vec<WrittenPack>> {
+                let result = rx
+                    .iter()
+                    .try_for_each(|rec| packer.append(rec))
+                    .and_then(|()| packer.finish());
+                if let Err(e) = &result {
+                    *failure_in_thread.lock().expect("failure lock") = Some(e.to_string());
+                }
+                result
+            })
+            .map_err(|e| Error::Other(format!("cannot start pack writer: {e}")))?;
+        Ok(WriteSession {
+            store: self.clone(),
+            claimed: Mutex::new(HashSet::new()),
+            sender: Some(tx),
+            thread: Some(thread),
+            failure,
+        })
+    }
+
+    /// Record written packs in the index, inside the caller's transaction.
+    pub fn record(tx: &rusqlite::Transaction, packs: &[WrittenPack]) -> Result<()> {
+        let mut add_pack =
+            tx.prepare_cached("INSERT OR IGNORE INTO packs(name, size) VALUES (?1, ?2)")?;
+        let mut pack_id = tx.prepare_cached("SELECT id FROM packs WHERE name = ?1")?;
+        let mut add_obj = tx.prepare_cached(
+            "INSERT OR IGNORE INTO objects(id, pack, offset, kind, clen, ulen) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        for pack in packs {
+            add_pack.execute(params![pack.name, pack.size as i64])?;
+            let pid: i64 = pack_id.query_row([&pack.name], |r| r.get(0))?;
+            for e in &pack.entries {
+                add_obj.execute(params![
+                    &e.id.0[..],
+                    pid,
+                    e.offset as i64,
+                    e.kind as u8,
+                    e.clen,
+                    e.ulen
+                ])?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Decompress a payload and check length and hash against `id`.
+pub fn decode_payload(id: &ObjectId, header: &RecordHeader, payload: &[u8]) -> Result<Vec<u8>> {
+    let corrupt = |detail: String| Error::CorruptObject {
+        id: id.to_hex(),
+        detail,
+    };
+    let data = match header.codec {
+        CODEC_RAW => payload.to_vec(),
+        CODEC_ZSTD => decompress(payload, header.ulen as usize)
+            .map_err(|e| corrupt(format!("cannot decompress: {e}")))?,
+        other => return Err(corrupt(format!("unknown codec {other}"))),
+    };
+    if data.len() != header.ulen as usize {
+        return Err(corrupt("wrong length after decompression".into()));
+    }
+    if ObjectId::hash(&data) != *id {
+        return Err(corrupt("content does not match its blake3 id".into()));
+    }
+    Ok(data)
+}
+
+thread_local! {
+    static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Compress with a per-thread zstd context; `None` when compression does not help.
+fn compress(data: &[u8]) -> std::io::Result<Option<Vec<u8>>> {
+    COMPRESSOR.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.is_none() {
+            *c = Some(zstd::bulk::Compressor::new(ZSTD_LEVEL)?);
+        }
+        let out = c.as_mut().expect("set above").compress(data)?;
+        Ok((out.len() < data.len()).then_some(out))
+    })
+}
+
+/// Decompress into exactly `ulen` bytes at most (bounded for untrusted input).
+fn decompress(payload: &[u8], ulen: usize) -> std::io::Result<Vec<u8>> {
+    DECOMPRESSOR.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.is_none() {
+            *d = Some(zstd::bulk::Decompressor::new()?);
+        }
+        d.as_mut()
+            .expect("set above")
+            .decompress(payload, ulen.min(MAX_OBJECT_SIZE))
+    })
+}
+
+/// Turn an object into a pack record (compressing it when that helps).
+pub fn make_record(id: ObjectId, kind: Kind, data: &[u8]) -> Result<Record> {
+    if data.len() > MAX_OBJECT_SIZE {
+        return Err(Error::Other(format!(
+            "object {id} is {} bytes, over the limit",
+            data.len()
+        )));
+    }
+    let (codec, payload) = match compress(data).map_err(|e| Error::Other(e.to_string()))? {
+        Some(c) => (CODEC_ZSTD, c),
+        None => (CODEC_RAW, data.to_vec()),
+    };
+    Ok(Record {
+        id,
+        kind,
+        codec,
+        ulen: data.len() as u32,
+        payload,
+    })
+}
+
+/// Where new objects go: a [`WriteSession`] stores them; [`HashOnly`] only computes ids (for
+/// `status` and `diff` against live data, which must not write).
+pub trait ObjectSink: Sync {
+    fn put(&self, kind: Kind, data: &[u8]) -> Result<ObjectId>;
+}
+
+impl ObjectSink for WriteSession {
+    fn put(&self, kind: Kind, data: &[u8]) -> Result<ObjectId> {
+        WriteSession::put(self, kind, data)
+    }
+}
+
+/// A sink that hashes and keeps trees in memory so they can be compared, storing nothing.
+#[derive(Default)]
+pub struct HashOnly {
+    trees: Mutex<HashMap<ObjectId, Vec<u8>>>,
+}
+
+impl HashOnly {
+    /// The bytes of a tree put into this sink, if any.
+    pub fn tree(&self, id: &ObjectId) -> Option<Vec<u8>> {
+        self.trees.lock().expect("tree map lock").get(id).cloned()
+    }
+}
+
+impl ObjectSink for HashOnly {
+    fn put(&self, kind: Kind, data: &[u8]) -> Result<ObjectId> {
+        let id = ObjectId::hash(data);
+        if kind == Kind::Tree {
+            self.trees
+                .lock()
+                .expect("tree map lock")
+                .insert(id, data.to_vec());
+        }
+        Ok(id)
+    }
+}
+
+/// A batch of new objects being written to packs. `put` is safe to call from many threads;
+/// an object already in the store or already put in this session is not written again.
+pub struct WriteSession {
+    store: Arc<Store>,
+    claimed: Mutex<HashSet<ObjectId>>,
+    sender: Option<crossbeam_channel::Sender<Record>>,
+    thread: Option<JoinHandle<Result<Vec<WrittenPack>>>>,
+    failure: Arc<Mutex<Option<String>>>,
+}
+
+impl WriteSession {
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// Store `data` (if new) and return its id.
+    pub fn put(&self, kind: Kind, data: &[u8]) -> Result<ObjectId> {
+        let id = ObjectId::hash(data);
+        if self.claim(&id)? {
+            let rec = make_record(id, kind, data)?;
+            self.send(rec)?;
+        }
+        Ok(id)
+    }
+
+    /// Store an already-encoded record received from elsewhere, after verifying it.
+    pub fn put_verified_record(&self, header: &RecordHeader, payload: Vec<u8>) -> Result<bool> {
+        decode_payload(&header.id, header, &payload)?;
+        if !self.claim(&header.id)? {
+            return Ok(false);
+        }
+        self.send(Record {
+            id: header.id,
+            kind: header.kind,
+            codec: header.codec,
+            ulen: header.ulen,
+            payload,
+        })?;
+        Ok(true)
+    }
+
+    /// Whether the id is new to both the store and this session; marks it as taken.
+    fn claim(&self, id: &ObjectId) -> Result<bool> {
+        if self.claimed.lock().expect("claim lock").contains(id) || self.store.contains(id)? {
+            return Ok(false);
+        }
+        Ok(self.claimed.lock().expect("claim lock").insert(*id))
+    }
+
+    /// Whether this session already holds `id` or the store does.
+    pub fn has(&self, id: &ObjectId) -> Result<bool> {
+        Ok(self.claimed.lock().expect("claim lock").contains(id) || self.store.contains(id)?)
+    }
+
+    fn send(&self, rec: Record) -> Result<()> {
+        let sender = self.sender.as_ref().expect("session not finished");
+        if sender.send(rec).is_err() {
+            // The writer thread stopped: its error explains why.
+            return Err(self.writer_error());
+        }
+        Ok(())
+    }
+
+    fn writer_error(&self) -> Error {
+        let msg = self.failure.lock().expect("failure lock").clone();
+        Error::Other(msg.unwrap_or_else(|| "pack writer stopped".into()))
+    }
+
+    /// Close the session: every object put is now in durable pack files, not yet indexed.
+    pub fn finish(mut self) -> Result<Vec<WrittenPack>> {
+        drop(self.sender.take());
+        let thread = self.thread.take().expect("finish once");
+        thread
+            .join()
+            .map_err(|_| Error::Other("pack writer panicked".into()))?
+    }
+}
+
+impl Drop for WriteSession {
+    fn drop(&mut self) {
+        drop(self.sender.take());
+        if let Some(t) = self.thread.take() {
+            // Abandoned session: its packs are unreferenced and gc will remove them.
+            let _ = t.join();
+        }
+    }
+}
