@@ -1,0 +1,1 @@
+//! Core CLI tests (filled in next).

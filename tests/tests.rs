@@ -1,0 +1,4 @@
+//! The one end-to-end test binary: every module drives the real `dvol` executable.
+
+mod core;
+mod support;
