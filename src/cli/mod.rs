@@ -35,7 +35,10 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Create a volume with a master branch and make it current.
-    Init { name: String },
+    Init {
+        #[arg(allow_hyphen_values = true)]
+        name: String,
+    },
     /// List volumes, their current branch and the containers using them.
     #[command(alias = "ls")]
     List {
@@ -43,7 +46,10 @@ pub enum Command {
         json: bool,
     },
     /// Make a volume the current one.
-    Switch { name: String },
+    Switch {
+        #[arg(allow_hyphen_values = true)]
+        name: String,
+    },
     /// Snapshot the live data of the current branch.
     Commit {
         /// Commit message.
@@ -80,6 +86,7 @@ pub enum Command {
         /// Create the branch from the current branch's HEAD, then switch to it.
         #[arg(short = 'b')]
         create: bool,
+        #[arg(allow_hyphen_values = true)]
         branch: String,
     },
     /// Move the current branch to a commit and make the live data match it (needs --hard).

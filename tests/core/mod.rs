@@ -1,1 +1,5 @@
-//! Core CLI tests (filled in next).
+//! Core CLI: every command and every exact message of the original dvol, plus the additions.
+
+mod messages;
+mod snapshots;
+mod store;

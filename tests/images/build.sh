@@ -165,7 +165,12 @@ build_pg_rootfs() {  # -> sets PG_ROOTFS, PG_ROOTFS_STAMP
     chmod 0700 "$tmp/var/lib/postgresql/data"
     # Slim down: package caches, indexes, docs.
     rm -rf "$tmp/var/cache/apt/archives/"*.deb "$tmp/var/lib/apt/lists/"* \
-        "$tmp/usr/share/doc/"* "$tmp/usr/share/man/"* "$tmp/usr/share/info/"*
+        "$tmp/usr/share/doc/"* "$tmp/usr/share/man/"* "$tmp/usr/share/info/"* \
+        "$tmp/usr/share/locale/"*
+    # LLVM JIT (~130 MB with libz3): postgres disables JIT by itself when
+    # llvmjit.so cannot be loaded, and tests never need it.
+    rm -rf "$tmp/usr/lib/postgresql/15/lib/llvmjit"* "$tmp/usr/lib/postgresql/15/lib/bitcode" \
+        "$tmp/usr/lib/x86_64-linux-gnu/"libLLVM* "$tmp/usr/lib/x86_64-linux-gnu/"libz3.so*
     echo "$recipe $(date -u +%Y%m%dT%H%M%SZ)" >"$tmp/.dvol-rootfs-stamp"
     safe_rm "$rootfs"
     mv "$tmp" "$rootfs"
@@ -194,7 +199,6 @@ build_postgres() {
             --change 'ENV LANG=C.UTF-8' \
             --change 'WORKDIR /var/lib/postgresql' \
             --change 'EXPOSE 5432' \
-            --change 'STOPSIGNAL SIGINT' \
             --change 'ENTRYPOINT ["/usr/local/bin/dvol-pg-entrypoint"]' \
             --change 'CMD []' \
             --message "dvol test postgres 15 image" \

@@ -5,8 +5,12 @@
 #   mode 0700, then re-exec itself as postgres via setpriv.
 # - As postgres: run initdb if PGDATA holds no cluster yet (trust auth for
 #   local and host connections: this is a throw-away test server), then exec
-#   the server as PID 1 so `docker stop` reaches it directly (the image sets
-#   STOPSIGNAL SIGINT = fast shutdown).
+#   the server.  `docker stop` sends SIGTERM, which postgres treats as a
+#   *smart* shutdown (waits for all clients to disconnect, so an open session
+#   would make docker SIGKILL it after the timeout).  `docker import` of
+#   Docker 20.10 cannot set STOPSIGNAL, so this script stays PID 1 and turns
+#   SIGTERM/SIGINT into SIGINT (= fast shutdown: clean checkpoint, no
+#   crash recovery on the next start).  SIGQUIT is passed on (immediate).
 #
 # Env: PGDATA (default /var/lib/postgresql/data), POSTGRES_DB (optional extra
 # database created on first init).
@@ -42,4 +46,16 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
     fi
 fi
 
-exec postgres -D "$PGDATA" -c listen_addresses='*' "$@"
+postgres -D "$PGDATA" -c listen_addresses='*' "$@" &
+pid=$!
+trap 'kill -INT "$pid" 2>/dev/null || true' TERM INT
+trap 'kill -QUIT "$pid" 2>/dev/null || true' QUIT
+set +e
+wait "$pid"
+rc=$?
+# `wait` returns early when a trapped signal arrives: keep waiting for postgres.
+while kill -0 "$pid" 2>/dev/null; do
+    wait "$pid"
+    rc=$?
+done
+exit "$rc"

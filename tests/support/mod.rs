@@ -13,7 +13,10 @@ pub struct Env {
 impl Env {
     pub fn new() -> Env {
         Env {
-            dir: tempfile::Builder::new().prefix("dvol-test-").tempdir().expect("tempdir"),
+            dir: tempfile::Builder::new()
+                .prefix("dvol-test-")
+                .tempdir()
+                .expect("tempdir"),
         }
     }
 
@@ -24,6 +27,15 @@ impl Env {
     /// `dvol` with this root and Docker integration off.
     pub fn dvol(&self) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_dvol"));
+        c.env("DVOL_ROOT", self.root())
+            .env_remove("DVOL_LOG")
+            .arg("--disable-docker-integration");
+        c
+    }
+
+    /// A plain `std::process::Command` for `dvol`, for spawning and killing.
+    pub fn process(&self) -> std::process::Command {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_dvol"));
         c.env("DVOL_ROOT", self.root())
             .env_remove("DVOL_LOG")
             .arg("--disable-docker-integration");
@@ -45,7 +57,10 @@ impl Env {
     /// Run `dvol args…`, assert failure, return stderr.
     pub fn fails(&self, args: &[&str]) -> String {
         let out = self.dvol().args(args).output().expect("run dvol");
-        assert!(!out.status.success(), "dvol {args:?} unexpectedly succeeded");
+        assert!(
+            !out.status.success(),
+            "dvol {args:?} unexpectedly succeeded"
+        );
         String::from_utf8(out.stderr).expect("utf8 stderr")
     }
 
@@ -63,7 +78,10 @@ impl Env {
     /// Commit and return the id (last word of stdout).
     pub fn commit(&self, msg: &str) -> String {
         let out = self.ok(&["commit", "-m", msg]);
-        out.split_whitespace().last().expect("commit id").to_string()
+        out.split_whitespace()
+            .last()
+            .expect("commit id")
+            .to_string()
     }
 }
 
@@ -84,4 +102,45 @@ pub fn noise(seed: u64, len: usize) -> Vec<u8> {
             (x >> 24) as u8
         })
         .collect()
+}
+
+/// Everything observable about a directory tree: path, type, permissions, size, content hash,
+/// symlink target and (for files and symlinks) mtime. Two equal listings mean identical trees.
+pub fn listing(root: &Path) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    for e in walkdir::WalkDir::new(root).sort_by_file_name() {
+        let e = e.expect("walk");
+        let md = e.path().symlink_metadata().expect("lstat");
+        let rel = e.path().strip_prefix(root).unwrap().display().to_string();
+        let ft = md.file_type();
+        let desc = if ft.is_symlink() {
+            format!(
+                "link -> {} mtime {}",
+                std::fs::read_link(e.path()).unwrap().display(),
+                md.mtime()
+            )
+        } else if ft.is_dir() {
+            format!(
+                "dir {:o} uid {} gid {}",
+                md.mode() & 0o7777,
+                md.uid(),
+                md.gid()
+            )
+        } else {
+            let data = std::fs::read(e.path()).expect("read");
+            format!(
+                "file {:o} {} {} mtime {}.{} uid {} gid {}",
+                md.mode() & 0o7777,
+                md.len(),
+                blake3::hash(&data).to_hex(),
+                md.mtime(),
+                md.mtime_nsec(),
+                md.uid(),
+                md.gid()
+            )
+        };
+        out.push(format!("{rel}: {desc}"));
+    }
+    out
 }
