@@ -61,7 +61,7 @@ safe_rm() {
 # --------------------------------------------------------------------------
 build_busybox() {
     local bb=/bin/busybox hash tmp
-    [ -x "$bb" ] && "$bb" --list-full >/dev/null 2>&1 ||
+    { [ -x "$bb" ] && "$bb" --list-full >/dev/null 2>&1; } ||
         die "$bb missing: apt-get install busybox-static (see .ci/install-deps.sh)"
     file_is_static "$bb" || die "$bb is not statically linked (need busybox-static, not busybox)"
 

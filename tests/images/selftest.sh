@@ -21,8 +21,8 @@ log "busybox: ok"
 [ "${DVOL_SKIP_PG_IMAGE:-0}" = 1 ] && { log "postgres: skipped"; exit 0; }
 
 wait_ready() {
-    local i
-    for i in $(seq 1 120); do
+    local _
+    for _ in $(seq 1 120); do
         docker exec "$tag" pg_isready -U postgres -q 2>/dev/null && return 0
         sleep 0.5
     done
