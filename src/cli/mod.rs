@@ -199,6 +199,7 @@ pub struct Context {
     pub root: PathBuf,
     pub volume: Option<String>,
     pub quiet: bool,
+    #[allow(dead_code)] // read once the Docker integration lands
     pub docker: bool,
 }
 

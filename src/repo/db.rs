@@ -14,7 +14,6 @@ CREATE TABLE IF NOT EXISTS packs(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQ
 CREATE TABLE IF NOT EXISTS objects(
     id BLOB PRIMARY KEY, pack INTEGER NOT NULL, offset INTEGER NOT NULL,
     kind INTEGER NOT NULL, clen INTEGER NOT NULL, ulen INTEGER NOT NULL) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS objects_by_pack ON objects(pack);
 CREATE TABLE IF NOT EXISTS volumes(name TEXT PRIMARY KEY, branch TEXT NOT NULL, created INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS branches(volume TEXT NOT NULL, name TEXT NOT NULL, head TEXT, PRIMARY KEY(volume, name));
 CREATE TABLE IF NOT EXISTS tags(volume TEXT NOT NULL, name TEXT NOT NULL, target TEXT NOT NULL, PRIMARY KEY(volume, name));
@@ -32,6 +31,7 @@ pub fn open(path: &Path) -> Result<Connection> {
     conn.busy_timeout(std::time::Duration::from_secs(120))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "cache_size", -65536)?;
     conn.execute_batch(SCHEMA)?;
     let version: Option<String> = get_meta(&conn, "format_version")?;
     match version {

@@ -64,6 +64,7 @@ impl Repo {
         };
         let id = c.put(&session)?;
         let packs = session.finish()?;
+        tracing::debug!(packs = packs.len(), "packs durable");
         let tx = self.conn.transaction()?;
         Store::record(&tx, &packs)?;
         commit::record(&tx, &id, &c)?;
@@ -72,6 +73,7 @@ impl Repo {
             [volume, branch.as_str(), id.to_hex().as_str()],
         )?;
         tx.commit()?;
+        tracing::debug!("metadata committed");
         scan.cache.save(&self.cache_path(volume, &branch))?;
         Ok(CommitResult {
             id,

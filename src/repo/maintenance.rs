@@ -191,7 +191,10 @@ impl Repo {
         let dead_commits = self.dead_commits(&live)?;
         let tx = self.conn.transaction()?;
         for (pack_id, _, _) in &replaced {
-            tx.execute("DELETE FROM objects WHERE pack = ?1", [pack_id])?;
+            let mut delete = tx.prepare_cached("DELETE FROM objects WHERE id = ?1")?;
+            for id in &packs[pack_id].2 {
+                delete.execute([&id.0[..]])?;
+            }
             tx.execute("DELETE FROM packs WHERE id = ?1", [pack_id])?;
         }
         Store::record(&tx, &new_packs)?;

@@ -9,6 +9,7 @@ use crate::progress::Progress;
 use crate::store::{build_content, Kind, ListEntry, ObjectId, ObjectSink, CHUNK_SIZE};
 use crate::{Error, Result};
 use rayon::prelude::*;
+use std::collections::HashSet;
 use std::fs::{File, Metadata};
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
@@ -234,7 +235,12 @@ fn scan_file(
         });
     }
     let path = root.join(&it.rel);
-    let (content, size, after) = store_file(sink, &path)?;
+    let known = old
+        .entries
+        .get(key)
+        .and_then(|c| c.content.map(|id| sink.known_chunks(&id, c.size)))
+        .unwrap_or_default();
+    let (content, size, after) = store_file(sink, &path, &known)?;
     let seen = CacheEntry::new(&after, content);
     let unchanged_while_read = CacheEntry::new(&it.md, content) == seen && seen.size == size;
     let cache = (unchanged_while_read && !seen.is_racy(scan_start_ns)).then_some(seen);
@@ -247,7 +253,12 @@ fn scan_file(
 }
 
 /// Chunk, hash and store one file; returns its content id, the bytes read and its stat after.
-pub fn store_file(sink: &dyn ObjectSink, path: &Path) -> Result<(Option<ObjectId>, u64, Metadata)> {
+/// Chunks in `known` are already stored and skip the index lookup.
+pub fn store_file(
+    sink: &dyn ObjectSink,
+    path: &Path,
+    known: &HashSet<ObjectId>,
+) -> Result<(Option<ObjectId>, u64, Metadata)> {
     let mut f = File::options()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW)
@@ -264,8 +275,12 @@ pub fn store_file(sink: &dyn ObjectSink, path: &Path) -> Result<(Option<ObjectId
         let block: Vec<ListEntry> = buf[..n]
             .par_chunks(CHUNK_SIZE)
             .map(|c| {
+                let id = ObjectId::hash(c);
+                if !known.contains(&id) {
+                    sink.put_hashed(id, Kind::Chunk, c)?;
+                }
                 Ok(ListEntry {
-                    id: sink.put(Kind::Chunk, c)?,
+                    id,
                     len: c.len() as u64,
                 })
             })

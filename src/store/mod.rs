@@ -217,7 +217,10 @@ impl Store {
         for pack in packs {
             add_pack.execute(params![pack.name, pack.size as i64])?;
             let pid: i64 = pack_id.query_row([&pack.name], |r| r.get(0))?;
-            for e in &pack.entries {
+            // Inserting in key order keeps the B-tree appends cheap.
+            let mut entries: Vec<&IndexEntry> = pack.entries.iter().collect();
+            entries.sort_unstable_by_key(|e| e.id);
+            for e in entries {
                 add_obj.execute(params![
                     &e.id.0[..],
                     pid,
@@ -309,12 +312,35 @@ pub fn make_record(id: ObjectId, kind: Kind, data: &[u8]) -> Result<Record> {
 /// Where new objects go: a [`WriteSession`] stores them; [`HashOnly`] only computes ids (for
 /// `status` and `diff` against live data, which must not write).
 pub trait ObjectSink: Sync {
-    fn put(&self, kind: Kind, data: &[u8]) -> Result<ObjectId>;
+    /// Store `data`, already hashed to `id` (if new).
+    fn put_hashed(&self, id: ObjectId, kind: Kind, data: &[u8]) -> Result<()>;
+
+    /// Hash and store `data`; returns its id.
+    fn put(&self, kind: Kind, data: &[u8]) -> Result<ObjectId> {
+        let id = ObjectId::hash(data);
+        self.put_hashed(id, kind, data)?;
+        Ok(id)
+    }
+
+    /// Chunk ids of an earlier version of a file that are known to be stored, so a changed
+    /// file's unchanged chunks need no index lookup. Empty when unknown.
+    fn known_chunks(&self, _content: &ObjectId, _size: u64) -> HashSet<ObjectId> {
+        HashSet::new()
+    }
 }
 
 impl ObjectSink for WriteSession {
-    fn put(&self, kind: Kind, data: &[u8]) -> Result<ObjectId> {
-        WriteSession::put(self, kind, data)
+    fn put_hashed(&self, id: ObjectId, kind: Kind, data: &[u8]) -> Result<()> {
+        if self.claim(&id)? {
+            self.send(make_record(id, kind, data)?)?;
+        }
+        Ok(())
+    }
+
+    fn known_chunks(&self, content: &ObjectId, size: u64) -> HashSet<ObjectId> {
+        read_list(&self.store, content, size)
+            .map(|l| l.into_iter().map(|e| e.id).collect())
+            .unwrap_or_default()
     }
 }
 
@@ -332,15 +358,14 @@ impl HashOnly {
 }
 
 impl ObjectSink for HashOnly {
-    fn put(&self, kind: Kind, data: &[u8]) -> Result<ObjectId> {
-        let id = ObjectId::hash(data);
+    fn put_hashed(&self, id: ObjectId, kind: Kind, data: &[u8]) -> Result<()> {
         if kind == Kind::Tree {
             self.trees
                 .lock()
                 .expect("tree map lock")
                 .insert(id, data.to_vec());
         }
-        Ok(id)
+        Ok(())
     }
 }
 
@@ -357,16 +382,6 @@ pub struct WriteSession {
 impl WriteSession {
     pub fn store(&self) -> &Arc<Store> {
         &self.store
-    }
-
-    /// Store `data` (if new) and return its id.
-    pub fn put(&self, kind: Kind, data: &[u8]) -> Result<ObjectId> {
-        let id = ObjectId::hash(data);
-        if self.claim(&id)? {
-            let rec = make_record(id, kind, data)?;
-            self.send(rec)?;
-        }
-        Ok(id)
     }
 
     /// Store an already-encoded record received from elsewhere, after verifying it.

@@ -4,7 +4,9 @@
 //! Layout (all integers little-endian), see docs/format.md:
 //! `"DVOLPACK" u32:version u32:0`, then records `"DVOB" [32]id u8:kind u8:codec u16:0
 //! u32:ulen u32:clen payload[clen]`. Codec 0 = raw, 1 = zstd.
-//! A pack is written under a temporary name, fsynced, and renamed to `<blake3 of pack>.pack`.
+//! A pack is written under a temporary name, fsynced, and renamed to `<blake3 of its index>.pack`
+//! (the hash of every record header it holds: unique, and cheap compared to hashing the data
+//! again; each record's payload is verified against its own id on read).
 
 use super::{Kind, ObjectId, MAX_OBJECT_SIZE};
 use crate::error::IoContext;
@@ -162,6 +164,7 @@ impl PackWriter {
         }
         .encode();
         let offset = pack.size;
+        pack.hasher.update(&header);
         pack.write(&header, &self.dir)?;
         pack.write(&rec.payload, &self.dir)?;
         pack.entries.push(IndexEntry {
@@ -231,7 +234,6 @@ impl PackWriter {
 impl OpenPack {
     fn write(&mut self, bytes: &[u8], dir: &Path) -> Result<()> {
         self.out.write_all(bytes).at("write pack in", dir)?;
-        self.hasher.update(bytes);
         self.size += bytes.len() as u64;
         Ok(())
     }
