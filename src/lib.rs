@@ -10,6 +10,7 @@
 //! - [`progress`]: how long operations report progress without knowing about terminals.
 
 pub mod error;
+pub mod failpoint;
 pub mod names;
 pub mod progress;
 pub mod repo;

@@ -62,7 +62,7 @@ pub fn branch(
         return Ok(ExitCode::SUCCESS);
     }
     if let Some(name) = create {
-        repo.create_branch(&volume, name, None)?;
+        repo.create_branch(&volume, name, None, false)?;
         return Ok(ExitCode::SUCCESS);
     }
     let current = repo.current_branch(&volume)?;

@@ -52,6 +52,12 @@ impl Repo {
             &cache,
             progress,
         )?;
+        tracing::debug!(
+            files_read = scan.files_read,
+            bytes_read = scan.bytes_read,
+            "scanned"
+        );
+        crate::failpoint::hit("commit.after-scan");
         let (name, email) = self.identity()?;
         let now = chrono::Local::now();
         let c = Commit {
@@ -65,6 +71,7 @@ impl Repo {
         let id = c.put(&session)?;
         let packs = session.finish()?;
         tracing::debug!(packs = packs.len(), "packs durable");
+        crate::failpoint::hit("commit.before-transaction");
         let tx = self.conn.transaction()?;
         Store::record(&tx, &packs)?;
         commit::record(&tx, &id, &c)?;
@@ -74,6 +81,7 @@ impl Repo {
         )?;
         tx.commit()?;
         tracing::debug!("metadata committed");
+        crate::failpoint::hit("commit.before-cache-save");
         scan.cache.save(&self.cache_path(volume, &branch))?;
         Ok(CommitResult {
             id,
@@ -128,12 +136,18 @@ impl Repo {
 
     /// Create `new` at the current branch's head, materialize it, and make it current.
     pub fn checkout_new(&mut self, volume: &str, new: &str) -> Result<()> {
-        self.create_branch(volume, new, None)?;
-        self.checkout(volume, new)
+        self.create_branch(volume, new, None, true)
     }
 
-    /// Create branch `new` at `at` (default: the current branch's head) with its live data.
-    pub fn create_branch(&mut self, volume: &str, new: &str, at: Option<&str>) -> Result<()> {
+    /// Create branch `new` at `at` (default: the current branch's head) with its live data,
+    /// and make it current if `switch`.
+    pub fn create_branch(
+        &mut self,
+        volume: &str,
+        new: &str,
+        at: Option<&str>,
+        switch: bool,
+    ) -> Result<()> {
         names::validate("branch", new)?;
         let _lock = self.lock_volume(volume)?;
         let current = self.current_branch(volume)?;
@@ -147,10 +161,18 @@ impl Repo {
                 .ok_or(Error::NoCommitYet)?,
         };
         self.materialize_branch(volume, new, &head)?;
-        self.conn.execute(
+        let tx = self.conn.transaction()?;
+        tx.execute(
             "INSERT INTO branches(volume, name, head) VALUES (?1, ?2, ?3)",
             [volume, new, head.to_hex().as_str()],
         )?;
+        if switch {
+            tx.execute(
+                "UPDATE volumes SET branch = ?2 WHERE name = ?1",
+                [volume, new],
+            )?;
+        }
+        tx.commit()?;
         Ok(())
     }
 
@@ -165,13 +187,19 @@ impl Repo {
         let tree = commit::lookup(&self.conn, head)?.tree;
         let live = self.branch_dir(volume, branch);
         let staging = live.with_file_name(format!(".new-{branch}"));
-        let done = snapshot::materialize(&self.store, &tree, &staging, &StatCache::default())?;
+        let done = snapshot::materialize(&self.store, &tree, &staging, &StatCache::default())
+            .inspect_err(|_| {
+                // Best effort: do not leave a half-written copy taking space (e.g. disk full).
+                let _ = self.discard_dir(&staging);
+            })?;
+        crate::failpoint::hit("checkout.before-rename");
         self.discard_dir(&live)?;
         std::fs::rename(&staging, &live).map_err(|source| Error::Io {
             context: "rename into place",
             path: live.clone(),
             source,
         })?;
+        crate::failpoint::hit("checkout.before-branch-row");
         done.cache.save(&self.cache_path(volume, branch))
     }
 
@@ -189,6 +217,7 @@ impl Repo {
             "DELETE FROM branches WHERE volume = ?1 AND name = ?2",
             [volume, branch],
         )?;
+        crate::failpoint::hit("branch-delete.after-row");
         self.discard_dir(&self.branch_dir(volume, branch))?;
         StatCache::remove(&self.cache_path(volume, branch))
     }
@@ -203,6 +232,7 @@ impl Repo {
             "INSERT OR REPLACE INTO pending(volume, branch, op, target) VALUES (?1, ?2, 'reset', ?3)",
             [volume, branch.as_str(), target.to_hex().as_str()],
         )?;
+        crate::failpoint::hit("reset.after-pending");
         let cache = self.load_cache(volume, &branch);
         let done = snapshot::materialize(
             &self.store,
@@ -210,6 +240,7 @@ impl Repo {
             &self.branch_dir(volume, &branch),
             &cache,
         )?;
+        crate::failpoint::hit("reset.before-head-move");
         done.cache.save(&self.cache_path(volume, &branch))?;
         let tx = self.conn.transaction()?;
         tx.execute(

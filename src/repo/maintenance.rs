@@ -188,6 +188,7 @@ impl Repo {
             replaced.push((*pack_id, name.clone(), *size));
         }
         let new_packs = writer.finish()?;
+        crate::failpoint::hit("gc.before-transaction");
         let dead_commits = self.dead_commits(&live)?;
         let tx = self.conn.transaction()?;
         for (pack_id, _, _) in &replaced {
@@ -203,6 +204,7 @@ impl Repo {
         }
         tx.commit()?;
         self.store.forget_open_packs();
+        crate::failpoint::hit("gc.before-delete-packs");
         report.commits_removed = dead_commits.len() as u64;
         report.packs_rewritten = replaced.len() as u64;
         let old: u64 = replaced.iter().map(|r| r.2).sum();

@@ -32,6 +32,7 @@ impl Repo {
         self.discard_dir(&self.root.join(name))?;
         let live = self.branch_dir(name, "master");
         std::fs::create_dir_all(&live).at("create", &live)?;
+        crate::failpoint::hit("init.before-transaction");
         let tx = self.conn.transaction()?;
         tx.execute(
             "INSERT INTO volumes(name, branch, created) VALUES (?1, 'master', strftime('%s','now'))",
@@ -97,6 +98,7 @@ impl Repo {
             [name],
         )?;
         tx.commit()?;
+        crate::failpoint::hit("rm.before-discard");
         self.discard_dir(&self.root.join(name))?;
         self.discard_dir(&self.meta.join("cache").join(name))
     }

@@ -155,6 +155,7 @@ fn sync_file(
         remove_path(path, md)?;
     }
     std::fs::rename(&tmp, path).at("rename into place", path)?;
+    crate::failpoint::hit("materialize.after-file");
     let md = std::fs::symlink_metadata(path).at("stat", path)?;
     remember(ctx, key, &md, content);
     ctx.files_written.fetch_add(1, Ordering::Relaxed);

@@ -174,6 +174,7 @@ impl PackWriter {
             clen: rec.payload.len() as u32,
             ulen: rec.ulen,
         });
+        crate::failpoint::hit("pack.after-record");
         if pack.size >= PACK_TARGET_SIZE {
             self.close_current()?;
         }

@@ -1,0 +1,6 @@
+//! Issue 5: the guarantees, as tests that reproduce the figures in docs/guarantees.md.
+
+#[cfg(feature = "failpoints")]
+mod crash;
+mod decoders;
+mod disk_full;
