@@ -12,6 +12,7 @@
 pub mod error;
 pub mod names;
 pub mod progress;
+pub mod remote;
 pub mod repo;
 pub mod snapshot;
 pub mod store;
