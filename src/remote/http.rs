@@ -75,7 +75,7 @@ impl Call for HttpConn {
             let resp = r
                 .send()
                 .await
-                .map_err(|e| Error::Remote(format!("{}: {e}", self.base)))?;
+                .map_err(|e| Error::Remote(format!("{}: {}", self.base, chain(&e))))?;
             let status = resp.status();
             if status == reqwest::StatusCode::UNAUTHORIZED {
                 let which = if self.token.is_some() {
@@ -106,6 +106,18 @@ impl Call for HttpConn {
     fn describe(&self) -> String {
         self.base.clone()
     }
+}
+
+/// An error and its causes on one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
 }
 
 /// Settings of `dvol serve --listen`.

@@ -501,7 +501,8 @@ pub fn download_history(
     let abort_after = test_knob("DVOL_TEST_FETCH_ABORT_AFTER_CHECKPOINTS");
     let mut checkpoints = 0;
     let mut since = 0u64;
-    for batch in want.chunks(2048) {
+    let batch_len = (checkpoint as usize / CHUNK_SIZE).clamp(1, 2048);
+    for batch in want.chunks(batch_len) {
         let got = read_objects(backend, &index, batch, Kind::Chunk, |h, payload| {
             progress.advance(payload.len() as u64);
             chunks_session.put_verified_record(&h, payload)?;
