@@ -73,7 +73,11 @@ impl S3Backend {
     /// Probe which conditional-write headers the server honours (once per process).
     pub fn cas_support(&self) -> Result<CasSupport> {
         self.support
-            .get_or_init(|| self.probe().map_err(|e| e.to_string()))
+            .get_or_init(|| {
+                let r = self.probe().map_err(|e| e.to_string());
+                tracing::info!("{}: conditional writes honoured: {r:?}", self.describe());
+                r
+            })
             .clone()
             .map_err(Error::Remote)
     }
