@@ -100,10 +100,16 @@ impl S3Backend {
                 .map_err(|e| self.err("write", &key, e))?;
             let (opts, payload) = create(b"2");
             let if_none_match = match self.store.put_opts(&path, payload, opts).await {
-                Ok(_) => false,
+                Ok(_) => {
+                    tracing::info!("If-None-Match: * ignored: the second create succeeded");
+                    false
+                }
                 Err(object_store::Error::AlreadyExists { .. })
                 | Err(object_store::Error::Precondition { .. }) => true,
-                Err(_) => false,
+                Err(e) => {
+                    tracing::info!("If-None-Match: * failed: {e}");
+                    false
+                }
             };
             let wrong = UpdateVersion {
                 e_tag: Some("\"00000000000000000000000000000000\"".into()),
@@ -121,10 +127,16 @@ impl S3Backend {
                 )
                 .await
             {
-                Ok(_) => false,
+                Ok(_) => {
+                    tracing::info!("If-Match ignored: an update with a wrong ETag succeeded");
+                    false
+                }
                 Err(object_store::Error::Precondition { .. })
                 | Err(object_store::Error::AlreadyExists { .. }) => true,
-                Err(_) => false,
+                Err(e) => {
+                    tracing::info!("If-Match failed: {e}");
+                    false
+                }
             };
             let _ = self.store.delete(&path).await;
             Ok(CasSupport {
