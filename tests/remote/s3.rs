@@ -241,7 +241,7 @@ fn remote_garage_three_nodes_one_stopped_during_push() {
     for (k, v) in &vars {
         push.env(k, v);
     }
-    let mut child = std::process::Command::new(push.get_program())
+    let child = std::process::Command::new(push.get_program())
         .args(push.get_args())
         .envs(push.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
         .env("DVOL_TEST_PACK_SIZE", "262144")
