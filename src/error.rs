@@ -69,6 +69,9 @@ pub enum Error {
     UnknownConfigKey(String),
     #[error("{0}")]
     Other(String),
+    /// A remote operation failed (transport, protocol, authentication, bad data).
+    #[error("{0}")]
+    Remote(String),
 }
 
 /// Shorthand used across the library.

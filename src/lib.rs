@@ -13,6 +13,7 @@ pub mod error;
 pub mod failpoint;
 pub mod names;
 pub mod progress;
+pub mod remote;
 pub mod repo;
 pub mod snapshot;
 pub mod store;

@@ -2,4 +2,5 @@
 
 mod core;
 mod guarantees;
+mod remote;
 mod support;

@@ -6,6 +6,8 @@ mod history;
 mod maintenance;
 mod output;
 mod progress;
+mod remote;
+mod serve;
 mod volume;
 
 use clap::{Parser, Subcommand};
@@ -144,6 +146,52 @@ pub enum Command {
     Fsck,
     /// Print the live directory of a volume's current branch.
     Path { volume: Option<String> },
+    /// List remotes (-v with URLs), or add / remove one.
+    Remote {
+        #[arg(short = 'v', long = "verbose")]
+        verbose: bool,
+        #[command(subcommand)]
+        action: Option<remote::RemoteAction>,
+    },
+    /// Send a branch (default: the current one) to a remote (default: origin).
+    Push {
+        remote: Option<String>,
+        branch: Option<String>,
+        /// Overwrite the remote branch even when it is not an ancestor.
+        #[arg(short, long)]
+        force: bool,
+        /// Push every branch.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Fetch a remote branch and fast-forward the local one and its live data.
+    Pull {
+        remote: Option<String>,
+        branch: Option<String>,
+    },
+    /// Download a remote's branches into remote-tracking refs.
+    Fetch { remote: Option<String> },
+    /// Make a local volume from a remote one and make it current.
+    Clone {
+        url: String,
+        volume: String,
+        localname: Option<String>,
+    },
+    /// Serve a remote store: over stdin/stdout (for ssh) or HTTP(S) with a bearer token.
+    Serve {
+        #[arg(long)]
+        stdio: bool,
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
+        #[arg(long, value_name = "PEM")]
+        tls_cert: Option<PathBuf>,
+        #[arg(long, value_name = "PEM")]
+        tls_key: Option<PathBuf>,
+        /// Directory holding the remote store.
+        path: PathBuf,
+    },
 }
 
 /// Entry point of the binary.
@@ -191,6 +239,37 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Gc => maintenance::gc(&ctx),
         Command::Fsck => maintenance::fsck(&ctx),
+        Command::Remote { verbose, action } => remote::remote(&ctx, verbose, action),
+        Command::Push {
+            remote,
+            branch,
+            force,
+            all,
+        } => remote::push(&ctx, remote.as_deref(), branch.as_deref(), force, all),
+        Command::Pull { remote, branch } => {
+            remote::pull(&ctx, remote.as_deref(), branch.as_deref())
+        }
+        Command::Fetch { remote } => remote::fetch(&ctx, remote.as_deref()),
+        Command::Clone {
+            url,
+            volume,
+            localname,
+        } => remote::clone(&ctx, &url, &volume, localname.as_deref()),
+        Command::Serve {
+            stdio,
+            listen,
+            token_file,
+            tls_cert,
+            tls_key,
+            path,
+        } => serve::serve(serve::ServeArgs {
+            stdio,
+            listen: listen.as_deref(),
+            token_file: token_file.as_deref(),
+            tls_cert,
+            tls_key,
+            path: &path,
+        }),
     }
 }
 

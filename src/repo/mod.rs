@@ -12,6 +12,7 @@ mod identity;
 pub mod lock;
 mod maintenance;
 mod refs;
+mod remote;
 mod volume;
 
 pub use commit::Commit;

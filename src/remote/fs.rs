@@ -1,0 +1,117 @@
+//! The filesystem carrier: a remote that is a directory (a local path, `file://`, and the far
+//! side of `ssh://` and `http(s)://`). Puts go to a temporary file that is fsynced and renamed;
+//! compare-and-swap holds an exclusive lock file while it reads, compares and renames.
+
+use super::{check_key, check_prefix, Backend, CasOutcome};
+use crate::error::IoContext;
+use crate::{Error, Result};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+/// A remote stored in a directory.
+pub struct FsBackend {
+    root: PathBuf,
+}
+
+impl FsBackend {
+    pub fn new(root: &Path) -> FsBackend {
+        FsBackend {
+            root: root.to_path_buf(),
+        }
+    }
+
+    fn path(&self, key: &str) -> Result<PathBuf> {
+        check_key(key)?;
+        Ok(self.root.join(key))
+    }
+
+    fn write_atomic(&self, path: &Path, data: &[u8]) -> Result<()> {
+        let dir = path.parent().expect("key has a parent");
+        std::fs::create_dir_all(dir).at("create", dir)?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempfile_in(dir)
+            .at("create temp file in", dir)?;
+        tmp.write_all(data).at("write", tmp.path())?;
+        tmp.as_file().sync_all().at("fsync", tmp.path())?;
+        tmp.persist(path)
+            .map_err(|e| e.error)
+            .at("rename into place", path)?;
+        crate::store::pack::sync_dir(dir)
+    }
+}
+
+impl Backend for FsBackend {
+    fn describe(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        check_prefix(prefix)?;
+        let dir = self.root.join(prefix);
+        let rd = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e).at("list", &dir),
+        };
+        let mut out = Vec::new();
+        for entry in rd {
+            let entry = entry.at("list", &dir)?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') || !entry.file_type().at("stat", entry.path())?.is_file() {
+                continue;
+            }
+            let key = format!("{prefix}{name}");
+            if check_key(&key).is_ok() {
+                out.push(key);
+            }
+        }
+        Ok(out)
+    }
+
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let path = self.path(key)?;
+        match std::fs::read(&path) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).at("read", &path),
+        }
+    }
+
+    fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+        let path = self.path(key)?;
+        if len > super::proto::MAX_FRAME as u64 {
+            return Err(Error::Remote(format!("range of {len} bytes is too large")));
+        }
+        let f = std::fs::File::open(&path).at("open", &path)?;
+        let mut buf = vec![0u8; len as usize];
+        f.read_exact_at(&mut buf, offset).at("read", &path)?;
+        Ok(buf)
+    }
+
+    fn put(&self, key: &str, data: Vec<u8>) -> Result<()> {
+        let path = self.path(key)?;
+        self.write_atomic(&path, &data)
+    }
+
+    fn cas(&self, key: &str, expected: Option<&[u8]>, new: Vec<u8>) -> Result<CasOutcome> {
+        let path = self.path(key)?;
+        std::fs::create_dir_all(&self.root).at("create", &self.root)?;
+        let _lock = crate::repo::lock::acquire(&self.root.join(".lock"), "remote refs", true)?;
+        let current = self.get(key)?;
+        if current.as_deref() != expected {
+            return Ok(CasOutcome::Conflict { current });
+        }
+        self.write_atomic(&path, &new)?;
+        Ok(CasOutcome::Updated)
+    }
+
+    fn delete(&self, key: &str) -> Result<()> {
+        let path = self.path(key)?;
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).at("remove", &path),
+            _ => Ok(()),
+        }
+    }
+}

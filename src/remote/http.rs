@@ -1,0 +1,257 @@
+//! The HTTP carrier: `dvol serve --listen ADDR --token-file FILE PATH` (axum, optional TLS)
+//! answers `POST /v1/rpc` with the protocol of [`super::proto`] against a directory; every
+//! route requires `Authorization: Bearer <token>` (compared in constant time). The client
+//! reads the token from `DVOL_TOKEN` and trusts an extra CA from `DVOL_TLS_CA` (PEM).
+
+use super::fs::FsBackend;
+use super::proto::{self, Call, Request, Response, RpcBackend, MAX_FRAME, PROTO_VERSION};
+use crate::{Error, Result};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Client side: one HTTP request per protocol request.
+pub struct HttpConn {
+    base: String,
+    token: Option<String>,
+    client: reqwest::Client,
+    rt: tokio::runtime::Runtime,
+}
+
+/// Connect to a dvol server and check that it answers (and accepts the token).
+pub fn connect(base: &str) -> Result<RpcBackend<HttpConn>> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Remote(format!("cannot start the HTTP client: {e}")))?;
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(30))
+        .timeout(std::time::Duration::from_secs(600));
+    if let Ok(ca) = std::env::var("DVOL_TLS_CA") {
+        let pem = std::fs::read(&ca)
+            .map_err(|e| Error::Remote(format!("cannot read DVOL_TLS_CA {ca}: {e}")))?;
+        let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| {
+            Error::Remote(format!("DVOL_TLS_CA {ca} is not a PEM certificate: {e}"))
+        })?;
+        builder = builder.add_root_certificate(cert);
+    }
+    let client = builder
+        .build()
+        .map_err(|e| Error::Remote(format!("cannot start the HTTP client: {e}")))?;
+    let conn = HttpConn {
+        base: base.trim_end_matches('/').to_string(),
+        token: std::env::var("DVOL_TOKEN")
+            .ok()
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty()),
+        client,
+        rt,
+    };
+    match conn.call(Request::Hello {
+        version: PROTO_VERSION,
+    })? {
+        Response::Hello { version } if version == PROTO_VERSION => Ok(RpcBackend(conn)),
+        other => Err(Error::Remote(format!(
+            "{}: unexpected greeting {other:?}",
+            conn.base
+        ))),
+    }
+}
+
+impl Call for HttpConn {
+    fn call(&self, req: Request) -> Result<Response> {
+        let body = proto::encode(&req);
+        drop(req);
+        let url = format!("{}/v1/rpc", self.base);
+        self.rt.block_on(async {
+            let mut r = self
+                .client
+                .post(&url)
+                .header("content-type", "application/octet-stream")
+                .body(body);
+            if let Some(t) = &self.token {
+                r = r.bearer_auth(t);
+            }
+            let resp = r
+                .send()
+                .await
+                .map_err(|e| Error::Remote(format!("{}: {}", self.base, chain(&e))))?;
+            let status = resp.status();
+            if status == reqwest::StatusCode::UNAUTHORIZED {
+                let which = if self.token.is_some() {
+                    "the token in DVOL_TOKEN is wrong"
+                } else {
+                    "the token is missing (set DVOL_TOKEN)"
+                };
+                return Err(Error::Remote(format!(
+                    "{} refused access (401 Unauthorized): {which}; the token is missing or wrong",
+                    self.base
+                )));
+            }
+            let bytes = resp
+                .bytes()
+                .await
+                .map_err(|e| Error::Remote(format!("{}: {e}", self.base)))?;
+            if !status.is_success() {
+                return Err(Error::Remote(format!(
+                    "{} answered {status}: {}",
+                    self.base,
+                    String::from_utf8_lossy(&bytes[..bytes.len().min(500)])
+                )));
+            }
+            proto::decode(&bytes)
+        })
+    }
+
+    fn describe(&self) -> String {
+        self.base.clone()
+    }
+}
+
+/// An error and its causes on one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// Settings of `dvol serve --listen`.
+pub struct ServeOptions {
+    pub listen: String,
+    pub token: String,
+    pub store: PathBuf,
+    pub tls: Option<(PathBuf, PathBuf)>,
+}
+
+#[derive(Clone)]
+struct AppState {
+    token: Arc<String>,
+    backend: Arc<FsBackend>,
+}
+
+/// Read and check a token file.
+pub fn read_token(path: &Path) -> Result<String> {
+    let t = std::fs::read_to_string(path)
+        .map_err(|e| Error::Remote(format!("cannot read token file {}: {e}", path.display())))?;
+    let t = t.trim().to_string();
+    if t.len() < 8 {
+        return Err(Error::Remote(format!(
+            "token file {} holds an empty or too short token (at least 8 characters)",
+            path.display()
+        )));
+    }
+    Ok(t)
+}
+
+/// Run the HTTP server until the process is stopped. `on_ready` gets the bound address.
+pub fn serve(opts: ServeOptions, on_ready: impl FnOnce(SocketAddr)) -> Result<()> {
+    use axum::extract::DefaultBodyLimit;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Remote(format!("cannot start the server runtime: {e}")))?;
+    std::fs::create_dir_all(&opts.store).map_err(|e| Error::Io {
+        context: "create",
+        path: opts.store.clone(),
+        source: e,
+    })?;
+    let state = AppState {
+        token: Arc::new(opts.token),
+        backend: Arc::new(FsBackend::new(&opts.store)),
+    };
+    let app = axum::Router::new()
+        .route("/v1/rpc", axum::routing::post(rpc))
+        .fallback(|| async { (axum::http::StatusCode::NOT_FOUND, "not found") })
+        .layer(DefaultBodyLimit::max(MAX_FRAME + 4096))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth))
+        .with_state(state);
+    rt.block_on(async move {
+        let addr: SocketAddr = tokio::net::lookup_host(&opts.listen)
+            .await
+            .map_err(|e| Error::Remote(format!("cannot resolve {}: {e}", opts.listen)))?
+            .next()
+            .ok_or_else(|| Error::Remote(format!("cannot resolve {}", opts.listen)))?;
+        let listener = std::net::TcpListener::bind(addr)
+            .map_err(|e| Error::Remote(format!("cannot listen on {addr}: {e}")))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| Error::Remote(e.to_string()))?;
+        let bound = listener
+            .local_addr()
+            .map_err(|e| Error::Remote(e.to_string()))?;
+        let result = match opts.tls {
+            Some((cert, key)) => {
+                let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+                let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key)
+                    .await
+                    .map_err(|e| {
+                        Error::Remote(format!(
+                            "cannot load TLS certificate {} / key {}: {e}",
+                            cert.display(),
+                            key.display()
+                        ))
+                    })?;
+                on_ready(bound);
+                axum_server::from_tcp_rustls(listener, config)
+                    .serve(app.into_make_service())
+                    .await
+            }
+            None => {
+                on_ready(bound);
+                axum_server::from_tcp(listener)
+                    .serve(app.into_make_service())
+                    .await
+            }
+        };
+        result.map_err(|e| Error::Remote(format!("server failed: {e}")))
+    })
+}
+
+async fn auth(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    use subtle::ConstantTimeEq;
+    let given = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let ok: bool = given.as_bytes().ct_eq(state.token.as_bytes()).into();
+    if !ok {
+        return (
+            axum::http::StatusCode::UNAUTHORIZED,
+            [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
+            "missing or wrong bearer token\n",
+        )
+            .into_response();
+    }
+    next.run(req).await
+}
+
+async fn rpc(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    body: axum::body::Bytes,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let backend = state.backend.clone();
+    let resp = tokio::task::spawn_blocking(move || match proto::decode::<Request>(&body) {
+        Ok(req) => proto::handle(backend.as_ref(), req),
+        Err(e) => Response::Error(e.to_string()),
+    })
+    .await
+    .unwrap_or_else(|e| Response::Error(format!("handler failed: {e}")));
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
+        proto::encode(&resp),
+    )
+        .into_response()
+}

@@ -1,0 +1,334 @@
+//! Remotes: moving history between roots through a dumb, content-addressed object store.
+//!
+//! Every carrier (a local path, `ssh://` to `dvol serve --stdio`, `http(s)://` to
+//! `dvol serve --listen`, `s3://` to any S3-compatible store) implements the one small
+//! [`Backend`] trait: list, get, ranged get, atomic put, compare-and-swap put, delete. All the
+//! intelligence (negotiation, packing, verification) lives in [`transfer`] on the client.
+//!
+//! Remote layout (docs/format.md, "Remote layout and protocol", version [`REMOTE_VERSION`]):
+//! - `dvol-remote.json`: `{"format":"dvol-remote","version":1}`, checked on every use.
+//! - `packs/<blake3>.pack`: the local pack format, records copied raw (no recompression).
+//! - `packs/<blake3>.idx`: the objects of that pack (id, kind, offset, lengths), written
+//!   after its pack, so an object listed in an index is durable.
+//! - `refs/<volume>/heads/<branch>`: the commit id in hex plus a newline, changed only by
+//!   compare-and-swap after every object it reaches is listed in an index.
+
+pub mod fs;
+pub mod http;
+pub mod idx;
+pub mod ops;
+pub mod proto;
+pub mod s3;
+pub mod ssh;
+pub mod transfer;
+
+use crate::{names, Error, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Version of the remote layout written to and checked in `dvol-remote.json`.
+pub const REMOTE_VERSION: u32 = 1;
+/// Key of the format marker.
+pub const FORMAT_KEY: &str = "dvol-remote.json";
+
+/// Outcome of a compare-and-swap put.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CasOutcome {
+    /// The key now holds the new value.
+    Updated,
+    /// The key did not hold the expected value; it holds `current` (None: absent).
+    Conflict { current: Option<Vec<u8>> },
+}
+
+/// The operations every remote carrier provides. Keys are checked with [`check_key`].
+pub trait Backend: Send + Sync {
+    /// Human-readable location for messages.
+    fn describe(&self) -> String;
+    /// Keys directly under `prefix` (which ends with `/`), full keys, any order.
+    fn list(&self, prefix: &str) -> Result<Vec<String>>;
+    /// The whole value of a key, `None` when absent.
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>>;
+    /// `len` bytes at `offset` of a key (an error if the key is shorter).
+    fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>>;
+    /// Store a value atomically: readers see the old value or the whole new one.
+    fn put(&self, key: &str, data: Vec<u8>) -> Result<()>;
+    /// Store `new` only if the key holds `expected` (`None`: only if it is absent).
+    fn cas(&self, key: &str, expected: Option<&[u8]>, new: Vec<u8>) -> Result<CasOutcome>;
+    /// Remove a key (absent keys are fine).
+    fn delete(&self, key: &str) -> Result<()>;
+    /// When the carrier cannot make `cas` atomic, a warning saying why.
+    fn cas_warning(&self) -> Option<String> {
+        None
+    }
+}
+
+/// Check that a key follows the remote layout, so no key can name a path outside the remote.
+pub fn check_key(key: &str) -> Result<()> {
+    let bad = || Error::Remote(format!("invalid remote key {key:?}"));
+    if key == FORMAT_KEY {
+        return Ok(());
+    }
+    let parts: Vec<&str> = key.split('/').collect();
+    match parts.as_slice() {
+        ["packs", file] => {
+            let (hash, ext) = file.split_once('.').ok_or_else(bad)?;
+            if hash.len() == 64
+                && hash
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+                && (ext == "pack" || ext == "idx")
+            {
+                Ok(())
+            } else {
+                Err(bad())
+            }
+        }
+        ["refs", volume, "heads", branch] => {
+            names::validate("volume", volume)?;
+            names::validate("branch", branch)
+        }
+        ["probe", name] if name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric()) => {
+            Ok(())
+        }
+        _ => Err(bad()),
+    }
+}
+
+/// Check a list prefix: `packs/`, `refs/<volume>/heads/` or `probe/`.
+pub fn check_prefix(prefix: &str) -> Result<()> {
+    let bad = || Error::Remote(format!("invalid remote prefix {prefix:?}"));
+    let inner = prefix.strip_suffix('/').ok_or_else(bad)?;
+    let parts: Vec<&str> = inner.split('/').collect();
+    match parts.as_slice() {
+        ["packs"] | ["probe"] => Ok(()),
+        ["refs", volume, "heads"] => names::validate("volume", volume),
+        _ => Err(bad()),
+    }
+}
+
+/// Key of a branch ref.
+pub fn ref_key(volume: &str, branch: &str) -> String {
+    format!("refs/{volume}/heads/{branch}")
+}
+
+/// A parsed remote URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    Path(PathBuf),
+    Ssh {
+        user: Option<String>,
+        host: String,
+        port: Option<u16>,
+        path: String,
+    },
+    Http(String),
+    S3 {
+        bucket: String,
+        prefix: String,
+    },
+}
+
+impl Location {
+    /// Parse a remote URL: a path, `file://`, `ssh://`, `http(s)://` or `s3://`.
+    pub fn parse(url: &str) -> Result<Location> {
+        let bad = |why: &str| Error::Remote(format!("invalid remote URL {url:?}: {why}"));
+        if url.starts_with("http://") || url.starts_with("https://") {
+            let u = url::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
+            if u.host_str().is_none() {
+                return Err(bad("no host"));
+            }
+            return Ok(Location::Http(url.trim_end_matches('/').to_string()));
+        }
+        if let Some(rest) = url.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(bad("no bucket"));
+            }
+            return Ok(Location::S3 {
+                bucket: bucket.to_string(),
+                prefix: prefix.trim_matches('/').to_string(),
+            });
+        }
+        if url.starts_with("ssh://") {
+            let u = url::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
+            let host = u.host_str().ok_or_else(|| bad("no host"))?.to_string();
+            let path = percent_decode(u.path());
+            if path.is_empty() || path == "/" {
+                return Err(bad("no path"));
+            }
+            // ssh://host/~/x means a path relative to the home directory.
+            let path = path.strip_prefix("/~/").map(str::to_string).unwrap_or(path);
+            return Ok(Location::Ssh {
+                user: (!u.username().is_empty()).then(|| u.username().to_string()),
+                host,
+                port: u.port(),
+                path,
+            });
+        }
+        if let Some(rest) = url.strip_prefix("file://") {
+            if !rest.starts_with('/') {
+                return Err(bad("file:// URLs need an absolute path"));
+            }
+            return Ok(Location::Path(PathBuf::from(percent_decode(rest))));
+        }
+        if url.contains("://") {
+            return Err(bad(
+                "unknown scheme (use a path, file://, ssh://, http://, https:// or s3://)",
+            ));
+        }
+        if url.is_empty() {
+            return Err(bad("empty"));
+        }
+        Ok(Location::Path(PathBuf::from(url)))
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_else(|| s.to_string())
+}
+
+/// Turn a user-given URL into the form stored in the database (relative paths made absolute).
+pub fn normalize_url(url: &str) -> Result<String> {
+    match Location::parse(url)? {
+        Location::Path(p) if !url.starts_with("file://") && p.is_relative() => {
+            let abs = std::path::absolute(&p)
+                .map_err(|e| Error::Remote(format!("cannot resolve {url}: {e}")))?;
+            Ok(abs.to_string_lossy().into_owned())
+        }
+        _ => Ok(url.to_string()),
+    }
+}
+
+/// Connect to the remote at `url`.
+pub fn open(url: &str) -> Result<Box<dyn Backend>> {
+    Ok(match Location::parse(url)? {
+        Location::Path(p) => Box::new(fs::FsBackend::new(&p)),
+        Location::Ssh {
+            user,
+            host,
+            port,
+            path,
+        } => Box::new(ssh::connect(user.as_deref(), &host, port, &path)?),
+        Location::Http(base) => Box::new(http::connect(&base)?),
+        Location::S3 { bucket, prefix } => Box::new(s3::S3Backend::new(&bucket, &prefix)?),
+    })
+}
+
+/// The content of `dvol-remote.json`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RemoteFormat {
+    pub format: String,
+    pub version: u32,
+}
+
+/// Check the remote's format marker; `create` writes it when absent (for push).
+/// Returns false when the remote has no marker and `create` is off.
+pub fn check_format(backend: &dyn Backend, create: bool) -> Result<bool> {
+    let marker = match backend.get(FORMAT_KEY)? {
+        Some(m) => m,
+        None if create => {
+            let fmt = RemoteFormat {
+                format: "dvol-remote".into(),
+                version: REMOTE_VERSION,
+            };
+            let bytes = serde_json::to_vec(&fmt).expect("format serializes");
+            match backend.cas(FORMAT_KEY, None, bytes.clone())? {
+                CasOutcome::Updated => return Ok(true),
+                CasOutcome::Conflict { current: Some(c) } => c,
+                CasOutcome::Conflict { current: None } => {
+                    return Err(Error::Remote(format!(
+                        "{}: cannot create {FORMAT_KEY}",
+                        backend.describe()
+                    )))
+                }
+            }
+        }
+        None => return Ok(false),
+    };
+    let fmt: RemoteFormat = serde_json::from_slice(&marker).map_err(|e| {
+        Error::Remote(format!(
+            "{}: {FORMAT_KEY} is not a dvol remote marker: {e}",
+            backend.describe()
+        ))
+    })?;
+    if fmt.format != "dvol-remote" || fmt.version != REMOTE_VERSION {
+        return Err(Error::Remote(format!(
+            "{} has remote format {} version {}; this dvol reads dvol-remote version {REMOTE_VERSION}",
+            backend.describe(),
+            fmt.format,
+            fmt.version
+        )));
+    }
+    Ok(true)
+}
+
+/// Parse a ref value (commit id in hex, optional trailing newline).
+pub fn parse_ref(key: &str, value: &[u8]) -> Result<crate::store::ObjectId> {
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(|s| crate::store::ObjectId::from_hex(s.trim()))
+        .ok_or_else(|| Error::Remote(format!("remote ref {key} does not hold a commit id")))
+}
+
+/// Encode a ref value.
+pub fn ref_value(id: &crate::store::ObjectId) -> Vec<u8> {
+    format!("{}\n", id.to_hex()).into_bytes()
+}
+
+/// Local cache directory for a remote URL: `ROOT/.dvol/remotes/<hash of url>`.
+pub fn cache_dir(root: &Path, url: &str) -> PathBuf {
+    let h = blake3::hash(url.as_bytes()).to_hex();
+    root.join(".dvol").join("remotes").join(&h[..32])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys() {
+        check_key("dvol-remote.json").unwrap();
+        check_key(&format!("packs/{}.pack", "a".repeat(64))).unwrap();
+        check_key("refs/db/heads/master").unwrap();
+        for bad in [
+            "../x",
+            "packs/../../etc",
+            "refs/../heads/x",
+            "refs/a/heads/..",
+            "/etc/passwd",
+            "packs/x.pack",
+        ] {
+            assert!(check_key(bad).is_err(), "{bad}");
+        }
+        check_prefix("packs/").unwrap();
+        assert!(check_prefix("../").is_err());
+    }
+
+    #[test]
+    fn urls() {
+        assert_eq!(
+            Location::parse("ssh://me@h:2222/srv/x").unwrap(),
+            Location::Ssh {
+                user: Some("me".into()),
+                host: "h".into(),
+                port: Some(2222),
+                path: "/srv/x".into()
+            }
+        );
+        assert_eq!(
+            Location::parse("s3://b/p/q").unwrap(),
+            Location::S3 {
+                bucket: "b".into(),
+                prefix: "p/q".into()
+            }
+        );
+        assert_eq!(
+            Location::parse("file:///tmp/r").unwrap(),
+            Location::Path("/tmp/r".into())
+        );
+        assert!(Location::parse("ftp://x").is_err());
+    }
+}

@@ -1,0 +1,256 @@
+//! The local side of remotes: the `remotes` and `remote_refs` tables, recording fetched
+//! objects and commits, ancestry checks, and fast-forwarding a branch and its live data.
+
+use super::{commit, db, Commit, Repo};
+use crate::names;
+use crate::snapshot::{self, Change};
+use crate::store::{HashOnly, ObjectId, Store, WrittenPack};
+use crate::{Error, Result};
+use rusqlite::OptionalExtension;
+
+impl Repo {
+    /// Remotes of a volume, sorted by name: (name, url).
+    pub fn remotes(&self, volume: &str) -> Result<Vec<(String, String)>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name, url FROM remotes WHERE volume = ?1 ORDER BY name")?;
+        let rows = stmt.query_map([volume], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The URL of a remote.
+    pub fn remote_url(&self, volume: &str, name: &str) -> Result<String> {
+        names::validate("remote", name)?;
+        self.conn
+            .query_row(
+                "SELECT url FROM remotes WHERE volume = ?1 AND name = ?2",
+                [volume, name],
+                |r| r.get(0),
+            )
+            .optional()?
+            .ok_or_else(|| Error::Remote(format!("No such remote: '{name}'")))
+    }
+
+    /// Add a remote; `remote_volume` is the volume's name on the remote (default: the same).
+    pub fn add_remote(
+        &self,
+        volume: &str,
+        name: &str,
+        url: &str,
+        remote_volume: Option<&str>,
+    ) -> Result<()> {
+        names::validate("remote", name)?;
+        crate::remote::Location::parse(url)?;
+        let exists = self
+            .conn
+            .query_row(
+                "SELECT 1 FROM remotes WHERE volume = ?1 AND name = ?2",
+                [volume, name],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some();
+        if exists {
+            return Err(Error::Remote(format!("remote {name} already exists")));
+        }
+        if let Some(rv) = remote_volume {
+            names::validate("volume", rv)?;
+        }
+        let tx = self.conn.unchecked_transaction()?;
+        tx.execute(
+            "INSERT INTO remotes(volume, name, url) VALUES (?1, ?2, ?3)",
+            [volume, name, url],
+        )?;
+        let key = remote_volume_key(volume, name);
+        match remote_volume {
+            Some(rv) if rv != volume => db::set_meta(&tx, &key, rv)?,
+            _ => db::delete_meta(&tx, &key)?,
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Remove a remote and its remote-tracking refs.
+    pub fn remove_remote(&self, volume: &str, name: &str) -> Result<()> {
+        self.remote_url(volume, name)?;
+        let tx = self.conn.unchecked_transaction()?;
+        tx.execute(
+            "DELETE FROM remotes WHERE volume = ?1 AND name = ?2",
+            [volume, name],
+        )?;
+        tx.execute(
+            "DELETE FROM remote_refs WHERE volume = ?1 AND remote = ?2",
+            [volume, name],
+        )?;
+        db::delete_meta(&tx, &remote_volume_key(volume, name))?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The volume's name on a remote.
+    pub fn remote_volume(&self, volume: &str, name: &str) -> Result<String> {
+        Ok(db::get_meta(&self.conn, &remote_volume_key(volume, name))?
+            .unwrap_or_else(|| volume.to_string()))
+    }
+
+    /// The last known head of `remote/branch`.
+    pub fn remote_ref(&self, volume: &str, remote: &str, branch: &str) -> Result<Option<ObjectId>> {
+        let head: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT head FROM remote_refs WHERE volume = ?1 AND remote = ?2 AND branch = ?3",
+                [volume, remote, branch],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(head.and_then(|h| ObjectId::from_hex(&h)))
+    }
+
+    /// Record the remote-tracking ref after a successful push.
+    pub fn set_remote_ref(
+        &self,
+        volume: &str,
+        remote: &str,
+        branch: &str,
+        head: &ObjectId,
+    ) -> Result<()> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO remote_refs(volume, remote, branch, head) VALUES (?1, ?2, ?3, ?4)",
+            [volume, remote, branch, head.to_hex().as_str()],
+        )?;
+        Ok(())
+    }
+
+    /// Index packs of objects that nothing references yet (fetch checkpoints; chunks only).
+    pub fn record_objects(&mut self, packs: &[WrittenPack]) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        Store::record(&tx, packs)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Record a fetch in one transaction: its packs, its commits, and the remote-tracking refs
+    /// (refs of `remote` not in `refs` are dropped: the remote deleted them).
+    pub fn record_fetch(
+        &mut self,
+        volume: &str,
+        remote: &str,
+        packs: &[WrittenPack],
+        commits: &[(ObjectId, Commit)],
+        refs: &[(String, ObjectId)],
+    ) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        Store::record(&tx, packs)?;
+        for (id, c) in commits {
+            commit::record(&tx, id, c)?;
+        }
+        tx.execute(
+            "DELETE FROM remote_refs WHERE volume = ?1 AND remote = ?2",
+            [volume, remote],
+        )?;
+        for (branch, head) in refs {
+            tx.execute(
+                "INSERT INTO remote_refs(volume, remote, branch, head) VALUES (?1, ?2, ?3, ?4)",
+                [volume, remote, branch.as_str(), head.to_hex().as_str()],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Whether `ancestor` is `descendant` or one of its ancestors (commits known locally).
+    pub fn is_ancestor(&self, ancestor: &ObjectId, descendant: &ObjectId) -> Result<bool> {
+        let mut todo = vec![*descendant];
+        let mut seen = std::collections::HashSet::new();
+        while let Some(id) = todo.pop() {
+            if id == *ancestor {
+                return Ok(true);
+            }
+            if !seen.insert(id) {
+                continue;
+            }
+            match commit::lookup(&self.conn, &id) {
+                Ok(c) => todo.extend(c.parents),
+                Err(Error::MissingObject { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(false)
+    }
+
+    /// Changes of a branch's live data against its head (read-only).
+    pub fn live_changes(&self, volume: &str, branch: &str) -> Result<Vec<Change>> {
+        let _lock = self.lock_store(false)?;
+        let head_tree = match self.branch_head(volume, branch)? {
+            Some(h) => Some(commit::lookup(&self.conn, &h)?.tree),
+            None => None,
+        };
+        let dir = self.branch_dir(volume, branch);
+        if !dir.exists() {
+            return Ok(Vec::new());
+        }
+        let sink = HashOnly::default();
+        let cache = self.load_cache(volume, branch);
+        let scan = snapshot::scan(&sink, &dir, &cache, &crate::progress::NoProgress)?;
+        let load = |id: &ObjectId| -> Result<snapshot::Tree> {
+            if let Some(bytes) = sink.tree(id) {
+                return snapshot::Tree::decode(id, &bytes);
+            }
+            snapshot::Tree::load(&self.store, id)
+        };
+        snapshot::diff(&load, head_tree.as_ref(), Some(&scan.tree))
+    }
+
+    /// Move `branch` to `target` and make its live data that commit's tree; creates the
+    /// branch when it does not exist. Interrupted, it leaves a pending reset to finish.
+    pub fn fast_forward(&mut self, volume: &str, branch: &str, target: &ObjectId) -> Result<()> {
+        names::validate("branch", branch)?;
+        let _lock = self.lock_volume(volume)?;
+        let tree = commit::lookup(&self.conn, target)?.tree;
+        if !self.branch_exists(volume, branch)? {
+            self.materialize_branch(volume, branch, target)?;
+            self.conn.execute(
+                "INSERT INTO branches(volume, name, head) VALUES (?1, ?2, ?3)",
+                [volume, branch, target.to_hex().as_str()],
+            )?;
+            return Ok(());
+        }
+        self.conn.execute(
+            "INSERT OR REPLACE INTO pending(volume, branch, op, target) VALUES (?1, ?2, 'pull', ?3)",
+            [volume, branch, target.to_hex().as_str()],
+        )?;
+        let cache = self.load_cache(volume, branch);
+        let done =
+            snapshot::materialize(&self.store, &tree, &self.branch_dir(volume, branch), &cache)?;
+        done.cache.save(&self.cache_path(volume, branch))?;
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "UPDATE branches SET head = ?3 WHERE volume = ?1 AND name = ?2",
+            [volume, branch, target.to_hex().as_str()],
+        )?;
+        tx.execute(
+            "DELETE FROM pending WHERE volume = ?1 AND branch = ?2",
+            [volume, branch],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Make `branch` the current branch of `volume` (no checks; used by clone).
+    pub fn set_current_branch(&self, volume: &str, branch: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE volumes SET branch = ?2 WHERE name = ?1",
+            [volume, branch],
+        )?;
+        Ok(())
+    }
+
+    /// Make `volume` the current volume.
+    pub fn set_current_volume(&self, volume: &str) -> Result<()> {
+        db::set_meta(&self.conn, "current_volume", volume)
+    }
+}
+
+fn remote_volume_key(volume: &str, remote: &str) -> String {
+    format!("remote_volume/{volume}/{remote}")
+}
