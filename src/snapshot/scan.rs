@@ -6,7 +6,7 @@ use super::statcache::{CacheEntry, StatCache};
 use super::tree::{Entry, Meta, Node, Tree};
 use crate::error::IoContext;
 use crate::progress::Progress;
-use crate::store::{build_content, Kind, ListEntry, ObjectId, ObjectSink, CHUNK_SIZE};
+use crate::store::{build_content, Kind, ListEntry, ObjectId, ObjectSink, Record, CHUNK_SIZE};
 use crate::{Error, Result};
 use rayon::prelude::*;
 use std::collections::HashSet;
@@ -272,19 +272,24 @@ pub fn store_file(
         if n == 0 {
             break;
         }
-        let block: Vec<ListEntry> = buf[..n]
+        let block: Vec<(ListEntry, Option<Record>)> = buf[..n]
             .par_chunks(CHUNK_SIZE)
             .map(|c| {
                 let id = ObjectId::hash(c);
-                if !known.contains(&id) {
-                    sink.put_hashed(id, Kind::Chunk, c)?;
-                }
-                Ok(ListEntry {
+                let rec = if known.contains(&id) {
+                    None
+                } else {
+                    sink.prepare(id, Kind::Chunk, c)?
+                };
+                let entry = ListEntry {
                     id,
                     len: c.len() as u64,
-                })
+                };
+                Ok((entry, rec))
             })
             .collect::<Result<_>>()?;
+        let (block, records): (Vec<ListEntry>, Vec<Option<Record>>) = block.into_iter().unzip();
+        sink.submit(records.into_iter().flatten().collect())?;
         chunks.extend(block);
         size += n as u64;
         if n < buf.len() {

@@ -15,11 +15,11 @@ pub use chunk::{
     ListNode, CHUNK_SIZE, LIST_FANOUT,
 };
 pub use id::ObjectId;
-pub use pack::{IndexEntry, WrittenPack};
+pub use pack::{IndexEntry, Record, WrittenPack};
 
 use crate::error::IoContext;
 use crate::{Error, Result};
-use pack::{PackWriter, Record, RecordHeader, CODEC_RAW, CODEC_ZSTD, RECORD_HEADER_LEN};
+use pack::{PackWriter, RecordHeader, CODEC_RAW, CODEC_ZSTD, RECORD_HEADER_LEN};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -179,7 +179,7 @@ impl Store {
     /// Start writing new objects. Objects become visible to readers only after
     /// [`Store::record`] runs inside the transaction that references them.
     pub fn writer(self: &Arc<Self>) -> Result<WriteSession> {
-        let (tx, rx) = crossbeam_channel::bounded::<Record>(256);
+        let (tx, rx) = crossbeam_channel::bounded::<Vec<Record>>(32);
         let mut packer = PackWriter::new(&self.packs_dir);
         let failure = Arc::new(Mutex::new(None));
         let failure_in_thread = failure.clone();
@@ -188,7 +188,7 @@ impl Store {
             .spawn(move || -> Result<Vec<WrittenPack>> {
                 let result = rx
                     .iter()
-                    .try_for_each(|rec| packer.append(rec))
+                    .try_for_each(|batch| batch.into_iter().try_for_each(|rec| packer.append(rec)))
                     .and_then(|()| packer.finish());
                 if let Err(e) = &result {
                     *failure_in_thread.lock().expect("failure lock") = Some(e.to_string());
@@ -312,8 +312,20 @@ pub fn make_record(id: ObjectId, kind: Kind, data: &[u8]) -> Result<Record> {
 /// Where new objects go: a [`WriteSession`] stores them; [`HashOnly`] only computes ids (for
 /// `status` and `diff` against live data, which must not write).
 pub trait ObjectSink: Sync {
+    /// Claim and encode `data`, already hashed to `id`, for a later [`ObjectSink::submit`];
+    /// `None` when nothing needs writing (already stored, or a sink that stores nothing).
+    fn prepare(&self, id: ObjectId, kind: Kind, data: &[u8]) -> Result<Option<Record>>;
+
+    /// Write prepared records (one hand-off for many objects).
+    fn submit(&self, records: Vec<Record>) -> Result<()>;
+
     /// Store `data`, already hashed to `id` (if new).
-    fn put_hashed(&self, id: ObjectId, kind: Kind, data: &[u8]) -> Result<()>;
+    fn put_hashed(&self, id: ObjectId, kind: Kind, data: &[u8]) -> Result<()> {
+        if let Some(rec) = self.prepare(id, kind, data)? {
+            self.submit(vec![rec])?;
+        }
+        Ok(())
+    }
 
     /// Hash and store `data`; returns its id.
     fn put(&self, kind: Kind, data: &[u8]) -> Result<ObjectId> {
@@ -330,9 +342,21 @@ pub trait ObjectSink: Sync {
 }
 
 impl ObjectSink for WriteSession {
-    fn put_hashed(&self, id: ObjectId, kind: Kind, data: &[u8]) -> Result<()> {
+    fn prepare(&self, id: ObjectId, kind: Kind, data: &[u8]) -> Result<Option<Record>> {
         if self.claim(&id)? {
-            self.send(make_record(id, kind, data)?)?;
+            return Ok(Some(make_record(id, kind, data)?));
+        }
+        Ok(None)
+    }
+
+    fn submit(&self, records: Vec<Record>) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let sender = self.sender.as_ref().expect("session not finished");
+        if sender.send(records).is_err() {
+            // The writer thread stopped: its error explains why.
+            return Err(self.writer_error());
         }
         Ok(())
     }
@@ -358,13 +382,17 @@ impl HashOnly {
 }
 
 impl ObjectSink for HashOnly {
-    fn put_hashed(&self, id: ObjectId, kind: Kind, data: &[u8]) -> Result<()> {
+    fn prepare(&self, id: ObjectId, kind: Kind, data: &[u8]) -> Result<Option<Record>> {
         if kind == Kind::Tree {
             self.trees
                 .lock()
                 .expect("tree map lock")
                 .insert(id, data.to_vec());
         }
+        Ok(None)
+    }
+
+    fn submit(&self, _records: Vec<Record>) -> Result<()> {
         Ok(())
     }
 }
@@ -374,7 +402,7 @@ impl ObjectSink for HashOnly {
 pub struct WriteSession {
     store: Arc<Store>,
     claimed: Mutex<HashSet<ObjectId>>,
-    sender: Option<crossbeam_channel::Sender<Record>>,
+    sender: Option<crossbeam_channel::Sender<Vec<Record>>>,
     thread: Option<JoinHandle<Result<Vec<WrittenPack>>>>,
     failure: Arc<Mutex<Option<String>>>,
 }
@@ -390,13 +418,13 @@ impl WriteSession {
         if !self.claim(&header.id)? {
             return Ok(false);
         }
-        self.send(Record {
+        self.submit(vec![Record {
             id: header.id,
             kind: header.kind,
             codec: header.codec,
             ulen: header.ulen,
             payload,
-        })?;
+        }])?;
         Ok(true)
     }
 
@@ -411,15 +439,6 @@ impl WriteSession {
     /// Whether this session already holds `id` or the store does.
     pub fn has(&self, id: &ObjectId) -> Result<bool> {
         Ok(self.claimed.lock().expect("claim lock").contains(id) || self.store.contains(id)?)
-    }
-
-    fn send(&self, rec: Record) -> Result<()> {
-        let sender = self.sender.as_ref().expect("session not finished");
-        if sender.send(rec).is_err() {
-            // The writer thread stopped: its error explains why.
-            return Err(self.writer_error());
-        }
-        Ok(())
     }
 
     fn writer_error(&self) -> Error {
