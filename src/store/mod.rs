@@ -92,23 +92,31 @@ impl Store {
 
     /// Where `id` is stored, if it is.
     pub fn locate(&self, id: &ObjectId) -> Result<Option<Location>> {
+        Ok(self.locate_many(std::slice::from_ref(id))?.pop().flatten())
+    }
+
+    /// Locations of many objects with one hold of the index (`None` for missing ones).
+    pub fn locate_many(&self, ids: &[ObjectId]) -> Result<Vec<Option<Location>>> {
         let conn = self.index.lock().expect("index lock poisoned");
         let mut stmt = conn.prepare_cached(
             "SELECT p.name, o.offset, o.kind, o.clen, o.ulen FROM objects o \
              JOIN packs p ON p.id = o.pack WHERE o.id = ?1",
         )?;
-        let loc = stmt
-            .query_row([&id.0[..]], |r| {
-                Ok(Location {
-                    pack: r.get(0)?,
-                    offset: r.get::<_, i64>(1)? as u64,
-                    kind: Kind::from_u8(r.get::<_, u8>(2)?).unwrap_or(Kind::Chunk),
-                    clen: r.get(3)?,
-                    ulen: r.get(4)?,
-                })
+        ids.iter()
+            .map(|id| {
+                Ok(stmt
+                    .query_row([&id.0[..]], |r| {
+                        Ok(Location {
+                            pack: r.get(0)?,
+                            offset: r.get::<_, i64>(1)? as u64,
+                            kind: Kind::from_u8(r.get::<_, u8>(2)?).unwrap_or(Kind::Chunk),
+                            clen: r.get(3)?,
+                            ulen: r.get(4)?,
+                        })
+                    })
+                    .optional()?)
             })
-            .optional()?;
-        Ok(loc)
+            .collect()
     }
 
     /// Whether `id` is already stored.
@@ -132,6 +140,19 @@ impl Store {
             .locate(id)?
             .ok_or(Error::MissingObject { id: id.to_hex() })?;
         self.read_record(id, &loc)
+    }
+
+    /// Read and verify many objects (in parallel); missing ones are an error naming them.
+    pub fn get_many(&self, ids: &[ObjectId]) -> Result<Vec<Vec<u8>>> {
+        use rayon::prelude::*;
+        let locs = self.locate_many(ids)?;
+        ids.par_iter()
+            .zip(locs.par_iter())
+            .map(|(id, loc)| match loc {
+                Some(loc) => self.read_at(id, loc),
+                None => Err(Error::MissingObject { id: id.to_hex() }),
+            })
+            .collect()
     }
 
     /// Read the object described by `loc` and check it hashes to `id`.
