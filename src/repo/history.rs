@@ -72,7 +72,9 @@ impl Repo {
         let packs = session.finish()?;
         tracing::debug!(packs = packs.len(), "packs durable");
         crate::failpoint::hit("commit.before-transaction");
-        let tx = self.conn.transaction()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         Store::record(&tx, &packs)?;
         commit::record(&tx, &id, &c)?;
         tx.execute(
@@ -161,7 +163,9 @@ impl Repo {
                 .ok_or(Error::NoCommitYet)?,
         };
         self.materialize_branch(volume, new, &head)?;
-        let tx = self.conn.transaction()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute(
             "INSERT INTO branches(volume, name, head) VALUES (?1, ?2, ?3)",
             [volume, new, head.to_hex().as_str()],
@@ -242,7 +246,9 @@ impl Repo {
         )?;
         crate::failpoint::hit("reset.before-head-move");
         done.cache.save(&self.cache_path(volume, &branch))?;
-        let tx = self.conn.transaction()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute(
             "UPDATE branches SET head = ?3 WHERE volume = ?1 AND name = ?2",
             [volume, branch.as_str(), target.to_hex().as_str()],

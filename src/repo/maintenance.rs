@@ -190,7 +190,9 @@ impl Repo {
         let new_packs = writer.finish()?;
         crate::failpoint::hit("gc.before-transaction");
         let dead_commits = self.dead_commits(&live)?;
-        let tx = self.conn.transaction()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         for (pack_id, _, _) in &replaced {
             let mut delete = tx.prepare_cached("DELETE FROM objects WHERE id = ?1")?;
             for id in &packs[pack_id].2 {

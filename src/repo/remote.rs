@@ -123,7 +123,9 @@ impl Repo {
 
     /// Index packs of objects that nothing references yet (fetch checkpoints; chunks only).
     pub fn record_objects(&mut self, packs: &[WrittenPack]) -> Result<()> {
-        let tx = self.conn.transaction()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         Store::record(&tx, packs)?;
         tx.commit()?;
         Ok(())
@@ -139,7 +141,9 @@ impl Repo {
         commits: &[(ObjectId, Commit)],
         refs: &[(String, ObjectId)],
     ) -> Result<()> {
-        let tx = self.conn.transaction()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         Store::record(&tx, packs)?;
         for (id, c) in commits {
             commit::record(&tx, id, c)?;
@@ -223,7 +227,9 @@ impl Repo {
         let done =
             snapshot::materialize(&self.store, &tree, &self.branch_dir(volume, branch), &cache)?;
         done.cache.save(&self.cache_path(volume, branch))?;
-        let tx = self.conn.transaction()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute(
             "UPDATE branches SET head = ?3 WHERE volume = ?1 AND name = ?2",
             [volume, branch, target.to_hex().as_str()],

@@ -33,7 +33,9 @@ impl Repo {
         let live = self.branch_dir(name, "master");
         std::fs::create_dir_all(&live).at("create", &live)?;
         crate::failpoint::hit("init.before-transaction");
-        let tx = self.conn.transaction()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute(
             "INSERT INTO volumes(name, branch, created) VALUES (?1, 'master', strftime('%s','now'))",
             [name],
@@ -82,7 +84,9 @@ impl Repo {
                 "Volume '{name}' does not exist, cannot remove it"
             )));
         }
-        let tx = self.conn.transaction()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         for table in [
             "volumes WHERE name",
             "branches WHERE volume",
