@@ -6,7 +6,7 @@ use super::{commit, Commit, Repo};
 use crate::names;
 use crate::progress::Progress;
 use crate::snapshot::{self, Change, StatCache, Tree};
-use crate::store::{HashOnly, ObjectId, Store};
+use crate::store::{HashOnly, ObjectId};
 use crate::{Error, Result};
 use rusqlite::OptionalExtension;
 use serde::Serialize;
@@ -75,7 +75,6 @@ impl Repo {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        Store::record(&tx, &packs)?;
         commit::record(&tx, &id, &c)?;
         tx.execute(
             "UPDATE branches SET head = ?3 WHERE volume = ?1 AND name = ?2",

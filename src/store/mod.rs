@@ -69,6 +69,7 @@ pub struct Location {
 /// Read access to the packs plus the means to start writing new ones.
 pub struct Store {
     packs_dir: PathBuf,
+    db: PathBuf,
     index: Mutex<Connection>,
     open_packs: Mutex<HashMap<String, Arc<File>>>,
 }
@@ -81,6 +82,7 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(60))?;
         Ok(Store {
             packs_dir: packs_dir.to_path_buf(),
+            db: db.to_path_buf(),
             index: Mutex::new(conn),
             open_packs: Mutex::new(HashMap::new()),
         })
@@ -197,20 +199,38 @@ impl Store {
         self.open_packs.lock().expect("pack cache poisoned").clear();
     }
 
-    /// Start writing new objects. Objects become visible to readers only after
-    /// [`Store::record`] runs inside the transaction that references them.
+    /// Start writing new objects. Each pack is indexed (in its own transaction) as soon as it
+    /// is durable, while later objects are still being written; until something references
+    /// them, its objects are garbage that gc may reclaim.
     pub fn writer(self: &Arc<Self>) -> Result<WriteSession> {
         let (tx, rx) = crossbeam_channel::bounded::<Vec<Record>>(32);
         let mut packer = PackWriter::new(&self.packs_dir);
+        let mut index = Connection::open(&self.db)?;
+        index.busy_timeout(std::time::Duration::from_secs(120))?;
         let failure = Arc::new(Mutex::new(None));
         let failure_in_thread = failure.clone();
         let thread = std::thread::Builder::new()
             .name("dvol-pack-writer".into())
             .spawn(move || -> Result<Vec<WrittenPack>> {
+                let mut written = Vec::new();
+                let mut index_closed = |packs: Vec<WrittenPack>| -> Result<()> {
+                    if !packs.is_empty() {
+                        let tx = index
+                            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                        Store::record(&tx, &packs)?;
+                        tx.commit()?;
+                        written.extend(packs);
+                    }
+                    Ok(())
+                };
                 let result = rx
                     .iter()
-                    .try_for_each(|batch| batch.into_iter().try_for_each(|rec| packer.append(rec)))
-                    .and_then(|()| packer.finish());
+                    .try_for_each(|batch| {
+                        batch.into_iter().try_for_each(|rec| packer.append(rec))?;
+                        index_closed(packer.take_closed())
+                    })
+                    .and_then(|()| index_closed(packer.finish()?))
+                    .map(|()| written);
                 if let Err(e) = &result {
                     *failure_in_thread.lock().expect("failure lock") = Some(e.to_string());
                 }

@@ -181,12 +181,14 @@ impl PackWriter {
         Ok(())
     }
 
-    /// Make every pack durable and return them.
+    /// Packs closed (durable) since the last call.
+    pub fn take_closed(&mut self) -> Vec<WrittenPack> {
+        std::mem::take(&mut self.done)
+    }
+
+    /// Make every pack durable and return those not yet taken.
     pub fn finish(mut self) -> Result<Vec<WrittenPack>> {
         self.close_current()?;
-        if !self.done.is_empty() {
-            sync_dir(&self.dir)?;
-        }
         Ok(std::mem::take(&mut self.done))
     }
 
@@ -223,6 +225,7 @@ impl PackWriter {
             .persist(&path)
             .map_err(|e| e.error)
             .at("rename pack to", &path)?;
+        sync_dir(&self.dir)?;
         self.done.push(WrittenPack {
             name,
             size: pack.size,
