@@ -13,7 +13,10 @@ pub struct Env {
 impl Env {
     pub fn new() -> Env {
         Env {
-            dir: tempfile::Builder::new().prefix("dvol-test-").tempdir().expect("tempdir"),
+            dir: tempfile::Builder::new()
+                .prefix("dvol-test-")
+                .tempdir()
+                .expect("tempdir"),
         }
     }
 
@@ -45,7 +48,10 @@ impl Env {
     /// Run `dvol args…`, assert failure, return stderr.
     pub fn fails(&self, args: &[&str]) -> String {
         let out = self.dvol().args(args).output().expect("run dvol");
-        assert!(!out.status.success(), "dvol {args:?} unexpectedly succeeded");
+        assert!(
+            !out.status.success(),
+            "dvol {args:?} unexpectedly succeeded"
+        );
         String::from_utf8(out.stderr).expect("utf8 stderr")
     }
 
@@ -63,7 +69,10 @@ impl Env {
     /// Commit and return the id (last word of stdout).
     pub fn commit(&self, msg: &str) -> String {
         let out = self.ok(&["commit", "-m", msg]);
-        out.split_whitespace().last().expect("commit id").to_string()
+        out.split_whitespace()
+            .last()
+            .expect("commit id")
+            .to_string()
     }
 }
 

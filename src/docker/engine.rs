@@ -1,0 +1,188 @@
+//! A small synchronous facade over bollard: which running containers use which dvol volume,
+//! and stop / start / pause / unpause them. The CLI is synchronous, so the engine owns a
+//! current-thread tokio runtime and blocks on each call.
+
+use crate::{Error, Result};
+use bollard::models::{ContainerSummaryStateEnum, MountPoint};
+use bollard::query_parameters::{
+    ListContainersOptions, StartContainerOptions, StopContainerOptions,
+};
+use bollard::Docker;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How long we wait for a daemon to answer before treating Docker integration as off.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A container as dvol reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Container {
+    pub id: String,
+    /// The name as Docker shows it in `docker inspect`, with the leading slash: `/web`.
+    pub name: String,
+    pub paused: bool,
+}
+
+/// A connection to the Docker engine.
+pub struct Engine {
+    rt: tokio::runtime::Runtime,
+    docker: Docker,
+}
+
+impl Engine {
+    /// Connect to the daemon at `DOCKER_HOST` (default `/var/run/docker.sock`). `None` when no
+    /// daemon answers: Docker integration is then off, as if `--disable-docker-integration`.
+    pub fn connect() -> Option<Engine> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()?;
+        let docker = Docker::connect_with_defaults().ok()?;
+        let docker = rt
+            .block_on(async {
+                tokio::time::timeout(CONNECT_TIMEOUT, docker.negotiate_version()).await
+            })
+            .ok()?
+            .ok()?;
+        Some(Engine { rt, docker })
+    }
+
+    /// Running (or paused) containers that mount a volume of the dvol root `root`, by volume.
+    pub fn usage(&self, root: &Path) -> Result<BTreeMap<String, Vec<Container>>> {
+        let root = canonical(root);
+        let list = self
+            .rt
+            .block_on(self.docker.list_containers(Some(ListContainersOptions {
+                all: false,
+                ..Default::default()
+            })))
+            .map_err(|e| Error::Docker(format!("listing containers: {e}")))?;
+        let mut out: BTreeMap<String, Vec<Container>> = BTreeMap::new();
+        for c in list {
+            let (Some(id), Some(names)) = (c.id, c.names) else {
+                continue;
+            };
+            let name = names.first().cloned().unwrap_or_else(|| id.clone());
+            let paused = c.state == Some(ContainerSummaryStateEnum::PAUSED);
+            let mut seen = Vec::new();
+            for m in c.mounts.unwrap_or_default() {
+                if let Some(volume) = dvol_volume_of(&m, &root) {
+                    if seen.contains(&volume) {
+                        continue;
+                    }
+                    seen.push(volume.clone());
+                    out.entry(volume).or_default().push(Container {
+                        id: id.clone(),
+                        name: name.clone(),
+                        paused,
+                    });
+                }
+            }
+        }
+        for v in out.values_mut() {
+            v.sort_by(|a, b| a.name.cmp(&b.name));
+        }
+        Ok(out)
+    }
+
+    /// Running (or paused) containers using `volume` of the dvol root `root`, sorted by name.
+    pub fn containers_using(&self, root: &Path, volume: &str) -> Result<Vec<Container>> {
+        Ok(self.usage(root)?.remove(volume).unwrap_or_default())
+    }
+
+    /// Graceful stop: the container's stop signal, then SIGKILL after its stop timeout
+    /// (`docker run --stop-timeout`, default 10 s).
+    pub fn stop(&self, c: &Container) -> Result<()> {
+        self.rt
+            .block_on(
+                self.docker
+                    .stop_container(&c.id, None::<StopContainerOptions>),
+            )
+            .map_err(|e| Error::Docker(format!("stopping container {}: {e}", c.name)))
+    }
+
+    pub fn start(&self, c: &Container) -> Result<()> {
+        self.rt
+            .block_on(
+                self.docker
+                    .start_container(&c.id, None::<StartContainerOptions>),
+            )
+            .map_err(|e| Error::Docker(format!("starting container {}: {e}", c.name)))
+    }
+
+    pub fn pause(&self, c: &Container) -> Result<()> {
+        self.rt
+            .block_on(self.docker.pause_container(&c.id))
+            .map_err(|e| Error::Docker(format!("pausing container {}: {e}", c.name)))
+    }
+
+    pub fn unpause(&self, c: &Container) -> Result<()> {
+        self.rt
+            .block_on(self.docker.unpause_container(&c.id))
+            .map_err(|e| Error::Docker(format!("unpausing container {}: {e}", c.name)))
+    }
+}
+
+/// The dvol volume a container mount refers to, if any:
+/// - its source (the mountpoint our plugin returned) lies under `ROOT/<volume>/branches/`
+///   (the socket plugin, whatever name it is registered under, and bind mounts of live data);
+/// - or it is a volume of a dvol-named driver (`dvol`, `dvol:latest`, `me/dvol:1`) whose
+///   source is inside a managed plugin's propagated mount.
+fn dvol_volume_of(m: &MountPoint, root: &Path) -> Option<String> {
+    let source = m.source.as_deref().unwrap_or("");
+    if let Ok(rest) = Path::new(source).strip_prefix(root) {
+        let mut parts = rest.components();
+        let volume = parts.next()?.as_os_str().to_str()?.to_string();
+        if parts.next()?.as_os_str() == "branches"
+            && crate::names::validate("volume", &volume).is_ok()
+        {
+            return Some(volume);
+        }
+        return None;
+    }
+    let driver = m.driver.as_deref().unwrap_or("");
+    let base = driver.rsplit('/').next().unwrap_or(driver);
+    if base.starts_with("dvol") && source.contains("/propagated-mount/") {
+        return m.name.clone();
+    }
+    None
+}
+
+/// `path` made absolute and free of symlinks where possible, so it compares with the
+/// mountpoints the plugin returned.
+pub fn canonical(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path)
+        .unwrap_or_else(|_| std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mount(name: &str, driver: &str, source: &str) -> MountPoint {
+        MountPoint {
+            name: Some(name.into()),
+            driver: Some(driver.into()),
+            source: Some(source.into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn matches_mounts_of_this_root() {
+        let root = Path::new("/var/lib/dvol");
+        let m = mount("db", "dvoltest-1", "/var/lib/dvol/db/branches/master");
+        assert_eq!(dvol_volume_of(&m, root).as_deref(), Some("db"));
+        let other = mount("db", "local", "/var/lib/docker/volumes/db/_data");
+        assert_eq!(dvol_volume_of(&other, root), None);
+        let managed = mount(
+            "db",
+            "dvol:latest",
+            "/var/lib/docker/plugins/abc/propagated-mount/db/branches/master",
+        );
+        assert_eq!(dvol_volume_of(&managed, root).as_deref(), Some("db"));
+        let meta = mount("x", "dvol", "/var/lib/dvol/.dvol/packs");
+        assert_eq!(dvol_volume_of(&meta, root), None);
+    }
+}
