@@ -1,4 +1,5 @@
 //! The one end-to-end test binary: every module drives the real `dvol` executable.
 
 mod core;
+mod docker;
 mod support;

@@ -3,7 +3,7 @@
 //! current-thread tokio runtime and blocks on each call.
 
 use crate::{Error, Result};
-use bollard::models::{ContainerSummaryStateEnum, MountPoint};
+use bollard::models::{ContainerSummaryStateEnum, MountPoint, MountPointTypeEnum};
 use bollard::query_parameters::{
     ListContainersOptions, StartContainerOptions, StopContainerOptions,
 };
@@ -59,6 +59,7 @@ impl Engine {
             })))
             .map_err(|e| Error::Docker(format!("listing containers: {e}")))?;
         let mut out: BTreeMap<String, Vec<Container>> = BTreeMap::new();
+        let mut known: BTreeMap<String, Option<String>> = BTreeMap::new();
         for c in list {
             let (Some(id), Some(names)) = (c.id, c.names) else {
                 continue;
@@ -67,7 +68,11 @@ impl Engine {
             let paused = c.state == Some(ContainerSummaryStateEnum::PAUSED);
             let mut seen = Vec::new();
             for m in c.mounts.unwrap_or_default() {
-                if let Some(volume) = dvol_volume_of(&m, &root) {
+                let volume = match dvol_volume_of(&m, &root) {
+                    Some(v) => Some(v),
+                    None => self.plugin_volume_of(&m, &root, &mut known),
+                };
+                if let Some(volume) = volume {
                     if seen.contains(&volume) {
                         continue;
                     }
@@ -84,6 +89,35 @@ impl Engine {
             v.sort_by(|a, b| a.name.cmp(&b.name));
         }
         Ok(out)
+    }
+
+    /// Docker does not report the mountpoint of plugin volumes in container mounts, so ask it
+    /// for the volume's mountpoint (the plugin's `Get`) and check that it is this root's
+    /// volume: the same path, or the same directory seen through a bind mount (the managed
+    /// plugin's propagated mount). Results are cached per volume name in `known`.
+    fn plugin_volume_of(
+        &self,
+        m: &MountPoint,
+        root: &Path,
+        known: &mut BTreeMap<String, Option<String>>,
+    ) -> Option<String> {
+        let name = m.name.as_deref()?;
+        let driver = m.driver.as_deref().unwrap_or("");
+        if m.typ != Some(MountPointTypeEnum::VOLUME) || driver.is_empty() || driver == "local" {
+            return None;
+        }
+        if let Some(hit) = known.get(name) {
+            return hit.clone();
+        }
+        let hit = self
+            .rt
+            .block_on(self.docker.inspect_volume(name))
+            .map_err(|e| tracing::debug!("inspecting volume {name}: {e}"))
+            .ok()
+            .filter(|v| is_volume_dir_of(Path::new(&v.mountpoint), root, name))
+            .map(|_| name.to_string());
+        known.insert(name.to_string(), hit.clone());
+        hit
     }
 
     /// Running (or paused) containers using `volume` of the dvol root `root`, sorted by name.
@@ -147,6 +181,29 @@ fn dvol_volume_of(m: &MountPoint, root: &Path) -> Option<String> {
         return m.name.clone();
     }
     None
+}
+
+/// Is `mountpoint` (`…/<volume>/branches/<branch>`) a branch directory of `root/<volume>`?
+fn is_volume_dir_of(mountpoint: &Path, root: &Path, volume: &str) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Some(vdir) = mountpoint.parent().and_then(Path::parent) else {
+        return false;
+    };
+    if mountpoint.parent().and_then(Path::file_name) != Some("branches".as_ref())
+        || vdir.file_name() != Some(volume.as_ref())
+    {
+        return false;
+    }
+    if vdir == root.join(volume) {
+        return true;
+    }
+    match (
+        std::fs::metadata(vdir),
+        std::fs::metadata(root.join(volume)),
+    ) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
 }
 
 /// `path` made absolute and free of symlinks where possible, so it compares with the
