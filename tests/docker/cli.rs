@@ -2,6 +2,9 @@
 
 use super::*;
 
+/// A busybox service that exits on SIGTERM (PID 1 ignores signals it does not trap).
+const IDLE: &str = "trap 'exit 0' TERM; while true; do sleep 0.1; done";
+
 /// A busybox service that counts its starts and writes `flushed` on SIGTERM.
 const FLUSHER: &str = "trap 'echo flushed > /data/flushed; exit 0' TERM; \
      echo start >> /data/starts; while true; do sleep 0.1; done";
@@ -57,7 +60,7 @@ fn commit_pause_freezes_without_restarting() {
 fn checkout_and_reset_restart_containers_on_the_new_data() {
     let s = Scope::new("switch");
     let v = s.volume("app");
-    let c = s.run_busybox("app", &v, "while true; do sleep 0.1; done");
+    let c = s.run_busybox("app", &v, IDLE);
     let master = s.live(&v);
     std::fs::write(master.join("who"), "master").unwrap();
     s.dvol_ok(&["commit", "--volume", &v, "-m", "master data"]);
@@ -77,7 +80,8 @@ fn checkout_and_reset_restart_containers_on_the_new_data() {
     assert_eq!(cat(), "master");
     let list = s.dvol_ok(&["list"]);
     let row = list.lines().find(|l| l.contains(&v)).expect("row");
-    assert!(row.contains(&format!("{v}   master   /{c}")), "{list}");
+    let cols: Vec<&str> = row.split_whitespace().filter(|w| *w != "*").collect();
+    assert_eq!(cols, [v.as_str(), "master", &format!("/{c}")], "{list}");
 
     // reset --hard rewrites the live data under a stopped container.
     docker_ok(&[
@@ -108,28 +112,20 @@ fn failure_midway_starts_containers_again() {
     wait_for(Duration::from_secs(20), "start", || starts(&s, &v) == 1);
     // Another process holds the volume lock: the commit fails after the stop.
     let lock = s.root().join(format!(".dvol/locks/{v}.lock"));
-    let mut holder = std::process::Command::new("flock")
-        .arg(&lock)
-        .args(["sleep", "60"])
-        .spawn()
+    let holder = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock)
         .unwrap();
-    wait_for(Duration::from_secs(10), "lock holder", || {
-        std::process::Command::new("flock")
-            .args(["-n"])
-            .arg(&lock)
-            .arg("true")
-            .status()
-            .map(|st| !st.success())
-            .unwrap_or(false)
-    });
+    holder.lock().unwrap();
     let out = s
         .dvol()
         .env("DVOL_LOCK_TIMEOUT", "1")
         .args(["commit", "--volume", &v, "-m", "blocked"])
         .output()
         .unwrap();
-    let _ = holder.kill();
-    let _ = holder.wait();
+    holder.unlock().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("locked by another dvol command"), "{err}");
@@ -145,7 +141,7 @@ fn failure_midway_starts_containers_again() {
 fn rm_refuses_while_in_use_and_force_stops_containers() {
     let s = Scope::new("rm");
     let v = s.volume("app");
-    let c = s.run_busybox("app", &v, "while true; do sleep 0.1; done");
+    let c = s.run_busybox("app", &v, IDLE);
     wait_for(Duration::from_secs(20), "running", || running(&c));
     let out = s.dvol_fails(&["rm", "-f", "--disable-docker-integration", "nonexistent-x"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("Volume 'nonexistent-x' does not exist"));
