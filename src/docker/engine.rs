@@ -114,10 +114,40 @@ impl Engine {
             .block_on(self.docker.inspect_volume(name))
             .map_err(|e| tracing::debug!("inspecting volume {name}: {e}"))
             .ok()
-            .filter(|v| is_volume_dir_of(Path::new(&v.mountpoint), root, name))
+            .filter(|v| {
+                let mp = Path::new(&v.mountpoint);
+                is_volume_dir_of(mp, root, name)
+                    || mp.file_name().is_some_and(|branch| {
+                        self.managed_plugin_mounts().iter().any(|pm| {
+                            let dir = pm.join(name).join("branches").join(branch);
+                            is_volume_dir_of(&dir, root, name)
+                        })
+                    })
+            })
             .map(|_| name.to_string());
         known.insert(name.to_string(), hit.clone());
         hit
+    }
+
+    /// The host side of managed plugins' propagated mounts
+    /// (`<DockerRootDir>/plugins/<id>/propagated-mount`): a managed plugin reports mountpoints
+    /// as seen inside the plugin (`/var/lib/dvol/<volume>/branches/<branch>`); Docker binds
+    /// them from here.
+    fn managed_plugin_mounts(&self) -> Vec<PathBuf> {
+        let Ok(info) = self.rt.block_on(self.docker.info()) else {
+            return Vec::new();
+        };
+        let Some(dir) = info.docker_root_dir else {
+            return Vec::new();
+        };
+        let Ok(entries) = std::fs::read_dir(Path::new(&dir).join("plugins")) else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.path().join("propagated-mount"))
+            .filter(|p| p.is_dir())
+            .collect()
     }
 
     /// Running (or paused) containers using `volume` of the dvol root `root`, sorted by name.

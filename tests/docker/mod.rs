@@ -10,6 +10,7 @@
 
 mod cli;
 mod compose;
+mod managed;
 mod plugin;
 mod postgres;
 
