@@ -67,6 +67,13 @@ pub enum Error {
     },
     #[error("unknown config key {0:?} (known: user.name, user.email)")]
     UnknownConfigKey(String),
+    #[error("docker: {0}")]
+    Docker(String),
+    #[error("volume {volume} is in use by {containers}: stop them first, or use dvol rm -f {volume} to stop them and delete the volume")]
+    VolumeInUse { volume: String, containers: String },
+    /// An operation failed while dvol had containers stopped; `note` says what became of them.
+    #[error("{error} ({note})")]
+    Interrupted { error: Box<Error>, note: String },
     #[error("{0}")]
     Other(String),
     /// A remote operation failed (transport, protocol, authentication, bad data).

@@ -7,11 +7,15 @@
 //! - [`snapshot`]: turning a live directory into trees of objects and back (scan, stat cache,
 //!   materialize, diff).
 //! - [`repo`]: volumes, branches, commits, tags and config in SQLite, plus locks.
+//! - [`plugin`]: the Docker volume plugin protocol (`dvol plugin serve`).
+//! - [`docker`]: the Docker engine client and the "with containers stopped" wrapper.
 //! - [`progress`]: how long operations report progress without knowing about terminals.
 
+pub mod docker;
 pub mod error;
 pub mod failpoint;
 pub mod names;
+pub mod plugin;
 pub mod progress;
 pub mod remote;
 pub mod repo;

@@ -1,6 +1,7 @@
 //! The one end-to-end test binary: every module drives the real `dvol` executable.
 
 mod core;
+mod docker;
 mod guarantees;
 mod remote;
 mod support;

@@ -3,16 +3,20 @@
 use super::output::print_json;
 use super::{progress, Context};
 use anyhow::bail;
+use dvol::docker::Quiesce;
 use dvol::snapshot::{Change, ChangeKind};
 use std::process::ExitCode;
 
-pub fn commit(ctx: &Context, message: Option<&str>, _pause: bool) -> anyhow::Result<ExitCode> {
+pub fn commit(ctx: &Context, message: Option<&str>, pause: bool) -> anyhow::Result<ExitCode> {
     let Some(message) = message.filter(|m| !m.trim().is_empty()) else {
         bail!("You must provide a commit message");
     };
     let mut repo = ctx.repo()?;
     let volume = ctx.volume(&repo)?;
-    let result = repo.commit(&volume, message, progress::for_terminal(ctx.quiet).as_ref())?;
+    let how = if pause { Quiesce::Pause } else { Quiesce::Stop };
+    let result = ctx.with_containers_stopped(&volume, how, "commit", || {
+        repo.commit(&volume, message, progress::for_terminal(ctx.quiet).as_ref())
+    })?;
     for s in &result.skipped {
         eprintln!("warning: {s}");
     }
@@ -92,11 +96,29 @@ pub fn branch(
 pub fn checkout(ctx: &Context, branch: &str, create: bool) -> anyhow::Result<ExitCode> {
     let mut repo = ctx.repo()?;
     let volume = ctx.volume(&repo)?;
+    // Check what can be checked before any container is stopped.
+    dvol::names::validate("branch", branch)?;
+    let exists = repo.branch_exists(&volume, branch)?;
     if create {
-        repo.checkout_new(&volume, branch)?;
-    } else {
-        repo.checkout(&volume, branch)?;
+        if exists {
+            return Err(dvol::Error::BranchExists(branch.to_string()).into());
+        }
+        let current = repo.current_branch(&volume)?;
+        if repo.branch_head(&volume, &current)?.is_none() {
+            return Err(dvol::Error::NoCommitYet.into());
+        }
+    } else if !exists {
+        return Err(dvol::Error::NoSuchBranch(branch.to_string()).into());
+    } else if repo.current_branch(&volume)? == branch {
+        return Ok(ExitCode::SUCCESS);
     }
+    ctx.with_containers_stopped(&volume, Quiesce::Stop, "checkout", || {
+        if create {
+            repo.checkout_new(&volume, branch)
+        } else {
+            repo.checkout(&volume, branch)
+        }
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -106,7 +128,11 @@ pub fn reset(ctx: &Context, spec: &str, hard: bool) -> anyhow::Result<ExitCode> 
     }
     let mut repo = ctx.repo()?;
     let volume = ctx.volume(&repo)?;
-    let id = repo.reset_hard(&volume, spec)?;
+    // Resolve first: a bad revision stops no container.
+    repo.resolve(&volume, &repo.current_branch(&volume)?, spec)?;
+    let id = ctx.with_containers_stopped(&volume, Quiesce::Stop, "reset", || {
+        repo.reset_hard(&volume, spec)
+    })?;
     println!("HEAD is now at {}", &id.to_hex()[..12]);
     Ok(ExitCode::SUCCESS)
 }

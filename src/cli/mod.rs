@@ -5,6 +5,7 @@
 mod history;
 mod maintenance;
 mod output;
+mod plugin;
 mod progress;
 mod remote;
 mod serve;
@@ -192,6 +193,21 @@ pub enum Command {
         /// Directory holding the remote store.
         path: PathBuf,
     },
+    /// The Docker volume plugin.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PluginCommand {
+    /// Serve Docker's volume plugin protocol on a unix socket (foreground).
+    Serve {
+        /// The socket; Docker names the driver after its file name.
+        #[arg(long, default_value = dvol::plugin::DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
 }
 
 /// Entry point of the binary.
@@ -270,6 +286,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             tls_key,
             path: &path,
         }),
+        Command::Plugin {
+            command: PluginCommand::Serve { socket },
+        } => plugin::serve(&ctx, &socket),
     }
 }
 
@@ -278,8 +297,8 @@ pub struct Context {
     pub root: PathBuf,
     pub volume: Option<String>,
     pub quiet: bool,
-    #[allow(dead_code)] // read once the Docker integration lands
     pub docker: bool,
+    engine: std::cell::OnceCell<Option<dvol::docker::Engine>>,
 }
 
 impl Context {
@@ -289,12 +308,41 @@ impl Context {
             volume: cli.volume.clone(),
             quiet: cli.quiet,
             docker: !cli.disable_docker_integration,
+            engine: std::cell::OnceCell::new(),
         })
     }
 
     /// Open the repository at the root.
     pub fn repo(&self) -> anyhow::Result<dvol::repo::Repo> {
         Ok(dvol::repo::Repo::open(&self.root)?)
+    }
+
+    /// The Docker engine, when integration is on and a daemon answers (connected once).
+    pub fn engine(&self) -> Option<&dvol::docker::Engine> {
+        if !self.docker {
+            return None;
+        }
+        self.engine
+            .get_or_init(dvol::docker::Engine::connect)
+            .as_ref()
+    }
+
+    /// Run `op` with the containers using `volume` stopped (or paused), then started again.
+    pub fn with_containers_stopped<T>(
+        &self,
+        volume: &str,
+        how: dvol::docker::Quiesce,
+        what: &str,
+        op: impl FnOnce() -> dvol::Result<T>,
+    ) -> anyhow::Result<T> {
+        Ok(dvol::docker::with_containers_stopped(
+            self.engine(),
+            &self.root,
+            volume,
+            how,
+            what,
+            op,
+        )?)
     }
 
     /// The volume a command acts on (`--volume` or the current one).

@@ -17,15 +17,40 @@ pub fn init(ctx: &Context, name: &str) -> anyhow::Result<ExitCode> {
 pub fn list(ctx: &Context, json: bool) -> anyhow::Result<ExitCode> {
     let repo = ctx.repo()?;
     let volumes = repo.list_volumes()?;
+    let mut usage = match ctx.engine().map(|e| e.usage(&ctx.root)) {
+        Some(Ok(u)) => u,
+        Some(Err(e)) => {
+            eprintln!("warning: {e}");
+            Default::default()
+        }
+        None => Default::default(),
+    };
     if json {
-        print_json(&volumes)?;
+        let rows: Vec<_> = volumes
+            .iter()
+            .map(|v| {
+                let containers: Vec<String> = usage
+                    .get(&v.name)
+                    .map(|cs| cs.iter().map(|c| c.name.clone()).collect())
+                    .unwrap_or_default();
+                serde_json::json!({
+                    "name": v.name, "branch": v.branch, "current": v.current,
+                    "containers": containers,
+                })
+            })
+            .collect();
+        print_json(&rows)?;
         return Ok(ExitCode::SUCCESS);
     }
     let rows: Vec<(String, Vec<String>)> = volumes
         .into_iter()
         .map(|v| {
             let prefix = if v.current { "* " } else { "  " };
-            (prefix.to_string(), vec![v.name, v.branch, String::new()])
+            let containers = usage
+                .remove(&v.name)
+                .map(|cs| dvol::docker::names(&cs))
+                .unwrap_or_default();
+            (prefix.to_string(), vec![v.name, v.branch, containers])
         })
         .collect();
     print_table(&["VOLUME", "BRANCH", "CONTAINERS"], &rows);
@@ -43,8 +68,27 @@ pub fn rm(ctx: &Context, name: &str, force: bool) -> anyhow::Result<ExitCode> {
     if !repo.volume_exists(name)? {
         bail!("Volume '{name}' does not exist, cannot remove it");
     }
+    let using = match ctx.engine() {
+        Some(engine) => engine.containers_using(&ctx.root, name)?,
+        None => Vec::new(),
+    };
+    if !using.is_empty() && !force {
+        return Err(dvol::Error::VolumeInUse {
+            volume: name.to_string(),
+            containers: dvol::docker::names(&using),
+        }
+        .into());
+    }
     if !force && !confirm(name)? {
         bail!("not removing volume '{name}'");
+    }
+    if let Some(engine) = ctx.engine().filter(|_| !using.is_empty()) {
+        println!(
+            "Stopping containers using volume '{name}': {} (they are left stopped, not removed; \
+             they cannot start again until a volume named {name} exists)",
+            dvol::docker::names(&using)
+        );
+        dvol::docker::stop_all(engine, &using)?;
     }
     println!("Deleting volume '{name}'");
     repo.remove_volume(name)?;

@@ -48,6 +48,44 @@ impl Repo {
         Ok(())
     }
 
+    /// Create volume `name` whose `master` starts at a commit of `source`: `at` is a branch,
+    /// tag, commit id or prefix, `HEAD`-relative spec (default: the head of the source's
+    /// current branch). Only rows are added and the live data is materialized: the stored
+    /// objects are shared with the source, nothing in the store is copied.
+    pub fn create_volume_from(&mut self, name: &str, source: &str, at: Option<&str>) -> Result<()> {
+        names::validate("volume", name)?;
+        names::validate("volume", source)?;
+        let _lock = self.lock_volume(name)?;
+        if self.volume_exists(name)? {
+            return Err(Error::VolumeExists(name.to_string()));
+        }
+        if !self.volume_exists(source)? {
+            return Err(Error::NoSuchVolume(source.to_string()));
+        }
+        let source_branch = self.current_branch(source)?;
+        let head = match at {
+            Some(spec) => self.resolve(source, &source_branch, spec)?,
+            None => self.branch_head(source, &source_branch)?.ok_or_else(|| {
+                Error::Other(format!(
+                    "volume {source} has no commits yet: commit before creating a volume from it"
+                ))
+            })?,
+        };
+        self.discard_dir(&self.root.join(name))?;
+        self.materialize_branch(name, "master", &head)?;
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT INTO volumes(name, branch, created) VALUES (?1, 'master', strftime('%s','now'))",
+            [name],
+        )?;
+        tx.execute(
+            "INSERT INTO branches(volume, name, head) VALUES (?1, 'master', ?2)",
+            [name, head.to_hex().as_str()],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Every volume, sorted by name.
     pub fn list_volumes(&self) -> Result<Vec<VolumeInfo>> {
         let current = db::get_meta(&self.conn, "current_volume")?;

@@ -1,0 +1,275 @@
+//! A small synchronous facade over bollard: which running containers use which dvol volume,
+//! and stop / start / pause / unpause them. The CLI is synchronous, so the engine owns a
+//! current-thread tokio runtime and blocks on each call.
+
+use crate::{Error, Result};
+use bollard::models::{ContainerSummaryStateEnum, MountPoint, MountPointTypeEnum};
+use bollard::query_parameters::{
+    ListContainersOptions, StartContainerOptions, StopContainerOptions,
+};
+use bollard::Docker;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How long we wait for a daemon to answer before treating Docker integration as off.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A container as dvol reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Container {
+    pub id: String,
+    /// The name as Docker shows it in `docker inspect`, with the leading slash: `/web`.
+    pub name: String,
+    pub paused: bool,
+}
+
+/// A connection to the Docker engine.
+pub struct Engine {
+    rt: tokio::runtime::Runtime,
+    docker: Docker,
+}
+
+impl Engine {
+    /// Connect to the daemon at `DOCKER_HOST` (default `/var/run/docker.sock`). `None` when no
+    /// daemon answers: Docker integration is then off, as if `--disable-docker-integration`.
+    pub fn connect() -> Option<Engine> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()?;
+        let docker = Docker::connect_with_defaults().ok()?;
+        let docker = rt
+            .block_on(async {
+                tokio::time::timeout(CONNECT_TIMEOUT, docker.negotiate_version()).await
+            })
+            .ok()?
+            .ok()?;
+        Some(Engine { rt, docker })
+    }
+
+    /// Running (or paused) containers that mount a volume of the dvol root `root`, by volume.
+    pub fn usage(&self, root: &Path) -> Result<BTreeMap<String, Vec<Container>>> {
+        let root = canonical(root);
+        let list = self
+            .rt
+            .block_on(self.docker.list_containers(Some(ListContainersOptions {
+                all: false,
+                ..Default::default()
+            })))
+            .map_err(|e| Error::Docker(format!("listing containers: {e}")))?;
+        let mut out: BTreeMap<String, Vec<Container>> = BTreeMap::new();
+        let mut known: BTreeMap<String, Option<String>> = BTreeMap::new();
+        for c in list {
+            let (Some(id), Some(names)) = (c.id, c.names) else {
+                continue;
+            };
+            let name = names.first().cloned().unwrap_or_else(|| id.clone());
+            let paused = c.state == Some(ContainerSummaryStateEnum::PAUSED);
+            let mut seen = Vec::new();
+            for m in c.mounts.unwrap_or_default() {
+                let volume = match dvol_volume_of(&m, &root) {
+                    Some(v) => Some(v),
+                    None => self.plugin_volume_of(&m, &root, &mut known),
+                };
+                if let Some(volume) = volume {
+                    if seen.contains(&volume) {
+                        continue;
+                    }
+                    seen.push(volume.clone());
+                    out.entry(volume).or_default().push(Container {
+                        id: id.clone(),
+                        name: name.clone(),
+                        paused,
+                    });
+                }
+            }
+        }
+        for v in out.values_mut() {
+            v.sort_by(|a, b| a.name.cmp(&b.name));
+        }
+        Ok(out)
+    }
+
+    /// Docker does not report the mountpoint of plugin volumes in container mounts, so ask it
+    /// for the volume's mountpoint (the plugin's `Get`) and check that it is this root's
+    /// volume: the same path, or the same directory seen through a bind mount (the managed
+    /// plugin's propagated mount). Results are cached per volume name in `known`.
+    fn plugin_volume_of(
+        &self,
+        m: &MountPoint,
+        root: &Path,
+        known: &mut BTreeMap<String, Option<String>>,
+    ) -> Option<String> {
+        let name = m.name.as_deref()?;
+        let driver = m.driver.as_deref().unwrap_or("");
+        if m.typ != Some(MountPointTypeEnum::VOLUME) || driver.is_empty() || driver == "local" {
+            return None;
+        }
+        if let Some(hit) = known.get(name) {
+            return hit.clone();
+        }
+        let hit = self
+            .rt
+            .block_on(self.docker.inspect_volume(name))
+            .map_err(|e| tracing::debug!("inspecting volume {name}: {e}"))
+            .ok()
+            .filter(|v| {
+                let mp = Path::new(&v.mountpoint);
+                is_volume_dir_of(mp, root, name)
+                    || mp.file_name().is_some_and(|branch| {
+                        self.managed_plugin_mounts().iter().any(|pm| {
+                            let dir = pm.join(name).join("branches").join(branch);
+                            is_volume_dir_of(&dir, root, name)
+                        })
+                    })
+            })
+            .map(|_| name.to_string());
+        known.insert(name.to_string(), hit.clone());
+        hit
+    }
+
+    /// The host side of managed plugins' propagated mounts
+    /// (`<DockerRootDir>/plugins/<id>/propagated-mount`): a managed plugin reports mountpoints
+    /// as seen inside the plugin (`/var/lib/dvol/<volume>/branches/<branch>`); Docker binds
+    /// them from here.
+    fn managed_plugin_mounts(&self) -> Vec<PathBuf> {
+        let Ok(info) = self.rt.block_on(self.docker.info()) else {
+            return Vec::new();
+        };
+        let Some(dir) = info.docker_root_dir else {
+            return Vec::new();
+        };
+        let Ok(entries) = std::fs::read_dir(Path::new(&dir).join("plugins")) else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.path().join("propagated-mount"))
+            .filter(|p| p.is_dir())
+            .collect()
+    }
+
+    /// Running (or paused) containers using `volume` of the dvol root `root`, sorted by name.
+    pub fn containers_using(&self, root: &Path, volume: &str) -> Result<Vec<Container>> {
+        Ok(self.usage(root)?.remove(volume).unwrap_or_default())
+    }
+
+    /// Graceful stop: the container's stop signal, then SIGKILL after its stop timeout
+    /// (`docker run --stop-timeout`, default 10 s).
+    pub fn stop(&self, c: &Container) -> Result<()> {
+        self.rt
+            .block_on(
+                self.docker
+                    .stop_container(&c.id, None::<StopContainerOptions>),
+            )
+            .map_err(|e| Error::Docker(format!("stopping container {}: {e}", c.name)))
+    }
+
+    pub fn start(&self, c: &Container) -> Result<()> {
+        self.rt
+            .block_on(
+                self.docker
+                    .start_container(&c.id, None::<StartContainerOptions>),
+            )
+            .map_err(|e| Error::Docker(format!("starting container {}: {e}", c.name)))
+    }
+
+    pub fn pause(&self, c: &Container) -> Result<()> {
+        self.rt
+            .block_on(self.docker.pause_container(&c.id))
+            .map_err(|e| Error::Docker(format!("pausing container {}: {e}", c.name)))
+    }
+
+    pub fn unpause(&self, c: &Container) -> Result<()> {
+        self.rt
+            .block_on(self.docker.unpause_container(&c.id))
+            .map_err(|e| Error::Docker(format!("unpausing container {}: {e}", c.name)))
+    }
+}
+
+/// The dvol volume a container mount refers to, if any:
+/// - its source (the mountpoint our plugin returned) lies under `ROOT/<volume>/branches/`
+///   (the socket plugin, whatever name it is registered under, and bind mounts of live data);
+/// - or it is a volume of a dvol-named driver (`dvol`, `dvol:latest`, `me/dvol:1`) whose
+///   source is inside a managed plugin's propagated mount.
+fn dvol_volume_of(m: &MountPoint, root: &Path) -> Option<String> {
+    let source = m.source.as_deref().unwrap_or("");
+    if let Ok(rest) = Path::new(source).strip_prefix(root) {
+        let mut parts = rest.components();
+        let volume = parts.next()?.as_os_str().to_str()?.to_string();
+        if parts.next()?.as_os_str() == "branches"
+            && crate::names::validate("volume", &volume).is_ok()
+        {
+            return Some(volume);
+        }
+        return None;
+    }
+    let driver = m.driver.as_deref().unwrap_or("");
+    let base = driver.rsplit('/').next().unwrap_or(driver);
+    if base.starts_with("dvol") && source.contains("/propagated-mount/") {
+        return m.name.clone();
+    }
+    None
+}
+
+/// Is `mountpoint` (`…/<volume>/branches/<branch>`) a branch directory of `root/<volume>`?
+fn is_volume_dir_of(mountpoint: &Path, root: &Path, volume: &str) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Some(vdir) = mountpoint.parent().and_then(Path::parent) else {
+        return false;
+    };
+    if mountpoint.parent().and_then(Path::file_name) != Some("branches".as_ref())
+        || vdir.file_name() != Some(volume.as_ref())
+    {
+        return false;
+    }
+    if vdir == root.join(volume) {
+        return true;
+    }
+    match (
+        std::fs::metadata(vdir),
+        std::fs::metadata(root.join(volume)),
+    ) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+/// `path` made absolute and free of symlinks where possible, so it compares with the
+/// mountpoints the plugin returned.
+pub fn canonical(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path)
+        .unwrap_or_else(|_| std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mount(name: &str, driver: &str, source: &str) -> MountPoint {
+        MountPoint {
+            name: Some(name.into()),
+            driver: Some(driver.into()),
+            source: Some(source.into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn matches_mounts_of_this_root() {
+        let root = Path::new("/var/lib/dvol");
+        let m = mount("db", "dvoltest-1", "/var/lib/dvol/db/branches/master");
+        assert_eq!(dvol_volume_of(&m, root).as_deref(), Some("db"));
+        let other = mount("db", "local", "/var/lib/docker/volumes/db/_data");
+        assert_eq!(dvol_volume_of(&other, root), None);
+        let managed = mount(
+            "db",
+            "dvol:latest",
+            "/var/lib/docker/plugins/abc/propagated-mount/db/branches/master",
+        );
+        assert_eq!(dvol_volume_of(&managed, root).as_deref(), Some("db"));
+        let meta = mount("x", "dvol", "/var/lib/dvol/.dvol/packs");
+        assert_eq!(dvol_volume_of(&meta, root), None);
+    }
+}

@@ -1,0 +1,134 @@
+//! Docker engine integration: find the containers that use a dvol volume and keep them off
+//! the live data while dvol changes or snapshots it.
+//!
+//! [`with_containers_stopped`] is the one wrapper the CLI verbs use (`commit`, `checkout`,
+//! `reset --hard`): stop (or pause) the running containers using the volume, run the
+//! operation, start (or unpause) exactly those containers again, whatever happened. A
+//! restarted container re-Mounts its volume, so the plugin hands it the directory of the
+//! branch that is current *now*.
+
+mod engine;
+
+pub use engine::{canonical, Container, Engine};
+
+use crate::{Error, Result};
+use std::path::Path;
+
+/// How containers are kept off the live data during an operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quiesce {
+    /// Graceful `docker stop` (stop signal, then SIGKILL after the container's stop timeout),
+    /// later `docker start`: processes flush on SIGTERM, the snapshot is application-consistent.
+    Stop,
+    /// `docker pause` (cgroup freezer), later `docker unpause`: faster, crash-consistent.
+    /// Containers already paused by someone else are left paused.
+    Pause,
+}
+
+/// Names of containers as `/a,/b`.
+pub fn names(containers: &[Container]) -> String {
+    containers
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Run `op` while the containers using `volume` (of the dvol root `root`) are stopped or
+/// paused, then bring exactly those containers back. `what` names the operation in errors.
+///
+/// - No engine (integration off, or no daemon): just `op`.
+/// - A container cannot be stopped: the ones already stopped are started again, `op` is not
+///   run, and the error says so.
+/// - `op` fails: the containers are started again and the error says so.
+/// - A container cannot be started again: the error names it (and says `op` succeeded).
+pub fn with_containers_stopped<T>(
+    engine: Option<&Engine>,
+    root: &Path,
+    volume: &str,
+    how: Quiesce,
+    what: &str,
+    op: impl FnOnce() -> Result<T>,
+) -> Result<T> {
+    let Some(engine) = engine else {
+        return op();
+    };
+    let mut using = engine.containers_using(root, volume)?;
+    if how == Quiesce::Pause {
+        using.retain(|c| !c.paused);
+    }
+    let mut held: Vec<Container> = Vec::new();
+    for c in &using {
+        let r = match how {
+            Quiesce::Stop => engine.stop(c),
+            Quiesce::Pause => engine.pause(c),
+        };
+        if let Err(e) = r {
+            let back = release(engine, how, &held);
+            return Err(Error::Docker(format!(
+                "{what} of volume {volume} not started: {e}; {}",
+                describe_release(how, &held, &back)
+            )));
+        }
+        held.push(c.clone());
+    }
+    let result = op();
+    let back = release(engine, how, &held);
+    match result {
+        Ok(v) if back.is_empty() => Ok(v),
+        Ok(_) => Err(Error::Docker(format!(
+            "{what} of volume {volume} done, but {}",
+            describe_release(how, &held, &back)
+        ))),
+        Err(e) if held.is_empty() => Err(e),
+        Err(e) => Err(Error::Interrupted {
+            error: Box::new(e),
+            note: describe_release(how, &held, &back),
+        }),
+    }
+}
+
+/// Start (or unpause) every container in `held`; the errors of those that failed.
+fn release(engine: &Engine, how: Quiesce, held: &[Container]) -> Vec<(String, Error)> {
+    held.iter()
+        .filter_map(|c| {
+            let r = match how {
+                Quiesce::Stop => engine.start(c),
+                Quiesce::Pause => engine.unpause(c),
+            };
+            r.err().map(|e| (c.name.clone(), e))
+        })
+        .collect()
+}
+
+fn describe_release(how: Quiesce, held: &[Container], failed: &[(String, Error)]) -> String {
+    let verb = match how {
+        Quiesce::Stop => "started",
+        Quiesce::Pause => "unpaused",
+    };
+    if held.is_empty() {
+        return "no container was stopped".to_string();
+    }
+    if failed.is_empty() {
+        return format!("containers {} were {verb} again", names(held));
+    }
+    let errs: Vec<String> = failed.iter().map(|(_, e)| e.to_string()).collect();
+    format!(
+        "containers {} could not be {verb} again ({})",
+        failed
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect::<Vec<_>>()
+            .join(","),
+        errs.join("; ")
+    )
+}
+
+/// Stop these containers for good (used by `dvol rm -f`); the first error names the
+/// container.
+pub fn stop_all(engine: &Engine, containers: &[Container]) -> Result<()> {
+    for c in containers {
+        engine.stop(c)?;
+    }
+    Ok(())
+}

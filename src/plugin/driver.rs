@@ -1,0 +1,156 @@
+//! The volume driver itself, independent of HTTP: each method is one `VolumeDriver.*` call,
+//! blocking (it opens the repository), returning a typed error whose text Docker shows.
+
+use crate::names;
+use crate::repo::Repo;
+use crate::{Error, Result};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// The `Opts` key of `docker volume create -o from=VOLUME[@REF]`.
+pub const OPT_FROM: &str = "from";
+
+/// One volume as `Get` and `List` report it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeView {
+    pub name: String,
+    pub mountpoint: PathBuf,
+    pub branch: String,
+}
+
+/// Driver state: the dvol root and the mounts Docker asked for (mount id -> volume).
+pub struct Driver {
+    root: PathBuf,
+    mounts: Mutex<HashMap<String, String>>,
+}
+
+impl Driver {
+    /// A driver for the dvol root `root` (made absolute, so mountpoints compare with what
+    /// the CLI computes).
+    pub fn new(root: &Path) -> Result<Driver> {
+        std::fs::create_dir_all(root).map_err(|source| Error::Io {
+            context: "create",
+            path: root.to_path_buf(),
+            source,
+        })?;
+        Ok(Driver {
+            root: crate::docker::canonical(root),
+            mounts: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn repo(&self) -> Result<Repo> {
+        Repo::open(&self.root)
+    }
+
+    /// `VolumeDriver.Create`: a new dvol volume with a `master` branch; with `from`, its
+    /// master starts at a branch or commit of another volume (shared storage). Creating a
+    /// volume that exists without options succeeds (Docker and Compose re-create freely).
+    pub fn create(&self, name: &str, opts: &BTreeMap<String, String>) -> Result<()> {
+        names::validate("volume", name)?;
+        if let Some(key) = opts.keys().find(|k| k.as_str() != OPT_FROM) {
+            return Err(Error::Other(format!(
+                "unknown option {key:?} for a dvol volume (known: from=VOLUME[@REF])"
+            )));
+        }
+        let mut repo = self.repo()?;
+        match opts.get(OPT_FROM) {
+            None => match repo.create_volume(name) {
+                Err(Error::VolumeExists(_)) => Ok(()),
+                other => other,
+            },
+            Some(from) => {
+                let (source, at) = match from.split_once('@') {
+                    Some((s, r)) => (s, Some(r)),
+                    None => (from.as_str(), None),
+                };
+                if at == Some("") {
+                    return Err(Error::Other(format!(
+                        "from={from}: give a branch, tag or commit after @"
+                    )));
+                }
+                repo.create_volume_from(name, source, at)
+            }
+        }
+    }
+
+    /// `VolumeDriver.Remove`: deliberately keeps the volume and its history. Docker forgets
+    /// the volume; dvol does not (`dvol rm` is the only way to delete dvol data), so
+    /// `docker volume rm` / `prune` / `compose down -v` never destroy history.
+    pub fn remove(&self, name: &str) -> Result<()> {
+        names::validate("volume", name)?;
+        tracing::info!(
+            volume = name,
+            "Remove: kept (only `dvol rm` deletes dvol volumes)"
+        );
+        Ok(())
+    }
+
+    /// `VolumeDriver.Mount`: the live directory of the volume's current branch, looked up at
+    /// every call, so a container started after `dvol checkout` gets the new branch.
+    pub fn mount(&self, name: &str, id: &str) -> Result<PathBuf> {
+        let v = self.view(name)?;
+        std::fs::create_dir_all(&v.mountpoint).map_err(|source| Error::Io {
+            context: "create",
+            path: v.mountpoint.clone(),
+            source,
+        })?;
+        self.mounts
+            .lock()
+            .expect("mounts lock")
+            .insert(id.to_string(), name.to_string());
+        Ok(v.mountpoint)
+    }
+
+    /// `VolumeDriver.Unmount`: forget the mount (nothing is mounted by dvol itself).
+    pub fn unmount(&self, name: &str, id: &str) -> Result<()> {
+        names::validate("volume", name)?;
+        self.mounts.lock().expect("mounts lock").remove(id);
+        Ok(())
+    }
+
+    /// Number of live mounts of a volume (for `Get`'s Status).
+    pub fn mount_count(&self, name: &str) -> usize {
+        self.mounts
+            .lock()
+            .expect("mounts lock")
+            .values()
+            .filter(|v| v.as_str() == name)
+            .count()
+    }
+
+    /// `VolumeDriver.Get` / `Path`: the volume and the live directory of its current branch.
+    pub fn view(&self, name: &str) -> Result<VolumeView> {
+        names::validate("volume", name)?;
+        let repo = self.repo()?;
+        if !repo.volume_exists(name)? {
+            return Err(Error::Other(format!("dvol volume {name} does not exist")));
+        }
+        let branch = repo.current_branch(name)?;
+        Ok(VolumeView {
+            name: name.to_string(),
+            mountpoint: repo.branch_dir(name, &branch),
+            branch,
+        })
+    }
+
+    /// `VolumeDriver.List`: every dvol volume under the root, including those made by
+    /// `dvol init`.
+    pub fn list(&self) -> Result<Vec<VolumeView>> {
+        let repo = self.repo()?;
+        Ok(repo
+            .list_volumes()?
+            .into_iter()
+            .map(|v| VolumeView {
+                mountpoint: repo.branch_dir(&v.name, &v.branch),
+                name: v.name,
+                branch: v.branch,
+            })
+            .collect())
+    }
+}

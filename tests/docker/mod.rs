@@ -1,0 +1,309 @@
+//! End-to-end tests against the real Docker engine (need root and a running dockerd).
+//!
+//! One `dvol plugin serve` per test process, on `/run/docker/plugins/dvoltest.sock` (driver
+//! `dvoltest`; `dvoltest-<pid>` when another run holds that socket), with its own temporary
+//! root. Docker 20.10 remembers every socket plugin it has talked to until it restarts, and
+//! each `docker volume ls` then retries a vanished one for ~15 s, so we reuse one fixed name
+//! rather than leaving a new dead plugin behind per run. The plugin dies with the test process
+//! (PR_SET_PDEATHSIG from a thread that never exits). Each test uses volume and container
+//! names unique to the process and removes its containers and Docker volumes on drop.
+
+mod cli;
+mod compose;
+mod managed;
+mod plugin;
+mod postgres;
+
+use assert_cmd::Command;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub const BUSYBOX: &str = "dvol-test-busybox:latest";
+pub const POSTGRES: &str = "dvol-test-postgres:15";
+
+/// The plugin shared by all docker tests of this process.
+pub struct Plugin {
+    pub driver: String,
+    pub socket: PathBuf,
+    pub root: PathBuf,
+}
+
+pub fn plugin() -> &'static Plugin {
+    static PLUGIN: OnceLock<Plugin> = OnceLock::new();
+    PLUGIN.get_or_init(start_plugin)
+}
+
+fn start_plugin() -> Plugin {
+    let out = std::process::Command::new("docker")
+        .args(["image", "inspect", BUSYBOX])
+        .output()
+        .expect("docker CLI");
+    assert!(
+        out.status.success(),
+        "image {BUSYBOX} missing: run tests/images/build.sh (as root, with dockerd running)"
+    );
+    let dir = tempfile::Builder::new()
+        .prefix("dvol-docker-test-")
+        .tempdir()
+        .expect("tempdir")
+        .keep();
+    let root = dir.join("root");
+    let fixed = PathBuf::from("/run/docker/plugins/dvoltest.sock");
+    let (driver, socket) = if UnixStream::connect(&fixed).is_ok() {
+        let d = format!("dvoltest-{}", std::process::id());
+        (
+            d.clone(),
+            PathBuf::from(format!("/run/docker/plugins/{d}.sock")),
+        )
+    } else {
+        ("dvoltest".to_string(), fixed)
+    };
+    let log = std::fs::File::create(dir.join("plugin.log")).expect("log");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (root2, socket2) = (root.clone(), socket.clone());
+    // The child gets SIGTERM when this thread exits, i.e. when the test process ends.
+    std::thread::spawn(move || {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_dvol"));
+        cmd.arg("-p")
+            .arg(&root2)
+            .args(["plugin", "serve", "--socket"])
+            .arg(&socket2)
+            .env("DVOL_LOG", "info")
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log);
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().expect("spawn dvol plugin serve");
+        tx.send(child.id()).expect("send");
+        // Block here for the life of the process (or of the plugin, if it dies).
+        let _ = child.wait();
+    });
+    rx.recv().expect("plugin pid");
+    wait_for(Duration::from_secs(20), "plugin socket", || {
+        UnixStream::connect(&socket).is_ok()
+    });
+    Plugin {
+        driver,
+        socket,
+        root,
+    }
+}
+
+/// Poll `cond` every 100 ms until it holds; panic after `limit`.
+pub fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// POST `body` to `/path` on the plugin socket; (content type, JSON body).
+pub fn plugin_call(socket: &Path, path: &str, body: &str) -> (String, serde_json::Value) {
+    let mut s = UnixStream::connect(socket).expect("connect plugin");
+    write!(
+        s,
+        "POST /{path} HTTP/1.1\r\nHost: plugin\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("write");
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).expect("read");
+    let (head, body) = resp.split_once("\r\n\r\n").expect("http response");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let ctype = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-type: ")
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    (ctype, serde_json::from_str(body).expect("json body"))
+}
+
+/// One test's names and the Docker objects to clean up.
+pub struct Scope {
+    pub tag: String,
+    containers: std::cell::RefCell<Vec<String>>,
+    volumes: std::cell::RefCell<Vec<String>>,
+    pub projects: std::cell::RefCell<Vec<(String, PathBuf)>>,
+}
+
+impl Scope {
+    pub fn new(test: &str) -> Scope {
+        plugin();
+        Scope {
+            tag: format!("dt{}{test}", std::process::id()),
+            containers: Default::default(),
+            volumes: Default::default(),
+            projects: Default::default(),
+        }
+    }
+
+    pub fn driver(&self) -> &'static str {
+        &plugin().driver
+    }
+
+    pub fn root(&self) -> &'static Path {
+        &plugin().root
+    }
+
+    /// A volume name unique to this test (registered for cleanup).
+    pub fn volume(&self, name: &str) -> String {
+        let v = format!("{}_{name}", self.tag);
+        self.volumes.borrow_mut().push(v.clone());
+        v
+    }
+
+    /// Register a volume named elsewhere (e.g. by Compose) for cleanup.
+    pub fn track_volume(&self, name: &str) -> String {
+        self.volumes.borrow_mut().push(name.to_string());
+        name.to_string()
+    }
+
+    /// A container name unique to this test (registered for cleanup).
+    pub fn container(&self, name: &str) -> String {
+        let c = format!("{}-{name}", self.tag);
+        self.containers.borrow_mut().push(c.clone());
+        c
+    }
+
+    /// `dvol` on the plugin's root with Docker integration ON.
+    pub fn dvol(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_dvol"));
+        c.env("DVOL_ROOT", self.root()).env_remove("DVOL_LOG");
+        c
+    }
+
+    pub fn dvol_ok(&self, args: &[&str]) -> String {
+        let out = self.dvol().args(args).output().expect("run dvol");
+        assert!(
+            out.status.success(),
+            "dvol {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf8")
+    }
+
+    pub fn dvol_fails(&self, args: &[&str]) -> Output {
+        let out = self.dvol().args(args).output().expect("run dvol");
+        assert!(
+            !out.status.success(),
+            "dvol {args:?} unexpectedly succeeded"
+        );
+        out
+    }
+
+    /// Live directory of `volume`'s current branch.
+    pub fn live(&self, volume: &str) -> PathBuf {
+        PathBuf::from(self.dvol_ok(&["path", volume]).trim())
+    }
+
+    /// Start a detached busybox container `name` with `volume` at /data running `script`.
+    pub fn run_busybox(&self, name: &str, volume: &str, script: &str) -> String {
+        let c = self.container(name);
+        docker_ok(&[
+            "run",
+            "-d",
+            "--name",
+            &c,
+            "--volume-driver",
+            self.driver(),
+            "-v",
+            &format!("{volume}:/data"),
+            BUSYBOX,
+            "sh",
+            "-c",
+            script,
+        ]);
+        c
+    }
+}
+
+impl Drop for Scope {
+    fn drop(&mut self) {
+        for (project, file) in self.projects.borrow().iter() {
+            let _ = std::process::Command::new("docker-compose")
+                .arg("-p")
+                .arg(project)
+                .arg("-f")
+                .arg(file)
+                .args(["down", "-v", "-t", "1"])
+                .env("DVOL_DRIVER", self.driver())
+                .env("BUSYBOX_IMAGE", BUSYBOX)
+                .output();
+        }
+        let cs = self.containers.borrow();
+        if !cs.is_empty() {
+            let _ = docker(
+                &[
+                    &["rm", "-f", "-v"][..],
+                    &cs.iter().map(String::as_str).collect::<Vec<_>>(),
+                ]
+                .concat(),
+            );
+        }
+        let vs = self.volumes.borrow();
+        if !vs.is_empty() {
+            let _ = docker(
+                &[
+                    &["volume", "rm", "-f"][..],
+                    &vs.iter().map(String::as_str).collect::<Vec<_>>(),
+                ]
+                .concat(),
+            );
+        }
+    }
+}
+
+pub fn docker(args: &[&str]) -> Output {
+    std::process::Command::new("docker")
+        .args(args)
+        .output()
+        .expect("run docker")
+}
+
+pub fn docker_ok(args: &[&str]) -> String {
+    let out = docker(args);
+    assert!(
+        out.status.success(),
+        "docker {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf8")
+}
+
+/// `docker inspect -f FORMAT NAME`, trimmed.
+pub fn inspect(name: &str, format: &str) -> String {
+    docker_ok(&["inspect", "-f", format, name])
+        .trim()
+        .to_string()
+}
+
+pub fn running(name: &str) -> bool {
+    inspect(name, "{{.State.Running}}") == "true"
+}
+
+pub fn started_at(name: &str) -> String {
+    inspect(name, "{{.State.StartedAt}}")
+}
+
+/// Read a file, empty when missing.
+pub fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
