@@ -4,3 +4,5 @@
 mod crash;
 mod decoders;
 mod disk_full;
+#[cfg(feature = "failpoints")]
+mod remote_crash;
