@@ -46,6 +46,21 @@ pub enum Request {
     },
 }
 
+impl Request {
+    /// Short name of the operation, for logs.
+    pub fn op_name(&self) -> &'static str {
+        match self {
+            Request::Hello { .. } => "hello",
+            Request::List { .. } => "list",
+            Request::Get { .. } => "get",
+            Request::GetRange { .. } => "get_range",
+            Request::Put { .. } => "put",
+            Request::Cas { .. } => "cas",
+            Request::Delete { .. } => "delete",
+        }
+    }
+}
+
 /// The answer to one [`Request`].
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Response {

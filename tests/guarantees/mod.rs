@@ -1,8 +1,10 @@
 //! Issue 5: the guarantees, as tests that reproduce the figures in docs/guarantees.md.
 
+mod access;
 #[cfg(feature = "failpoints")]
 mod crash;
 mod decoders;
 mod disk_full;
 #[cfg(feature = "failpoints")]
 mod remote_crash;
+mod remote_load;
