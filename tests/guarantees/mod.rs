@@ -7,4 +7,5 @@ mod decoders;
 mod disk_full;
 #[cfg(feature = "failpoints")]
 mod remote_crash;
+mod remote_decoders;
 mod remote_load;
