@@ -20,3 +20,17 @@ pub fn hit(_name: &str) {
         }
     }
 }
+
+/// A numeric test knob read from the environment (e.g. `DVOL_TEST_PACK_SIZE`), so the
+/// fault-injection tests can make packs and fetch checkpoints small enough to hit a failpoint
+/// several times. Only with the `failpoints` feature; otherwise always `None`.
+pub fn knob(_name: &str) -> Option<u64> {
+    #[cfg(feature = "failpoints")]
+    {
+        std::env::var(_name).ok().and_then(|v| v.parse().ok())
+    }
+    #[cfg(not(feature = "failpoints"))]
+    {
+        None
+    }
+}

@@ -21,6 +21,19 @@ impl FsBackend {
         }
     }
 
+    /// Create the remote's directory for a server (`dvol serve`): private to its owner (0700).
+    pub fn create_private_root(&self) -> Result<()> {
+        use std::os::unix::fs::DirBuilderExt;
+        if !self.root.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&self.root)
+                .at("create", &self.root)?;
+        }
+        Ok(())
+    }
+
     fn path(&self, key: &str) -> Result<PathBuf> {
         check_key(key)?;
         Ok(self.root.join(key))
@@ -28,7 +41,7 @@ impl FsBackend {
 
     fn write_atomic(&self, path: &Path, data: &[u8]) -> Result<()> {
         let dir = path.parent().expect("key has a parent");
-        std::fs::create_dir_all(dir).at("create", dir)?;
+        mkdirs(dir)?;
         let mut tmp = tempfile::Builder::new()
             .prefix(".tmp-")
             .tempfile_in(dir)
@@ -40,6 +53,17 @@ impl FsBackend {
             .at("rename into place", path)?;
         crate::store::pack::sync_dir(dir)
     }
+}
+
+/// Create directories without group or world write whatever the umask (files are created
+/// 0600 by the temporary-file writer).
+fn mkdirs(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(dir)
+        .at("create", dir)
 }
 
 impl Backend for FsBackend {
@@ -97,7 +121,7 @@ impl Backend for FsBackend {
 
     fn cas(&self, key: &str, expected: Option<&[u8]>, new: Vec<u8>) -> Result<CasOutcome> {
         let path = self.path(key)?;
-        std::fs::create_dir_all(&self.root).at("create", &self.root)?;
+        mkdirs(&self.root)?;
         let _lock = crate::repo::lock::acquire(&self.root.join(".lock"), "remote refs", true)?;
         let current = self.get(key)?;
         if current.as_deref() != expected {

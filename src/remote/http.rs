@@ -155,14 +155,11 @@ pub fn serve(opts: ServeOptions, on_ready: impl FnOnce(SocketAddr)) -> Result<()
         .enable_all()
         .build()
         .map_err(|e| Error::Remote(format!("cannot start the server runtime: {e}")))?;
-    std::fs::create_dir_all(&opts.store).map_err(|e| Error::Io {
-        context: "create",
-        path: opts.store.clone(),
-        source: e,
-    })?;
+    let backend = FsBackend::new(&opts.store);
+    backend.create_private_root()?;
     let state = AppState {
         token: Arc::new(opts.token),
-        backend: Arc::new(FsBackend::new(&opts.store)),
+        backend: Arc::new(backend),
     };
     let app = axum::Router::new()
         .route("/v1/rpc", axum::routing::post(rpc))
@@ -243,15 +240,29 @@ async fn rpc(
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
     let backend = state.backend.clone();
-    let resp = tokio::task::spawn_blocking(move || match proto::decode::<Request>(&body) {
-        Ok(req) => proto::handle(backend.as_ref(), req),
-        Err(e) => Response::Error(e.to_string()),
+    let start = std::time::Instant::now();
+    let bytes_in = body.len();
+    let (resp, op) = tokio::task::spawn_blocking(move || match proto::decode::<Request>(&body) {
+        Ok(req) => {
+            let op = req.op_name();
+            (proto::handle(backend.as_ref(), req), op)
+        }
+        Err(e) => (Response::Error(e.to_string()), "malformed"),
     })
     .await
-    .unwrap_or_else(|e| Response::Error(format!("handler failed: {e}")));
+    .unwrap_or_else(|e| (Response::Error(format!("handler failed: {e}")), "panic"));
+    let failed = matches!(resp, Response::Error(_));
+    let body = proto::encode(&resp);
+    // One access-log line per request (DVOL_LOG=dvol=info shows them).
+    tracing::info!(
+        target: "dvol::serve",
+        "rpc op={op} bytes_in={bytes_in} bytes_out={} us={} error={failed}",
+        body.len(),
+        start.elapsed().as_micros()
+    );
     (
         [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
-        proto::encode(&resp),
+        body,
     )
         .into_response()
 }

@@ -194,7 +194,9 @@ pub fn pull(
             )));
         }
     }
-    if repo.branch_exists(volume, &branch)? {
+    // An interrupted pull (or reset) left the live data half-written towards a committed
+    // state: that is not the user's work, so the pull finishes it instead of refusing.
+    if repo.branch_exists(volume, &branch)? && repo.pending_op(volume, &branch)?.is_none() {
         let changes = repo.live_changes(volume, &branch)?;
         if !changes.is_empty() {
             return Err(Error::Remote(format!(
@@ -225,6 +227,11 @@ pub struct Cloned {
 }
 
 /// Make a local volume from a remote one, with `origin` set, and make it current.
+///
+/// The volume is created together with a pending-clone marker (URL and remote volume) and the
+/// marker is dropped only when everything is in place, so a clone killed half-way is finished
+/// by running the same clone again; a volume that is not an interrupted clone of the same
+/// URL and remote volume is refused.
 pub fn clone(
     repo: &mut Repo,
     url: &str,
@@ -235,10 +242,22 @@ pub fn clone(
     names::validate("volume", remote_volume)?;
     let local = local.unwrap_or(remote_volume).to_string();
     names::validate("volume", &local)?;
-    if repo.volume_exists(&local)? {
-        return Err(Error::VolumeExists(local));
-    }
     let url = super::normalize_url(url)?;
+    let resuming = if repo.volume_exists(&local)? {
+        match repo.pending_clone(&local)? {
+            Some((u, rv)) if u == url && rv == remote_volume => true,
+            Some((u, rv)) => {
+                return Err(Error::Remote(format!(
+                    "volume {local} is an interrupted clone of volume {rv} from {u}, not of \
+                     {remote_volume} from {url}; finish it with `dvol clone {u} {rv} {local}` \
+                     or remove it with `dvol rm -f {local}`"
+                )))
+            }
+            None => return Err(Error::VolumeExists(local)),
+        }
+    } else {
+        false
+    };
     let backend = open_existing(&url)?;
     let refs = transfer::remote_branches(backend.as_ref(), remote_volume)?;
     if refs.is_empty() {
@@ -246,9 +265,16 @@ pub fn clone(
             "remote volume {remote_volume} does not exist at {url}"
         )));
     }
-    repo.create_volume(&local)?;
+    if !resuming {
+        repo.begin_clone(&local, &url, remote_volume)?;
+    }
+    crate::failpoint::hit("clone.after-create-volume");
     let result = (|| -> Result<Cloned> {
-        repo.add_remote(&local, "origin", &url, Some(remote_volume))?;
+        let has_origin = repo.remotes(&local)?.iter().any(|(n, _)| n == "origin");
+        if !has_origin {
+            repo.add_remote(&local, "origin", &url, Some(remote_volume))?;
+        }
+        crate::failpoint::hit("clone.after-add-remote");
         let fetched = fetch_from(
             repo,
             backend.as_ref(),
@@ -258,8 +284,17 @@ pub fn clone(
             remote_volume,
             progress,
         )?;
+        crate::failpoint::hit("clone.before-materialize");
         let mut branches = Vec::new();
         for (branch, head) in &fetched.report.refs {
+            if repo.branch_exists(&local, branch)?
+                && repo.branch_head(&local, branch)? == Some(*head)
+                && repo.pending_op(&local, branch)?.is_none()
+            {
+                // Finished by the interrupted run.
+                branches.push(branch.clone());
+                continue;
+            }
             repo.fast_forward(&local, branch, head)?;
             branches.push(branch.clone());
         }
@@ -268,8 +303,8 @@ pub fn clone(
         } else {
             branches[0].clone()
         };
-        repo.set_current_branch(&local, &current)?;
-        repo.set_current_volume(&local)?;
+        crate::failpoint::hit("clone.before-finish");
+        repo.finish_clone(&local, &current)?;
         Ok(Cloned {
             volume: local.clone(),
             branches,

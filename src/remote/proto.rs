@@ -46,6 +46,21 @@ pub enum Request {
     },
 }
 
+impl Request {
+    /// Short name of the operation, for logs.
+    pub fn op_name(&self) -> &'static str {
+        match self {
+            Request::Hello { .. } => "hello",
+            Request::List { .. } => "list",
+            Request::Get { .. } => "get",
+            Request::GetRange { .. } => "get_range",
+            Request::Put { .. } => "put",
+            Request::Cas { .. } => "cas",
+            Request::Delete { .. } => "delete",
+        }
+    }
+}
+
 /// The answer to one [`Request`].
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Response {
@@ -108,8 +123,16 @@ pub fn read_frame(r: &mut dyn Read) -> std::io::Result<Option<Vec<u8>>> {
             format!("frame of {len} bytes is over the limit"),
         ));
     }
-    let mut buf = vec![0u8; len];
-    r.read_exact(&mut buf)?;
+    // Grow with the bytes that actually arrive: a peer that claims a large frame and sends
+    // little costs little memory.
+    let mut buf = Vec::with_capacity(len.min(1 << 20));
+    r.take(len as u64).read_to_end(&mut buf)?;
+    if buf.len() != len {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!("frame cut short: {} of {len} bytes", buf.len()),
+        ));
+    }
     Ok(Some(buf))
 }
 

@@ -27,13 +27,7 @@ const RANGE_GAP: u64 = 64 << 10;
 /// Fetched chunks are indexed locally after this many bytes, so a re-run reuses them.
 const FETCH_CHECKPOINT: u64 = 256 << 20;
 
-fn test_knob(name: &str) -> Option<u64> {
-    if cfg!(debug_assertions) {
-        std::env::var(name).ok().and_then(|v| v.parse().ok())
-    } else {
-        None
-    }
-}
+use crate::failpoint::{hit, knob as test_knob};
 
 /// Where an object lives on the remote.
 #[derive(Clone, Debug)]
@@ -197,22 +191,20 @@ pub fn push(
     let pack_size = test_knob("DVOL_TEST_PACK_SIZE")
         .map(|v| v as usize)
         .unwrap_or(PUSH_PACK_SIZE);
-    let fail_after = test_knob("DVOL_TEST_PUSH_ABORT_AFTER_PACKS");
     let mut pack = PackOut::new();
     for id in &plan {
         let (header, payload) = store.get_raw(id)?;
         progress.advance((RECORD_HEADER_LEN + payload.len()) as u64);
+        // Close the pack before a record would take it past the size, so an upload stays
+        // under the protocol's frame limit (one pack of at most max(size, one object)).
+        if !pack.entries.is_empty()
+            && pack.buf.len() + RECORD_HEADER_LEN + payload.len() > pack_size
+        {
+            report.bytes += std::mem::replace(&mut pack, PackOut::new()).upload(backend)?;
+            report.packs += 1;
+        }
         pack.append(&header, &payload);
         report.objects += 1;
-        if pack.buf.len() >= pack_size {
-            report.bytes += pack.upload(backend)?;
-            report.packs += 1;
-            if fail_after.is_some_and(|n| report.packs >= n) {
-                // Test hook: die mid-push like a killed process.
-                std::process::exit(86);
-            }
-            pack = PackOut::new();
-        }
     }
     if !pack.entries.is_empty() {
         report.bytes += pack.upload(backend)?;
@@ -223,25 +215,35 @@ pub fn push(
     for (branch, key, raw, remote, local) in to_send {
         let value = ref_value(&local);
         report.bytes += value.len() as u64;
-        match backend.cas(&key, raw.as_deref(), value)? {
-            CasOutcome::Updated => report.branches.push((
-                branch,
-                PushStatus::Pushed {
-                    old: remote,
-                    new: local,
-                },
-            )),
-            CasOutcome::Conflict { current } => {
-                let now = current.as_deref().map(|v| parse_ref(&key, v)).transpose()?;
-                report.branches.push((
-                    branch,
-                    PushStatus::Rejected {
-                        remote: now,
-                        reason: "the remote branch changed during the push (fetch first)".into(),
-                    },
-                ))
+        hit("push.before-ref-cas");
+        let mut expected = raw;
+        let mut old = remote;
+        // A lost race is retried only while the remote head stays an ancestor of ours (another
+        // pusher sent part of our history) or with --force; otherwise it is a non-fast-forward.
+        let status = loop {
+            match backend.cas(&key, expected.as_deref(), value.clone())? {
+                CasOutcome::Updated => break PushStatus::Pushed { old, new: local },
+                CasOutcome::Conflict { current } => {
+                    let now = current.as_deref().map(|v| parse_ref(&key, v)).transpose()?;
+                    let ff = match now {
+                        None => true,
+                        Some(r) => r == local || repo.is_ancestor(&r, &local)?,
+                    };
+                    if now == Some(local) {
+                        break PushStatus::UpToDate;
+                    }
+                    if !(ff || req.force) {
+                        break PushStatus::Rejected {
+                            remote: now,
+                            reason: "non-fast-forward".into(),
+                        };
+                    }
+                    expected = current;
+                    old = now;
+                }
             }
-        }
+        };
+        report.branches.push((branch, status));
     }
     Ok(report)
 }
@@ -279,7 +281,9 @@ impl PackOut {
         let idx = idx::encode(&self.entries);
         let sent = (self.buf.len() + idx.len()) as u64;
         backend.put(&format!("packs/{name}.pack"), self.buf)?;
+        hit("push.after-pack-upload");
         backend.put(&format!("packs/{name}.idx"), idx)?;
+        hit("push.after-idx-upload");
         Ok(sent)
     }
 }
@@ -498,8 +502,6 @@ pub fn download_history(
         .sum();
     progress.start("Fetching", Some(total));
     let checkpoint = test_knob("DVOL_TEST_FETCH_CHECKPOINT").unwrap_or(FETCH_CHECKPOINT);
-    let abort_after = test_knob("DVOL_TEST_FETCH_ABORT_AFTER_CHECKPOINTS");
-    let mut checkpoints = 0;
     let mut since = 0u64;
     let batch_len = (checkpoint as usize / CHUNK_SIZE).clamp(1, 2048);
     for batch in want.chunks(batch_len) {
@@ -514,15 +516,13 @@ pub fn download_history(
             let packs = std::mem::replace(&mut chunks_session, store.writer()?).finish()?;
             repo.record_objects(&packs)?;
             since = 0;
-            checkpoints += 1;
-            if abort_after.is_some_and(|n| checkpoints >= n) {
-                std::process::exit(86);
-            }
+            hit("fetch.after-checkpoint");
         }
     }
     progress.finish();
     let mut packs = meta.finish()?;
     packs.extend(chunks_session.finish()?);
+    hit("fetch.before-record");
     Ok(Downloaded {
         commits,
         packs,

@@ -21,6 +21,7 @@ CREATE TABLE IF NOT EXISTS commits(
     id TEXT PRIMARY KEY, tree TEXT NOT NULL, parents TEXT NOT NULL, author TEXT NOT NULL,
     time INTEGER NOT NULL, tz INTEGER NOT NULL, message TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS pending(volume TEXT NOT NULL, branch TEXT NOT NULL, op TEXT NOT NULL, target TEXT NOT NULL, PRIMARY KEY(volume, branch));
+CREATE TABLE IF NOT EXISTS pending_clones(volume TEXT PRIMARY KEY, url TEXT NOT NULL, remote_volume TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS remotes(volume TEXT NOT NULL, name TEXT NOT NULL, url TEXT NOT NULL, PRIMARY KEY(volume, name));
 CREATE TABLE IF NOT EXISTS remote_refs(volume TEXT NOT NULL, remote TEXT NOT NULL, branch TEXT NOT NULL, head TEXT NOT NULL, PRIMARY KEY(volume, remote, branch));
 ";

@@ -25,7 +25,9 @@ fn timeout() -> Duration {
 
 /// Take the lock at `path`, waiting up to the timeout; `name` appears in the error.
 pub fn acquire(path: &Path, name: &str, exclusive: bool) -> Result<LockGuard> {
+    use std::os::unix::fs::OpenOptionsExt;
     let file = File::options()
+        .mode(0o600)
         .create(true)
         .truncate(false)
         .write(true)

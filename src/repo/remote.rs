@@ -158,8 +158,21 @@ impl Repo {
                 [volume, remote, branch.as_str(), head.to_hex().as_str()],
             )?;
         }
+        crate::failpoint::hit("fetch.before-record-commit");
         tx.commit()?;
         Ok(())
+    }
+
+    /// The interrupted reset or pull of a branch, if any: (op, target).
+    pub fn pending_op(&self, volume: &str, branch: &str) -> Result<Option<(String, String)>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT op, target FROM pending WHERE volume = ?1 AND branch = ?2",
+                [volume, branch],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
     }
 
     /// Whether `ancestor` is `descendant` or one of its ancestors (commits known locally).
@@ -213,6 +226,7 @@ impl Repo {
         let tree = commit::lookup(&self.conn, target)?.tree;
         if !self.branch_exists(volume, branch)? {
             self.materialize_branch(volume, branch, target)?;
+            crate::failpoint::hit("pull.before-branch-row");
             self.conn.execute(
                 "INSERT INTO branches(volume, name, head) VALUES (?1, ?2, ?3)",
                 [volume, branch, target.to_hex().as_str()],
@@ -223,9 +237,11 @@ impl Repo {
             "INSERT OR REPLACE INTO pending(volume, branch, op, target) VALUES (?1, ?2, 'pull', ?3)",
             [volume, branch, target.to_hex().as_str()],
         )?;
+        crate::failpoint::hit("pull.after-pending");
         let cache = self.load_cache(volume, branch);
         let done =
             snapshot::materialize(&self.store, &tree, &self.branch_dir(volume, branch), &cache)?;
+        crate::failpoint::hit("pull.before-head-move");
         done.cache.save(&self.cache_path(volume, branch))?;
         let tx = self
             .conn

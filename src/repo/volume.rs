@@ -23,6 +23,43 @@ impl Repo {
 
     /// Create a volume with an empty `master` branch (not made current).
     pub fn create_volume(&mut self, name: &str) -> Result<()> {
+        self.create_volume_marked(name, None)
+    }
+
+    /// Create a volume for `clone`, recording in the same transaction that it is an unfinished
+    /// clone of `remote_volume` at `url` (see [`Repo::pending_clone`]).
+    pub fn begin_clone(&mut self, name: &str, url: &str, remote_volume: &str) -> Result<()> {
+        self.create_volume_marked(name, Some((url, remote_volume)))
+    }
+
+    /// The URL and remote volume of an interrupted clone that made `volume`, if it is one.
+    pub fn pending_clone(&self, volume: &str) -> Result<Option<(String, String)>> {
+        use rusqlite::OptionalExtension;
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT url, remote_volume FROM pending_clones WHERE volume = ?1",
+                [volume],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+    }
+
+    /// Finish a clone in one transaction: set the current branch, make the volume current and
+    /// drop the pending-clone marker.
+    pub fn finish_clone(&mut self, volume: &str, branch: &str) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "UPDATE volumes SET branch = ?2 WHERE name = ?1",
+            [volume, branch],
+        )?;
+        db::set_meta(&tx, "current_volume", volume)?;
+        tx.execute("DELETE FROM pending_clones WHERE volume = ?1", [volume])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn create_volume_marked(&mut self, name: &str, clone: Option<(&str, &str)>) -> Result<()> {
         names::validate("volume", name)?;
         let _lock = self.lock_volume(name)?;
         if self.volume_exists(name)? {
@@ -44,6 +81,12 @@ impl Repo {
             "INSERT INTO branches(volume, name, head) VALUES (?1, 'master', NULL)",
             [name],
         )?;
+        if let Some((url, remote_volume)) = clone {
+            tx.execute(
+                "INSERT OR REPLACE INTO pending_clones(volume, url, remote_volume) VALUES (?1, ?2, ?3)",
+                [name, url, remote_volume],
+            )?;
+        }
         tx.commit()?;
         Ok(())
     }
@@ -130,6 +173,7 @@ impl Repo {
             "branches WHERE volume",
             "tags WHERE volume",
             "pending WHERE volume",
+            "pending_clones WHERE volume",
             "remotes WHERE volume",
             "remote_refs WHERE volume",
         ] {

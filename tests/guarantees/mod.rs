@@ -1,6 +1,11 @@
 //! Issue 5: the guarantees, as tests that reproduce the figures in docs/guarantees.md.
 
+mod access;
 #[cfg(feature = "failpoints")]
 mod crash;
 mod decoders;
 mod disk_full;
+#[cfg(feature = "failpoints")]
+mod remote_crash;
+mod remote_decoders;
+mod remote_load;
