@@ -52,30 +52,14 @@ impl Driver {
     /// master starts at a branch or commit of another volume (shared storage). Creating a
     /// volume that exists without options succeeds (Docker and Compose re-create freely).
     pub fn create(&self, name: &str, opts: &BTreeMap<String, String>) -> Result<()> {
-        names::validate("volume", name)?;
-        if let Some(key) = opts.keys().find(|k| k.as_str() != OPT_FROM) {
-            return Err(Error::Other(format!(
-                "unknown option {key:?} for a dvol volume (known: from=VOLUME[@REF])"
-            )));
-        }
+        let from = check_create(name, opts)?;
         let mut repo = self.repo()?;
-        match opts.get(OPT_FROM) {
+        match from {
             None => match repo.create_volume(name) {
                 Err(Error::VolumeExists(_)) => Ok(()),
                 other => other,
             },
-            Some(from) => {
-                let (source, at) = match from.split_once('@') {
-                    Some((s, r)) => (s, Some(r)),
-                    None => (from.as_str(), None),
-                };
-                if at == Some("") {
-                    return Err(Error::Other(format!(
-                        "from={from}: give a branch, tag or commit after @"
-                    )));
-                }
-                repo.create_volume_from(name, source, at)
-            }
+            Some((source, at)) => repo.create_volume_from(name, source, at),
         }
     }
 
@@ -153,4 +137,32 @@ impl Driver {
             })
             .collect())
     }
+}
+
+/// Check a `VolumeDriver.Create` request without touching the repository: the name, the
+/// option keys, and the syntax of `from=VOLUME[@REF]`. Returns the source and ref of `from`.
+pub fn check_create<'a>(
+    name: &str,
+    opts: &'a BTreeMap<String, String>,
+) -> Result<Option<(&'a str, Option<&'a str>)>> {
+    names::validate("volume", name)?;
+    if let Some(key) = opts.keys().find(|k| k.as_str() != OPT_FROM) {
+        return Err(Error::Other(format!(
+            "unknown option {key:?} for a dvol volume (known: from=VOLUME[@REF])"
+        )));
+    }
+    let Some(from) = opts.get(OPT_FROM) else {
+        return Ok(None);
+    };
+    let (source, at) = match from.split_once('@') {
+        Some((s, r)) => (s, Some(r)),
+        None => (from.as_str(), None),
+    };
+    if at == Some("") {
+        return Err(Error::Other(format!(
+            "from={from}: give a branch, tag or commit after @"
+        )));
+    }
+    names::validate("volume", source)?;
+    Ok(Some((source, at)))
 }

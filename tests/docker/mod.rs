@@ -10,6 +10,7 @@
 
 mod cli;
 mod compose;
+mod load;
 mod managed;
 mod plugin;
 mod postgres;

@@ -4,3 +4,4 @@
 mod crash;
 mod decoders;
 mod disk_full;
+mod plugin_input;
