@@ -23,6 +23,14 @@ pub struct VolumeView {
 pub struct Driver {
     root: PathBuf,
     mounts: Mutex<HashMap<String, String>>,
+    /// Serializes this process's plain Creates. Without it, 50 Creates at once (50 containers
+    /// starting) all race for SQLite's write lock and the losers back off in SQLite's busy
+    /// handler (sleeps of up to 100 ms): the slowest Create took ~0.9 s instead of ~0.1 s.
+    creates: Mutex<()>,
+    /// Held open for the driver's life: SQLite checkpoints and deletes the WAL whenever its
+    /// last connection closes, and the next open rebuilds it under an exclusive lock, so
+    /// without a standing connection every call paid for that (and 50 at once contended).
+    _keeper: Mutex<Repo>,
 }
 
 impl Driver {
@@ -34,9 +42,12 @@ impl Driver {
             path: root.to_path_buf(),
             source,
         })?;
+        let root = crate::docker::canonical(root);
         Ok(Driver {
-            root: crate::docker::canonical(root),
+            _keeper: Mutex::new(Repo::open(&root)?),
+            root,
             mounts: Mutex::new(HashMap::new()),
+            creates: Mutex::new(()),
         })
     }
 
@@ -55,10 +66,18 @@ impl Driver {
         let from = check_create(name, opts)?;
         let mut repo = self.repo()?;
         match from {
-            None => match repo.create_volume(name) {
-                Err(Error::VolumeExists(_)) => Ok(()),
-                other => other,
-            },
+            None => {
+                // Docker re-creates freely: an existing volume needs no write at all.
+                if repo.volume_exists(name)? {
+                    return Ok(());
+                }
+                let _one_at_a_time = self.creates.lock().unwrap_or_else(|e| e.into_inner());
+                match repo.create_volume(name) {
+                    Err(Error::VolumeExists(_)) => Ok(()),
+                    other => other,
+                }
+            }
+            // Not serialized: materializing the source's data may take long.
             Some((source, at)) => repo.create_volume_from(name, source, at),
         }
     }

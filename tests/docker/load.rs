@@ -46,8 +46,8 @@ fn run_all(s: &Scope, jobs: &[(String, String, String)]) -> (Duration, Vec<Durat
             })
         })
         .collect();
-    barrier.wait();
     let start = Instant::now();
+    barrier.wait();
     let mut times = Vec::new();
     let mut failed = Vec::new();
     for h in handles {
@@ -82,6 +82,30 @@ fn report(what: &str, wall: Duration, times: &[Duration]) {
     );
 }
 
+/// The plugin's own time per call during the rounds, from its log (`call=X ms=N` lines).
+fn plugin_side(from: u64) {
+    let log = std::fs::read(&plugin().log).unwrap_or_default();
+    let log = String::from_utf8_lossy(&log[from as usize..]);
+    let mut per_call: std::collections::BTreeMap<String, (usize, u64)> = Default::default();
+    for line in log.lines() {
+        let field = |k: &str| {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(k))
+                .map(|v| v.trim_matches('"').to_string())
+        };
+        if let (Some(call), Some(ms)) = (field("call="), field("ms=")) {
+            let e = per_call.entry(call).or_default();
+            e.0 += 1;
+            e.1 = e.1.max(ms.parse().unwrap_or(0));
+        }
+    }
+    let summary: Vec<String> = per_call
+        .iter()
+        .map(|(c, (n, max))| format!("{c} x{n} max {max} ms"))
+        .collect();
+    eprintln!("load: plugin side: {}", summary.join(", "));
+}
+
 /// Every container in `names` is running (one `docker inspect` for all).
 fn all_running(names: &[String]) -> Vec<String> {
     let args: Vec<&str> = ["inspect", "-f", "{{.Name}} {{.State.Running}}"]
@@ -108,6 +132,9 @@ fn fifty_containers_at_once_through_the_plugin() {
             (c, v, sh)
         })
         .collect();
+    let log_from = std::fs::metadata(&plugin().log)
+        .map(|m| m.len())
+        .unwrap_or(0);
     let (wall1, times1) = run_all(&s, &jobs);
     report("50 containers on 50 new volumes", wall1, &times1);
 
@@ -133,6 +160,8 @@ fn fifty_containers_at_once_through_the_plugin() {
         all_times.len() as f64 / (wall1 + wall2).as_secs_f64(),
         all_times.iter().max().unwrap().as_secs_f64()
     );
+
+    plugin_side(log_from);
 
     let names: Vec<String> = jobs.iter().chain(&jobs2).map(|j| j.0.clone()).collect();
     let not_running = all_running(&names);

@@ -5,3 +5,4 @@ mod crash;
 mod decoders;
 mod disk_full;
 mod plugin_input;
+mod plugin_load;

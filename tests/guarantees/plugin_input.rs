@@ -35,15 +35,15 @@ const PLAIN_ROUTES: [&str; 3] = [
     "VolumeDriver.Capabilities",
 ];
 
-struct TestPlugin {
-    dir: tempfile::TempDir,
-    root: PathBuf,
-    socket: PathBuf,
+pub(super) struct TestPlugin {
+    pub(super) dir: tempfile::TempDir,
+    pub(super) root: PathBuf,
+    pub(super) socket: PathBuf,
     child: Child,
 }
 
 impl TestPlugin {
-    fn start() -> TestPlugin {
+    pub(super) fn start() -> TestPlugin {
         let dir = tempfile::Builder::new()
             .prefix("dvol-plugin-input-")
             .tempdir()
@@ -68,7 +68,7 @@ impl TestPlugin {
     }
 
     /// The plugin process is alive and answers Plugin.Activate.
-    fn assert_alive(&mut self) {
+    pub(super) fn assert_alive(&mut self) {
         assert!(
             self.child.try_wait().unwrap().is_none(),
             "plugin exited; log:\n{}",
@@ -81,7 +81,7 @@ impl TestPlugin {
 
     /// Nothing outside the root; under it only `.dvol` and valid volume names that List
     /// reports, each a real directory with a live `branches/master`.
-    fn assert_contained(&self) {
+    pub(super) fn assert_contained(&self) {
         let mut outside: Vec<String> = std::fs::read_dir(self.dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -140,15 +140,15 @@ fn serve(root: &Path, socket: &Path, log: &Path, umask: Option<libc::mode_t>) ->
     cmd.spawn().expect("spawn dvol plugin serve")
 }
 
-struct Reply {
-    status: u16,
-    ctype: String,
-    json: Value,
+pub(super) struct Reply {
+    pub(super) status: u16,
+    pub(super) ctype: String,
+    pub(super) json: Value,
 }
 
 /// One HTTP/1.1 request on a fresh connection. The body is written from another thread,
 /// errors ignored: the plugin may answer (and close) before reading an oversized body.
-fn call(socket: &Path, method: &str, path: &str, body: &[u8]) -> Reply {
+pub(super) fn call(socket: &Path, method: &str, path: &str, body: &[u8]) -> Reply {
     let head = format!(
         "{method} /{path} HTTP/1.1\r\nHost: plugin\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
