@@ -23,6 +23,14 @@ pub struct VolumeView {
 pub struct Driver {
     root: PathBuf,
     mounts: Mutex<HashMap<String, String>>,
+    /// Serializes this process's plain Creates. Without it, 50 Creates at once (50 containers
+    /// starting) all race for SQLite's write lock and the losers back off in SQLite's busy
+    /// handler (sleeps of up to 100 ms): the slowest Create took ~0.9 s instead of ~0.1 s.
+    creates: Mutex<()>,
+    /// Held open for the driver's life: SQLite checkpoints and deletes the WAL whenever its
+    /// last connection closes, and the next open rebuilds it under an exclusive lock, so
+    /// without a standing connection every call paid for that (and 50 at once contended).
+    _keeper: Mutex<Repo>,
 }
 
 impl Driver {
@@ -34,9 +42,12 @@ impl Driver {
             path: root.to_path_buf(),
             source,
         })?;
+        let root = crate::docker::canonical(root);
         Ok(Driver {
-            root: crate::docker::canonical(root),
+            _keeper: Mutex::new(Repo::open(&root)?),
+            root,
             mounts: Mutex::new(HashMap::new()),
+            creates: Mutex::new(()),
         })
     }
 
@@ -52,30 +63,22 @@ impl Driver {
     /// master starts at a branch or commit of another volume (shared storage). Creating a
     /// volume that exists without options succeeds (Docker and Compose re-create freely).
     pub fn create(&self, name: &str, opts: &BTreeMap<String, String>) -> Result<()> {
-        names::validate("volume", name)?;
-        if let Some(key) = opts.keys().find(|k| k.as_str() != OPT_FROM) {
-            return Err(Error::Other(format!(
-                "unknown option {key:?} for a dvol volume (known: from=VOLUME[@REF])"
-            )));
-        }
+        let from = check_create(name, opts)?;
         let mut repo = self.repo()?;
-        match opts.get(OPT_FROM) {
-            None => match repo.create_volume(name) {
-                Err(Error::VolumeExists(_)) => Ok(()),
-                other => other,
-            },
-            Some(from) => {
-                let (source, at) = match from.split_once('@') {
-                    Some((s, r)) => (s, Some(r)),
-                    None => (from.as_str(), None),
-                };
-                if at == Some("") {
-                    return Err(Error::Other(format!(
-                        "from={from}: give a branch, tag or commit after @"
-                    )));
+        match from {
+            None => {
+                // Docker re-creates freely: an existing volume needs no write at all.
+                if repo.volume_exists(name)? {
+                    return Ok(());
                 }
-                repo.create_volume_from(name, source, at)
+                let _one_at_a_time = self.creates.lock().unwrap_or_else(|e| e.into_inner());
+                match repo.create_volume(name) {
+                    Err(Error::VolumeExists(_)) => Ok(()),
+                    other => other,
+                }
             }
+            // Not serialized: materializing the source's data may take long.
+            Some((source, at)) => repo.create_volume_from(name, source, at),
         }
     }
 
@@ -153,4 +156,32 @@ impl Driver {
             })
             .collect())
     }
+}
+
+/// Check a `VolumeDriver.Create` request without touching the repository: the name, the
+/// option keys, and the syntax of `from=VOLUME[@REF]`. Returns the source and ref of `from`.
+pub fn check_create<'a>(
+    name: &str,
+    opts: &'a BTreeMap<String, String>,
+) -> Result<Option<(&'a str, Option<&'a str>)>> {
+    names::validate("volume", name)?;
+    if let Some(key) = opts.keys().find(|k| k.as_str() != OPT_FROM) {
+        return Err(Error::Other(format!(
+            "unknown option {key:?} for a dvol volume (known: from=VOLUME[@REF])"
+        )));
+    }
+    let Some(from) = opts.get(OPT_FROM) else {
+        return Ok(None);
+    };
+    let (source, at) = match from.split_once('@') {
+        Some((s, r)) => (s, Some(r)),
+        None => (from.as_str(), None),
+    };
+    if at == Some("") {
+        return Err(Error::Other(format!(
+            "from={from}: give a branch, tag or commit after @"
+        )));
+    }
+    names::validate("volume", source)?;
+    Ok(Some((source, at)))
 }

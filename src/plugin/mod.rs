@@ -7,13 +7,13 @@
 
 mod driver;
 
-pub use driver::{Driver, VolumeView, OPT_FROM};
+pub use driver::{check_create, Driver, VolumeView, OPT_FROM};
 
 use crate::error::IoContext;
 use crate::{Error, Result};
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::header;
+use axum::extract::{DefaultBodyLimit, FromRequest, State};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
@@ -31,44 +31,126 @@ pub const DEFAULT_SOCKET: &str = "/run/docker/plugins/dvol.sock";
 /// The content type of Docker's plugin protocol.
 pub const CONTENT_TYPE: &str = "application/vnd.docker.plugins.v1.2+json";
 
+/// Largest request body accepted (Docker's bodies are a few hundred bytes); a larger one is
+/// answered with an `"Err"` without being read further.
+pub const MAX_BODY: usize = 1 << 20;
+
+/// Longest mount `ID` accepted (Docker sends 64 hex digits); mount ids are kept in memory.
+pub const MAX_ID_LEN: usize = 256;
+
+/// The body of a `VolumeDriver.*` call, as Docker sends it. Unknown fields are ignored.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-struct Request {
+pub struct Request {
     #[serde(rename = "Name")]
-    name: String,
+    pub name: String,
     #[serde(rename = "ID")]
-    id: String,
+    pub id: String,
     #[serde(rename = "Opts")]
-    opts: Option<BTreeMap<String, String>>,
+    pub opts: Option<BTreeMap<String, String>>,
+}
+
+/// Decode a request body: empty (or white space only) is an empty request; anything larger
+/// than [`MAX_BODY`], not JSON, or not of the expected shape is an error (serde_json also
+/// refuses nesting deeper than 128 levels, so hostile bodies cannot exhaust the stack).
+pub fn decode_request(body: &[u8]) -> Result<Request> {
+    if body.len() > MAX_BODY {
+        return Err(too_large());
+    }
+    if body.iter().all(|b| b.is_ascii_whitespace()) {
+        return Ok(Request::default());
+    }
+    let req: Request =
+        serde_json::from_slice(body).map_err(|e| Error::Other(format!("bad request body: {e}")))?;
+    if req.id.len() > MAX_ID_LEN {
+        return Err(Error::Other(format!(
+            "bad request body: ID is longer than {MAX_ID_LEN} bytes"
+        )));
+    }
+    Ok(req)
+}
+
+fn too_large() -> Error {
+    Error::Other(format!(
+        "bad request body: larger than the plugin's limit of {MAX_BODY} bytes"
+    ))
 }
 
 fn reply(body: Value) -> Response {
     ([(header::CONTENT_TYPE, CONTENT_TYPE)], body.to_string()).into_response()
 }
 
-fn parse(body: &Bytes) -> std::result::Result<Request, Box<Response>> {
-    if body.iter().all(|b| b.is_ascii_whitespace()) {
-        return Ok(Request::default());
-    }
-    serde_json::from_slice(body)
-        .map_err(|e| Box::new(reply(json!({ "Err": format!("bad request body: {e}") }))))
+fn err_reply(e: &Error) -> Response {
+    reply(json!({ "Err": e.to_string() }))
 }
 
-/// Run blocking driver work and turn its result into a reply.
+/// How long a client may take to send its request body.
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A request body, read with the plugin's limits: a `Content-Length` over [`MAX_BODY`] is
+/// refused before reading anything, a body that grows past it (chunked) when it does, and a
+/// body not complete within [`BODY_TIMEOUT`] is refused too. Never rejects the request
+/// itself: the handler answers every failure with an `"Err"`.
+struct Body(Result<Bytes>);
+
+impl<S: Send + Sync> FromRequest<S> for Body {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request(
+        req: axum::extract::Request,
+        state: &S,
+    ) -> std::result::Result<Self, Self::Rejection> {
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > MAX_BODY as u64) {
+            return Ok(Body(Err(too_large())));
+        }
+        let read = tokio::time::timeout(BODY_TIMEOUT, Bytes::from_request(req, state)).await;
+        Ok(Body(match read {
+            Err(_) => Err(Error::Other(format!(
+                "bad request body: not received within {}s",
+                BODY_TIMEOUT.as_secs()
+            ))),
+            Ok(Err(e)) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(too_large()),
+            Ok(Err(e)) => Err(Error::Other(format!("bad request body: {e}"))),
+            Ok(Ok(b)) => Ok(b),
+        }))
+    }
+}
+
+fn parse(body: Body) -> std::result::Result<Request, Box<Response>> {
+    body.0
+        .and_then(|bytes| decode_request(&bytes))
+        .map_err(|e| {
+            tracing::warn!("{e}");
+            Box::new(err_reply(&e))
+        })
+}
+
+/// Run blocking driver work and turn its result into a reply; logs how long it took.
 async fn blocking<T: Send + 'static>(
+    call: &'static str,
     driver: &Arc<Driver>,
     work: impl FnOnce(&Driver) -> Result<T> + Send + 'static,
     ok: impl FnOnce(T) -> Value,
 ) -> Response {
     let d = Arc::clone(driver);
+    let start = std::time::Instant::now();
     let r = tokio::task::spawn_blocking(move || work(&d))
         .await
         .unwrap_or_else(|e| Err(Error::Other(format!("plugin task failed: {e}"))));
+    let ms = start.elapsed().as_millis() as u64;
     match r {
-        Ok(v) => reply(ok(v)),
+        Ok(v) => {
+            tracing::debug!(call, ms, "done");
+            reply(ok(v))
+        }
         Err(e) => {
-            tracing::warn!("{e}");
-            reply(json!({ "Err": e.to_string() }))
+            tracing::warn!(call, ms, "{e}");
+            err_reply(&e)
         }
     }
 }
@@ -81,14 +163,15 @@ async fn capabilities() -> Response {
     reply(json!({ "Capabilities": { "Scope": "local" } }))
 }
 
-async fn create(State(d): State<Arc<Driver>>, body: Bytes) -> Response {
-    let req = match parse(&body) {
+async fn create(State(d): State<Arc<Driver>>, body: Body) -> Response {
+    let req = match parse(body) {
         Ok(r) => r,
         Err(resp) => return *resp,
     };
     tracing::info!(volume = %req.name, opts = ?req.opts, "Create");
     let opts = req.opts.unwrap_or_default();
     blocking(
+        "Create",
         &d,
         move |d| d.create(&req.name, &opts),
         |_| json!({ "Err": "" }),
@@ -96,21 +179,28 @@ async fn create(State(d): State<Arc<Driver>>, body: Bytes) -> Response {
     .await
 }
 
-async fn remove(State(d): State<Arc<Driver>>, body: Bytes) -> Response {
-    let req = match parse(&body) {
+async fn remove(State(d): State<Arc<Driver>>, body: Body) -> Response {
+    let req = match parse(body) {
         Ok(r) => r,
         Err(resp) => return *resp,
     };
-    blocking(&d, move |d| d.remove(&req.name), |_| json!({ "Err": "" })).await
+    blocking(
+        "Remove",
+        &d,
+        move |d| d.remove(&req.name),
+        |_| json!({ "Err": "" }),
+    )
+    .await
 }
 
-async fn mount(State(d): State<Arc<Driver>>, body: Bytes) -> Response {
-    let req = match parse(&body) {
+async fn mount(State(d): State<Arc<Driver>>, body: Body) -> Response {
+    let req = match parse(body) {
         Ok(r) => r,
         Err(resp) => return *resp,
     };
     tracing::info!(volume = %req.name, id = %req.id, "Mount");
     blocking(
+        "Mount",
         &d,
         move |d| d.mount(&req.name, &req.id),
         |p| json!({ "Mountpoint": p.display().to_string(), "Err": "" }),
@@ -118,13 +208,14 @@ async fn mount(State(d): State<Arc<Driver>>, body: Bytes) -> Response {
     .await
 }
 
-async fn unmount(State(d): State<Arc<Driver>>, body: Bytes) -> Response {
-    let req = match parse(&body) {
+async fn unmount(State(d): State<Arc<Driver>>, body: Body) -> Response {
+    let req = match parse(body) {
         Ok(r) => r,
         Err(resp) => return *resp,
     };
     tracing::info!(volume = %req.name, id = %req.id, "Unmount");
     blocking(
+        "Unmount",
         &d,
         move |d| d.unmount(&req.name, &req.id),
         |_| json!({ "Err": "" }),
@@ -132,12 +223,13 @@ async fn unmount(State(d): State<Arc<Driver>>, body: Bytes) -> Response {
     .await
 }
 
-async fn path(State(d): State<Arc<Driver>>, body: Bytes) -> Response {
-    let req = match parse(&body) {
+async fn path(State(d): State<Arc<Driver>>, body: Body) -> Response {
+    let req = match parse(body) {
         Ok(r) => r,
         Err(resp) => return *resp,
     };
     blocking(
+        "Path",
         &d,
         move |d| d.view(&req.name),
         |v| json!({ "Mountpoint": v.mountpoint.display().to_string(), "Err": "" }),
@@ -145,12 +237,13 @@ async fn path(State(d): State<Arc<Driver>>, body: Bytes) -> Response {
     .await
 }
 
-async fn get(State(d): State<Arc<Driver>>, body: Bytes) -> Response {
-    let req = match parse(&body) {
+async fn get(State(d): State<Arc<Driver>>, body: Body) -> Response {
+    let req = match parse(body) {
         Ok(r) => r,
         Err(resp) => return *resp,
     };
     blocking(
+        "Get",
         &d,
         move |d| d.view(&req.name),
         |v| {
@@ -170,6 +263,7 @@ async fn get(State(d): State<Arc<Driver>>, body: Bytes) -> Response {
 
 async fn list(State(d): State<Arc<Driver>>) -> Response {
     blocking(
+        "List",
         &d,
         |d| d.list(),
         |vs| {
@@ -185,6 +279,18 @@ async fn list(State(d): State<Arc<Driver>>) -> Response {
     .await
 }
 
+async fn unknown_call(uri: axum::http::Uri) -> Response {
+    let mut r = reply(json!({ "Err": format!("unknown plugin call {}", uri.path()) }));
+    *r.status_mut() = StatusCode::NOT_FOUND;
+    r
+}
+
+async fn not_post(uri: axum::http::Uri) -> Response {
+    let mut r = reply(json!({ "Err": format!("{}: plugin calls are POST requests", uri.path()) }));
+    *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    r
+}
+
 /// The plugin's HTTP routes.
 pub fn router(driver: Arc<Driver>) -> Router {
     Router::new()
@@ -197,25 +303,48 @@ pub fn router(driver: Arc<Driver>) -> Router {
         .route("/VolumeDriver.Get", post(get))
         .route("/VolumeDriver.List", post(list))
         .route("/VolumeDriver.Capabilities", post(capabilities))
+        .fallback(unknown_call)
+        .method_not_allowed_fallback(not_post)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(driver)
 }
 
-/// Bind the unix socket (mode 0660, parent directories created). A stale socket file is
-/// replaced; one with a live server behind it is an error.
+/// Bind the unix socket, mode 0660 from the start (never world-writable, not even between
+/// bind and chmod). Missing parent directories are created mode 0755 whatever the umask;
+/// existing ones are left as they are. A stale socket (nothing answers on it) is replaced;
+/// a socket with a live server behind it, or a path that is not a socket, is an error and
+/// is left untouched.
 pub fn bind(socket: &Path) -> Result<tokio::net::UnixListener> {
-    if let Some(dir) = socket.parent() {
-        std::fs::create_dir_all(dir).at("create", dir)?;
+    use std::os::unix::fs::{DirBuilderExt, FileTypeExt};
+    if let Some(dir) = socket.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(dir)
+            .at("create", dir)?;
     }
-    if std::fs::symlink_metadata(socket).is_ok() {
+    if let Ok(meta) = std::fs::symlink_metadata(socket) {
+        if !meta.file_type().is_socket() {
+            return Err(Error::Other(format!(
+                "{} exists and is not a socket: refusing to replace it",
+                socket.display()
+            )));
+        }
         if std::os::unix::net::UnixStream::connect(socket).is_ok() {
             return Err(Error::Other(format!(
-                "{} is in use by a running plugin",
+                "{} is in use: another plugin answers on it (stop it first, or choose \
+                 another --socket)",
                 socket.display()
             )));
         }
         std::fs::remove_file(socket).at("remove stale socket", socket)?;
     }
-    let listener = tokio::net::UnixListener::bind(socket).at("bind", socket)?;
+    // bind(2) creates the socket file with mode 0777 & !umask: mask group/other bits out
+    // for the call (the umask is process-wide; the plugin does nothing else yet).
+    let old = unsafe { libc::umask(0o117) };
+    let listener = tokio::net::UnixListener::bind(socket).at("bind", socket);
+    unsafe { libc::umask(old) };
+    let listener = listener?;
     std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o660)).at("chmod", socket)?;
     Ok(listener)
 }

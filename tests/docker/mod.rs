@@ -10,6 +10,7 @@
 
 mod cli;
 mod compose;
+mod load;
 mod managed;
 mod plugin;
 mod postgres;
@@ -31,6 +32,8 @@ pub struct Plugin {
     pub driver: String,
     pub socket: PathBuf,
     pub root: PathBuf,
+    /// The plugin's log (every call, with its duration in ms at debug level).
+    pub log: PathBuf,
 }
 
 pub fn plugin() -> &'static Plugin {
@@ -63,7 +66,8 @@ fn start_plugin() -> Plugin {
     } else {
         ("dvoltest".to_string(), fixed)
     };
-    let log = std::fs::File::create(dir.join("plugin.log")).expect("log");
+    let log_path = dir.join("plugin.log");
+    let log = std::fs::File::create(&log_path).expect("log");
     let (tx, rx) = std::sync::mpsc::channel();
     let (root2, socket2) = (root.clone(), socket.clone());
     // The child gets SIGTERM when this thread exits, i.e. when the test process ends.
@@ -73,7 +77,7 @@ fn start_plugin() -> Plugin {
             .arg(&root2)
             .args(["plugin", "serve", "--socket"])
             .arg(&socket2)
-            .env("DVOL_LOG", "info")
+            .env("DVOL_LOG", "info,dvol::plugin=debug")
             .stdout(log.try_clone().expect("log"))
             .stderr(log);
         unsafe {
@@ -95,6 +99,7 @@ fn start_plugin() -> Plugin {
         driver,
         socket,
         root,
+        log: log_path,
     }
 }
 

@@ -82,6 +82,10 @@ fn socket_is_not_world_writable() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o007, 0, "socket mode {mode:o}");
+    // Nobody else can replace the socket either: its directory is not writable by others.
+    let dir = plugin().socket.parent().unwrap();
+    let dmode = std::fs::metadata(dir).unwrap().permissions().mode();
+    assert_eq!(dmode & 0o022, 0, "{dir:?} mode {dmode:o}");
 }
 
 #[test]

@@ -19,6 +19,12 @@ fn decode_all(bytes: &[u8]) {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 4000, .. ProptestConfig::default() })]
     #[test]
+    fn plugin_json_decoding_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..512), text in "\\PC{0,200}") {
+        let _ = plugin_decode(&bytes);
+        let _ = plugin_decode(text.as_bytes());
+    }
+
+    #[test]
     fn random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
         decode_all(&bytes);
     }
@@ -66,16 +72,60 @@ fn corpus_seeds(seed: &[u8]) -> Vec<Vec<u8>> {
     vec![tree.encode(), commit.encode(), pack::pack_header().to_vec()]
 }
 
+/// The files of tests/corpus whose names start with `prefix`, sorted: (file name, bytes).
+pub fn corpus(prefix: &str) -> Vec<(String, Vec<u8>)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
+        .expect("tests/corpus exists")
+        .map(|e| e.unwrap())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(prefix))
+        .map(|n| {
+            let bytes = std::fs::read(dir.join(&n)).unwrap();
+            (n, bytes)
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// The plugin's decoding of a request body plus the checks Create makes before touching the
+/// repository; `Err` when the plugin refuses the body.
+fn plugin_decode(bytes: &[u8]) -> dvol::Result<()> {
+    let req = dvol::plugin::decode_request(bytes)?;
+    dvol::plugin::check_create(&req.name, &req.opts.unwrap_or_default())?;
+    Ok(())
+}
+
 #[test]
 fn regression_corpus() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
-    let mut n = 0;
-    for entry in std::fs::read_dir(&dir).expect("tests/corpus exists") {
-        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
-        decode_all(&bytes);
-        n += 1;
+    let all = corpus("");
+    assert!(!all.is_empty());
+    for (_, bytes) in &all {
+        decode_all(bytes);
+        let _ = plugin_decode(bytes);
     }
-    assert!(n > 0);
+}
+
+/// tests/corpus/plugin-*: request bodies the plugin must refuse, one file per case, except
+/// plugin-ok-*, hostile-looking bodies it must accept (e.g. deep nesting in an ignored field,
+/// skipped without recursion).
+#[test]
+fn plugin_regression_corpus_is_refused() {
+    let cases = corpus("plugin-");
+    assert!(cases.len() >= 8, "{} plugin-* cases", cases.len());
+    for (name, bytes) in cases {
+        let r = plugin_decode(&bytes);
+        if name.starts_with("plugin-ok-") {
+            assert!(r.is_ok(), "{name} refused: {r:?}");
+        } else {
+            assert!(r.is_err(), "{name} accepted");
+        }
+    }
+    // The size limit, checked before parsing.
+    let big = format!(r#"{{"Name":"{}"}}"#, "a".repeat(dvol::plugin::MAX_BODY));
+    let e = dvol::plugin::decode_request(big.as_bytes()).unwrap_err();
+    assert!(e.to_string().contains("limit"), "{e}");
 }
 
 #[test]

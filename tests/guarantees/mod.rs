@@ -5,6 +5,8 @@ mod access;
 mod crash;
 mod decoders;
 mod disk_full;
+mod plugin_input;
+mod plugin_load;
 #[cfg(feature = "failpoints")]
 mod remote_crash;
 mod remote_decoders;
