@@ -1,0 +1,499 @@
+//! dvol beside cp -a, tar|zstd, restic and borg on the same deterministic data (issue 4).
+//!
+//!     cargo run --release --example bench -- [--size-gib 1] [--runs 3] [--seed 42]
+//!         [--work DIR] [--sets db,small,unchanged] [--tools dvol,cp,tar,restic,borg]
+//!         [--scaling] [--out docs/benchmarks]
+//!
+//! It installs nothing: the peers must be on PATH (Debian: restic, borgbackup, rsync, zstd).
+//! All runs are warm-cache (dropping the page cache needs root and is not reliable on a
+//! shared machine). Results: a table on stdout, and results.md / results.json / *.svg in --out.
+
+mod chunking;
+mod data;
+mod measure;
+mod report;
+mod tools;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use measure::{run, Meas};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use tools::{Dvol, Tool};
+
+#[derive(Parser, Debug, Clone)]
+struct Args {
+    /// Size of the database-like set in GiB (rounded to 64 MiB segments).
+    #[arg(long, default_value_t = 1.0)]
+    size_gib: f64,
+    /// Runs per tool and set (fresh stores each run); figures are medians.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Scratch directory (data sets and stores; needs ~6x --size-gib, ~15 GB with --scaling).
+    #[arg(long, default_value = "/tmp/dvol-bench")]
+    work: PathBuf,
+    #[arg(long, value_delimiter = ',', default_value = "db,small,unchanged")]
+    sets: Vec<String>,
+    #[arg(long, value_delimiter = ',', default_value = "dvol,cp,tar,restic,borg")]
+    tools: Vec<String>,
+    /// Also measure dvol commit time and memory against volume size and changed fraction.
+    #[arg(long)]
+    scaling: bool,
+    /// Runs per scaling point.
+    #[arg(long, default_value_t = 1)]
+    scaling_runs: usize,
+    /// Skip the fixed-vs-content-defined chunking comparison.
+    #[arg(long)]
+    no_chunking: bool,
+    /// The dvol binary (default: `cargo build --release --bin dvol`, then target/release/dvol).
+    #[arg(long)]
+    dvol: Option<PathBuf>,
+    #[arg(long, default_value = "docs/benchmarks")]
+    out: PathBuf,
+}
+
+/// One tool on one set: every run's figures.
+#[derive(Serialize, Deserialize, Debug, Clone, Default)]
+pub struct ToolRuns {
+    pub set: String,
+    pub tool: String,
+    pub first: Vec<Meas>,
+    pub incr: Vec<Meas>,
+    pub restore: Vec<Meas>,
+    pub store_after_first: Vec<u64>,
+    pub store: Vec<u64>,
+}
+
+/// dvol-only figures of one set, one entry per run.
+#[derive(Serialize, Deserialize, Debug, Clone, Default)]
+pub struct DvolExtras {
+    pub set: String,
+    /// `reset --hard HEAD` after one small file changed (db set).
+    pub reset: Vec<Meas>,
+    /// Growth of the path remote for the incremental push; empty when push is unavailable.
+    pub push_bytes: Vec<u64>,
+    pub push_note: Option<String>,
+    /// rsync -az --no-whole-file --stats "Total bytes sent" for the same change.
+    pub rsync_bytes: Vec<u64>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct ScalePoint {
+    pub size_gib: f64,
+    pub fraction: f64,
+    pub first: Option<Meas>,
+    pub incr: Meas,
+    pub store_growth: u64,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Default)]
+pub struct Results {
+    pub command: String,
+    pub size_gib: f64,
+    pub runs: usize,
+    pub seed: u64,
+    pub data_bytes: Vec<(String, u64)>,
+    pub zstd1_ratio: Option<f64>,
+    pub tools: Vec<ToolRuns>,
+    pub extras: Vec<DvolExtras>,
+    pub chunking: Vec<chunking::ChunkRow>,
+    pub scaling: Vec<ScalePoint>,
+}
+
+struct Ctx {
+    args: Args,
+    dvol_bin: PathBuf,
+    push_available: bool,
+}
+
+/// What changes between the two snapshots.
+enum Change {
+    Pages { segments: u64, pages: BTreeSet<u64> },
+    Files(BTreeSet<usize>),
+    Nothing,
+}
+
+impl Change {
+    fn apply(&self, dir: &Path, seed: u64, version: u64) -> Result<()> {
+        match self {
+            Change::Pages { pages, .. } => data::rewrite_pages(dir, seed, pages, version),
+            Change::Files(files) => data::write_small_files(dir, seed, files, version),
+            Change::Nothing => Ok(()),
+        }
+    }
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    fs::create_dir_all(&args.work)?;
+    fs::create_dir_all(&args.out)?;
+    let work = args.work.canonicalize()?;
+    let dvol_bin = match &args.dvol {
+        Some(p) => p.canonicalize()?,
+        None => build_dvol()?,
+    };
+    let push_available = Command::new(&dvol_bin)
+        .args(["remote", "--help"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !push_available {
+        eprintln!("note: this dvol has no `remote` command: push bytes will be n/a");
+    }
+    let ctx = Ctx {
+        args: Args {
+            work,
+            ..args.clone()
+        },
+        dvol_bin,
+        push_available,
+    };
+    let mut res = Results {
+        command: format!(
+            "cargo run --release --example bench --{}",
+            std::env::args()
+                .skip(1)
+                .map(|a| format!(" {a}"))
+                .collect::<String>()
+        ),
+        size_gib: args.size_gib,
+        runs: args.runs,
+        seed: args.seed,
+        ..Default::default()
+    };
+
+    let segments = data::segments_for(args.size_gib);
+    for set in &args.sets {
+        let (src, change) = prepare_set(&ctx, set, segments, &mut res)?;
+        let mut extras = DvolExtras {
+            set: set.clone(),
+            ..Default::default()
+        };
+        let mut runs: Vec<ToolRuns> = Vec::new();
+        for r in 0..args.runs {
+            for name in &args.tools {
+                let mut tool = tools::make(name, &ctx.args.work, &ctx.dvol_bin)?;
+                eprintln!("[{set} run {}/{}] {}", r + 1, args.runs, tool.name());
+                let idx = match runs.iter().position(|t| t.tool == tool.name()) {
+                    Some(i) => i,
+                    None => {
+                        runs.push(ToolRuns {
+                            set: set.clone(),
+                            tool: tool.name().to_string(),
+                            ..Default::default()
+                        });
+                        runs.len() - 1
+                    }
+                };
+                let is_dvol = name == "dvol";
+                let extras = if is_dvol { Some(&mut extras) } else { None };
+                one_run(
+                    &ctx,
+                    tool.as_mut(),
+                    &src,
+                    &change,
+                    set,
+                    &mut runs[idx],
+                    extras,
+                )
+                .with_context(|| format!("{} on {set}", tool.name()))?;
+            }
+        }
+        res.tools.extend(runs);
+        if args.tools.iter().any(|t| t == "dvol") {
+            res.extras.push(extras);
+        }
+        if set == "db" && !args.no_chunking {
+            if let Change::Pages { segments, pages } = &change {
+                eprintln!("[chunking] fixed vs FastCDC");
+                res.chunking = chunking::compare(args.seed, *segments, pages);
+            }
+        }
+    }
+
+    if args.scaling {
+        res.scaling = scaling(&ctx)?;
+    }
+    fs::write(
+        args.out.join("results.json"),
+        serde_json::to_string_pretty(&res)?,
+    )?;
+    let md = report::markdown(&res, ctx.push_available);
+    println!("{md}");
+    fs::write(args.out.join("results.md"), &md)?;
+    report::charts(&res, &args.out)?;
+    eprintln!(
+        "wrote {}/results.md, results.json and charts",
+        args.out.display()
+    );
+    Ok(())
+}
+
+fn build_dvol() -> Result<PathBuf> {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let st = Command::new(cargo)
+        .current_dir(manifest)
+        .args(["build", "--release", "--quiet", "--bin", "dvol"])
+        .status()?;
+    if !st.success() {
+        bail!("building dvol failed");
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| manifest.join("target"));
+    Ok(target.join("release").join("dvol"))
+}
+
+/// Generates the set's source directory (once per invocation) and its change.
+fn prepare_set(
+    ctx: &Ctx,
+    set: &str,
+    segments: u64,
+    res: &mut Results,
+) -> Result<(PathBuf, Change)> {
+    let seed = ctx.args.seed;
+    let work = &ctx.args.work;
+    match set {
+        "db" => {
+            let src = work.join("src-db");
+            regenerate(&src, || data::generate_db(&src, seed, segments))?;
+            res.data_bytes.push(("db".into(), data::dir_size(&src)?));
+            res.zstd1_ratio = zstd_ratio(&src.join(data::segment_name(0)), work).ok();
+            let pages = data::dirty_pages(seed, segments, 0.01, 1);
+            Ok((src, Change::Pages { segments, pages }))
+        }
+        "small" | "unchanged" => {
+            let src = work.join("src-small");
+            if !res.data_bytes.iter().any(|d| d.0 == "small") {
+                regenerate(&src, || data::generate_small(&src, seed))?;
+                res.data_bytes.push(("small".into(), data::dir_size(&src)?));
+            }
+            let change = if set == "small" {
+                Change::Files(data::edited_files(seed, 0.01))
+            } else {
+                Change::Nothing
+            };
+            Ok((src, change))
+        }
+        other => bail!("unknown set {other} (db, small, unchanged)"),
+    }
+}
+
+fn regenerate(dir: &Path, gen: impl FnOnce() -> Result<()>) -> Result<()> {
+    if dir.exists() {
+        fs::remove_dir_all(dir)?;
+    }
+    fs::create_dir_all(dir)?;
+    eprintln!("[generate] {}", dir.display());
+    gen()
+}
+
+/// Compression ratio of one segment with the zstd CLI at level 1.
+fn zstd_ratio(file: &Path, work: &Path) -> Result<f64> {
+    let out = work.join("ratio.zst");
+    run(
+        Command::new("zstd")
+            .args(["-1", "-q", "-f", "-o"])
+            .arg(&out)
+            .arg(file),
+        work,
+    )?;
+    let r = fs::metadata(file)?.len() as f64 / fs::metadata(&out)?.len() as f64;
+    fs::remove_file(out)?;
+    Ok(r)
+}
+
+fn fresh_dir(d: &Path) -> Result<()> {
+    if d.exists() {
+        fs::remove_dir_all(d)?;
+    }
+    fs::create_dir_all(d)?;
+    Ok(())
+}
+
+/// One run of one tool on one set: fresh store, first snapshot, change, incremental snapshot,
+/// sizes, dvol extras, full restore; the data set is always put back as it was.
+fn one_run(
+    ctx: &Ctx,
+    tool: &mut dyn Tool,
+    src: &Path,
+    change: &Change,
+    set: &str,
+    out: &mut ToolRuns,
+    extras: Option<&mut DvolExtras>,
+) -> Result<()> {
+    tool.setup()?;
+    let dir = match tool.live_dir() {
+        Some(live) => {
+            fs::remove_dir(&live).with_context(|| format!("emptying {}", live.display()))?;
+            fs::rename(src, &live)?;
+            live
+        }
+        None => src.to_path_buf(),
+    };
+    let mut changed = false;
+    let result = (|| -> Result<()> {
+        let work = &ctx.args.work;
+        let first = tool.first_snapshot(&dir)?;
+        let store_after_first = tool.store_size()?;
+        let mirror = work.join("rsync-mirror");
+        let remote = work.join("dvol-remote");
+        let dvol = Dvol::new(ctx.dvol_bin.clone(), work);
+        let mut remote_before = 0;
+        let mut push_err = None;
+        if extras.is_some() {
+            fresh_dir(&mirror)?;
+            run(
+                Command::new("cp").arg("-a").arg(dir.join(".")).arg(&mirror),
+                work,
+            )?;
+            if ctx.push_available {
+                fresh_dir(&remote)?;
+                let r = dvol
+                    .run(&["remote", "add", "origin", &remote.display().to_string()])
+                    .and_then(|_| dvol.run(&["push"]));
+                match r {
+                    Ok(_) => remote_before = data::dir_size(&remote)?,
+                    Err(e) => push_err = Some(format!("{e:#}")),
+                }
+            }
+        }
+        changed = true;
+        change.apply(&dir, ctx.args.seed, 1)?;
+        let incr = tool.incremental_snapshot(&dir)?;
+        let store = tool.store_size()?;
+        if let Some(x) = extras {
+            let (_, stats) = run(
+                Command::new("rsync")
+                    .args(["-az", "--no-whole-file", "--stats"])
+                    .arg(format!("{}/", dir.display()))
+                    .arg(format!("{}/", mirror.display())),
+                work,
+            )?;
+            x.rsync_bytes.push(parse_rsync_sent(&stats)?);
+            fs::remove_dir_all(&mirror)?;
+            if ctx.push_available {
+                if push_err.is_none() {
+                    match dvol.run(&["push"]) {
+                        Ok(_) => x
+                            .push_bytes
+                            .push(data::dir_size(&remote)?.saturating_sub(remote_before)),
+                        Err(e) => push_err = Some(format!("{e:#}")),
+                    }
+                }
+                if let Some(e) = push_err {
+                    eprintln!("push failed: {e}");
+                    x.push_note = Some(format!("push failed: {}", e.lines().last().unwrap_or("")));
+                }
+            } else {
+                x.push_note = Some("n/a (push not available in this build)".into());
+            }
+            if set == "db" {
+                let f = dir.join(data::DB_SMALL_FILE);
+                let mut text = fs::read(&f)?;
+                text.extend_from_slice(b"work_mem = '64MB'\n");
+                fs::write(&f, text)?;
+                let (m, _) = dvol.run(&["reset", "--hard", "HEAD"])?;
+                x.reset.push(m);
+            }
+        }
+        let dest = work.join("restore");
+        fresh_dir(&dest)?;
+        let restore = tool.restore(&dest)?;
+        fs::remove_dir_all(&dest)?;
+        out.first.push(first);
+        out.incr.push(incr);
+        out.restore.push(restore);
+        out.store_after_first.push(store_after_first);
+        out.store.push(store);
+        Ok(())
+    })();
+    if changed {
+        change.apply(&dir, ctx.args.seed, 0)?;
+    }
+    if dir != src {
+        fs::rename(&dir, src)?;
+    }
+    result
+}
+
+fn parse_rsync_sent(stats: &str) -> Result<u64> {
+    for line in stats.lines() {
+        if let Some(rest) = line.strip_prefix("Total bytes sent:") {
+            return Ok(rest.trim().replace(',', "").parse()?);
+        }
+    }
+    bail!("no 'Total bytes sent' in rsync output:\n{stats}")
+}
+
+/// dvol commit time and memory against volume size (1% changed) and against the changed
+/// fraction at 1 GiB.
+fn scaling(ctx: &Ctx) -> Result<Vec<ScalePoint>> {
+    let work = &ctx.args.work;
+    let seed = ctx.args.seed;
+    let src = work.join("src-scale");
+    let mut points = Vec::new();
+    for size in [0.25, 1.0, 4.0] {
+        let segments = data::segments_for(size);
+        regenerate(&src, || data::generate_db(&src, seed, segments))?;
+        for r in 0..ctx.args.scaling_runs {
+            eprintln!("[scaling {size} GiB run {}] dvol", r + 1);
+            let fractions: &[f64] = if size == 1.0 {
+                &[0.001, 0.01, 0.1]
+            } else {
+                &[0.01]
+            };
+            points.extend(scale_run(ctx, &src, size, segments, fractions)?);
+        }
+    }
+    fs::remove_dir_all(&src)?;
+    Ok(points)
+}
+
+/// One fresh store: the first commit, then for each fraction: change, commit (measured),
+/// change back, commit (not measured).
+fn scale_run(
+    ctx: &Ctx,
+    src: &Path,
+    size: f64,
+    segments: u64,
+    fractions: &[f64],
+) -> Result<Vec<ScalePoint>> {
+    let mut dvol = Dvol::new(ctx.dvol_bin.clone(), &ctx.args.work);
+    dvol.setup()?;
+    let live = dvol.live_dir().unwrap();
+    fs::remove_dir(&live)?;
+    fs::rename(src, &live)?;
+    let seed = ctx.args.seed;
+    let result = (|| -> Result<Vec<ScalePoint>> {
+        let mut pts = Vec::new();
+        let first = dvol.first_snapshot(&live)?;
+        for (i, &f) in fractions.iter().enumerate() {
+            let pages = data::dirty_pages(seed, segments, f, 10 + i as u64);
+            let before = dvol.store_size()?;
+            data::rewrite_pages(&live, seed, &pages, 10 + i as u64)?;
+            let incr = dvol.incremental_snapshot(&live);
+            data::rewrite_pages(&live, seed, &pages, 0)?;
+            let incr = incr?;
+            let growth = dvol.store_size()?.saturating_sub(before);
+            dvol.run(&["commit", "-m", "back"])?;
+            pts.push(ScalePoint {
+                size_gib: size,
+                fraction: f,
+                first: (i == 0).then_some(first),
+                incr,
+                store_growth: growth,
+            });
+        }
+        Ok(pts)
+    })();
+    fs::rename(&live, src)?;
+    fs::remove_dir_all(&dvol.root)?;
+    result
+}
