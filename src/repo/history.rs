@@ -45,7 +45,7 @@ impl Repo {
         self.check_no_pending(volume, &branch)?;
         let parent = self.branch_head(volume, &branch)?;
         let cache = self.load_cache(volume, &branch);
-        let session = self.store.writer()?;
+        let session = self.store.writer_indexing()?;
         let scan = snapshot::scan(
             &session,
             &self.branch_dir(volume, &branch),
@@ -83,7 +83,9 @@ impl Repo {
         tx.commit()?;
         tracing::debug!("metadata committed");
         crate::failpoint::hit("commit.before-cache-save");
-        scan.cache.save(&self.cache_path(volume, &branch))?;
+        if scan.cache != cache {
+            scan.cache.save(&self.cache_path(volume, &branch))?;
+        }
         Ok(CommitResult {
             id,
             branch,

@@ -4,10 +4,11 @@
 //! Paths come only from validated tree entries and symlinks are never followed, so a tree
 //! (even a hostile one from a remote) cannot write outside `dest`.
 
+use super::scan::store_file;
 use super::statcache::{CacheEntry, StatCache};
 use super::tree::{Entry, Meta, Node, Tree};
 use crate::error::IoContext;
-use crate::store::{is_zero_chunk, read_list, ObjectId, Store};
+use crate::store::{is_zero_chunk, read_list, HashOnly, ObjectId, Store};
 use crate::{Error, Result};
 use rayon::prelude::*;
 use std::collections::HashMap;
@@ -129,12 +130,7 @@ fn sync_file(
 ) -> Result<()> {
     let key = rel.as_os_str().as_bytes().to_vec();
     if let Some(md) = existing.filter(|md| md.is_file()) {
-        let same = ctx
-            .old
-            .entries
-            .get(&key)
-            .is_some_and(|c| c.matches(md) && c.content.as_ref() == content && c.size == size);
-        if same {
+        if has_content(ctx, path, &key, md, size, content)? {
             let changed = apply_meta(ctx, path, meta, Some(md), false)?;
             let md = if changed {
                 std::fs::symlink_metadata(path).at("stat", path)?
@@ -145,22 +141,54 @@ fn sync_file(
             return Ok(());
         }
     }
-    let tmp = temp_path(path);
-    let written = write_file(ctx, &tmp, meta, size, content);
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
-    if let Some(md) = existing.filter(|md| md.is_dir()) {
-        remove_path(path, md)?;
-    }
-    std::fs::rename(&tmp, path).at("rename into place", path)?;
+    let md = match existing {
+        // Nothing there: write in place (an interrupted run is finished by the next one).
+        None => {
+            let file = write_file(ctx, path, meta, size, content).inspect_err(|_| {
+                let _ = std::fs::remove_file(path);
+            })?;
+            file.metadata().at("stat", path)?
+        }
+        // Something there: write beside it and rename over it, so it is never half-replaced.
+        Some(old) => {
+            let tmp = temp_path(path);
+            if let Err(e) = write_file(ctx, &tmp, meta, size, content) {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
+            }
+            if old.is_dir() {
+                remove_path(path, old)?;
+            }
+            std::fs::rename(&tmp, path).at("rename into place", path)?;
+            std::fs::symlink_metadata(path).at("stat", path)?
+        }
+    };
     crate::failpoint::hit("materialize.after-file");
-    let md = std::fs::symlink_metadata(path).at("stat", path)?;
     remember(ctx, key, &md, content);
     ctx.files_written.fetch_add(1, Ordering::Relaxed);
     ctx.bytes_written.fetch_add(size, Ordering::Relaxed);
     Ok(())
+}
+
+/// Whether the existing file `md` already holds `content`: trusted from the stat cache when
+/// its stat is unchanged, otherwise (same size only) by hashing it, which is cheaper than
+/// rewriting it (e.g. a file changed just before the last commit, too recent to be cached).
+fn has_content(
+    ctx: &Ctx,
+    path: &Path,
+    key: &[u8],
+    md: &Metadata,
+    size: u64,
+    content: Option<&ObjectId>,
+) -> Result<bool> {
+    if md.len() != size {
+        return Ok(false);
+    }
+    if let Some(c) = ctx.old.entries.get(key).filter(|c| c.matches(md)) {
+        return Ok(c.content.as_ref() == content);
+    }
+    let (found, read, _) = store_file(&HashOnly::default(), path, &Default::default())?;
+    Ok(read == size && found.as_ref() == content)
 }
 
 fn remember(ctx: &Ctx, key: Vec<u8>, md: &Metadata, content: Option<&ObjectId>) {
@@ -170,21 +198,21 @@ fn remember(ctx: &Ctx, key: Vec<u8>, md: &Metadata, content: Option<&ObjectId>) 
         .insert(key, CacheEntry::new(md, content.copied()));
 }
 
-/// Write a file's content (zero chunks become holes) and metadata to a new file at `tmp`.
+/// Write a new file at `path` with a file's content (zero chunks become holes) and metadata.
 fn write_file(
     ctx: &Ctx,
-    tmp: &Path,
+    path: &Path,
     meta: &Meta,
     size: u64,
     content: Option<&ObjectId>,
-) -> Result<()> {
+) -> Result<File> {
     let file = File::options()
         .write(true)
         .create_new(true)
         .custom_flags(libc::O_NOFOLLOW)
         .mode(0o600)
-        .open(tmp)
-        .at("create", tmp)?;
+        .open(path)
+        .at("create", path)?;
     let mut out = BufWriter::with_capacity(1 << 20, file);
     if let Some(content) = content {
         let chunks = read_list(ctx.store, content, size)?;
@@ -200,7 +228,7 @@ fn write_file(
             for chunk in batch {
                 if is_zero_chunk(&chunk.id) {
                     out.seek(SeekFrom::Current(chunk.len as i64))
-                        .at("write", tmp)?;
+                        .at("write", path)?;
                     continue;
                 }
                 let bytes = data.next().expect("one result per wanted chunk");
@@ -210,18 +238,34 @@ fn write_file(
                         detail: "chunk length differs from its list entry".into(),
                     });
                 }
-                out.write_all(&bytes).at("write", tmp)?;
+                out.write_all(&bytes).at("write", path)?;
             }
         }
     }
     let file = out
         .into_inner()
         .map_err(|e| e.into_error())
-        .at("write", tmp)?;
-    file.set_len(size).at("write", tmp)?;
-    start_writeback(&file);
-    apply_meta(ctx, tmp, meta, None, false)?;
-    Ok(())
+        .at("write", path)?;
+    file.set_len(size).at("write", path)?;
+    if size >= WRITEBACK_MIN {
+        start_writeback(&file);
+    }
+    apply_file_meta(ctx, &file, path, meta)?;
+    Ok(file)
+}
+
+/// Files at least this large start writeback as soon as they are written.
+const WRITEBACK_MIN: u64 = 1 << 20;
+
+/// Owner (as root), mode and mtime of a file just written, through its handle.
+fn apply_file_meta(ctx: &Ctx, file: &File, path: &Path, meta: &Meta) -> Result<()> {
+    if ctx.as_root {
+        std::os::unix::fs::fchown(file, Some(meta.uid), Some(meta.gid)).at("chown", path)?;
+    }
+    file.set_permissions(std::fs::Permissions::from_mode(meta.mode))
+        .at("chmod", path)?;
+    let t = filetime::FileTime::from_unix_time(meta.mtime_sec, meta.mtime_nsec);
+    filetime::set_file_handle_times(file, Some(t), Some(t)).at("set times of", path)
 }
 
 fn sync_symlink(

@@ -19,15 +19,28 @@ use crate::Result;
 use std::io::Write;
 use std::path::Path;
 
-/// Write `bytes` to `path` atomically: temp file in the same directory, fsync, rename, fsync dir.
+/// Write `bytes` to `path` atomically and durably: temp file in the same directory, fsync,
+/// rename, fsync the directory.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    replace_file(path, bytes, true)
+}
+
+/// Replace `path` with `bytes` atomically (temp file + rename); fsync only if `durable`.
+/// Derived data (stat caches) skips the fsyncs: after a power loss it is either intact, an
+/// older but still self-consistent version, or fails its checksum and is ignored.
+pub fn replace_file(path: &Path, bytes: &[u8], durable: bool) -> Result<()> {
     let dir = path.parent().expect("path has a parent");
     std::fs::create_dir_all(dir).at("create", dir)?;
     let mut tmp = tempfile::NamedTempFile::new_in(dir).at("create temp file in", dir)?;
     tmp.write_all(bytes).at("write", tmp.path())?;
-    tmp.as_file().sync_all().at("fsync", tmp.path())?;
+    if durable {
+        tmp.as_file().sync_all().at("fsync", tmp.path())?;
+    }
     tmp.persist(path)
         .map_err(|e| e.error)
         .at("rename into place", path)?;
-    crate::store::pack::sync_dir(dir)
+    if durable {
+        crate::store::pack::sync_dir(dir)?;
+    }
+    Ok(())
 }

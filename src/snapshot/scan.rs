@@ -55,7 +55,6 @@ pub fn scan(
     old: &StatCache,
     progress: &dyn Progress,
 ) -> Result<Scan> {
-    let scan_start_ns = now_ns();
     let root_md = std::fs::symlink_metadata(root).at("read", root)?;
     if !root_md.is_dir() {
         return Err(Error::Other(format!(
@@ -69,7 +68,7 @@ pub fn scan(
         .par_iter()
         .map(|it| {
             let r = if it.md.is_file() {
-                scan_file(sink, root, it, old, scan_start_ns).map(Some)
+                scan_file(sink, root, it, old).map(Some)
             } else {
                 Ok(None)
             };
@@ -218,13 +217,7 @@ fn walk(root: &Path) -> Result<Vec<Item>> {
     Ok(items)
 }
 
-fn scan_file(
-    sink: &dyn ObjectSink,
-    root: &Path,
-    it: &Item,
-    old: &StatCache,
-    scan_start_ns: i64,
-) -> Result<FileScan> {
+fn scan_file(sink: &dyn ObjectSink, root: &Path, it: &Item, old: &StatCache) -> Result<FileScan> {
     let key = it.rel.as_os_str().as_bytes();
     if let Some(c) = old.entries.get(key).filter(|c| c.matches(&it.md)) {
         return Ok(FileScan {
@@ -240,10 +233,11 @@ fn scan_file(
         .get(key)
         .and_then(|c| c.content.map(|id| sink.known_chunks(&id, c.size)))
         .unwrap_or_default();
+    let read_start_ns = now_ns();
     let (content, size, after) = store_file(sink, &path, &known)?;
     let seen = CacheEntry::new(&after, content);
     let unchanged_while_read = CacheEntry::new(&it.md, content) == seen && seen.size == size;
-    let cache = (unchanged_while_read && !seen.is_racy(scan_start_ns)).then_some(seen);
+    let cache = (unchanged_while_read && !seen.is_racy(read_start_ns)).then_some(seen);
     Ok(FileScan {
         size,
         content,

@@ -43,11 +43,15 @@ impl CacheEntry {
         now == *self
     }
 
-    /// Whether a change made right after this stat could go unnoticed (same timestamp tick).
-    pub fn is_racy(&self, scan_start_ns: i64) -> bool {
+    /// Whether a change made right after the file was read (which began at `read_start_ns`)
+    /// could keep the same timestamps and go unnoticed. File timestamps come from a coarse
+    /// clock (one tick is at most 10 ms); a write after the read gets a timestamp at least
+    /// `read_start - 1 tick`, so timestamps older than two ticks before the read are safe.
+    /// File systems with whole-second timestamps need two seconds.
+    pub fn is_racy(&self, read_start_ns: i64) -> bool {
         let coarse = self.ctime_ns % 1_000_000_000 == 0 && self.mtime_ns % 1_000_000_000 == 0;
-        let margin = if coarse { 2_000_000_000 } else { 50_000_000 };
-        self.ctime_ns >= scan_start_ns - margin || self.mtime_ns >= scan_start_ns - margin
+        let margin = if coarse { 2_000_000_000 } else { 20_000_000 };
+        self.ctime_ns >= read_start_ns - margin || self.mtime_ns >= read_start_ns - margin
     }
 }
 
@@ -75,14 +79,15 @@ impl StatCache {
         postcard::from_bytes(body).ok()
     }
 
-    /// Write the cache atomically (temp file, fsync, rename).
+    /// Write the cache atomically (temp file, rename; no fsync: it is derived data, and an
+    /// older cache is still correct because every entry is checked against the file's stat).
     pub fn save(&self, path: &Path) -> Result<()> {
         let body = postcard::to_stdvec(self).expect("cache serializes");
         let mut bytes = Vec::with_capacity(body.len() + 40);
         bytes.extend_from_slice(MAGIC);
         bytes.extend_from_slice(&body);
         bytes.extend_from_slice(blake3::hash(&body).as_bytes());
-        crate::snapshot::write_atomic(path, &bytes)
+        crate::snapshot::replace_file(path, &bytes, false)
     }
 
     /// Remove a cache file (the branch is gone).

@@ -199,10 +199,23 @@ impl Store {
         self.open_packs.lock().expect("pack cache poisoned").clear();
     }
 
-    /// Start writing new objects. Each pack is indexed (in its own transaction) as soon as it
-    /// is durable, while later objects are still being written; until something references
-    /// them, its objects are garbage that gc may reclaim.
+    /// Start writing new objects that become visible only when the caller records the
+    /// returned packs ([`Store::record`]) in the transaction that references them. For objects
+    /// whose order is not children-first (fetched from a remote).
     pub fn writer(self: &Arc<Self>) -> Result<WriteSession> {
+        self.start_writer(false)
+    }
+
+    /// Start writing new objects, each pack indexed (in its own transaction) as soon as it is
+    /// durable, overlapping index writes with the rest of the work. Only for writers that put
+    /// every object after everything it refers to (a commit: chunks, then lists, then trees),
+    /// so an indexed object always has all it reaches indexed too; until something references
+    /// them, these objects are garbage that gc may reclaim.
+    pub fn writer_indexing(self: &Arc<Self>) -> Result<WriteSession> {
+        self.start_writer(true)
+    }
+
+    fn start_writer(self: &Arc<Self>, index_early: bool) -> Result<WriteSession> {
         let (tx, rx) = crossbeam_channel::bounded::<Vec<Record>>(32);
         let mut packer = PackWriter::new(&self.packs_dir);
         let mut index = Connection::open(&self.db)?;
@@ -213,12 +226,19 @@ impl Store {
             .name("dvol-pack-writer".into())
             .spawn(move || -> Result<Vec<WrittenPack>> {
                 let mut written = Vec::new();
-                let mut index_closed = |packs: Vec<WrittenPack>| -> Result<()> {
+                // Indexed packs are returned without their entries: memory stays bounded by
+                // one pack's index, not the whole commit's.
+                let mut index_closed = |mut packs: Vec<WrittenPack>| -> Result<()> {
+                    if !index_early {
+                        written.extend(packs);
+                        return Ok(());
+                    }
                     if !packs.is_empty() {
                         let tx = index
                             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
                         Store::record(&tx, &packs)?;
                         tx.commit()?;
+                        packs.iter_mut().for_each(|p| p.entries = Vec::new());
                         written.extend(packs);
                     }
                     Ok(())

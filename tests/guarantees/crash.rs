@@ -173,47 +173,41 @@ fn every_kill_point_leaves_a_valid_repository_and_rerunning_finishes() {
     assert_eq!(tried, 16);
 }
 
-/// Kill a reset and a checkout -b after each of the first N files written, then re-run.
+/// Kill a reset and a checkout -b right after a file is written, again and again: each re-run
+/// keeps the files already written (it verifies them) and dies after the next one, until the
+/// command completes. Every file is a kill point.
 #[test]
 fn kill_after_every_file_of_a_reset_and_a_checkout() {
     let (env, live, _, one) = two_commits();
     let mut tried = 0;
-    let mut finished = false;
-    for skip in 0..24 {
-        let out = env
-            .process()
-            .env("DVOL_FAILPOINT", "materialize.after-file")
-            .env("DVOL_FAILPOINT_SKIP", skip.to_string())
-            .args(["reset", "--hard", "HEAD^"])
-            .output()
-            .unwrap();
-        if out.status.success() {
-            finished = true; // fewer files than `skip`: the reset completed
-            break;
+    for args in [
+        &["reset", "--hard", "HEAD^"][..],
+        &["checkout", "-b", "copy"],
+    ] {
+        let mut finished = false;
+        for _ in 0..100 {
+            let out = env
+                .process()
+                .env("DVOL_FAILPOINT", "materialize.after-file")
+                .args(args)
+                .output()
+                .unwrap();
+            if out.status.success() {
+                finished = true;
+                break;
+            }
+            tried += 1;
+            assert_fsck_clean(&env, args[0]);
+            assert_eq!(
+                env.ok(&["branch"]),
+                "* master\n",
+                "{args:?}: branch moved early"
+            );
         }
-        tried += 1;
-        assert_fsck_clean(&env, "reset");
-    }
-    if !finished {
-        env.ok(&["reset", "--hard", "HEAD^"]);
+        assert!(finished, "{args:?} never completed");
+        assert_eq!(listing(&env.live()), one, "{args:?}: wrong result");
     }
     assert_eq!(listing(&live), one);
-    for skip in 0..24 {
-        let out = env
-            .process()
-            .env("DVOL_FAILPOINT", "materialize.after-file")
-            .env("DVOL_FAILPOINT_SKIP", skip.to_string())
-            .args(["checkout", "-b", "copy"])
-            .output()
-            .unwrap();
-        if out.status.success() {
-            break;
-        }
-        tried += 1;
-        assert_fsck_clean(&env, "checkout");
-        assert_eq!(env.ok(&["branch"]), "* master\n");
-    }
-    assert_eq!(listing(&env.live()), one);
     eprintln!("per-file kill points tried: {tried}");
     assert!(tried >= 40, "{tried}");
 }
