@@ -340,14 +340,7 @@ impl Repo {
             Some(h) => Some(commit::lookup(&self.conn, &h)?.tree),
             None => None,
         };
-        let sink = HashOnly::default();
-        let cache = self.load_cache(volume, &branch);
-        let scan = snapshot::scan(
-            &sink,
-            &self.branch_dir(volume, &branch),
-            &cache,
-            &crate::progress::NoProgress,
-        )?;
+        let (sink, scan) = self.scan_live(volume, &branch)?;
         let changes = self.diff_trees(head_tree.as_ref(), Some(&scan.tree), Some(&sink))?;
         Ok((branch, changes, scan.skipped))
     }
@@ -368,15 +361,21 @@ impl Repo {
         if let Some(to) = to {
             return self.diff_trees(Some(&a), Some(&tree_of(to)?), None);
         }
+        let (sink, scan) = self.scan_live(volume, &branch)?;
+        self.diff_trees(Some(&a), Some(&scan.tree), Some(&sink))
+    }
+
+    /// Scan a branch's live data without storing anything (for status and diff).
+    fn scan_live(&self, volume: &str, branch: &str) -> Result<(HashOnly, snapshot::Scan)> {
         let sink = HashOnly::default();
-        let cache = self.load_cache(volume, &branch);
+        let cache = self.load_cache(volume, branch);
         let scan = snapshot::scan(
             &sink,
-            &self.branch_dir(volume, &branch),
+            &self.branch_dir(volume, branch),
             &cache,
             &crate::progress::NoProgress,
         )?;
-        self.diff_trees(Some(&a), Some(&scan.tree), Some(&sink))
+        Ok((sink, scan))
     }
 
     fn diff_trees(

@@ -8,7 +8,7 @@ use super::scan::store_file;
 use super::statcache::{CacheEntry, StatCache};
 use super::tree::{Entry, Meta, Node, Tree};
 use crate::error::IoContext;
-use crate::store::{is_zero_chunk, read_list, HashOnly, ObjectId, Store};
+use crate::store::{is_zero_chunk, read_list, HashOnly, ObjectId, Store, CHUNK_SIZE};
 use crate::{Error, Result};
 use rayon::prelude::*;
 use std::collections::HashMap;
@@ -213,7 +213,9 @@ fn write_file(
         .mode(0o600)
         .open(path)
         .at("create", path)?;
-    let mut out = BufWriter::with_capacity(1 << 20, file);
+    let mut out = BufWriter::with_capacity((size as usize).clamp(CHUNK_SIZE, 1 << 20), file);
+    // Only a file ending in a hole needs its length set explicitly.
+    let mut ends_in_hole = false;
     if let Some(content) = content {
         let chunks = read_list(ctx.store, content, size)?;
         // 128 chunks (1 MiB) at a time: located together, read and verified in parallel,
@@ -229,6 +231,7 @@ fn write_file(
                 if is_zero_chunk(&chunk.id) {
                     out.seek(SeekFrom::Current(chunk.len as i64))
                         .at("write", path)?;
+                    ends_in_hole = true;
                     continue;
                 }
                 let bytes = data.next().expect("one result per wanted chunk");
@@ -239,6 +242,7 @@ fn write_file(
                     });
                 }
                 out.write_all(&bytes).at("write", path)?;
+                ends_in_hole = false;
             }
         }
     }
@@ -246,7 +250,9 @@ fn write_file(
         .into_inner()
         .map_err(|e| e.into_error())
         .at("write", path)?;
-    file.set_len(size).at("write", path)?;
+    if ends_in_hole {
+        file.set_len(size).at("write", path)?;
+    }
     if size >= WRITEBACK_MIN {
         start_writeback(&file);
     }

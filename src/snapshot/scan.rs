@@ -259,7 +259,10 @@ pub fn store_file(
         .open(path)
         .at("open", path)?;
     let mut chunks: Vec<ListEntry> = Vec::new();
-    let mut buf = vec![0u8; READ_BLOCK];
+    // A whole number of chunks (so chunk boundaries stay aligned to the file start), no
+    // bigger than the file needs: small files must not pay for a 1 MiB buffer.
+    let expected = f.metadata().at("stat", path)?.len() as usize + 1;
+    let mut buf = vec![0u8; expected.next_multiple_of(CHUNK_SIZE).min(READ_BLOCK)];
     let mut size = 0u64;
     loop {
         let n = read_full(&mut f, &mut buf).at("read", path)?;
