@@ -188,7 +188,7 @@ pub fn small_content(seed: u64, i: usize, version: u64) -> Vec<u8> {
         let edited = version > 0 && line % 7 == 3;
         let r = if edited { &mut vrng } else { &mut rng };
         let n = 3 + r.below(8);
-        out.extend_from_slice(format!("{:4}: ", line).as_bytes());
+        out.extend_from_slice(format!("{line:4}: ").as_bytes());
         for _ in 0..n {
             out.extend_from_slice(WORDS[r.below(WORDS.len() as u64) as usize].as_bytes());
             out.push(b' ');

@@ -158,8 +158,7 @@ fn main() -> Result<()> {
             "cargo run --release --example bench --{}",
             std::env::args()
                 .skip(1)
-                .map(|a| format!(" {a}"))
-                .collect::<String>()
+                .fold(String::new(), |s, a| s + " " + &a)
         ),
         size_gib: args.size_gib,
         runs: args.runs,
@@ -444,7 +443,7 @@ fn scaling(ctx: &Ctx) -> Result<Vec<ScalePoint>> {
         regenerate(&src, || data::generate_db(&src, seed, segments))?;
         for r in 0..ctx.args.scaling_runs {
             eprintln!("[scaling {size} GiB run {}] dvol", r + 1);
-            let fractions: &[f64] = if size == 1.0 {
+            let fractions: &[f64] = if (size - 1.0).abs() < f64::EPSILON {
                 &[0.001, 0.01, 0.1]
             } else {
                 &[0.01]

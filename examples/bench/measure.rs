@@ -37,7 +37,8 @@ pub fn run(cmd: &mut Command, logdir: &Path) -> Result<(Meas, String)> {
     // SAFETY: rusage is plain old data; wait4 fills it for our own child.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     loop {
-        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+        // SAFETY: `status` and `ru` are valid, exclusively borrowed out-parameters.
+        let r = unsafe { libc::wait4(pid, &raw mut status, 0, &raw mut ru) };
         if r == pid {
             break;
         }
@@ -86,6 +87,6 @@ pub fn median(xs: &mut [f64]) -> f64 {
     if n % 2 == 1 {
         xs[n / 2]
     } else {
-        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
+        f64::midpoint(xs[n / 2 - 1], xs[n / 2])
     }
 }

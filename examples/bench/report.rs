@@ -54,7 +54,7 @@ fn row(t: &ToolRuns) -> Row {
         store: bytes(&t.store),
         growth: bytes(&growth),
         peak: median(&mut peaks.clone()),
-        peak_max: peaks.iter().cloned().fold(0.0, f64::max),
+        peak_max: peaks.iter().copied().fold(0.0, f64::max),
     }
 }
 
@@ -366,7 +366,7 @@ pub fn markdown(r: &Results, push_available: bool) -> String {
                     format!("{:.2}", m.secs),
                     format!("{:.0}", m.maxrss_kib as f64 / 1024.0),
                 ),
-                None => ("".into(), "".into()),
+                None => (String::new(), String::new()),
             };
             let _ = writeln!(
                 s,
@@ -556,7 +556,11 @@ fn scaling_chart(r: &Results, path: &Path) -> Result<(), DynErr> {
     let root = SVGBackend::new(path, (1200, 400)).into_drawing_area();
     root.fill(&WHITE)?;
     let panels = root.split_evenly((1, 3));
-    let by_size: Vec<_> = r.scaling.iter().filter(|p| p.fraction == 0.01).collect();
+    let by_size: Vec<_> = r
+        .scaling
+        .iter()
+        .filter(|p| (p.fraction - 0.01).abs() < f64::EPSILON)
+        .collect();
     let maxsize = by_size.iter().map(|p| p.size_gib).fold(1.0, f64::max);
 
     // Commit time against size.
@@ -630,7 +634,7 @@ fn scaling_chart(r: &Results, path: &Path) -> Result<(), DynErr> {
     let by_frac: Vec<(f64, f64)> = r
         .scaling
         .iter()
-        .filter(|p| p.size_gib == 1.0)
+        .filter(|p| (p.size_gib - 1.0).abs() < f64::EPSILON)
         .map(|p| (p.fraction * 100.0, p.incr.secs))
         .collect();
     let fmax = by_frac.iter().map(|p| p.1).fold(0.1, f64::max) * 1.15;

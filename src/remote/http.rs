@@ -183,7 +183,7 @@ pub fn serve(opts: ServeOptions, on_ready: impl FnOnce(SocketAddr)) -> Result<()
             .map_err(|e| Error::Remote(e.to_string()))?;
         let result = match opts.tls {
             Some((cert, key)) => {
-                let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+                let _ = rustls::crypto::ring::default_provider().install_default();
                 let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key)
                     .await
                     .map_err(|e| {

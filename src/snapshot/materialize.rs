@@ -51,6 +51,7 @@ pub fn materialize(
         store,
         old,
         new: Mutex::new(HashMap::new()),
+        // SAFETY: geteuid takes no arguments, touches no memory and cannot fail.
         as_root: unsafe { libc::geteuid() } == 0,
         files_written: AtomicU64::new(0),
         bytes_written: AtomicU64::new(0),
@@ -368,6 +369,8 @@ fn temp_path(path: &Path) -> PathBuf {
 fn start_writeback(file: &File) {
     use std::os::fd::AsRawFd;
     // Advisory only: a failure here is caught by the syncfs at the end.
+    // SAFETY: the descriptor is borrowed from a live `File` for the duration of the call;
+    // sync_file_range reads no memory of ours.
     unsafe { libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
 }
 
@@ -375,6 +378,8 @@ fn start_writeback(file: &File) {
 fn syncfs(dir: &Path) -> Result<()> {
     use std::os::fd::AsRawFd;
     let d = File::open(dir).at("open", dir)?;
+    // SAFETY: the descriptor is borrowed from `d`, which lives across the call; syncfs reads
+    // no memory of ours.
     if unsafe { libc::syncfs(d.as_raw_fd()) } != 0 {
         return Err(std::io::Error::last_os_error()).at("sync", dir);
     }

@@ -1,10 +1,10 @@
 //! End-to-end tests against the real Docker engine (need root and a running dockerd).
 //!
 //! One `dvol plugin serve` per test process, on `/run/docker/plugins/dvoltest.sock` (driver
-//! `dvoltest`; `dvoltest-<pid>` when another run holds that socket), with its own temporary
-//! root. Docker 20.10 remembers every socket plugin it has talked to until it restarts, and
-//! each `docker volume ls` then retries a vanished one for ~15 s, so we reuse one fixed name
-//! rather than leaving a new dead plugin behind per run. The plugin dies with the test process
+//! `dvoltest`), with its own temporary root; concurrent test runs take turns (a lock file).
+//! Docker remembers every socket plugin it has talked to until it restarts, and each
+//! `docker volume ls` then retries a vanished one for ~15 s, so we only ever use one fixed
+//! name rather than leaving a new dead plugin behind per run: the next run revives it. The plugin dies with the test process
 //! (PR_SET_PDEATHSIG from a thread that never exits). Each test uses volume and container
 //! names unique to the process and removes its containers and Docker volumes on drop.
 
@@ -56,16 +56,9 @@ fn start_plugin() -> Plugin {
         .expect("tempdir")
         .keep();
     let root = dir.join("root");
-    let fixed = PathBuf::from("/run/docker/plugins/dvoltest.sock");
-    let (driver, socket) = if UnixStream::connect(&fixed).is_ok() {
-        let d = format!("dvoltest-{}", std::process::id());
-        (
-            d.clone(),
-            PathBuf::from(format!("/run/docker/plugins/{d}.sock")),
-        )
-    } else {
-        ("dvoltest".to_string(), fixed)
-    };
+    let driver = "dvoltest".to_string();
+    let socket = PathBuf::from("/run/docker/plugins/dvoltest.sock");
+    hold_driver_name_lock();
     let log_path = dir.join("plugin.log");
     let log = std::fs::File::create(&log_path).expect("log");
     let (tx, rx) = std::sync::mpsc::channel();
@@ -80,6 +73,7 @@ fn start_plugin() -> Plugin {
             .env("DVOL_LOG", "info,dvol::plugin=debug")
             .stdout(log.try_clone().expect("log"))
             .stderr(log);
+        // SAFETY: the hook only calls prctl, which is async-signal-safe, between fork and exec.
         unsafe {
             cmd.pre_exec(|| {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
@@ -101,6 +95,27 @@ fn start_plugin() -> Plugin {
         root,
         log: log_path,
     }
+}
+
+/// Take the machine-wide lock on the driver name `dvoltest` for the life of this process,
+/// waiting while another test run holds it. One name only, ever: Docker remembers every
+/// socket plugin it has talked to and stalls on a vanished one, so a second name per
+/// concurrent run would leave a dead plugin behind; this one comes back with the next run.
+fn hold_driver_name_lock() {
+    use std::sync::OnceLock;
+    static LOCK: OnceLock<std::fs::File> = OnceLock::new();
+    let path = Path::new("/run/dvoltest-plugin.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    if file.try_lock().is_err() {
+        eprintln!("another test run serves the dvoltest plugin: waiting for it to finish");
+        file.lock().expect("lock the dvoltest driver name");
+    }
+    LOCK.set(file).expect("lock taken once");
 }
 
 /// Poll `cond` every 100 ms until it holds; panic after `limit`.

@@ -102,7 +102,7 @@ fn server_compares_the_token_in_constant_time() {
     assert!(!auth.contains("== state.token") && !auth.contains("token =="));
     // And the router puts auth around every route, including the fallback.
     let router = &src[src.find("let app = axum::Router::new()").unwrap()..];
-    let router = &router[..router.find(";").unwrap()];
+    let router = &router[..router.find(';').unwrap()];
     assert!(
         router.find(".fallback(").unwrap() < router.find("from_fn_with_state(").unwrap(),
         "auth must wrap the fallback too: {router}"

@@ -130,6 +130,7 @@ fn serve(root: &Path, socket: &Path, log: &Path, umask: Option<libc::mode_t>) ->
         .stdout(Stdio::null())
         .stderr(log);
     if let Some(mask) = umask {
+        // SAFETY: the hook only calls umask, which is async-signal-safe, between fork and exec.
         unsafe {
             cmd.pre_exec(move || {
                 libc::umask(mask);
@@ -264,7 +265,7 @@ fn hostile_name(canary: String) -> BoxedStrategy<String> {
             "a\\b".into(),
             "..".into(),
             ".".into(),
-            "".into(),
+            String::new(),
             ".dvol".into(),
             "-rf".into(),
             "a\0b".into(),

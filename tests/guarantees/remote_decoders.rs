@@ -23,21 +23,27 @@ thread_local! {
     static LARGEST: Cell<usize> = const { Cell::new(0) };
 }
 
+// SAFETY: every method forwards its arguments unchanged to the system allocator, so
+// `Counting` keeps all of `System`'s guarantees; `note` does not allocate.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
         note(l.size());
-        System.alloc(l)
+        // SAFETY: the caller's contract for `alloc` is passed on unchanged.
+        unsafe { System.alloc(l) }
     }
     unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
         note(l.size());
-        System.alloc_zeroed(l)
+        // SAFETY: the caller's contract for `alloc_zeroed` is passed on unchanged.
+        unsafe { System.alloc_zeroed(l) }
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
         note(new);
-        System.realloc(p, l, new)
+        // SAFETY: the caller's contract for `realloc` is passed on unchanged.
+        unsafe { System.realloc(p, l, new) }
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        System.dealloc(p, l)
+        // SAFETY: the caller's contract for `dealloc` is passed on unchanged.
+        unsafe { System.dealloc(p, l) }
     }
 }
 
@@ -212,7 +218,7 @@ fn hostile_key() -> impl Strategy<Value = String> {
     let part = prop_oneof![
         Just("..".to_string()),
         Just(".".to_string()),
-        Just("".to_string()),
+        Just(String::new()),
         Just("refs".to_string()),
         Just("packs".to_string()),
         Just("heads".to_string()),

@@ -123,7 +123,12 @@ pub fn same_tree(a: &Path, b: &Path) {
         la.iter().map(|x| &x.0).collect::<Vec<_>>(),
         lb.iter().map(|x| &x.0).collect::<Vec<_>>()
     );
-    assert!(la == lb, "contents differ between {a:?} and {b:?}");
+    assert!(
+        la == lb,
+        "contents differ between {} and {}",
+        a.display(),
+        b.display()
+    );
 }
 
 fn walkdir(d: &Path) -> Vec<PathBuf> {
@@ -173,25 +178,14 @@ impl Drop for Daemon {
     }
 }
 
-/// Find a peer binary or fail with a message saying how to install it.
+/// Find a peer binary or fail with a message saying how to install it (tests call
+/// `support::require_binary` first, which skips them when it is missing).
 pub fn need_binary(name: &str, install: &str) -> PathBuf {
-    for dir in std::env::var("PATH")
-        .unwrap_or_default()
-        .split(':')
-        .map(PathBuf::from)
-        .chain([
-            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cargo/bin"),
-            PathBuf::from("/usr/sbin"),
-        ])
-    {
-        let p = dir.join(name);
-        if p.is_file() {
-            return p;
-        }
-    }
-    panic!(
-        "{name} is required for this test and was not found on PATH: install it with `{install}`"
-    );
+    crate::support::find_binary(name).unwrap_or_else(|| {
+        panic!(
+            "{name} is required for this test and was not found on PATH: install it with `{install}`"
+        )
+    })
 }
 
 /// Start a command, wait for its stdout line containing `marker`, return the line.

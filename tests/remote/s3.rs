@@ -41,6 +41,12 @@ fn s3s_fs(dir: &std::path::Path) -> (Daemon, u16) {
 
 #[test]
 fn remote_s3s_fs_round_trip() {
+    if !(crate::support::require_binary(
+        "s3s-fs",
+        "cargo install s3s-fs@0.14.1 --locked --features binary",
+    )) {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let (_server, port) = s3s_fs(dir.path());
     round_trip("s3://bucket/some/prefix", &aws_vars(port, AK, SK));
@@ -48,6 +54,12 @@ fn remote_s3s_fs_round_trip() {
 
 #[test]
 fn remote_s3s_fs_conditional_writes() {
+    if !(crate::support::require_binary(
+        "s3s-fs",
+        "cargo install s3s-fs@0.14.1 --locked --features binary",
+    )) {
+        return;
+    }
     // s3s-fs 0.14.1 honours If-None-Match: * and If-Match on PutObject: no warning.
     let dir = tempfile::tempdir().unwrap();
     let (_server, port) = s3s_fs(dir.path());
@@ -193,8 +205,7 @@ fn garage(n: usize) -> Garage {
 fn hex_secret() -> String {
     crate::support::noise(rand_seed(), 32)
         .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+        .fold(String::new(), |s, b| s + &format!("{b:02x}"))
 }
 
 fn rand_seed() -> u64 {
@@ -206,6 +217,9 @@ fn rand_seed() -> u64 {
 
 #[test]
 fn remote_garage_round_trip_and_cas_warning() {
+    if !crate::support::require_binary("garage", "cargo install garage --locked") {
+        return;
+    }
     let g = garage(1);
     let vars = aws_vars(g.s3_ports[0], &g.key, &g.secret);
     round_trip("s3://bucket/dvol", &vars);
@@ -226,6 +240,9 @@ fn remote_garage_round_trip_and_cas_warning() {
 
 #[test]
 fn remote_garage_three_nodes_one_stopped_during_push() {
+    if !crate::support::require_binary("garage", "cargo install garage --locked") {
+        return;
+    }
     let mut g = garage(3);
     let vars = aws_vars(g.s3_ports[0], &g.key, &g.secret);
     let laptop = Host::new(&vars);
@@ -241,7 +258,7 @@ fn remote_garage_three_nodes_one_stopped_during_push() {
     for (k, v) in &vars {
         push.env(k, v);
     }
-    let child = std::process::Command::new(push.get_program())
+    let child = Command::new(push.get_program())
         .args(push.get_args())
         .envs(push.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
         .env("DVOL_TEST_PACK_SIZE", "262144")
