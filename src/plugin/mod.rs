@@ -309,8 +309,8 @@ pub fn router(driver: Arc<Driver>) -> Router {
         .with_state(driver)
 }
 
-/// Bind the unix socket, mode 0660 from the start (never world-writable, not even between
-/// bind and chmod). Missing parent directories are created mode 0755 whatever the umask;
+/// Bind the unix socket, mode 0660 before anyone else can reach it (never world-writable, not
+/// even between bind and chmod). Missing parent directories are created mode 0755 whatever the umask;
 /// existing ones are left as they are. A stale socket (nothing answers on it) is replaced;
 /// a socket with a live server behind it, or a path that is not a socket, is an error and
 /// is left untouched.
@@ -339,31 +339,87 @@ pub fn bind(socket: &Path) -> Result<tokio::net::UnixListener> {
         }
         std::fs::remove_file(socket).at("remove stale socket", socket)?;
     }
-    // bind(2) creates the socket file with mode 0777 & !umask: mask group/other bits out
-    // for the call (the umask is process-wide; the plugin does nothing else yet).
-    let old = unsafe { libc::umask(0o117) };
-    let listener = tokio::net::UnixListener::bind(socket).at("bind", socket);
-    unsafe { libc::umask(old) };
-    let listener = listener?;
-    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o660)).at("chmod", socket)?;
+    // bind(2) creates the socket file with mode 0777 & !umask. Rather than change the
+    // process-wide umask (other threads run), bind inside a fresh private (0700) directory
+    // beside the socket, chmod there, then rename into place: nobody else can reach the
+    // socket before it is 0660.
+    let dir = match socket.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(d) => d,
+        None => Path::new("."),
+    };
+    let private = tempfile::Builder::new()
+        .prefix(".dvol-bind-")
+        .tempdir_in(dir)
+        .at("create a private directory in", dir)?;
+    let staged = private.path().join("s");
+    let listener = tokio::net::UnixListener::bind(&staged).at("bind", socket)?;
+    std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o660))
+        .at("chmod", socket)?;
+    std::fs::rename(&staged, socket).at("rename the new socket to", socket)?;
     Ok(listener)
 }
 
-/// Serve the plugin for the dvol root `root` on `socket` until `shutdown` resolves, then
-/// remove the socket.
+/// The listening socket systemd passed to this process (socket activation, the
+/// `sd_listen_fds` protocol): file descriptor 3 when `LISTEN_PID` is this process and
+/// `LISTEN_FDS` is at least 1. `None` when the plugin was started any other way. Only the
+/// first call can return the socket (the descriptor is then owned by the listener).
+pub fn activated_listener() -> Result<Option<std::os::unix::net::UnixListener>> {
+    use std::os::fd::FromRawFd;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    /// The first descriptor systemd passes (`SD_LISTEN_FDS_START`).
+    const FIRST_FD: i32 = 3;
+    static TAKEN: AtomicBool = AtomicBool::new(false);
+    let for_us = std::env::var("LISTEN_PID").ok() == Some(std::process::id().to_string());
+    let count: u32 = std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    if !for_us || count == 0 || TAKEN.swap(true, Ordering::SeqCst) {
+        return Ok(None);
+    }
+    // SAFETY: under the sd_listen_fds protocol descriptor 3 is open and belongs to this
+    // process (LISTEN_PID is our pid), nothing else in dvol uses it, and TAKEN makes sure it
+    // is wrapped at most once, so the listener is its only owner.
+    let listener = unsafe { std::os::unix::net::UnixListener::from_raw_fd(FIRST_FD) };
+    // getsockname fails unless the descriptor is a unix-domain socket.
+    listener.local_addr().map_err(|e| {
+        Error::Other(format!(
+            "socket activation: descriptor {FIRST_FD} is not a unix socket ({e}); \
+             check ListenStream= in the .socket unit"
+        ))
+    })?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| Error::Other(format!("socket activation: {e}")))?;
+    Ok(Some(listener))
+}
+
+/// Serve the plugin for the dvol root `root` until `shutdown` resolves: on the socket systemd
+/// passed (socket activation: Docker's calls queue in the kernel while the plugin restarts,
+/// and the socket stays when it exits), else on `socket`, which is bound here and removed at
+/// the end.
 pub async fn serve(
     root: &Path,
     socket: &Path,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let driver = Arc::new(Driver::new(root)?);
-    let listener = bind(socket)?;
-    tracing::info!(root = %driver.root().display(), socket = %socket.display(), "serving");
+    let (listener, owned) = match activated_listener()? {
+        Some(l) => (
+            tokio::net::UnixListener::from_std(l).at("socket activation", socket)?,
+            false,
+        ),
+        None => (bind(socket)?, true),
+    };
+    tracing::info!(root = %driver.root().display(), socket = %socket.display(),
+        activated = !owned, "serving");
     let socket: PathBuf = socket.to_path_buf();
     let r = axum::serve(listener, router(driver))
         .with_graceful_shutdown(shutdown)
         .await
         .at("serve", &socket);
-    let _ = std::fs::remove_file(&socket);
+    if owned {
+        let _ = std::fs::remove_file(&socket);
+    }
     r
 }

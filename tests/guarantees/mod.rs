@@ -5,6 +5,7 @@ mod access;
 mod crash;
 mod decoders;
 mod disk_full;
+mod plugin_activation;
 mod plugin_input;
 mod plugin_load;
 #[cfg(feature = "failpoints")]
