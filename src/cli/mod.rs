@@ -2,6 +2,7 @@
 //! and printing live here; all work is done by the library. Errors become `Error: <message>`
 //! on stderr with exit code 1.
 
+mod assets;
 mod history;
 mod maintenance;
 mod output;
@@ -198,6 +199,9 @@ pub enum Command {
         #[command(subcommand)]
         command: PluginCommand,
     },
+    /// Write man pages and shell completions under DIR (for packaging).
+    #[command(hide = true)]
+    GenerateAssets { dir: PathBuf },
 }
 
 #[derive(Subcommand, Debug)]
@@ -289,6 +293,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plugin {
             command: PluginCommand::Serve { socket },
         } => plugin::serve(&ctx, &socket),
+        Command::GenerateAssets { dir } => assets::generate(&dir),
     }
 }
 
