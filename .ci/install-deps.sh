@@ -12,6 +12,7 @@ set -euo pipefail
 
 # Pinned tool versions (verified to build with rustc 1.95 and --locked).
 S3S_FS_VERSION=0.14.1
+CARGO_DEB_VERSION=3.8.0
 GARAGE_VERSION=2.5.0
 
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
@@ -53,7 +54,8 @@ fi
 # 2. Debian packages (only the missing ones).
 # --------------------------------------------------------------------------
 want_pkgs=(openssh-server openssh-client rsync restic borgbackup zstd
-           busybox-static debootstrap docker-compose iproute2 hyperfine time)
+           busybox-static debootstrap docker-compose iproute2 hyperfine time
+           systemd)  # systemd: systemd-analyze verify for the package's unit files
 missing=()
 for p in "${want_pkgs[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
@@ -102,7 +104,23 @@ else
 fi
 
 # --------------------------------------------------------------------------
-# 4. Wait for the background garage build.
+# 4. cargo-deb (builds the Debian package: packaging/build-deb.sh), foreground.
+# --------------------------------------------------------------------------
+if cargo deb --version >/dev/null 2>&1; then
+    log "cargo-deb: already installed"
+else
+    log "cargo-deb: cargo install cargo-deb@$CARGO_DEB_VERSION"
+    if ! cargo install "cargo-deb@$CARGO_DEB_VERSION" --locked \
+            >"$LOG_DIR/cargo-install-cargo-deb.log" 2>&1; then
+        tail -n 40 "$LOG_DIR/cargo-install-cargo-deb.log" >&2
+        log "cargo-deb: FAILED"
+        exit 1
+    fi
+    log "cargo-deb: done"
+fi
+
+# --------------------------------------------------------------------------
+# 5. Wait for the background garage build.
 # --------------------------------------------------------------------------
 if [ -n "$garage_pid" ]; then
     log "garage: waiting for background build"

@@ -15,6 +15,9 @@ fn starts(s: &Scope, v: &str) -> usize {
 
 #[test]
 fn commit_stops_flushes_and_restarts_containers() {
+    if !crate::support::require_docker() {
+        return;
+    }
     let s = Scope::new("commit");
     let v = s.volume("app");
     s.dvol_ok(&["init", &v]);
@@ -45,6 +48,9 @@ fn commit_stops_flushes_and_restarts_containers() {
 
 #[test]
 fn commit_pause_freezes_without_restarting() {
+    if !crate::support::require_docker() {
+        return;
+    }
     let s = Scope::new("pause");
     let v = s.volume("app");
     let c = s.run_busybox("app", &v, FLUSHER);
@@ -58,6 +64,9 @@ fn commit_pause_freezes_without_restarting() {
 
 #[test]
 fn checkout_and_reset_restart_containers_on_the_new_data() {
+    if !crate::support::require_docker() {
+        return;
+    }
     let s = Scope::new("switch");
     let v = s.volume("app");
     let c = s.run_busybox("app", &v, IDLE);
@@ -106,6 +115,9 @@ fn checkout_and_reset_restart_containers_on_the_new_data() {
 
 #[test]
 fn failure_midway_starts_containers_again() {
+    if !crate::support::require_docker() {
+        return;
+    }
     let s = Scope::new("fail");
     let v = s.volume("app");
     let c = s.run_busybox("app", &v, FLUSHER);
@@ -139,6 +151,9 @@ fn failure_midway_starts_containers_again() {
 
 #[test]
 fn rm_refuses_while_in_use_and_force_stops_containers() {
+    if !crate::support::require_docker() {
+        return;
+    }
     let s = Scope::new("rm");
     let v = s.volume("app");
     let c = s.run_busybox("app", &v, IDLE);

@@ -25,6 +25,11 @@ fn compose(s: &Scope, project: &str, args: &[&str]) -> String {
 
 #[test]
 fn compose_example_runs_on_dvol_volumes() {
+    if !(crate::support::require_docker()
+        && crate::support::require_binary("docker-compose", "apt-get install docker-compose"))
+    {
+        return;
+    }
     let s = Scope::new("compose");
     let project = format!("{}c", s.tag);
     let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/compose/docker-compose.yml");

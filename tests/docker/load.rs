@@ -121,6 +121,9 @@ fn all_running(names: &[String]) -> Vec<String> {
 
 #[test]
 fn fifty_containers_at_once_through_the_plugin() {
+    if !crate::support::require_docker() {
+        return;
+    }
     let s = Scope::new("load");
 
     // Round 1: 50 containers, 50 new volumes, created implicitly by `docker run`.

@@ -22,6 +22,9 @@ impl Drop for Managed {
 
 #[test]
 fn managed_plugin_serves_host_root() {
+    if !crate::support::require_docker() {
+        return;
+    }
     let s = Scope::new("managed");
     let host_root = tempfile::Builder::new()
         .prefix("dvol-managed-")

@@ -4,6 +4,9 @@ use super::*;
 
 #[test]
 fn protocol_replies_as_docker_expects() {
+    if !crate::support::require_docker() {
+        return;
+    }
     let s = Scope::new("proto");
     let sock = &plugin().socket;
     let (ctype, act) = plugin_call(sock, "Plugin.Activate", "");
@@ -75,6 +78,9 @@ fn protocol_replies_as_docker_expects() {
 
 #[test]
 fn socket_is_not_world_writable() {
+    if !crate::support::require_docker() {
+        return;
+    }
     use std::os::unix::fs::PermissionsExt;
     let _s = Scope::new("perm");
     let mode = std::fs::metadata(&plugin().socket)
@@ -90,6 +96,9 @@ fn socket_is_not_world_writable() {
 
 #[test]
 fn docker_run_creates_and_mounts_a_dvol_volume() {
+    if !crate::support::require_docker() {
+        return;
+    }
     let s = Scope::new("run");
     // Names Docker and Compose generate: underscores, dashes, digits first.
     let v = format!("{}_1st-vol_2", s.tag);
@@ -171,6 +180,9 @@ fn docker_run_creates_and_mounts_a_dvol_volume() {
 
 #[test]
 fn volume_create_from_another_volume_shares_storage() {
+    if !crate::support::require_docker() {
+        return;
+    }
     let s = Scope::new("from");
     let prod = s.volume("prod");
     s.dvol_ok(&["init", &prod]);

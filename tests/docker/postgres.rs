@@ -37,6 +37,9 @@ fn rows(c: &str) -> String {
 
 #[test]
 fn postgres_commit_reset_branch_workflow() {
+    if !crate::support::require_docker() {
+        return;
+    }
     if std::env::var("DVOL_SKIP_PG_TESTS").as_deref() == Ok("1") {
         eprintln!("skipping PostgreSQL test (DVOL_SKIP_PG_TESTS=1)");
         return;

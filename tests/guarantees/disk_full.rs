@@ -64,6 +64,9 @@ fn pack_count(root: &Path) -> usize {
 
 #[test]
 fn commit_and_checkout_on_a_full_disk_fail_cleanly() {
+    if !crate::support::require_root() {
+        return;
+    }
     let fs = SmallFs::new(48);
     let env = env_on(&fs);
     let live = env.init("v");

@@ -9,11 +9,13 @@
 # expected hash already exists, it is not rebuilt.  The debootstrapped rootfs is
 # cached in $DVOL_CI_CACHE (default /var/cache/dvol-ci) between runs.
 #
+# The Debian mirror for debootstrap is the machine's own: the first `.../debian` URI of
+# /etc/apt/sources.list, /etc/apt/sources.list.d/*.list or *.sources (one serving the suite
+# if any). There is no fallback: without one the script stops and says so.
+#
 # Env knobs:
 #   DVOL_SKIP_PG_IMAGE=1     skip the postgres image (the slow one)
 #   DVOL_CI_CACHE=DIR        cache dir (default /var/cache/dvol-ci)
-#   DVOL_DEBIAN_MIRROR=URL   Debian mirror for debootstrap (default: taken
-#                            from /etc/apt/sources.list*, else deb.debian.org)
 #   DVOL_IMAGES_FORCE=1      rebuild even if the hash matches
 set -euo pipefail
 
@@ -108,7 +110,6 @@ file_is_static() {
 # postgres
 # --------------------------------------------------------------------------
 debian_mirror() {
-    if [ -n "${DVOL_DEBIAN_MIRROR:-}" ]; then echo "$DVOL_DEBIAN_MIRROR"; return; fi
     # deb822 (*.sources) and one-line (*.list) formats.  Prefer a URI serving
     # exactly $PG_SUITE, else any non-security Debian URI.
     local f exact="" any=""
@@ -131,7 +132,8 @@ debian_mirror() {
             END         { if (uri != "" && types ~ /deb( |$)/) print uri, suites }
         ' "$f")
     done
-    echo "${exact:-${any:-http://deb.debian.org/debian}}"
+    [ -n "$exact$any" ] || return 1
+    echo "${exact:-$any}"
 }
 
 build_pg_rootfs() {  # -> sets PG_ROOTFS, PG_ROOTFS_STAMP
@@ -145,7 +147,8 @@ build_pg_rootfs() {  # -> sets PG_ROOTFS, PG_ROOTFS_STAMP
         return 0
     fi
     command -v debootstrap >/dev/null || die "debootstrap missing (see .ci/install-deps.sh)"
-    mirror=$(debian_mirror)
+    mirror=$(debian_mirror) || die "no Debian mirror in the machine's apt sources \
+(/etc/apt/sources.list, /etc/apt/sources.list.d/*.list, *.sources): add one, then run again"
     tmp="$rootfs.tmp"
     safe_rm "$tmp"
     mkdir -p "$CACHE/debootstrap-debs"

@@ -95,6 +95,9 @@ fn remote_http_wrong_or_missing_token_is_refused() {
 
 #[test]
 fn remote_https_with_tls() {
+    if !crate::support::require_binary("openssl", "apt-get install openssl") {
+        return;
+    }
     let openssl = super::need_binary("openssl", "apt-get install openssl");
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

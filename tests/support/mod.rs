@@ -144,3 +144,91 @@ pub fn listing(root: &Path) -> Vec<String> {
     }
     out
 }
+
+// --- The fast tier: tests that need a peer (Docker, root, a server binary) skip without it ---
+//
+// `cargo test` on a machine without Docker, sshd, the S3 servers or root runs every other test
+// and prints one `SKIPPED <test>: needs ...` line per skipped test. `.ci/run` sets
+// `DVOL_TEST_REQUIRE_ALL=1`, which turns every skip into a failure: CI runs everything.
+
+/// Set to `1` to make a missing peer fail the test instead of skipping it.
+pub const REQUIRE_ALL: &str = "DVOL_TEST_REQUIRE_ALL";
+
+/// The running test's name (libtest names each test's thread after it).
+fn test_name() -> String {
+    std::thread::current()
+        .name()
+        .filter(|n| *n != "main")
+        .unwrap_or("this test")
+        .to_string()
+}
+
+/// Report that the running test cannot run here: `false` after printing
+/// `SKIPPED <test>: needs <what>`, or a panic when [`REQUIRE_ALL`] is set.
+fn skip(what: &str) -> bool {
+    let test = test_name();
+    assert!(
+        std::env::var(REQUIRE_ALL).as_deref() != Ok("1"),
+        "{test}: needs {what} ({REQUIRE_ALL}=1: nothing may be skipped)"
+    );
+    // Both streams: stdout is captured by libtest (shown for failures and --nocapture),
+    // stderr reaches the terminal of a plain `cargo test`.
+    println!("SKIPPED {test}: needs {what}");
+    eprintln!("SKIPPED {test}: needs {what}");
+    false
+}
+
+/// Whether this process runs as root (effective uid 0).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid takes no arguments, touches no memory and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// `true` when running as root; otherwise skip (see [`skip`]).
+#[must_use]
+pub fn require_root() -> bool {
+    is_root() || skip("root (it mounts, chowns or serves /run/docker/plugins)")
+}
+
+/// `true` when the Docker daemon answers `docker info` (checked once per process) and this
+/// process is root (the test plugin's socket lives in /run/docker/plugins); otherwise skip.
+#[must_use]
+pub fn require_docker() -> bool {
+    static DOCKER: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    let state = DOCKER.get_or_init(|| {
+        match std::process::Command::new("docker")
+            .args(["info", "--format", "{{.ServerVersion}}"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+        {
+            Ok(s) if s.success() => Ok(()),
+            Ok(_) => Err("Docker (docker info failed: is dockerd running?)".to_string()),
+            Err(e) => Err(format!("Docker (cannot run the docker CLI: {e})")),
+        }
+    });
+    match state {
+        Ok(()) => require_root(),
+        Err(what) => skip(what),
+    }
+}
+
+/// The path of the peer program `name` (on PATH, in ~/.cargo/bin or /usr/sbin), if installed.
+pub fn find_binary(name: &str) -> Option<PathBuf> {
+    std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .map(PathBuf::from)
+        .chain([
+            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cargo/bin"),
+            PathBuf::from("/usr/sbin"),
+        ])
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+/// `true` when the peer program `name` is installed; otherwise skip, naming how to install it.
+#[must_use]
+pub fn require_binary(name: &str, install: &str) -> bool {
+    find_binary(name).is_some() || skip(&format!("{name} (install it with `{install}`)"))
+}
