@@ -1,10 +1,19 @@
 #!/usr/bin/env bash
-# Build dvol and run its main job on the embedded default store (a temporary root):
-# create a volume, commit, branch, change data, reset, and verify the store.
+# Run dvol's main job on the embedded default store (a temporary root): create a volume,
+# commit, branch, change data, reset, and verify the store.
+# In the source tree it builds dvol first; installed (the Debian package puts it in
+# /usr/share/doc/dvol/examples/) it uses the `dvol` on PATH; DVOL_BIN=PATH picks a binary.
 set -euo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
-cargo build --release --quiet
-dvol() { ./target/release/dvol --disable-docker-integration "$@"; }
+top="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+if [ -n "${DVOL_BIN:-}" ]; then
+    bin="$DVOL_BIN"
+elif [ -f "$top/Cargo.toml" ]; then
+    cargo build --release --quiet --manifest-path "$top/Cargo.toml"
+    bin="$top/target/release/dvol"
+else
+    bin="$(command -v dvol)" || { echo "dvol not found: install the package first" >&2; exit 1; }
+fi
+dvol() { "$bin" --disable-docker-integration "$@"; }
 export DVOL_ROOT="${DVOL_ROOT:-$(mktemp -d /tmp/dvol-quickstart.XXXXXX)}"
 echo "# root: $DVOL_ROOT"
 

@@ -3,7 +3,7 @@
 #
 #   plugin/build.sh [PLUGIN_NAME]        # default dvol:latest
 #
-# Env: DVOL_BIN (binary to package; default the newer of target/{release,debug}/dvol),
+# Env: DVOL_BIN (binary to package; default the newest of target/{dist,release,debug}/dvol),
 #      DVOL_HOST_ROOT (host directory holding the data; default /var/lib/dvol).
 #
 # 1. Build a rootfs with our binary and the shared libraries it links (ldd), stripped.
@@ -49,9 +49,11 @@ fi
 
 bin=${DVOL_BIN:-}
 if [ -z "$bin" ]; then
-    # The newer of the release and debug builds.
-    bin="$top/target/release/dvol"
-    if [ ! -x "$bin" ] || [ "$top/target/debug/dvol" -nt "$bin" ]; then bin="$top/target/debug/dvol"; fi
+    # The newest of the dist, release and debug builds.
+    bin="$top/target/dist/dvol"
+    for b in "$top/target/release/dvol" "$top/target/debug/dvol"; do
+        if [ ! -x "$bin" ] || [ "$b" -nt "$bin" ]; then bin="$b"; fi
+    done
 fi
 [ -x "$bin" ] || die "no dvol binary at $bin (cargo build --release)"
 
