@@ -80,7 +80,15 @@ mod tests {
 
     #[test]
     fn refuses_new_refs_that_read_as_revisions() {
-        for bad in ["HEAD", "abcd", "ABCDEF12", &"0".repeat(64), "HEAD~1", "HEAD^", "a@{1}"] {
+        for bad in [
+            "HEAD",
+            "abcd",
+            "ABCDEF12",
+            &"0".repeat(64),
+            "HEAD~1",
+            "HEAD^",
+            "a@{1}",
+        ] {
             let err = validate_new_ref("branch", bad).unwrap_err().to_string();
             assert!(err.contains("invalid branch name"), "{bad}: {err}");
         }

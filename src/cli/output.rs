@@ -12,7 +12,8 @@ use std::fmt::Write as _;
 /// Whether `c` must not reach a terminal raw: C0/C1 controls, DEL, and the Unicode bidi
 /// overrides and isolates that reorder what is shown.
 fn is_unsafe(c: char) -> bool {
-    c.is_control() || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    c.is_control()
+        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 /// Append `c` escaped the way C (and git's quotePath) writes it: `\n`, `\t`, `\"`, `\\`, or

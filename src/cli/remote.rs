@@ -2,9 +2,9 @@
 
 use super::output::{escape, quote};
 use super::{progress, Context};
-use dvol::docker::Quiesce;
 use anyhow::bail;
 use clap::Subcommand;
+use dvol::docker::Quiesce;
 use dvol::remote::ops::{self, Pulled, PushWhat};
 use dvol::remote::transfer::PushStatus;
 use dvol::store::ObjectId;

@@ -139,7 +139,11 @@ mod tests {
         swap(&c, "v", "b", Head::Unborn, Head::At(id(1))).unwrap();
         let err = swap(&c, "v", "b", Head::Unborn, Head::At(id(2))).unwrap_err();
         assert!(matches!(err, Error::HeadMoved { .. }), "{err}");
-        assert!(err.to_string().contains("from (no commits) to 010101010101"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("from (no commits) to 010101010101"),
+            "{err}"
+        );
         assert_eq!(read(&c, "v", "b").unwrap(), Head::At(id(1)));
         let err = swap(&c, "v", "b", Head::Absent, Head::At(id(2))).unwrap_err();
         assert!(matches!(err, Error::HeadMoved { .. }), "{err}");

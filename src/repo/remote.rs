@@ -104,8 +104,13 @@ impl Repo {
                 |r| r.get(0),
             )
             .optional()?;
-        head.map(|h| heads::parse_ref(&format!("remote-tracking ref {remote}/{branch} of {volume}"), &h))
-            .transpose()
+        head.map(|h| {
+            heads::parse_ref(
+                &format!("remote-tracking ref {remote}/{branch} of {volume}"),
+                &h,
+            )
+        })
+        .transpose()
     }
 
     /// Record the remote-tracking ref after a successful push.

@@ -69,7 +69,10 @@ fn malformed_head_fails_fsck_and_gc_deletes_nothing() {
     assert!(err.contains("head of app/dev"), "{err}");
     // Repaired, everything works again and gc keeps dev's commits.
     db(&env)
-        .execute("UPDATE branches SET head = ?1 WHERE name = 'dev'", [&dev_head])
+        .execute(
+            "UPDATE branches SET head = ?1 WHERE name = 'dev'",
+            [&dev_head],
+        )
         .unwrap();
     env.ok(&["fsck"]);
     env.ok(&["gc"]);
@@ -84,10 +87,15 @@ fn edited_commit_row_fails_fsck_and_gc_deletes_nothing() {
     // would write another.
     let conn = db(&env);
     let tree: String = conn
-        .query_row("SELECT tree FROM commits WHERE id = ?1", [&first], |r| r.get(0))
+        .query_row("SELECT tree FROM commits WHERE id = ?1", [&first], |r| {
+            r.get(0)
+        })
         .unwrap();
-    conn.execute("UPDATE commits SET tree = ?1 WHERE id = ?2", [&tree, &second])
-        .unwrap();
+    conn.execute(
+        "UPDATE commits SET tree = ?1 WHERE id = ?2",
+        [&tree, &second],
+    )
+    .unwrap();
     drop(conn);
     let before = store_size(&env);
     let out = env.dvol().arg("fsck").output().unwrap();
@@ -117,9 +125,12 @@ fn malformed_tag_and_remote_ref_and_dangling_head_are_named() {
     .unwrap();
     drop(conn);
     let before = store_size(&env);
-    let stdout = String::from_utf8_lossy(&env.dvol().arg("fsck").output().unwrap().stdout)
-        .into_owned();
-    assert!(stdout.contains("tag v1 of app: \"nope\" is not a commit id"), "{stdout}");
+    let stdout =
+        String::from_utf8_lossy(&env.dvol().arg("fsck").output().unwrap().stdout).into_owned();
+    assert!(
+        stdout.contains("tag v1 of app: \"nope\" is not a commit id"),
+        "{stdout}"
+    );
     assert!(
         stdout.contains("remote-tracking ref origin/x of app (abababababab): no such commit"),
         "{stdout}"
@@ -143,7 +154,10 @@ fn empty_revision_is_refused_and_changes_nothing() {
         assert!(err.contains("empty revision"), "{spec:?}: {err}");
     }
     assert!(env.fails(&["tag", "t", ""]).contains("empty revision"));
-    assert_eq!(std::fs::read(live.join("a")).unwrap(), b"uncommitted work\n");
+    assert_eq!(
+        std::fs::read(live.join("a")).unwrap(),
+        b"uncommitted work\n"
+    );
 }
 
 #[test]
@@ -152,7 +166,17 @@ fn new_refs_cannot_read_as_revisions_but_old_ones_work() {
     let live = env.init("app");
     write(&live.join("a"), "a\n");
     let id = env.commit("one");
-    for name in ["HEAD", "abcd", "DEADBEEF", &id[..12], &id, "HEAD~1", "HEAD^", "x@{1}", "a:b"] {
+    for name in [
+        "HEAD",
+        "abcd",
+        "DEADBEEF",
+        &id[..12],
+        &id,
+        "HEAD~1",
+        "HEAD^",
+        "x@{1}",
+        "a:b",
+    ] {
         let err = env.fails(&["checkout", "-b", name]);
         assert!(err.contains("invalid branch name"), "{name}: {err}");
         let err = env.fails(&["branch", name]);
@@ -160,7 +184,9 @@ fn new_refs_cannot_read_as_revisions_but_old_ones_work() {
         let err = env.fails(&["tag", name]);
         assert!(err.contains("invalid tag name"), "{name}: {err}");
     }
-    assert!(env.fails(&["checkout", "-b", "HEAD"]).contains("it is HEAD"));
+    assert!(env
+        .fails(&["checkout", "-b", "HEAD"])
+        .contains("it is HEAD"));
     assert!(env
         .fails(&["tag", "cafe"])
         .contains("it looks like a commit id"));
@@ -200,7 +226,10 @@ fn control_characters_are_quoted_in_human_output_and_exact_in_json() {
     env.commit("base");
     hostile_names(&live);
     let status = env.ok(&["status"]);
-    assert!(status.contains("\tadded:    \"evil\\nadded:    fake\"\n"), "{status}");
+    assert!(
+        status.contains("\tadded:    \"evil\\nadded:    fake\"\n"),
+        "{status}"
+    );
     assert!(status.contains("\"\\033[2Jclear\""), "{status}");
     assert!(status.contains("\"tab\\there\""), "{status}");
     assert!(status.contains("\tadded:    plain\n"), "{status}");
@@ -210,7 +239,10 @@ fn control_characters_are_quoted_in_human_output_and_exact_in_json() {
     assert!(diff.contains("A\t\"evil\\nadded:    fake\"\n"), "{diff}");
     assert!(!diff.contains('\u{1b}'), "{diff}");
     let stat = env.ok(&["diff", "--stat"]);
-    assert!(!stat.contains('\u{1b}') && stat.contains("\"\\033[2Jclear\""), "{stat}");
+    assert!(
+        !stat.contains('\u{1b}') && stat.contains("\"\\033[2Jclear\""),
+        "{stat}"
+    );
     let json: serde_json::Value = serde_json::from_str(&env.ok(&["status", "--json"])).unwrap();
     let added: Vec<&str> = json["added"]
         .as_array()
@@ -232,7 +264,10 @@ fn control_characters_are_quoted_in_human_output_and_exact_in_json() {
     other.ok(&["clone", url.to_str().unwrap(), "app"]);
     for e in [&env, &other] {
         let log = e.ok(&["log"]);
-        assert!(log.contains("    fix\\033]0;pwned\\a\n    second\\rline\n"), "{log}");
+        assert!(
+            log.contains("    fix\\033]0;pwned\\a\n    second\\rline\n"),
+            "{log}"
+        );
         assert!(!log.contains('\u{1b}') && !log.contains('\r'), "{log}");
         let oneline = e.ok(&["log", "--oneline"]);
         assert!(oneline.contains(" fix\\033]0;pwned\\a\n"), "{oneline}");
