@@ -74,11 +74,38 @@ pub enum Error {
     /// An operation failed while dvol had containers stopped; `note` says what became of them.
     #[error("{error} ({note})")]
     Interrupted { error: Box<Error>, note: String },
+    /// A compare-and-swap of a branch head found another value than the one the command read.
+    #[error("head of {volume}/{branch} moved from {expected} to {found} while this command ran; nothing changed")]
+    HeadMoved {
+        volume: String,
+        branch: String,
+        expected: String,
+        found: String,
+    },
+    /// A ref or commit row in the metadata does not parse or does not match its object.
+    #[error("{what}: {detail}")]
+    CorruptRef { what: String, detail: String },
+    /// gc found metadata it cannot trust and deleted nothing.
+    #[error("gc refused to run, nothing was deleted: {}; run `dvol fsck` for the full list", problem_list(.problems))]
+    GcRefused { problems: Vec<String> },
+    /// An empty revision (or one with nothing before `^`/`~`).
+    #[error("empty revision {0:?}: name a branch, tag, commit id or HEAD")]
+    EmptyRevision(String),
     #[error("{0}")]
     Other(String),
     /// A remote operation failed (transport, protocol, authentication, bad data).
     #[error("{0}")]
     Remote(String),
+}
+
+/// `N problem(s) in the metadata (a; b)`.
+fn problem_list(problems: &[String]) -> String {
+    let s = if problems.len() == 1 { "" } else { "s" };
+    format!(
+        "{} problem{s} in the metadata ({})",
+        problems.len(),
+        problems.join("; ")
+    )
 }
 
 /// Shorthand used across the library.

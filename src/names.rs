@@ -1,5 +1,10 @@
 //! Validation of every name that becomes a path or a key: volumes, branches, tags, remotes.
 //! One rule set for the CLI, the Docker plugin and remotes, so nothing outside ROOT is touched.
+//!
+//! New branch and tag names must also not read as a revision ([`validate_new_ref`]): `HEAD`,
+//! a 4-64 digit hex string (a commit id prefix), or anything with `^`, `~`, `@{` or `:`.
+//! Names made before this rule keep working; [`revision_like`] says why one is ambiguous so
+//! `dvol branch` can mark it.
 
 use crate::{Error, Result};
 
@@ -42,9 +47,57 @@ pub fn validate(what: &'static str, name: &str) -> Result<()> {
     }
 }
 
+/// Why an existing branch or tag name could be read as a revision, if it could.
+pub fn revision_like(name: &str) -> Option<&'static str> {
+    if name == "HEAD" {
+        Some("it is HEAD")
+    } else if (4..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Some("it looks like a commit id")
+    } else if name.contains(['^', '~', ':']) || name.contains("@{") {
+        Some("it contains one of ^ ~ : @{")
+    } else {
+        None
+    }
+}
+
+/// Check the name of a branch or tag about to be created: [`validate`] plus
+/// [`revision_like`].
+pub fn validate_new_ref(what: &'static str, name: &str) -> Result<()> {
+    validate(what, name)?;
+    match revision_like(name) {
+        Some(reason) => Err(Error::InvalidName {
+            what,
+            name: name.to_string(),
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refuses_new_refs_that_read_as_revisions() {
+        for bad in [
+            "HEAD",
+            "abcd",
+            "ABCDEF12",
+            &"0".repeat(64),
+            "HEAD~1",
+            "HEAD^",
+            "a@{1}",
+        ] {
+            let err = validate_new_ref("branch", bad).unwrap_err().to_string();
+            assert!(err.contains("invalid branch name"), "{bad}: {err}");
+        }
+        for ok in ["head", "abc", "feature", "cafe-1", &"0".repeat(65), "v1.0"] {
+            validate_new_ref("tag", ok).unwrap();
+        }
+        assert_eq!(revision_like("HEAD"), Some("it is HEAD"));
+        assert_eq!(revision_like("master"), None);
+    }
 
     #[test]
     fn accepts_docker_and_compose_names() {

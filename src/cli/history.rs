@@ -1,6 +1,6 @@
 //! `commit`, `log`, `branch`, `checkout`, `reset`, `status`, `diff`, `tag`.
 
-use super::output::print_json;
+use super::output::{escape, print_json, quote};
 use super::{progress, Context};
 use anyhow::bail;
 use dvol::docker::Quiesce;
@@ -14,11 +14,10 @@ pub fn commit(ctx: &Context, message: Option<&str>, pause: bool) -> anyhow::Resu
     let mut repo = ctx.repo()?;
     let volume = ctx.volume(&repo)?;
     let how = if pause { Quiesce::Pause } else { Quiesce::Stop };
-    let result = ctx.with_containers_stopped(&volume, how, "commit", || {
-        repo.commit(&volume, message, progress::for_terminal(ctx.quiet).as_ref())
-    })?;
+    let bar = progress::for_terminal(ctx.quiet);
+    let result = repo.commit(&volume, message, bar.as_ref(), &ctx.guard(how))?;
     for s in &result.skipped {
-        eprintln!("warning: {s}");
+        eprintln!("warning: {}", escape(s));
     }
     println!("{}", result.id);
     Ok(ExitCode::SUCCESS)
@@ -33,7 +32,8 @@ pub fn log(ctx: &Context, oneline: bool, json: bool) -> anyhow::Result<ExitCode>
         print_json(&entries)?;
     } else if oneline {
         for e in &entries {
-            println!("{} {}", &e.id[..12], e.message.lines().next().unwrap_or(""));
+            let first = e.message.lines().next().unwrap_or("");
+            println!("{} {}", &e.id[..12], escape(first));
         }
     } else {
         for (i, e) in entries.iter().enumerate() {
@@ -41,11 +41,11 @@ pub fn log(ctx: &Context, oneline: bool, json: bool) -> anyhow::Result<ExitCode>
                 println!();
             }
             println!("commit {}", e.id);
-            println!("Author: {}", e.author);
+            println!("Author: {}", escape(&e.author));
             println!("Date: {}", e.date);
             println!();
             for line in e.message.lines() {
-                println!("    {line}");
+                println!("    {}", escape(line));
             }
         }
     }
@@ -62,11 +62,11 @@ pub fn branch(
     let volume = ctx.volume(&repo)?;
     if let Some(name) = delete {
         repo.delete_branch(&volume, name)?;
-        println!("Deleted branch {name}");
+        println!("Deleted branch {}", quote(name));
         return Ok(ExitCode::SUCCESS);
     }
     if let Some(name) = create {
-        repo.create_branch(&volume, name, None, false)?;
+        repo.create_branch(&volume, name, None)?;
         return Ok(ExitCode::SUCCESS);
     }
     let current = repo.current_branch(&volume)?;
@@ -80,7 +80,10 @@ pub fn branch(
                     .ok()
                     .flatten()
                     .map(|h| h.to_hex());
-                serde_json::json!({"name": b, "current": *b == current, "head": head})
+                serde_json::json!({
+                    "name": b, "current": *b == current, "head": head,
+                    "reads_as_revision": dvol::names::revision_like(b),
+                })
             })
             .collect();
         print_json(&rows)?;
@@ -88,7 +91,14 @@ pub fn branch(
     }
     for b in branches {
         let mark = if b == current { "* " } else { "  " };
-        println!("{mark}{b}");
+        match dvol::names::revision_like(&b) {
+            None => println!("{mark}{}", quote(&b)),
+            // Made before such names were refused: it works, but a revision wins over it.
+            Some(why) => println!(
+                "{mark}{} (reads as a revision: {why}; rename it with checkout -b)",
+                quote(&b)
+            ),
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -96,29 +106,12 @@ pub fn branch(
 pub fn checkout(ctx: &Context, branch: &str, create: bool) -> anyhow::Result<ExitCode> {
     let mut repo = ctx.repo()?;
     let volume = ctx.volume(&repo)?;
-    // Check what can be checked before any container is stopped.
-    dvol::names::validate("branch", branch)?;
-    let exists = repo.branch_exists(&volume, branch)?;
+    let guard = ctx.guard(Quiesce::Stop);
     if create {
-        if exists {
-            return Err(dvol::Error::BranchExists(branch.to_string()).into());
-        }
-        let current = repo.current_branch(&volume)?;
-        if repo.branch_head(&volume, &current)?.is_none() {
-            return Err(dvol::Error::NoCommitYet.into());
-        }
-    } else if !exists {
-        return Err(dvol::Error::NoSuchBranch(branch.to_string()).into());
-    } else if repo.current_branch(&volume)? == branch {
-        return Ok(ExitCode::SUCCESS);
+        repo.checkout_new(&volume, branch, &guard)?;
+    } else {
+        repo.checkout(&volume, branch, &guard)?;
     }
-    ctx.with_containers_stopped(&volume, Quiesce::Stop, "checkout", || {
-        if create {
-            repo.checkout_new(&volume, branch)
-        } else {
-            repo.checkout(&volume, branch)
-        }
-    })?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -128,11 +121,7 @@ pub fn reset(ctx: &Context, spec: &str, hard: bool) -> anyhow::Result<ExitCode> 
     }
     let mut repo = ctx.repo()?;
     let volume = ctx.volume(&repo)?;
-    // Resolve first: a bad revision stops no container.
-    repo.resolve(&volume, &repo.current_branch(&volume)?, spec)?;
-    let id = ctx.with_containers_stopped(&volume, Quiesce::Stop, "reset", || {
-        repo.reset_hard(&volume, spec)
-    })?;
+    let id = repo.reset_hard(&volume, spec, &ctx.guard(Quiesce::Stop))?;
     println!("HEAD is now at {}", &id.to_hex()[..12]);
     Ok(ExitCode::SUCCESS)
 }
@@ -159,7 +148,7 @@ pub fn status(ctx: &Context, json: bool) -> anyhow::Result<ExitCode> {
         }))?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!("On volume {volume}, branch {branch}");
+    println!("On volume {}, branch {}", quote(&volume), quote(&branch));
     if changes.is_empty() {
         println!("nothing to commit, live data clean");
     }
@@ -169,10 +158,10 @@ pub fn status(ctx: &Context, json: bool) -> anyhow::Result<ExitCode> {
             ChangeKind::Modified => "modified:",
             ChangeKind::Deleted => "deleted: ",
         };
-        println!("\t{label} {}", c.path);
+        println!("\t{label} {}", quote(&c.path));
     }
     for s in &skipped {
-        println!("warning: {s}");
+        println!("warning: {}", escape(s));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -191,12 +180,12 @@ pub fn diff(
             println!(
                 " {} {} | {} -> {} bytes",
                 letter(c),
-                c.path,
+                quote(&c.path),
                 c.old_size,
                 c.new_size
             );
         } else {
-            println!("{}\t{}", letter(c), c.path);
+            println!("{}\t{}", letter(c), quote(&c.path));
         }
     }
     if stat {
@@ -242,13 +231,13 @@ pub fn tag(
     let volume = ctx.volume(&repo)?;
     if let Some(name) = delete {
         repo.delete_tag(&volume, name)?;
-        println!("Deleted tag {name}");
+        println!("Deleted tag {}", quote(name));
     } else if let Some(name) = name {
         let id = repo.create_tag(&volume, name, spec)?;
         println!("{id}");
     } else {
         for (name, _) in repo.tags(&volume)? {
-            println!("{name}");
+            println!("{}", quote(&name));
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -1,5 +1,6 @@
 //! `config`, `gc`, `fsck`.
 
+use super::output::escape;
 use super::Context;
 use anyhow::bail;
 use std::process::ExitCode;
@@ -14,7 +15,7 @@ pub fn config(
     match (list, key, value) {
         (true, _, _) | (false, None, _) => {
             for (k, v) in repo.config_list()? {
-                println!("{k}={v}");
+                println!("{k}={}", escape(&v));
             }
         }
         (false, Some(key), Some(value)) => repo.config_set(key, value)?,
@@ -22,7 +23,7 @@ pub fn config(
             let effective = repo.config_list()?;
             repo.config_get(key)?; // validates the key
             match effective.into_iter().find(|(k, _)| k == key) {
-                Some((_, v)) => println!("{v}"),
+                Some((_, v)) => println!("{}", escape(&v)),
                 None => bail!("{key} is not set"),
             }
         }
@@ -44,7 +45,7 @@ pub fn fsck(ctx: &Context) -> anyhow::Result<ExitCode> {
     let repo = ctx.repo()?;
     let r = repo.fsck()?;
     for p in &r.problems {
-        println!("error: {p}");
+        println!("error: {}", escape(p));
     }
     println!(
         "checked {} objects in {} packs and {} commits: {}",

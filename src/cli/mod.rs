@@ -224,7 +224,7 @@ pub fn main() -> ExitCode {
             if is_broken_pipe(&e) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("Error: {e:#}");
+            eprintln!("Error: {}", output::escape(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }
@@ -332,22 +332,14 @@ impl Context {
             .as_ref()
     }
 
-    /// Run `op` with the containers using `volume` stopped (or paused), then started again.
-    pub fn with_containers_stopped<T>(
-        &self,
-        volume: &str,
-        how: dvol::docker::Quiesce,
-        what: &str,
-        op: impl FnOnce() -> dvol::Result<T>,
-    ) -> anyhow::Result<T> {
-        Ok(dvol::docker::with_containers_stopped(
-            self.engine(),
-            &self.root,
-            volume,
+    /// The container policy the library runs every live-data rewrite through: the
+    /// containers using the volume are stopped (or paused) around it.
+    pub fn guard(&self, how: dvol::docker::Quiesce) -> dvol::docker::ContainerGuard<'_> {
+        dvol::docker::ContainerGuard {
+            engine: self.engine(),
+            root: &self.root,
             how,
-            what,
-            op,
-        )?)
+        }
     }
 
     /// The volume a command acts on (`--volume` or the current one).

@@ -1,8 +1,10 @@
 //! `remote`, `push`, `pull`, `fetch`, `clone`.
 
+use super::output::{escape, quote};
 use super::{progress, Context};
 use anyhow::bail;
 use clap::Subcommand;
+use dvol::docker::Quiesce;
 use dvol::remote::ops::{self, Pulled, PushWhat};
 use dvol::remote::transfer::PushStatus;
 use dvol::store::ObjectId;
@@ -61,6 +63,7 @@ pub fn remote(
         Some(RemoteAction::Rm { name }) => repo.remove_remote(&volume, &name)?,
         None => {
             for (name, url) in repo.remotes(&volume)? {
+                let (name, url) = (quote(&name), quote(&url));
                 if verbose {
                     println!("{name}\t{url} (fetch)");
                     println!("{name}\t{url} (push)");
@@ -99,7 +102,7 @@ pub fn push(
     let bar = progress::for_terminal(ctx.quiet);
     let (url, report) = ops::push(&repo, &volume, remote, what, force, bar.as_ref())?;
     for w in &report.warnings {
-        eprintln!("warning: {w}");
+        eprintln!("warning: {}", escape(w));
     }
     let mut rejected = Vec::new();
     let mut pushed = Vec::new();
@@ -108,14 +111,15 @@ pub fn push(
         .iter()
         .any(|(_, s)| !matches!(s, PushStatus::UpToDate))
     {
-        println!("To {url}");
+        println!("To {}", quote(&url));
     }
-    for (branch, status) in &report.branches {
+    for (name, status) in &report.branches {
+        let branch = quote(name);
         match status {
             PushStatus::UpToDate => {}
             PushStatus::Pushed { old: None, .. } => {
                 println!(" * [new branch]      {branch} -> {branch}");
-                pushed.push(branch.clone());
+                pushed.push(branch.to_string());
             }
             PushStatus::Pushed { old: Some(o), new } => {
                 let sep = if force { "..." } else { ".." };
@@ -125,11 +129,12 @@ pub fn push(
                     short(o),
                     short(new)
                 );
-                pushed.push(branch.clone());
+                pushed.push(branch.to_string());
             }
             PushStatus::Rejected { reason, .. } => {
+                let reason = escape(reason);
                 eprintln!(" ! [rejected]        {branch} -> {branch} ({reason})");
-                rejected.push((branch.clone(), reason.clone()));
+                rejected.push((branch.to_string(), reason.to_string()));
             }
         }
     }
@@ -175,8 +180,10 @@ fn print_fetch(remote: &str, fetched: &ops::Fetched) {
     if fetched.updates.is_empty() {
         return;
     }
-    println!("From {}", fetched.url);
+    println!("From {}", quote(&fetched.url));
+    let remote = quote(remote);
     for (branch, old, new) in &fetched.updates {
+        let branch = quote(branch);
         match old {
             None => println!(" * [new branch]      {branch} -> {remote}/{branch}"),
             Some(o) => println!(
@@ -199,7 +206,9 @@ pub fn pull(ctx: &Context, remote: Option<&str>, branch: Option<&str>) -> anyhow
     let volume = ctx.volume(&repo)?;
     let remote = remote.unwrap_or("origin");
     let bar = progress::for_terminal(ctx.quiet);
-    let (fetched, _branch, pulled) = ops::pull(&mut repo, &volume, remote, branch, bar.as_ref())?;
+    let guard = ctx.guard(Quiesce::Stop);
+    let (fetched, _branch, pulled) =
+        ops::pull(&mut repo, &volume, remote, branch, bar.as_ref(), &guard)?;
     print_fetch(remote, &fetched);
     match pulled {
         Pulled::UpToDate => println!("Already up to date."),
@@ -222,10 +231,12 @@ pub fn clone(
 ) -> anyhow::Result<ExitCode> {
     let mut repo = ctx.repo()?;
     let bar = progress::for_terminal(ctx.quiet);
-    let cloned = ops::clone(&mut repo, url, volume, local, bar.as_ref())?;
-    println!("Cloned volume {} from {url}", cloned.volume);
+    let guard = ctx.guard(Quiesce::Stop);
+    let cloned = ops::clone(&mut repo, url, volume, local, bar.as_ref(), &guard)?;
+    let name = quote(&cloned.volume);
+    println!("Cloned volume {name} from {}", quote(url));
     for b in &cloned.branches {
-        println!("Created branch {}/{b}", cloned.volume);
+        println!("Created branch {name}/{}", quote(b));
     }
     println!(
         "Received {} objects, {} bytes ({})",

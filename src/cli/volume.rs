@@ -1,6 +1,6 @@
 //! `init`, `list`, `switch`, `rm`, `path`.
 
-use super::output::{print_json, print_table};
+use super::output::{print_json, print_table, quote};
 use super::Context;
 use anyhow::bail;
 use std::io::{BufRead, IsTerminal, Write};
@@ -9,6 +9,7 @@ use std::process::ExitCode;
 pub fn init(ctx: &Context, name: &str) -> anyhow::Result<ExitCode> {
     let mut repo = ctx.repo()?;
     repo.init_volume(name)?;
+    let name = quote(name);
     println!("Created volume {name}");
     println!("Created branch {name}/master");
     Ok(ExitCode::SUCCESS)
@@ -50,7 +51,9 @@ pub fn list(ctx: &Context, json: bool) -> anyhow::Result<ExitCode> {
                 .remove(&v.name)
                 .map(|cs| dvol::docker::names(&cs))
                 .unwrap_or_default();
-            (prefix.to_string(), vec![v.name, v.branch, containers])
+            let cells = [v.name.as_str(), v.branch.as_str(), containers.as_str()];
+            let cells = cells.iter().map(|c| quote(c).into_owned()).collect();
+            (prefix.to_string(), cells)
         })
         .collect();
     print_table(&["VOLUME", "BRANCH", "CONTAINERS"], &rows);
@@ -113,6 +116,7 @@ pub fn path(ctx: &Context, volume: Option<&str>) -> anyhow::Result<ExitCode> {
     let repo = ctx.repo()?;
     let volume = repo.resolve_volume(volume.or(ctx.volume.as_deref()))?;
     let branch = repo.current_branch(&volume)?;
-    println!("{}", repo.branch_dir(&volume, &branch).display());
+    let dir = repo.branch_dir(&volume, &branch);
+    println!("{}", quote(&dir.to_string_lossy()));
     Ok(ExitCode::SUCCESS)
 }

@@ -1,11 +1,14 @@
 //! Docker engine integration: find the containers that use a dvol volume and keep them off
 //! the live data while dvol changes or snapshots it.
 //!
-//! [`with_containers_stopped`] is the one wrapper the CLI verbs use (`commit`, `checkout`,
-//! `reset --hard`): stop (or pause) the running containers using the volume, run the
-//! operation, start (or unpause) exactly those containers again, whatever happened. A
-//! restarted container re-Mounts its volume, so the plugin hands it the directory of the
-//! branch that is current *now*.
+//! [`ContainerGuard`] is the Docker implementation of the library's [`LiveGuard`] hook, which
+//! every live-data rewrite (`commit`'s scan, `checkout`, `reset --hard`, `pull`, a resumed
+//! `clone`) runs through: stop (or pause) the running containers using the volume, run the
+//! operation, start (or unpause) exactly those containers again, whatever happened
+//! ([`with_containers_stopped`]). A restarted container re-Mounts its volume, so the plugin
+//! hands it the directory of the branch that is current *now*.
+//!
+//! [`LiveGuard`]: crate::repo::LiveGuard
 
 mod engine;
 
@@ -23,6 +26,20 @@ pub enum Quiesce {
     /// `docker pause` (cgroup freezer), later `docker unpause`: faster, crash-consistent.
     /// Containers already paused by someone else are left paused.
     Pause,
+}
+
+/// The container policy for live-data rewrites: the containers of the dvol root `root` that
+/// use the volume are stopped (or paused) around the rewrite. With no engine it guards nothing.
+pub struct ContainerGuard<'a> {
+    pub engine: Option<&'a Engine>,
+    pub root: &'a Path,
+    pub how: Quiesce,
+}
+
+impl crate::repo::LiveGuard for ContainerGuard<'_> {
+    fn hold(&self, volume: &str, what: &str, op: &mut dyn FnMut() -> Result<()>) -> Result<()> {
+        with_containers_stopped(self.engine, self.root, volume, self.how, what, op)
+    }
 }
 
 /// Names of containers as `/a,/b`.

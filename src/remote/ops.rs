@@ -4,7 +4,7 @@
 use super::transfer::{self, FetchReport, PushReport, PushRequest, PushStatus};
 use super::{cache_dir, check_format, open, Backend};
 use crate::progress::Progress;
-use crate::repo::Repo;
+use crate::repo::{guarded, Head, LiveGuard, Repo, VolumeLock};
 use crate::store::ObjectId;
 use crate::{names, Error, Result};
 
@@ -153,12 +153,17 @@ pub enum Pulled {
 }
 
 /// Fetch, then fast-forward `branch` (default: current) and its live data.
+///
+/// The fetch runs under its own lock; then, under one volume lock, the local head is read, the
+/// ancestry and the live data are checked, and (inside `guard`: containers stopped) the live
+/// data is rewritten and the head moved by compare-and-swap from the head that was checked.
 pub fn pull(
     repo: &mut Repo,
     volume: &str,
     remote: &str,
     branch: Option<&str>,
     progress: &dyn Progress,
+    guard: &dyn LiveGuard,
 ) -> Result<(Fetched, String, Pulled)> {
     let branch = match branch {
         Some(b) => {
@@ -173,16 +178,41 @@ pub fn pull(
             "remote {remote} has no branch {branch}"
         )));
     };
-    let ours = if repo.branch_exists(volume, &branch)? {
-        repo.branch_head(volume, &branch)?
-    } else {
-        None
-    };
-    if let Some(o) = ours {
-        if o == theirs || repo.is_ancestor(&theirs, &o)? {
-            return Ok((fetched, branch, Pulled::UpToDate));
+    let lock = repo.lock_volume(volume)?;
+    let ours = repo.head(volume, &branch)?;
+    if !check_pull(repo, &lock, remote, &branch, ours, &theirs)? {
+        return Ok((fetched, branch, Pulled::UpToDate));
+    }
+    crate::failpoint::hit("pull.after-checks");
+    guarded(guard, volume, "pull", || {
+        repo.fast_forward(&lock, &branch, ours, &theirs)
+    })?;
+    Ok((
+        fetched,
+        branch,
+        Pulled::FastForward {
+            old: ours.commit(),
+            new: theirs,
+        },
+    ))
+}
+
+/// The checks of a pull, run under the volume lock: `false` when there is nothing to do, an
+/// error when the histories diverged or the live data has uncommitted changes.
+fn check_pull(
+    repo: &Repo,
+    lock: &VolumeLock,
+    remote: &str,
+    branch: &str,
+    ours: Head,
+    theirs: &ObjectId,
+) -> Result<bool> {
+    let volume = lock.volume();
+    if let Some(o) = ours.commit() {
+        if o == *theirs || repo.is_ancestor(theirs, &o)? {
+            return Ok(false);
         }
-        if !repo.is_ancestor(&o, &theirs)? {
+        if !repo.is_ancestor(&o, theirs)? {
             return Err(Error::Remote(format!(
                 "Cannot pull {remote}/{branch} into {volume}/{branch}: the histories have diverged \
                  (not a fast-forward). Commit ids: local {}, remote {}. \
@@ -196,8 +226,8 @@ pub fn pull(
     }
     // An interrupted pull (or reset) left the live data half-written towards a committed
     // state: that is not the user's work, so the pull finishes it instead of refusing.
-    if repo.branch_exists(volume, &branch)? && repo.pending_op(volume, &branch)?.is_none() {
-        let changes = repo.live_changes(volume, &branch)?;
+    if ours != Head::Absent && repo.pending_op(volume, branch)?.is_none() {
+        let changes = repo.live_changes(volume, branch)?;
         if !changes.is_empty() {
             return Err(Error::Remote(format!(
                 "Cannot pull into {volume}/{branch}: the live data has uncommitted changes ({} path{}, e.g. {}); commit them (dvol commit -m MSG) or discard them (dvol reset --hard HEAD) first",
@@ -207,15 +237,7 @@ pub fn pull(
             )));
         }
     }
-    repo.fast_forward(volume, &branch, &theirs)?;
-    Ok((
-        fetched,
-        branch,
-        Pulled::FastForward {
-            old: ours,
-            new: theirs,
-        },
-    ))
+    Ok(true)
 }
 
 /// What clone made.
@@ -238,6 +260,7 @@ pub fn clone(
     remote_volume: &str,
     local: Option<&str>,
     progress: &dyn Progress,
+    guard: &dyn LiveGuard,
 ) -> Result<Cloned> {
     names::validate("volume", remote_volume)?;
     let local = local.unwrap_or(remote_volume).to_string();
@@ -285,19 +308,19 @@ pub fn clone(
             progress,
         )?;
         crate::failpoint::hit("clone.before-materialize");
-        let mut branches = Vec::new();
-        for (branch, head) in &fetched.report.refs {
-            if repo.branch_exists(&local, branch)?
-                && repo.branch_head(&local, branch)? == Some(*head)
-                && repo.pending_op(&local, branch)?.is_none()
-            {
-                // Finished by the interrupted run.
+        let lock = repo.lock_volume(&local)?;
+        // A resumed clone may already be in use: its rewrites go through the guard.
+        let branches = guarded(guard, &local, "clone", || {
+            let mut branches = Vec::new();
+            for (branch, head) in &fetched.report.refs {
+                let ours = repo.head(&local, branch)?;
+                if ours != Head::At(*head) || repo.pending_op(&local, branch)?.is_some() {
+                    repo.fast_forward(&lock, branch, ours, head)?;
+                } // else: finished by the interrupted run.
                 branches.push(branch.clone());
-                continue;
             }
-            repo.fast_forward(&local, branch, head)?;
-            branches.push(branch.clone());
-        }
+            Ok(branches)
+        })?;
         let current = if branches.iter().any(|b| b == "master") {
             "master".to_string()
         } else {
@@ -305,6 +328,7 @@ pub fn clone(
         };
         crate::failpoint::hit("clone.before-finish");
         repo.finish_clone(&local, &current)?;
+        drop(lock);
         Ok(Cloned {
             volume: local.clone(),
             branches,

@@ -2,7 +2,8 @@
 //! Each change is one SQLite transaction; reset records its target as pending before it
 //! rewrites live data, so an interrupted reset is finished by running it again.
 
-use super::{commit, Commit, Repo};
+use super::heads::{self, Head};
+use super::{commit, guarded, Commit, LiveGuard, Repo};
 use crate::names;
 use crate::progress::Progress;
 use crate::snapshot::{self, Change, StatCache, Tree};
@@ -33,17 +34,36 @@ pub struct LogEntry {
 }
 
 impl Repo {
-    /// Snapshot the live data of the volume's current branch.
+    /// Snapshot the live data of the volume's current branch; the scan runs inside `guard`
+    /// (containers stopped or paused).
     pub fn commit(
         &mut self,
         volume: &str,
         message: &str,
         progress: &dyn Progress,
+        guard: &dyn LiveGuard,
     ) -> Result<CommitResult> {
         let _lock = self.lock_volume(volume)?;
         let branch = self.current_branch(volume)?;
         self.check_no_pending(volume, &branch)?;
-        let parent = self.branch_head(volume, &branch)?;
+        let parent = match self.head(volume, &branch)? {
+            Head::Absent => return Err(Error::NoSuchBranch(branch)),
+            head => head,
+        };
+        guarded(guard, volume, "commit", || {
+            self.commit_branch(volume, &branch, parent, message, progress)
+        })
+    }
+
+    fn commit_branch(
+        &mut self,
+        volume: &str,
+        branch: &str,
+        parent: Head,
+        message: &str,
+        progress: &dyn Progress,
+    ) -> Result<CommitResult> {
+        let branch = branch.to_string();
         let cache = self.load_cache(volume, &branch);
         let session = self.store.writer_indexing()?;
         let scan = snapshot::scan(
@@ -62,7 +82,7 @@ impl Repo {
         let now = chrono::Local::now();
         let c = Commit {
             tree: scan.tree,
-            parents: parent.into_iter().collect(),
+            parents: parent.commit().into_iter().collect(),
             author: format!("{name} <{email}>"),
             time: now.timestamp(),
             tz_offset_min: now.offset().local_minus_utc() / 60,
@@ -76,10 +96,7 @@ impl Repo {
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         commit::record(&tx, &id, &c)?;
-        tx.execute(
-            "UPDATE branches SET head = ?3 WHERE volume = ?1 AND name = ?2",
-            [volume, branch.as_str(), id.to_hex().as_str()],
-        )?;
+        heads::swap(&tx, volume, &branch, parent, Head::At(id))?;
         tx.commit()?;
         tracing::debug!("metadata committed");
         crate::failpoint::hit("commit.before-cache-save");
@@ -123,36 +140,48 @@ impl Repo {
         Ok(names.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// Switch the current branch (each branch keeps its own live data, so nothing is lost).
-    pub fn checkout(&mut self, volume: &str, branch: &str) -> Result<()> {
+    /// Switch the current branch (each branch keeps its own live data, so nothing is lost);
+    /// the switch runs inside `guard`, so restarted containers mount the new branch.
+    pub fn checkout(&mut self, volume: &str, branch: &str, guard: &dyn LiveGuard) -> Result<()> {
         names::validate("branch", branch)?;
         let _lock = self.lock_volume(volume)?;
         if !self.branch_exists(volume, branch)? {
             return Err(Error::NoSuchBranch(branch.to_string()));
         }
-        self.conn.execute(
-            "UPDATE volumes SET branch = ?2 WHERE name = ?1",
-            [volume, branch],
-        )?;
-        Ok(())
+        if self.current_branch(volume)? == branch {
+            return Ok(());
+        }
+        guarded(guard, volume, "checkout", || {
+            self.conn.execute(
+                "UPDATE volumes SET branch = ?2 WHERE name = ?1",
+                [volume, branch],
+            )?;
+            Ok(())
+        })
     }
 
-    /// Create `new` at the current branch's head, materialize it, and make it current.
-    pub fn checkout_new(&mut self, volume: &str, new: &str) -> Result<()> {
-        self.create_branch(volume, new, None, true)
+    /// Create `new` at the current branch's head, materialize it, and make it current (inside
+    /// `guard`).
+    pub fn checkout_new(&mut self, volume: &str, new: &str, guard: &dyn LiveGuard) -> Result<()> {
+        self.new_branch(volume, new, None, Some(guard))
     }
 
     /// Create branch `new` at `at` (default: the current branch's head) with its live data,
-    /// and make it current if `switch`.
-    pub fn create_branch(
+    /// without switching to it.
+    pub fn create_branch(&mut self, volume: &str, new: &str, at: Option<&str>) -> Result<()> {
+        self.new_branch(volume, new, at, None)
+    }
+
+    /// Create a branch; with a guard, switch to it inside the guard.
+    fn new_branch(
         &mut self,
         volume: &str,
         new: &str,
         at: Option<&str>,
-        switch: bool,
+        switch: Option<&dyn LiveGuard>,
     ) -> Result<()> {
-        names::validate("branch", new)?;
-        let _lock = self.lock_volume(volume)?;
+        names::validate_new_ref("branch", new)?;
+        let lock = self.lock_volume(volume)?;
         let current = self.current_branch(volume)?;
         if self.branch_exists(volume, new)? {
             return Err(Error::BranchExists(new.to_string()));
@@ -163,22 +192,12 @@ impl Repo {
                 .branch_head(volume, &current)?
                 .ok_or(Error::NoCommitYet)?,
         };
-        self.materialize_branch(volume, new, &head)?;
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        tx.execute(
-            "INSERT INTO branches(volume, name, head) VALUES (?1, ?2, ?3)",
-            [volume, new, head.to_hex().as_str()],
-        )?;
-        if switch {
-            tx.execute(
-                "UPDATE volumes SET branch = ?2 WHERE name = ?1",
-                [volume, new],
-            )?;
+        match switch {
+            None => self.create_branch_at(&lock, new, &head, false, "checkout"),
+            Some(guard) => guarded(guard, volume, "checkout", || {
+                self.create_branch_at(&lock, new, &head, true, "checkout")
+            }),
         }
-        tx.commit()?;
-        Ok(())
     }
 
     /// Write commit `head` as the live data of a branch that has no row yet: into a hidden
@@ -212,53 +231,38 @@ impl Repo {
     pub fn delete_branch(&mut self, volume: &str, branch: &str) -> Result<()> {
         names::validate("branch", branch)?;
         let _lock = self.lock_volume(volume)?;
-        if !self.branch_exists(volume, branch)? {
-            return Err(Error::Other(format!("branch {branch} does not exist")));
-        }
+        let head = match self.head(volume, branch)? {
+            Head::Absent => return Err(Error::Other(format!("branch {branch} does not exist"))),
+            head => head,
+        };
         if self.current_branch(volume)? == branch {
             return Err(Error::DeleteCurrentBranch(branch.to_string()));
         }
-        self.conn.execute(
-            "DELETE FROM branches WHERE volume = ?1 AND name = ?2",
-            [volume, branch],
-        )?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        heads::swap(&tx, volume, branch, head, Head::Absent)?;
+        tx.commit()?;
         crate::failpoint::hit("branch-delete.after-row");
         self.discard_dir(&self.branch_dir(volume, branch))?;
         StatCache::remove(&self.cache_path(volume, branch))
     }
 
     /// Move the current branch to `spec` and make its live data exactly that commit's tree.
-    pub fn reset_hard(&mut self, volume: &str, spec: &str) -> Result<ObjectId> {
-        let _lock = self.lock_volume(volume)?;
+    /// The revision is resolved under the volume lock before `guard` stops anything.
+    pub fn reset_hard(
+        &mut self,
+        volume: &str,
+        spec: &str,
+        guard: &dyn LiveGuard,
+    ) -> Result<ObjectId> {
+        let lock = self.lock_volume(volume)?;
         let branch = self.current_branch(volume)?;
+        let expected = self.head(volume, &branch)?;
         let target = self.resolve(volume, &branch, spec)?;
-        let tree = commit::lookup(&self.conn, &target)?.tree;
-        self.conn.execute(
-            "INSERT OR REPLACE INTO pending(volume, branch, op, target) VALUES (?1, ?2, 'reset', ?3)",
-            [volume, branch.as_str(), target.to_hex().as_str()],
-        )?;
-        crate::failpoint::hit("reset.after-pending");
-        let cache = self.load_cache(volume, &branch);
-        let done = snapshot::materialize(
-            &self.store,
-            &tree,
-            &self.branch_dir(volume, &branch),
-            &cache,
-        )?;
-        crate::failpoint::hit("reset.before-head-move");
-        done.cache.save(&self.cache_path(volume, &branch))?;
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        tx.execute(
-            "UPDATE branches SET head = ?3 WHERE volume = ?1 AND name = ?2",
-            [volume, branch.as_str(), target.to_hex().as_str()],
-        )?;
-        tx.execute(
-            "DELETE FROM pending WHERE volume = ?1 AND branch = ?2",
-            [volume, branch.as_str()],
-        )?;
-        tx.commit()?;
+        guarded(guard, volume, "reset", || {
+            self.rewrite_branch(&lock, &branch, expected, &target, "reset")
+        })?;
         Ok(target)
     }
 
@@ -300,14 +304,27 @@ impl Repo {
                 |r| r.get(0),
             )
             .optional()?;
-        Ok(t.and_then(|t| ObjectId::from_hex(&t)))
+        t.map(|t| heads::parse_ref(&format!("tag {tag} of {volume}"), &t))
+            .transpose()
+    }
+
+    fn tag_exists(&self, volume: &str, tag: &str) -> Result<bool> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT 1 FROM tags WHERE volume = ?1 AND name = ?2",
+                [volume, tag],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
     }
 
     /// Tag `spec` (default HEAD) as `name`.
     pub fn create_tag(&mut self, volume: &str, name: &str, spec: Option<&str>) -> Result<ObjectId> {
-        names::validate("tag", name)?;
+        names::validate_new_ref("tag", name)?;
         let _lock = self.lock_volume(volume)?;
-        if self.tag_target(volume, name)?.is_some() {
+        if self.tag_exists(volume, name)? {
             return Err(Error::TagExists(name.into()));
         }
         let branch = self.current_branch(volume)?;

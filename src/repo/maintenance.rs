@@ -150,6 +150,8 @@ impl Repo {
     /// Remove objects nothing reaches and reclaim their space.
     pub fn gc(&mut self) -> Result<GcReport> {
         let _lock = self.lock_store(true)?;
+        // Never delete on doubt: every ref and commit row must be sound first.
+        self.require_sound_metadata()?;
         let mut report = GcReport::default();
         let mut reach = Reach::new(&self.store);
         for (_, id) in self.ref_roots()? {
@@ -292,6 +294,7 @@ impl Repo {
                 .problems
                 .push(format!("metadata database: {integrity}"));
         }
+        report.problems.extend(self.audit_metadata()?);
         let mut bad = HashSet::new();
         let mut stmt = self.conn.prepare(
             "SELECT p.name, o.id, o.offset, o.kind, o.clen, o.ulen FROM objects o \

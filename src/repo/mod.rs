@@ -5,17 +5,23 @@
 //! `ROOT/.dvol/cache/<volume>/<branch>` (stat caches), `ROOT/.dvol/locks/`, `ROOT/.dvol/trash/`.
 //! Volume names cannot start with a dot, so `.dvol` never collides with a volume.
 
+mod audit;
 pub mod commit;
 pub mod db;
+mod guard;
+pub mod heads;
 mod history;
 mod identity;
 pub mod lock;
 mod maintenance;
 mod refs;
 mod remote;
+mod rewrite;
 mod volume;
 
 pub use commit::Commit;
+pub use guard::{guarded, LiveGuard, Unguarded};
+pub use heads::Head;
 pub use history::{CommitResult, LogEntry};
 pub use maintenance::{FsckReport, GcReport};
 pub use volume::VolumeInfo;
@@ -42,10 +48,19 @@ pub struct Repo {
     store: Arc<Store>,
 }
 
-/// Locks held while a command changes one volume.
+/// Locks held while a command changes one volume. Functions that must run under the lock
+/// take it as an argument, so holding it is checked by the compiler.
 pub struct VolumeLock {
     _store: LockGuard,
     _volume: LockGuard,
+    volume: String,
+}
+
+impl VolumeLock {
+    /// The locked volume.
+    pub fn volume(&self) -> &str {
+        &self.volume
+    }
 }
 
 impl Repo {
@@ -106,6 +121,7 @@ impl Repo {
         Ok(VolumeLock {
             _store: store,
             _volume: lock::acquire(&path, volume, true)?,
+            volume: volume.to_string(),
         })
     }
 
@@ -147,20 +163,18 @@ impl Repo {
             .ok_or_else(|| Error::NoSuchVolume(volume.to_string()))
     }
 
-    /// The head commit of a branch (`None` before the first commit).
+    /// The head commit of a branch (`None` before the first commit; an error for a head that
+    /// does not parse).
     pub fn branch_head(&self, volume: &str, branch: &str) -> Result<Option<ObjectId>> {
-        let head: Option<Option<String>> = self
-            .conn
-            .query_row(
-                "SELECT head FROM branches WHERE volume = ?1 AND name = ?2",
-                [volume, branch],
-                |r| r.get(0),
-            )
-            .optional()?;
-        match head {
-            None => Err(Error::NoSuchBranch(branch.to_string())),
-            Some(h) => Ok(h.and_then(|h| ObjectId::from_hex(&h))),
+        match heads::read(&self.conn, volume, branch)? {
+            Head::Absent => Err(Error::NoSuchBranch(branch.to_string())),
+            head => Ok(head.commit()),
         }
+    }
+
+    /// The exact state of a branch row (see [`heads::read`]).
+    pub fn head(&self, volume: &str, branch: &str) -> Result<Head> {
+        heads::read(&self.conn, volume, branch)
     }
 
     pub fn branch_exists(&self, volume: &str, branch: &str) -> Result<bool> {

@@ -1,5 +1,6 @@
 //! Revision syntax: `HEAD`, a branch or tag name, a full commit id or a unique prefix (at least
-//! 4 hex digits), each optionally followed by `^` (first parent, repeatable) or `~N`.
+//! 4 hex digits), each optionally followed by `^` (first parent, repeatable) or `~N`. An empty
+//! revision (or nothing before `^`/`~`) is an error, never `HEAD`.
 
 use super::{commit, Repo};
 use crate::store::ObjectId;
@@ -10,6 +11,9 @@ impl Repo {
     pub fn resolve(&self, volume: &str, branch: &str, spec: &str) -> Result<ObjectId> {
         let split = spec.find(['^', '~']).unwrap_or(spec.len());
         let (base, mut suffix) = spec.split_at(split);
+        if base.trim().is_empty() {
+            return Err(Error::EmptyRevision(spec.into()));
+        }
         let mut id = self.resolve_base(volume, branch, base, spec)?;
         while !suffix.is_empty() {
             let (steps, rest) = parse_step(suffix).ok_or_else(|| Error::UnknownRef(spec.into()))?;
@@ -28,7 +32,7 @@ impl Repo {
     }
 
     fn resolve_base(&self, volume: &str, branch: &str, base: &str, spec: &str) -> Result<ObjectId> {
-        if base == "HEAD" || base.is_empty() {
+        if base == "HEAD" {
             return self.branch_head(volume, branch)?.ok_or_else(|| {
                 Error::Other(format!("{spec}: branch {branch} has no commits yet"))
             });

@@ -1,7 +1,8 @@
 //! The local side of remotes: the `remotes` and `remote_refs` tables, recording fetched
 //! objects and commits, ancestry checks, and fast-forwarding a branch and its live data.
 
-use super::{commit, db, Commit, Repo};
+use super::heads::{self, Head};
+use super::{commit, db, Commit, Repo, VolumeLock};
 use crate::names;
 use crate::snapshot::{self, Change};
 use crate::store::{HashOnly, ObjectId, Store, WrittenPack};
@@ -103,7 +104,13 @@ impl Repo {
                 |r| r.get(0),
             )
             .optional()?;
-        Ok(head.and_then(|h| ObjectId::from_hex(&h)))
+        head.map(|h| {
+            heads::parse_ref(
+                &format!("remote-tracking ref {remote}/{branch} of {volume}"),
+                &h,
+            )
+        })
+        .transpose()
     }
 
     /// Record the remote-tracking ref after a successful push.
@@ -218,44 +225,21 @@ impl Repo {
         snapshot::diff(&load, head_tree.as_ref(), Some(&scan.tree))
     }
 
-    /// Move `branch` to `target` and make its live data that commit's tree; creates the
-    /// branch when it does not exist. Interrupted, it leaves a pending reset to finish.
-    pub fn fast_forward(&mut self, volume: &str, branch: &str, target: &ObjectId) -> Result<()> {
+    /// Move `branch` of the locked volume from `expected` to `target` and make its live data
+    /// that commit's tree; creates the branch when `expected` is [`Head::Absent`]. The caller
+    /// runs this inside its guard. Interrupted, it leaves a pending pull to finish.
+    pub(crate) fn fast_forward(
+        &mut self,
+        lock: &VolumeLock,
+        branch: &str,
+        expected: Head,
+        target: &ObjectId,
+    ) -> Result<()> {
         names::validate("branch", branch)?;
-        let _lock = self.lock_volume(volume)?;
-        let tree = commit::lookup(&self.conn, target)?.tree;
-        if !self.branch_exists(volume, branch)? {
-            self.materialize_branch(volume, branch, target)?;
-            crate::failpoint::hit("pull.before-branch-row");
-            self.conn.execute(
-                "INSERT INTO branches(volume, name, head) VALUES (?1, ?2, ?3)",
-                [volume, branch, target.to_hex().as_str()],
-            )?;
-            return Ok(());
+        match expected {
+            Head::Absent => self.create_branch_at(lock, branch, target, false, "pull"),
+            _ => self.rewrite_branch(lock, branch, expected, target, "pull"),
         }
-        self.conn.execute(
-            "INSERT OR REPLACE INTO pending(volume, branch, op, target) VALUES (?1, ?2, 'pull', ?3)",
-            [volume, branch, target.to_hex().as_str()],
-        )?;
-        crate::failpoint::hit("pull.after-pending");
-        let cache = self.load_cache(volume, branch);
-        let done =
-            snapshot::materialize(&self.store, &tree, &self.branch_dir(volume, branch), &cache)?;
-        crate::failpoint::hit("pull.before-head-move");
-        done.cache.save(&self.cache_path(volume, branch))?;
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        tx.execute(
-            "UPDATE branches SET head = ?3 WHERE volume = ?1 AND name = ?2",
-            [volume, branch, target.to_hex().as_str()],
-        )?;
-        tx.execute(
-            "DELETE FROM pending WHERE volume = ?1 AND branch = ?2",
-            [volume, branch],
-        )?;
-        tx.commit()?;
-        Ok(())
     }
 
     /// Make `branch` the current branch of `volume` (no checks; used by clone).

@@ -1,5 +1,6 @@
 //! Volumes: create, list, switch, remove.
 
+use super::heads::{self, Head};
 use super::{db, Repo};
 use crate::error::IoContext;
 use crate::names;
@@ -77,10 +78,7 @@ impl Repo {
             "INSERT INTO volumes(name, branch, created) VALUES (?1, 'master', strftime('%s','now'))",
             [name],
         )?;
-        tx.execute(
-            "INSERT INTO branches(volume, name, head) VALUES (?1, 'master', NULL)",
-            [name],
-        )?;
+        heads::swap(&tx, name, "master", Head::Absent, Head::Unborn)?;
         if let Some((url, remote_volume)) = clone {
             tx.execute(
                 "INSERT OR REPLACE INTO pending_clones(volume, url, remote_volume) VALUES (?1, ?2, ?3)",
@@ -121,10 +119,7 @@ impl Repo {
             "INSERT INTO volumes(name, branch, created) VALUES (?1, 'master', strftime('%s','now'))",
             [name],
         )?;
-        tx.execute(
-            "INSERT INTO branches(volume, name, head) VALUES (?1, 'master', ?2)",
-            [name, head.to_hex().as_str()],
-        )?;
+        heads::swap(&tx, name, "master", Head::Absent, Head::At(head))?;
         tx.commit()?;
         Ok(())
     }

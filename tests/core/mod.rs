@@ -2,5 +2,6 @@
 
 mod assets;
 mod messages;
+mod refs;
 mod snapshots;
 mod store;

@@ -1,6 +1,7 @@
 //! Issue 5: the guarantees, as tests that reproduce the figures in docs/guarantees.md.
 
 mod access;
+mod concurrency;
 #[cfg(feature = "failpoints")]
 mod crash;
 mod decoders;

@@ -5,6 +5,14 @@ use assert_cmd::Command;
 use std::path::{Path, PathBuf};
 use tempfile::TempDir;
 
+/// The binary under test: `DVOL_TEST_BIN` when set (to run a test against another build, e.g.
+/// the code before a fix), else the one cargo built.
+pub fn bin() -> PathBuf {
+    std::env::var_os("DVOL_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_dvol")))
+}
+
 /// A fresh dvol root in a temporary directory.
 pub struct Env {
     pub dir: TempDir,
@@ -26,7 +34,7 @@ impl Env {
 
     /// `dvol` with this root and Docker integration off.
     pub fn dvol(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_dvol"));
+        let mut c = Command::new(bin());
         c.env("DVOL_ROOT", self.root())
             .env_remove("DVOL_LOG")
             .arg("--disable-docker-integration");
@@ -35,7 +43,7 @@ impl Env {
 
     /// A plain `std::process::Command` for `dvol`, for spawning and killing.
     pub fn process(&self) -> std::process::Command {
-        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_dvol"));
+        let mut c = std::process::Command::new(bin());
         c.env("DVOL_ROOT", self.root())
             .env_remove("DVOL_LOG")
             .arg("--disable-docker-integration");

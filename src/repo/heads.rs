@@ -1,0 +1,166 @@
+//! Branch heads: the only code that reads a head exactly and the only code that writes one.
+//!
+//! Every move names the value it expects to replace, like git's `update-ref REF NEW OLD`: one
+//! `INSERT`, `UPDATE … WHERE head IS expected` or `DELETE … WHERE head IS expected` inside the
+//! caller's transaction, checked for the number of rows it changed. A mismatch is
+//! [`Error::HeadMoved`] naming both values, and the caller's transaction is dropped, so nothing
+//! changes. Callers also hold the volume lock; the compare-and-swap is what makes a lost update
+//! impossible even if a path forgets it. A head that does not parse is an error here, never
+//! "no commits yet". This module must not touch live data.
+
+use crate::store::ObjectId;
+use crate::{Error, Result};
+use rusqlite::{Connection, OptionalExtension};
+
+/// The state of one branch row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Head {
+    /// No row: the branch does not exist.
+    Absent,
+    /// A row without a commit (a new volume's `master`).
+    Unborn,
+    /// A row pointing at a commit.
+    At(ObjectId),
+}
+
+impl Head {
+    /// The commit, if any.
+    pub fn commit(self) -> Option<ObjectId> {
+        match self {
+            Head::At(id) => Some(id),
+            _ => None,
+        }
+    }
+
+    /// The `head` column value.
+    fn column(self) -> Option<String> {
+        self.commit().map(|id| id.to_hex())
+    }
+
+    fn describe(self) -> String {
+        match self {
+            Head::Absent => "(no branch)".into(),
+            Head::Unborn => "(no commits)".into(),
+            Head::At(id) => id.to_hex()[..12].to_string(),
+        }
+    }
+}
+
+/// The raw `head` column of a branch: `None` when there is no row.
+fn raw(conn: &Connection, volume: &str, branch: &str) -> Result<Option<Option<String>>> {
+    Ok(conn
+        .query_row(
+            "SELECT head FROM branches WHERE volume = ?1 AND name = ?2",
+            [volume, branch],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
+/// Parse a stored commit id; `what` names the ref in the error.
+pub fn parse_ref(what: &str, value: &str) -> Result<ObjectId> {
+    ObjectId::from_hex(value).ok_or_else(|| Error::CorruptRef {
+        what: what.to_string(),
+        detail: format!("{value:?} is not a commit id"),
+    })
+}
+
+/// Read the head of `volume/branch` exactly.
+pub fn read(conn: &Connection, volume: &str, branch: &str) -> Result<Head> {
+    Ok(match raw(conn, volume, branch)? {
+        None => Head::Absent,
+        Some(None) => Head::Unborn,
+        Some(Some(h)) => Head::At(parse_ref(&format!("head of {volume}/{branch}"), &h)?),
+    })
+}
+
+/// Move the head of `volume/branch` from `from` to `to` inside `tx` (create the branch when
+/// `from` is [`Head::Absent`], delete it when `to` is). Fails with [`Error::HeadMoved`], having
+/// changed nothing, when the head is not `from`.
+pub fn swap(tx: &Connection, volume: &str, branch: &str, from: Head, to: Head) -> Result<()> {
+    let (old, new) = (from.column(), to.column());
+    let changed = match (from, to) {
+        (Head::Absent, Head::Absent) => return Ok(()),
+        (Head::Absent, _) => tx.execute(
+            "INSERT INTO branches(volume, name, head) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+            rusqlite::params![volume, branch, new],
+        )?,
+        (_, Head::Absent) => tx.execute(
+            "DELETE FROM branches WHERE volume = ?1 AND name = ?2 AND head IS ?3",
+            rusqlite::params![volume, branch, old],
+        )?,
+        _ => tx.execute(
+            "UPDATE branches SET head = ?4 WHERE volume = ?1 AND name = ?2 AND head IS ?3",
+            rusqlite::params![volume, branch, old, new],
+        )?,
+    };
+    if changed == 1 {
+        return Ok(());
+    }
+    let found = match raw(tx, volume, branch)? {
+        None => Head::Absent.describe(),
+        Some(None) => Head::Unborn.describe(),
+        Some(Some(h)) => match ObjectId::from_hex(&h) {
+            Some(id) => Head::At(id).describe(),
+            None => format!("{h:?}"),
+        },
+    };
+    Err(Error::HeadMoved {
+        volume: volume.to_string(),
+        branch: branch.to_string(),
+        expected: from.describe(),
+        found,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db() -> Connection {
+        let c = Connection::open_in_memory().unwrap();
+        c.execute_batch(
+            "CREATE TABLE branches(volume TEXT NOT NULL, name TEXT NOT NULL, head TEXT, \
+             PRIMARY KEY(volume, name));",
+        )
+        .unwrap();
+        c
+    }
+
+    fn id(n: u8) -> ObjectId {
+        ObjectId([n; 32])
+    }
+
+    #[test]
+    fn moves_only_from_the_expected_head() {
+        let c = db();
+        swap(&c, "v", "b", Head::Absent, Head::Unborn).unwrap();
+        assert_eq!(read(&c, "v", "b").unwrap(), Head::Unborn);
+        swap(&c, "v", "b", Head::Unborn, Head::At(id(1))).unwrap();
+        let err = swap(&c, "v", "b", Head::Unborn, Head::At(id(2))).unwrap_err();
+        assert!(matches!(err, Error::HeadMoved { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .contains("from (no commits) to 010101010101"),
+            "{err}"
+        );
+        assert_eq!(read(&c, "v", "b").unwrap(), Head::At(id(1)));
+        let err = swap(&c, "v", "b", Head::Absent, Head::At(id(2))).unwrap_err();
+        assert!(matches!(err, Error::HeadMoved { .. }), "{err}");
+        let err = swap(&c, "v", "b", Head::At(id(2)), Head::Absent).unwrap_err();
+        assert!(matches!(err, Error::HeadMoved { .. }), "{err}");
+        swap(&c, "v", "b", Head::At(id(1)), Head::Absent).unwrap();
+        assert_eq!(read(&c, "v", "b").unwrap(), Head::Absent);
+    }
+
+    #[test]
+    fn a_malformed_head_is_an_error_not_unborn() {
+        let c = db();
+        c.execute("INSERT INTO branches VALUES ('v', 'b', 'zz')", [])
+            .unwrap();
+        let err = read(&c, "v", "b").unwrap_err();
+        assert!(err.to_string().contains("head of v/b"), "{err}");
+        let err = swap(&c, "v", "b", Head::Unborn, Head::At(id(1))).unwrap_err();
+        assert!(err.to_string().contains("to \"zz\""), "{err}");
+    }
+}

@@ -1,0 +1,95 @@
+//! The one protocol that points a branch at a commit together with its live data, shared by
+//! `reset --hard`, `checkout -b`, `pull` and `clone`:
+//!
+//! - an existing branch: record the target as pending (in the same transaction that checks the
+//!   head is still the one the command read), materialize the target's tree over the live
+//!   data, then move the head by compare-and-swap and clear the pending record in one
+//!   transaction. Interrupted, the pending record makes the next command finish the job.
+//! - a new branch: materialize into a hidden directory, rename it into place, then insert the
+//!   branch row (a compare-and-swap from "no branch").
+//!
+//! Callers hold the volume lock (passed in as proof) and run this inside their [`LiveGuard`]
+//! (see `guard.rs`); this module decides nothing about containers.
+//!
+//! [`LiveGuard`]: super::LiveGuard
+
+use super::heads::{self, Head};
+use super::{commit, Repo, VolumeLock};
+use crate::failpoint;
+use crate::snapshot;
+use crate::store::ObjectId;
+use crate::Result;
+
+impl Repo {
+    /// Make the live data of `branch` (which exists, at `expected`) the tree of `target` and
+    /// move its head to `target`. `op` (`reset`, `pull`) names the pending record and the
+    /// failpoints.
+    pub(crate) fn rewrite_branch(
+        &mut self,
+        lock: &VolumeLock,
+        branch: &str,
+        expected: Head,
+        target: &ObjectId,
+        op: &str,
+    ) -> Result<()> {
+        let volume = lock.volume();
+        let tree = commit::lookup(&self.conn, target)?.tree;
+        let hex = target.to_hex();
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        // Same head, same head: checks the head is still `expected` before anything changes.
+        heads::swap(&tx, volume, branch, expected, expected)?;
+        tx.execute(
+            "INSERT OR REPLACE INTO pending(volume, branch, op, target) VALUES (?1, ?2, ?3, ?4)",
+            [volume, branch, op, hex.as_str()],
+        )?;
+        tx.commit()?;
+        failpoint::hit(&format!("{op}.after-pending"));
+        let cache = self.load_cache(volume, branch);
+        let live = self.branch_dir(volume, branch);
+        let done = snapshot::materialize(&self.store, &tree, &live, &cache)?;
+        failpoint::hit(&format!("{op}.before-head-move"));
+        done.cache.save(&self.cache_path(volume, branch))?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        heads::swap(&tx, volume, branch, expected, Head::At(*target))?;
+        tx.execute(
+            "DELETE FROM pending WHERE volume = ?1 AND branch = ?2",
+            [volume, branch],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Create `branch` (which must not exist) at `target` with its live data, and make it the
+    /// volume's current branch if `switch`. `op` (`checkout`, `pull`, …) names the failpoint.
+    pub(crate) fn create_branch_at(
+        &mut self,
+        lock: &VolumeLock,
+        branch: &str,
+        target: &ObjectId,
+        switch: bool,
+        op: &str,
+    ) -> Result<()> {
+        let volume = lock.volume();
+        if self.head(volume, branch)? != Head::Absent {
+            return Err(crate::Error::BranchExists(branch.to_string()));
+        }
+        self.materialize_branch(volume, branch, target)?;
+        failpoint::hit(&format!("{op}.before-branch-row"));
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        heads::swap(&tx, volume, branch, Head::Absent, Head::At(*target))?;
+        if switch {
+            tx.execute(
+                "UPDATE volumes SET branch = ?2 WHERE name = ?1",
+                [volume, branch],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
