@@ -165,7 +165,7 @@ fn concurrency_commit_loop_beside_pull_loses_nothing() {
     publisher.ok(&["push"]);
     local.ok(&["clone", url, "app"]);
     let (mut lost, mut pulled, mut refused) = (0, 0, 0);
-    let n = rounds(24);
+    let n = rounds(48);
     for round in 0..n {
         // The remote gets one commit ahead of the local branch.
         local.ok(&["push", "--force"]);
