@@ -93,3 +93,39 @@ impl Repo {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::progress::NoProgress;
+    use crate::repo::Unguarded;
+    use crate::Error;
+
+    /// A head moved by a writer that ignored the lock: the rewrite refuses before it writes
+    /// anything, naming both ids.
+    #[test]
+    fn a_head_moved_behind_the_lock_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut repo = Repo::open(dir.path()).unwrap();
+        repo.init_volume("v").unwrap();
+        let live = repo.branch_dir("v", "master");
+        let mut commit = |data: &str| {
+            std::fs::write(live.join("f"), data).unwrap();
+            repo.commit("v", data, &NoProgress, &Unguarded).unwrap().id
+        };
+        let (one, two) = (commit("one"), commit("two"));
+        std::fs::write(live.join("f"), "work").unwrap();
+        let lock = repo.lock_volume("v").unwrap();
+        repo.conn
+            .execute("UPDATE branches SET head = ?1", [one.to_hex()])
+            .unwrap();
+        let err = repo
+            .rewrite_branch(&lock, "master", Head::At(two), &one, "reset")
+            .unwrap_err();
+        assert!(matches!(err, Error::HeadMoved { .. }), "{err}");
+        let both = format!("from {} to {}", &two.to_hex()[..12], &one.to_hex()[..12]);
+        assert!(err.to_string().contains(&both), "{err}");
+        assert_eq!(std::fs::read(live.join("f")).unwrap(), b"work");
+        assert!(repo.pending_op("v", "master").unwrap().is_none());
+    }
+}

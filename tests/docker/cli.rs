@@ -122,7 +122,7 @@ fn failure_midway_starts_containers_again() {
     let v = s.volume("app");
     let c = s.run_busybox("app", &v, FLUSHER);
     wait_for(Duration::from_secs(20), "start", || starts(&s, &v) == 1);
-    // Another process holds the volume lock: the commit fails after the stop.
+    // Another process holds the volume lock: the commit fails before anything is stopped.
     let lock = s.root().join(format!(".dvol/locks/{v}.lock"));
     let holder = std::fs::File::options()
         .create(true)
@@ -141,12 +141,53 @@ fn failure_midway_starts_containers_again() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("locked by another dvol command"), "{err}");
+    assert!(running(&c));
+    assert_eq!(
+        starts(&s, &v),
+        1,
+        "a command that could not lock stopped containers"
+    );
+    // A failure inside the rewrite (the store lost its packs): the containers start again.
+    s.dvol_ok(&["commit", "--volume", &v, "-m", "one"]);
+    wait_for(Duration::from_secs(20), "restart", || starts(&s, &v) == 2);
+    for pack in std::fs::read_dir(s.root().join(".dvol/packs")).unwrap() {
+        std::fs::remove_file(pack.unwrap().path()).unwrap();
+    }
+    let out = s.dvol_fails(&["reset", "--volume", &v, "--hard", "HEAD"]);
+    let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains(&format!("containers /{c} were started again")),
         "{err}"
     );
     assert!(running(&c));
-    wait_for(Duration::from_secs(20), "restart", || starts(&s, &v) == 2);
+    wait_for(Duration::from_secs(20), "restart", || starts(&s, &v) == 3);
+}
+
+#[test]
+fn pull_restarts_containers_on_the_new_data() {
+    let s = Scope::new("pull");
+    let v = s.volume("app");
+    let c = s.run_busybox("app", &v, IDLE);
+    std::fs::write(s.live(&v).join("who"), "old").unwrap();
+    s.dvol_ok(&["commit", "--volume", &v, "-m", "old"]);
+    let remote = tempfile::tempdir().unwrap();
+    let url = remote.path().join("r");
+    let url = url.to_str().unwrap();
+    s.dvol_ok(&["remote", "--volume", &v, "add", "origin", url]);
+    s.dvol_ok(&["push", "--volume", &v]);
+    let other = crate::support::Env::new();
+    other.ok(&["clone", url, &v]);
+    std::fs::write(other.live().join("who"), "new").unwrap();
+    other.commit("new");
+    other.ok(&["push"]);
+    let cat = || docker_ok(&["exec", &c, "cat", "/data/who"]);
+    assert_eq!(cat(), "old");
+    let t0 = started_at(&c);
+    let out = s.dvol_ok(&["pull", "--volume", &v]);
+    assert!(out.contains("Fast-forward"), "{out}");
+    assert_ne!(started_at(&c), t0, "pull did not restart the container");
+    assert!(running(&c));
+    assert_eq!(cat(), "new");
 }
 
 #[test]

@@ -1,20 +1,32 @@
 //! Issue 9: no command loses another's commit. A loop of `dvol commit` runs beside `pull`,
 //! `reset --hard`, `checkout -b` and `gc` on the same volume, many rounds; afterwards every
 //! commit that printed an id is reachable from a branch, or the other command failed and
-//! changed nothing. Reachability is checked with the library on the same root.
+//! changed nothing. Reachability is checked with the library on the same root. Through the
+//! plugin socket, `VolumeDriver.Create` with `from=` beside the loop makes a copy at a commit the
+//! source really had, and the source loses nothing.
 //!
 //! `DVOL_TEST_BIN` runs these tests against another build of `dvol` (used once to show that
 //! the pull test fails on the code before the fix; see docs/guarantees.md).
 
-use crate::support::{write, Env};
+use super::plugin_input::{call, TestPlugin};
+use crate::support::{bin, write, Env};
 use dvol::repo::Repo;
 use dvol::store::ObjectId;
-use std::path::PathBuf;
-use std::process::Output;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
+
+/// `dvol` on `root`, Docker integration off.
+fn dvol_at(root: &Path) -> Command {
+    let mut c = Command::new(bin());
+    c.env("DVOL_ROOT", root)
+        .env_remove("DVOL_LOG")
+        .arg("--disable-docker-integration");
+    c
+}
 
 fn id(hex: &str) -> ObjectId {
     ObjectId::from_hex(hex.trim()).unwrap_or_else(|| panic!("not a commit id: {hex:?}"))
@@ -28,9 +40,9 @@ struct CommitLoop {
 }
 
 impl CommitLoop {
-    fn start(env: &Arc<Env>, round: usize, write_files: bool) -> CommitLoop {
+    fn start(root: &Path, round: usize, write_files: bool) -> CommitLoop {
         let stop = Arc::new(AtomicBool::new(false));
-        let (env, flag) = (env.clone(), stop.clone());
+        let (root, flag) = (root.to_path_buf(), stop.clone());
         let handle = std::thread::spawn(move || {
             let mut printed = Vec::new();
             let mut n = 0;
@@ -38,14 +50,18 @@ impl CommitLoop {
                 n += 1;
                 if write_files {
                     // The live directory follows the current branch (checkout -b moves it).
-                    let dir = PathBuf::from(env.ok(&["path"]).trim());
+                    let out = dvol_at(&root).arg("path").output().unwrap();
+                    let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
                     write(
                         &dir.join(format!("loop-{round}-{n}")),
                         format!("{round} {n}\n"),
                     );
                 }
                 let msg = format!("loop {round}.{n}");
-                let out = env.process().args(["commit", "-m", &msg]).output().unwrap();
+                let out = dvol_at(&root)
+                    .args(["commit", "-m", &msg])
+                    .output()
+                    .unwrap();
                 if out.status.success() {
                     printed.push(id(&String::from_utf8_lossy(&out.stdout)));
                 }
@@ -75,13 +91,13 @@ fn race(
 ) -> (Output, Vec<ObjectId>) {
     let pause = Duration::from_millis(delay_ms.unsigned_abs());
     let (other, commits) = if delay_ms >= 0 {
-        let commits = CommitLoop::start(env, round, write_files);
+        let commits = CommitLoop::start(&env.root(), round, write_files);
         std::thread::sleep(pause);
         (env.process().args(other).output().unwrap(), commits)
     } else {
         let child = env.process().args(other).spawn_output();
         std::thread::sleep(pause);
-        let commits = CommitLoop::start(env, round, write_files);
+        let commits = CommitLoop::start(&env.root(), round, write_files);
         (child.join().unwrap(), commits)
     };
     (other, commits.finish())
@@ -165,7 +181,7 @@ fn concurrency_commit_loop_beside_pull_loses_nothing() {
     publisher.ok(&["push"]);
     local.ok(&["clone", url, "app"]);
     let (mut lost, mut pulled, mut refused) = (0, 0, 0);
-    let n = rounds(24);
+    let n = rounds(48);
     for round in 0..n {
         // The remote gets one commit ahead of the local branch.
         local.ok(&["push", "--force"]);
@@ -289,4 +305,49 @@ fn concurrency_commit_loop_beside_gc_loses_nothing() {
     }
     env.ok(&["fsck"]);
     eprintln!("gc beside commits: {n} rounds, {collected} gc runs done");
+}
+
+#[test]
+fn concurrency_commit_loop_beside_plugin_creates_from_it() {
+    // Through the plugin socket: `docker volume create -o from=src` while src is committed to.
+    let plugin = TestPlugin::start();
+    let root = plugin.root.clone();
+    let ok = |args: &[&str]| {
+        let out = dvol_at(&root).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    ok(&["init", "src"]);
+    write(&PathBuf::from(ok(&["path"]).trim()).join("a"), "a\n");
+    let base = id(&ok(&["commit", "-m", "base"]));
+    let n = rounds(20);
+    for round in 0..n {
+        let commits = CommitLoop::start(&root, round, true);
+        std::thread::sleep(Duration::from_millis((jitter(round) + 60) as u64));
+        let copy = format!("copy{round}");
+        let body = serde_json::json!({"Name": copy, "Opts": {"from": "src"}}).to_string();
+        let reply = call(
+            &plugin.socket,
+            "POST",
+            "VolumeDriver.Create",
+            body.as_bytes(),
+        );
+        let printed = commits.finish();
+        assert_eq!(reply.status, 200, "round {round}: {}", reply.json);
+        let repo = Repo::open(&root).unwrap();
+        let src = repo.branch_head("src", "master").unwrap().unwrap();
+        for c in &printed {
+            assert!(
+                repo.is_ancestor(c, &src).unwrap(),
+                "round {round}: lost {c}"
+            );
+        }
+        // The copy starts at a commit src had: the base or one the loop printed.
+        let at = repo.branch_head(&copy, "master").unwrap().unwrap();
+        assert!(
+            at == base || repo.is_ancestor(&at, &src).unwrap(),
+            "round {round}: copy at {at}, not in src's history"
+        );
+    }
+    eprintln!("plugin Create from=src beside commits: {n} rounds");
 }
