@@ -33,14 +33,20 @@ pub fn log(ctx: &Context, oneline: bool, json: bool) -> anyhow::Result<ExitCode>
         print_json(&entries)?;
     } else if oneline {
         for e in &entries {
-            println!("{} {}", &e.id[..12], e.message.lines().next().unwrap_or(""));
+            println!(
+                "{} {}{}",
+                &e.id[..12],
+                expired_mark(e),
+                e.message.lines().next().unwrap_or("")
+            );
         }
     } else {
         for (i, e) in entries.iter().enumerate() {
             if i > 0 {
                 println!();
             }
-            println!("commit {}", e.id);
+            let mark = if e.expired { " (expired)" } else { "" };
+            println!("commit {}{mark}", e.id);
             println!("Author: {}", e.author);
             println!("Date: {}", e.date);
             println!();
@@ -50,6 +56,15 @@ pub fn log(ctx: &Context, oneline: bool, json: bool) -> anyhow::Result<ExitCode>
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `(expired) ` for a commit whose snapshot prune expired, else nothing.
+fn expired_mark(e: &dvol::repo::LogEntry) -> &'static str {
+    if e.expired {
+        "(expired) "
+    } else {
+        ""
+    }
 }
 
 pub fn branch(

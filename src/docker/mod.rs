@@ -8,6 +8,7 @@
 //! branch that is current *now*.
 
 mod engine;
+mod inspect;
 
 pub use engine::{canonical, Container, Engine};
 

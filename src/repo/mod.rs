@@ -11,6 +11,8 @@ mod history;
 mod identity;
 pub mod lock;
 mod maintenance;
+pub mod prune;
+mod summary;
 mod refs;
 mod remote;
 mod volume;
@@ -18,6 +20,8 @@ mod volume;
 pub use commit::Commit;
 pub use history::{CommitResult, LogEntry};
 pub use maintenance::{FsckReport, GcReport};
+pub use prune::{Policy, PruneReport};
+pub use summary::VolumeSummary;
 pub use volume::VolumeInfo;
 
 use crate::error::IoContext;

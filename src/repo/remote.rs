@@ -1,7 +1,7 @@
 //! The local side of remotes: the `remotes` and `remote_refs` tables, recording fetched
 //! objects and commits, ancestry checks, and fast-forwarding a branch and its live data.
 
-use super::{commit, db, Commit, Repo};
+use super::{commit, db, prune, Commit, Repo};
 use crate::names;
 use crate::snapshot::{self, Change};
 use crate::store::{HashOnly, ObjectId, Store, WrittenPack};
@@ -199,7 +199,7 @@ impl Repo {
     pub fn live_changes(&self, volume: &str, branch: &str) -> Result<Vec<Change>> {
         let _lock = self.lock_store(false)?;
         let head_tree = match self.branch_head(volume, branch)? {
-            Some(h) => Some(commit::lookup(&self.conn, &h)?.tree),
+            Some(h) => Some(prune::kept_tree(&self.conn, &h)?),
             None => None,
         };
         let dir = self.branch_dir(volume, branch);
@@ -223,7 +223,7 @@ impl Repo {
     pub fn fast_forward(&mut self, volume: &str, branch: &str, target: &ObjectId) -> Result<()> {
         names::validate("branch", branch)?;
         let _lock = self.lock_volume(volume)?;
-        let tree = commit::lookup(&self.conn, target)?.tree;
+        let tree = prune::kept_tree(&self.conn, target)?;
         if !self.branch_exists(volume, branch)? {
             self.materialize_branch(volume, branch, target)?;
             crate::failpoint::hit("pull.before-branch-row");

@@ -1,5 +1,7 @@
 //! Core CLI: every command and every exact message of the original dvol, plus the additions.
 
 mod messages;
+mod prune;
+mod schedule;
 mod snapshots;
 mod store;
