@@ -332,7 +332,7 @@ impl Repo {
     }
 
     /// Mark commits expired (fetch records the ones a remote sent without their tree).
-    pub fn record_expired(&self, ids: &[ObjectId]) -> Result<()> {
+    pub fn record_expired(&mut self, ids: &[ObjectId]) -> Result<()> {
         if ids.is_empty() {
             return Ok(());
         }
