@@ -27,7 +27,12 @@ pub struct PruneArgs {
     remote: Option<String>,
     /// With --remote: delete an unreachable pack only after it was first seen unreachable this
     /// many seconds ago by an earlier prune (protects pushes still running).
-    #[arg(long, value_name = "SECONDS", default_value_t = 3600, requires = "remote")]
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 3600,
+        requires = "remote"
+    )]
     grace: u64,
     #[arg(long)]
     json: bool,
@@ -83,7 +88,10 @@ fn print_report(r: &PruneReport) {
         println!("{}", line(d));
     }
     if r.dry_run {
-        println!("would expire {} commits (dry run: nothing changed)", r.expired);
+        println!(
+            "would expire {} commits (dry run: nothing changed)",
+            r.expired
+        );
     } else {
         println!(
             "expired {} commits; run dvol gc to free their data",

@@ -30,8 +30,10 @@ pub(crate) fn mountpoint(name: &str) -> Option<Result<String, String>> {
 fn request(path: &std::path::Path, name: &str) -> Result<String, String> {
     let err = |e: std::io::Error| format!("{}: {e}", path.display());
     let mut s = std::os::unix::net::UnixStream::connect(path).map_err(err)?;
-    s.set_read_timeout(Some(Duration::from_secs(30))).map_err(err)?;
-    s.set_write_timeout(Some(Duration::from_secs(30))).map_err(err)?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .map_err(err)?;
+    s.set_write_timeout(Some(Duration::from_secs(30)))
+        .map_err(err)?;
     let escaped: String = name
         .bytes()
         .map(|b| match b {

@@ -55,7 +55,10 @@ fn parse_list(key: &str, bytes: &[u8]) -> Result<BTreeSet<ObjectId>> {
 }
 
 fn encode_list(ids: &BTreeSet<ObjectId>) -> Vec<u8> {
-    ids.iter().map(|id| format!("{id}\n")).collect::<String>().into_bytes()
+    ids.iter()
+        .map(|id| format!("{id}\n"))
+        .collect::<String>()
+        .into_bytes()
 }
 
 /// The union of every volume's expired list on the remote.
@@ -301,7 +304,11 @@ fn live_objects(
         let mut next = Vec::new();
         read_objects(backend, index, &want, Kind::List, |h, payload| {
             let node = store::decode_list(&h.id, &decode_payload(&h.id, &h, &payload)?)?;
-            let into = if node.level == 0 { &mut chunks } else { &mut next };
+            let into = if node.level == 0 {
+                &mut chunks
+            } else {
+                &mut next
+            };
             into.extend(node.entries.iter().map(|e| e.id));
             Ok(())
         })?;

@@ -221,7 +221,11 @@ pub fn push(
     }
     progress.finish();
     // Commits sent without their tree are listed as expired before any ref reaches them.
-    let sent_expired: Vec<ObjectId> = plan.iter().filter(|id| expired.contains(*id)).copied().collect();
+    let sent_expired: Vec<ObjectId> = plan
+        .iter()
+        .filter(|id| expired.contains(*id))
+        .copied()
+        .collect();
     super::prune::publish_expired(backend, req.remote_volume, &sent_expired)?;
     // Every object is durable and indexed: now move the refs, each by compare-and-swap.
     for (branch, key, raw, remote, local) in to_send {

@@ -12,9 +12,9 @@ mod identity;
 pub mod lock;
 mod maintenance;
 pub mod prune;
-mod summary;
 mod refs;
 mod remote;
+mod summary;
 mod volume;
 
 pub use commit::Commit;

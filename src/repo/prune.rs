@@ -77,6 +77,9 @@ pub struct PruneReport {
     pub dry_run: bool,
 }
 
+/// The calendar bucket (year and day, ISO week or month) of a commit's local date.
+type Bucket = fn(&chrono::DateTime<chrono::FixedOffset>) -> (i32, u32);
+
 /// Apply the rules to `commits` (any order) with `protected` reasons already known.
 /// Returns, for every commit, why it is kept (empty: it expires).
 pub fn select(
@@ -94,7 +97,7 @@ pub fn select(
             keep.entry(c.id).or_default().push("last".into());
         }
     }
-    let rules: [(&str, u32, fn(&chrono::DateTime<chrono::FixedOffset>) -> (i32, u32)); 3] = [
+    let rules: [(&str, u32, Bucket); 3] = [
         ("daily", policy.daily, |d| (d.year(), d.ordinal())),
         ("weekly", policy.weekly, |d| {
             (d.iso_week().year(), d.iso_week().week())
@@ -152,7 +155,11 @@ fn newest_first(commits: &[Candidate]) -> Vec<&Candidate> {
                 .copied()
                 .collect();
             if missing.is_empty() {
-                let d = parents.iter().filter_map(|p| depth.get(p)).max().map_or(0, |d| d + 1);
+                let d = parents
+                    .iter()
+                    .filter_map(|p| depth.get(p))
+                    .max()
+                    .map_or(0, |d| d + 1);
                 depth.insert(id, d);
                 stack.pop();
             } else {
@@ -161,9 +168,7 @@ fn newest_first(commits: &[Candidate]) -> Vec<&Candidate> {
         }
     }
     let mut order: Vec<&Candidate> = commits.iter().collect();
-    order.sort_by(|a, b| {
-        (b.time, depth[&b.id], b.id).cmp(&(a.time, depth[&a.id], a.id))
-    });
+    order.sort_by(|a, b| (b.time, depth[&b.id], b.id).cmp(&(a.time, depth[&a.id], a.id)));
     order
 }
 
@@ -356,7 +361,12 @@ mod tests {
         for (i, t) in times.iter().enumerate() {
             out.push(Candidate {
                 id: ObjectId::hash(&i.to_le_bytes()),
-                parents: out.last().map(|p| vec![p.id]).into_iter().flatten().collect(),
+                parents: out
+                    .last()
+                    .map(|p| vec![p.id])
+                    .into_iter()
+                    .flatten()
+                    .collect(),
                 time: *t,
                 tz_offset_min: 0,
                 date: String::new(),
@@ -368,20 +378,28 @@ mod tests {
 
     fn kept(c: &[Candidate], p: Policy) -> Vec<usize> {
         let keep = select(c, &p, &HashMap::new());
-        (0..c.len()).filter(|i| !keep[&c[*i].id].is_empty()).collect()
+        (0..c.len())
+            .filter(|i| !keep[&c[*i].id].is_empty())
+            .collect()
     }
 
     #[test]
     fn last_keeps_the_newest() {
         let c = chain(&[0, 10, 20, 30]);
-        let p = Policy { last: 2, ..Policy::default() };
+        let p = Policy {
+            last: 2,
+            ..Policy::default()
+        };
         assert_eq!(kept(&c, p), vec![2, 3]);
     }
 
     #[test]
     fn same_second_commits_keep_their_order() {
         let c = chain(&[5, 5, 5, 5]);
-        let p = Policy { last: 2, ..Policy::default() };
+        let p = Policy {
+            last: 2,
+            ..Policy::default()
+        };
         assert_eq!(kept(&c, p), vec![2, 3]);
     }
 
@@ -393,7 +411,10 @@ mod tests {
             .flat_map(|d| [base + d * DAY + 3600, base + d * DAY + 7200])
             .collect();
         let c = chain(&times);
-        let p = Policy { daily: 3, ..Policy::default() };
+        let p = Policy {
+            daily: 3,
+            ..Policy::default()
+        };
         assert_eq!(kept(&c, p), vec![3, 5, 7]);
     }
 
@@ -401,9 +422,15 @@ mod tests {
     fn weekly_and_monthly_buckets() {
         let base = 1_767_571_200; // Monday 2026-01-05
         let c = chain(&[base, base + 2 * DAY, base + 7 * DAY, base + 40 * DAY]);
-        let p = Policy { weekly: 2, ..Policy::default() };
+        let p = Policy {
+            weekly: 2,
+            ..Policy::default()
+        };
         assert_eq!(kept(&c, p), vec![2, 3]);
-        let p = Policy { monthly: 5, ..Policy::default() };
+        let p = Policy {
+            monthly: 5,
+            ..Policy::default()
+        };
         assert_eq!(kept(&c, p), vec![2, 3]);
     }
 
@@ -421,7 +448,14 @@ mod tests {
         c.push(side);
         let mut protected = HashMap::new();
         protected.insert(c[1].id, vec!["tag v1".to_string()]);
-        let keep = select(&c, &Policy { last: 1, ..Policy::default() }, &protected);
+        let keep = select(
+            &c,
+            &Policy {
+                last: 1,
+                ..Policy::default()
+            },
+            &protected,
+        );
         assert_eq!(keep[&c[0].id], vec!["branch point"]);
         assert_eq!(keep[&c[1].id], vec!["tag v1"]);
         assert_eq!(keep[&c[2].id], vec!["last"]);

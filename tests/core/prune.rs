@@ -17,7 +17,11 @@ fn commit_at(env: &Env, time: u64, msg: &str) -> String {
         .args(["commit", "-m", msg])
         .output()
         .expect("run dvol");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
@@ -68,7 +72,7 @@ fn prune_retention_rules_keep_heads_tags_and_branch_points() {
     let env = Env::new();
     let ids = ten_days(&env);
     env.ok(&["tag", "v1", &ids[2]]); // d1a
-    // A branch from d3b: d3b becomes a branch point.
+                                     // A branch from d3b: d3b becomes a branch point.
     env.ok(&["reset", "--hard", &ids[7]]);
     env.ok(&["checkout", "-b", "side"]);
     write(&env.live().join("side"), "side");
@@ -77,16 +81,36 @@ fn prune_retention_rules_keep_heads_tags_and_branch_points() {
     env.ok(&["reset", "--hard", &ids[19]]);
 
     // Dry run: says what it would do, changes nothing.
-    let dry = env.ok(&["prune", "--keep-daily", "3", "--keep-last", "2", "--dry-run"]);
-    assert!(dry.contains("would expire 14 commits (dry run: nothing changed)"), "{dry}");
-    assert!(dry.contains("keep    ") && dry.contains("expire  "), "{dry}");
+    let dry = env.ok(&[
+        "prune",
+        "--keep-daily",
+        "3",
+        "--keep-last",
+        "2",
+        "--dry-run",
+    ]);
+    assert!(
+        dry.contains("would expire 14 commits (dry run: nothing changed)"),
+        "{dry}"
+    );
+    assert!(
+        dry.contains("keep    ") && dry.contains("expire  "),
+        "{dry}"
+    );
     assert!(expired(&env).is_empty());
 
     let out = env.ok(&["prune", "--keep-daily", "3", "--keep-last", "2"]);
-    assert!(out.contains("expired 14 commits; run dvol gc to free their data"), "{out}");
+    assert!(
+        out.contains("expired 14 commits; run dvol gc to free their data"),
+        "{out}"
+    );
     // Kept: d9b d9a (last 2; d9b is also daily and the branch head), d8b d7b (daily),
     // d3b (branch point), d1a (tag v1), and side's head. The other 14 expired.
-    let kept: Vec<String> = log(&env).into_iter().filter(|e| !e.1).map(|e| e.0).collect();
+    let kept: Vec<String> = log(&env)
+        .into_iter()
+        .filter(|e| !e.1)
+        .map(|e| e.0)
+        .collect();
     assert_eq!(kept, ["d9b", "d9a", "d8b", "d7b", "d3b", "d1a"]);
     assert!(out.contains("(tag v1)"), "{out}");
     assert!(out.contains("(branch point)"), "{out}");
@@ -98,11 +122,22 @@ fn prune_retention_rules_keep_heads_tags_and_branch_points() {
 
     // Human log marks expired commits; ids and parents never change.
     let human = env.ok(&["log"]);
-    assert!(human.contains(&format!("commit {} (expired)", ids[0])), "{human}");
+    assert!(
+        human.contains(&format!("commit {} (expired)", ids[0])),
+        "{human}"
+    );
     let oneline = env.ok(&["log", "--oneline"]);
-    assert!(oneline.contains(&format!("{} (expired) d0a", &ids[0][..12])), "{oneline}");
+    assert!(
+        oneline.contains(&format!("{} (expired) d0a", &ids[0][..12])),
+        "{oneline}"
+    );
     let json: serde_json::Value = serde_json::from_str(&env.ok(&["log", "--json"])).unwrap();
-    let all: Vec<&str> = json.as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap()).collect();
+    let all: Vec<&str> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
     let mut want: Vec<&str> = ids.iter().map(String::as_str).collect();
     want.reverse();
     assert_eq!(all, want);
@@ -116,7 +151,11 @@ fn prune_retention_rules_keep_heads_tags_and_branch_points() {
     let env2 = Env::new();
     ten_days(&env2);
     env2.ok(&["prune", "--keep-weekly", "5", "--keep-monthly", "5"]);
-    let kept: Vec<String> = log(&env2).into_iter().filter(|e| !e.1).map(|e| e.0).collect();
+    let kept: Vec<String> = log(&env2)
+        .into_iter()
+        .filter(|e| !e.1)
+        .map(|e| e.0)
+        .collect();
     assert_eq!(kept, ["d9b", "d6b"]); // newest of week 2 (and the month), newest of week 1
 }
 
@@ -126,7 +165,10 @@ fn prune_needs_a_rule() {
     env.init("db");
     env.commit("one");
     let err = env.fails(&["prune"]);
-    assert!(err.contains("prune needs at least one of --keep-last"), "{err}");
+    assert!(
+        err.contains("prune needs at least one of --keep-last"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -159,14 +201,23 @@ fn prune_then_gc_frees_space_and_expired_commits_refuse_checkout() {
     }
     // Kept commits still work, bit for bit.
     env.ok(&["reset", "--hard", &ids[18]]);
-    assert_eq!(std::fs::read(env.live().join("data")).unwrap(), noise(18, 256 << 10));
+    assert_eq!(
+        std::fs::read(env.live().join("data")).unwrap(),
+        noise(18, 256 << 10)
+    );
     env.ok(&["reset", "--hard", &ids[19]]);
-    assert_eq!(std::fs::read(env.live().join("data")).unwrap(), noise(19, 256 << 10));
+    assert_eq!(
+        std::fs::read(env.live().join("data")).unwrap(),
+        noise(19, 256 << 10)
+    );
     // Any revision syntax that lands on an expired commit is refused the same way.
     let err = env.fails(&["reset", "--hard", "HEAD~5"]);
     assert!(err.contains("was expired by prune"), "{err}");
     // The refused reset left the branch and its data alone.
-    assert_eq!(std::fs::read(env.live().join("data")).unwrap(), noise(19, 256 << 10));
+    assert_eq!(
+        std::fs::read(env.live().join("data")).unwrap(),
+        noise(19, 256 << 10)
+    );
 }
 
 fn remote_url(dir: &tempfile::TempDir) -> String {
@@ -211,22 +262,53 @@ fn push_pull_clone_stay_fast_forward_across_prunes() {
     // QA pulls: a fast-forward; d12's data never travelled, so it is expired there too.
     let pull = qa.ok(&["pull"]);
     assert!(!pull.to_lowercase().contains("diverged"), "{pull}");
-    assert_eq!(std::fs::read(qa.live().join("data")).unwrap(), noise(103, 256 << 10));
+    assert_eq!(
+        std::fs::read(qa.live().join("data")).unwrap(),
+        noise(103, 256 << 10)
+    );
     let qa_expired = expired(&qa);
-    assert_eq!(qa_expired, ["d12"], "QA had d0..d11 and d13 data; d12 came without it");
+    assert_eq!(
+        qa_expired,
+        ["d12"],
+        "QA had d0..d11 and d13 data; d12 came without it"
+    );
     let err = qa.fails(&["reset", "--hard", &c101]);
-    assert!(err.contains("was expired by prune; its data is gone"), "{err}");
+    assert!(
+        err.contains("was expired by prune; its data is gone"),
+        "{err}"
+    );
     qa.ok(&["reset", "--hard", &c100]);
     qa.ok(&["reset", "--hard", "HEAD"]);
     assert!(qa.ok(&["fsck"]).contains("no problems"));
 
     // Remote prune: expire on the remote too, then remote gc deletes what nothing reaches.
     let before = dir_bytes(&remote.path().join("remote/packs"));
-    let dry = prod.ok(&["prune", "--remote", "origin", "--keep-last", "2", "--grace", "0", "--dry-run"]);
-    assert!(dry.contains("would expire"), "{dry}");
-    assert_eq!(dir_bytes(&remote.path().join("remote/packs")), before, "dry run deletes nothing");
-    let out = prod.ok(&["prune", "--remote", "origin", "--keep-last", "2", "--grace", "0"]);
-    assert!(out.contains("remote gc: deleted"), "{out}");
+    let remote_prune = |extra: &[&str]| {
+        let args = [
+            &["prune", "--remote", "origin", "--keep-last", "2"][..],
+            extra,
+        ]
+        .concat();
+        prod.ok(&args)
+    };
+    let dry = remote_prune(&["--grace", "0", "--dry-run"]);
+    assert!(dry.contains("would expire 21 commits"), "{dry}");
+    let unchanged = || dir_bytes(&remote.path().join("remote/packs")) == before;
+    assert!(unchanged(), "dry run deletes nothing");
+    let list = || std::fs::read_to_string(remote.path().join("remote/expired/db")).unwrap();
+    assert_eq!(list().lines().count(), 1, "dry run publishes nothing");
+    // The default grace period: unreachable packs are noted, not deleted yet.
+    let out = remote_prune(&[]);
+    assert!(out.contains("expired 21 commits"), "{out}");
+    assert!(
+        out.contains("deleted 0 packs") && out.contains("2 unreachable packs waiting"),
+        "{out}"
+    );
+    assert!(unchanged(), "nothing deleted within the grace period");
+    assert_eq!(list().lines().count(), 22, "d12 and the 21 newly expired");
+    let out = remote_prune(&["--grace", "0"]);
+    assert!(out.contains("expired 0 commits"), "{out}");
+    assert!(out.contains("rewrote 2 packs"), "{out}");
     let after = dir_bytes(&remote.path().join("remote/packs"));
     assert!(after < before / 2, "remote packs {before} -> {after} bytes");
 
@@ -235,13 +317,20 @@ fn push_pull_clone_stay_fast_forward_across_prunes() {
     fresh.ok(&["clone", &url, "db"]);
     let fresh_log = log(&fresh);
     assert_eq!(fresh_log.len(), 24, "{fresh_log:?}");
-    let kept: Vec<&str> = fresh_log.iter().filter(|e| !e.1).map(|e| e.0.as_str()).collect();
+    let kept: Vec<&str> = fresh_log
+        .iter()
+        .filter(|e| !e.1)
+        .map(|e| e.0.as_str())
+        .collect();
     assert_eq!(kept, ["d14", "d13"], "last 2 on the remote");
     assert!(fresh.ok(&["fsck"]).contains("no problems"));
     let err = fresh.fails(&["reset", "--hard", &ids[0]]);
     assert!(err.contains("was expired by prune"), "{err}");
     fresh.ok(&["reset", "--hard", &c102]);
-    assert_eq!(std::fs::read(fresh.live().join("data")).unwrap(), noise(102, 256 << 10));
+    assert_eq!(
+        std::fs::read(fresh.live().join("data")).unwrap(),
+        noise(102, 256 << 10)
+    );
 
     // And the existing clones keep pulling and pushing fast-forward.
     write(&prod.live().join("data"), noise(104, 1000));

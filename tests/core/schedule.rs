@@ -61,7 +61,10 @@ fn snapshot_units_verify() {
         String::from_utf8_lossy(&out.stderr)
     );
     // The instance unescapes to the volume name.
-    let esc = Command::new("systemd-escape").args(["-u", r"my\x2ddb"]).output().unwrap();
+    let esc = Command::new("systemd-escape")
+        .args(["-u", r"my\x2ddb"])
+        .output()
+        .unwrap();
     assert_eq!(String::from_utf8_lossy(&esc.stdout).trim(), "my-db");
 }
 
@@ -72,7 +75,9 @@ fn run_service(env: &Env, volume: &str, settings: &[(&str, &str)]) -> std::proce
     let exec = exec_start(&service).replace("%I", volume);
     let mut words = exec.split_whitespace();
     let mut cmd = Command::new(words.next().unwrap());
-    cmd.args(words).env_clear().env("PATH", std::env::var("PATH").unwrap());
+    cmd.args(words)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap());
     for e in unit_values(&service, "Environment") {
         let (k, v) = e.split_once('=').unwrap();
         cmd.env(k, v.replace("%I", volume));
@@ -95,7 +100,12 @@ fn snapshot_service_commits_pushes_prunes_and_gcs() {
     let live = env.init("my-db");
     env.ok(&["init", "other"]); // the current volume is not the one snapshotted
     env.ok(&["--volume", "my-db", "remote", "add", "origin", &url]);
-    let settings = [("REMOTE", "origin"), ("KEEP_LAST", "2"), ("PRUNE_REMOTE", "1"), ("GRACE", "0")];
+    let settings = [
+        ("REMOTE", "origin"),
+        ("KEEP_LAST", "2"),
+        ("PRUNE_REMOTE", "1"),
+        ("GRACE", "0"),
+    ];
     for round in 0..4 {
         write(&live.join("table"), format!("round {round}\n").repeat(5000));
         let out = run_service(&env, "my-db", &settings);
@@ -108,13 +118,24 @@ fn snapshot_service_commits_pushes_prunes_and_gcs() {
     }
     // A run with nothing changed does not fail the unit.
     let out = run_service(&env, "my-db", &settings);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let log = env.ok(&["--volume", "my-db", "log", "--oneline"]);
     let lines: Vec<&str> = log.lines().collect();
     assert_eq!(lines.len(), 5, "{log}");
-    assert!(lines.iter().all(|l| l.contains("scheduled snapshot 20")), "{log}");
-    assert_eq!(lines.iter().filter(|l| l.contains("(expired)")).count(), 3, "{log}");
+    assert!(
+        lines.iter().all(|l| l.contains("scheduled snapshot 20")),
+        "{log}"
+    );
+    assert_eq!(
+        lines.iter().filter(|l| l.contains("(expired)")).count(),
+        3,
+        "{log}"
+    );
     assert!(env.ok(&["fsck"]).contains("no problems"));
     // Pushed, and pruned on the remote too: a clone has the data of the kept snapshots only.
     let qa = Env::new();
@@ -124,9 +145,15 @@ fn snapshot_service_commits_pushes_prunes_and_gcs() {
         "round 3\n".repeat(5000)
     );
     let qa_log = qa.ok(&["log", "--oneline"]);
-    assert_eq!(qa_log.lines().filter(|l| l.contains("(expired)")).count(), 3, "{qa_log}");
+    assert_eq!(
+        qa_log.lines().filter(|l| l.contains("(expired)")).count(),
+        3,
+        "{qa_log}"
+    );
     // The other volume was not touched.
-    assert!(env.ok(&["--volume", "other", "log", "--oneline"]).is_empty());
+    assert!(env
+        .ok(&["--volume", "other", "log", "--oneline"])
+        .is_empty());
 }
 
 #[test]
@@ -135,7 +162,11 @@ fn snapshot_service_without_settings_only_commits_and_gcs() {
     let live = env.init("db");
     write(&live.join("f"), "x");
     let out = run_service(&env, "db", &[]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(env.ok(&["log", "--oneline"]).lines().count(), 1);
     // A volume that does not exist fails the unit with dvol's message.
     let out = run_service(&env, "nope", &[]);

@@ -56,8 +56,20 @@ fn qa_workflow_example_runs() {
     // Production's two scheduled snapshots reached the remote; QA's masked branch stays local.
     let qa_vol = format!("{}-qa", s.tag);
     let log = s.dvol_ok(&["log", "--volume", &qa_vol, "--oneline"]);
-    assert!(log.lines().next().unwrap().contains("masked: no personal data"), "{log}");
-    assert_eq!(log.lines().filter(|l| l.contains("scheduled snapshot")).count(), 2, "{log}");
+    assert!(
+        log.lines()
+            .next()
+            .unwrap()
+            .contains("masked: no personal data"),
+        "{log}"
+    );
+    assert_eq!(
+        log.lines()
+            .filter(|l| l.contains("scheduled snapshot"))
+            .count(),
+        2,
+        "{log}"
+    );
     assert!(!remote.join("refs").join(&qa_vol).exists());
     // The testers' volumes are gone from dvol too.
     let list = s.dvol_ok(&["list"]);

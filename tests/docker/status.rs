@@ -26,7 +26,13 @@ fn volume_inspect_shows_dvol_status() {
     write(&s.live(&v).join("a"), "a");
     s.dvol_ok(&["commit", "--volume", &v, "-m", "first"]);
     write(&s.live(&v).join("b"), "b");
-    let out = s.dvol_ok(&["commit", "--volume", &v, "-m", "second snapshot\n\nwith a body"]);
+    let out = s.dvol_ok(&[
+        "commit",
+        "--volume",
+        &v,
+        "-m",
+        "second snapshot\n\nwith a body",
+    ]);
     let head = out.split_whitespace().last().unwrap().to_string();
     let st = status(&v);
     assert_eq!(st["Branch"], "master", "{st}");
@@ -53,7 +59,10 @@ fn volume_inspect_shows_dvol_status() {
     // Branch and expiry show up.
     s.dvol_ok(&["checkout", "--volume", &v, "-b", "feature"]);
     let st = status(&v);
-    assert_eq!((st["Branch"].as_str(), st["Branches"].as_u64()), (Some("feature"), Some(2)));
+    assert_eq!(
+        (st["Branch"].as_str(), st["Branches"].as_u64()),
+        (Some("feature"), Some(2))
+    );
     s.dvol_ok(&["prune", "--volume", &v, "--keep-last", "1"]);
     // master's head and feature's head are the same commit; its two ancestors expire.
     assert_eq!(status(&v)["ExpiredCommits"], 2, "{}", status(&v));
@@ -72,7 +81,10 @@ fn get_is_cheap_on_a_large_volume() {
     }
     s.dvol_ok(&["commit", "--volume", &v, "-m", "5000 files"]);
     for i in 0..5000 {
-        write(&live.join(format!("d{}/f{i}", i % 50)), format!("changed {i}"));
+        write(
+            &live.join(format!("d{}/f{i}", i % 50)),
+            format!("changed {i}"),
+        );
     }
     let body = format!("{{\"Name\":\"{v}\"}}");
     let start = Instant::now();
