@@ -339,5 +339,13 @@ fn push_pull_clone_stay_fast_forward_across_prunes() {
     let pull = qa.ok(&["pull"]);
     assert!(!pull.to_lowercase().contains("diverged"), "{pull}");
     assert_eq!(qa.ok(&["log", "--oneline"]).lines().count(), 25);
+    // The remote now lists 22 commits as expired, but QA has their data: a remote's list never
+    // makes a client drop data it holds (only commits fetched without a tree are marked).
+    assert_eq!(expired(&qa), ["d12"]);
+    qa.ok(&["reset", "--hard", &ids[0]]);
+    assert_eq!(
+        std::fs::read(qa.live().join("data")).unwrap(),
+        noise(0, 256 << 10)
+    );
     assert!(qa.ok(&["fsck"]).contains("no problems"));
 }

@@ -3,6 +3,7 @@
 mod http;
 mod malicious;
 mod path;
+mod prune;
 mod s3;
 mod ssh;
 

@@ -1,0 +1,103 @@
+//! `dvol prune --remote` on carriers other than a path (tests/core/prune.rs covers path
+//! remotes in depth): s3:// (s3s-fs), where remote gc must see every volume of the bucket, and
+//! `dvol serve`, which cannot list volumes, so remote gc is refused before anything changes.
+
+use super::s3::{aws_vars, s3s_fs, AK, SK};
+use super::{Host, Vars};
+use crate::support::{noise, write};
+
+fn commits(host: &Host, n: u64, seed: u64) {
+    for i in 0..n {
+        write(&host.live().join("data"), noise(seed + i, 128 << 10));
+        host.commit(&format!("c{i}"));
+    }
+}
+
+fn expired_count(host: &Host) -> usize {
+    host.ok(&["log", "--oneline"])
+        .lines()
+        .filter(|l| l.contains("(expired)"))
+        .count()
+}
+
+#[test]
+fn remote_prune_on_s3_keeps_other_volumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, port) = s3s_fs(dir.path());
+    let vars = aws_vars(port, AK, SK);
+    let url = "s3://bucket/shared";
+    let prod = Host::new(&vars);
+    prod.ok(&["init", "db"]);
+    commits(&prod, 4, 0);
+    prod.ok(&["remote", "add", "origin", url]);
+    prod.ok(&["push"]);
+    prod.ok(&["init", "other"]);
+    commits(&prod, 2, 100);
+    prod.ok(&["remote", "add", "origin", url]);
+    prod.ok(&["push"]);
+
+    prod.ok(&["switch", "db"]);
+    let out = prod.ok(&[
+        "prune",
+        "--remote",
+        "origin",
+        "--keep-last",
+        "1",
+        "--grace",
+        "0",
+    ]);
+    assert!(out.contains("expired 3 commits"), "{out}");
+    assert!(out.contains("rewrote 1 packs"), "{out}");
+
+    let qa = Host::new(&vars);
+    qa.ok(&["clone", url, "db"]);
+    assert_eq!(expired_count(&qa), 3);
+    assert_eq!(
+        std::fs::read(qa.live().join("data")).unwrap(),
+        noise(3, 128 << 10)
+    );
+    qa.ok(&["clone", url, "other"]);
+    assert_eq!(expired_count(&qa), 0, "the other volume keeps all its data");
+    qa.ok(&["reset", "--hard", "HEAD^"]);
+    assert_eq!(
+        std::fs::read(qa.live().join("data")).unwrap(),
+        noise(100, 128 << 10)
+    );
+    assert!(qa.ok(&["fsck"]).contains("no problems"));
+}
+
+#[test]
+fn remote_prune_over_dvol_serve_is_refused_before_any_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let (_server, port) = super::http::server(&store, None);
+    let vars: Vars = vec![("DVOL_TOKEN".into(), super::http::TOKEN.into())];
+    let host = Host::new(&vars);
+    host.ok(&["init", "db"]);
+    commits(&host, 3, 0);
+    host.ok(&[
+        "remote",
+        "add",
+        "origin",
+        &format!("http://127.0.0.1:{port}"),
+    ]);
+    host.ok(&["push"]);
+    let err = host.fails(&["prune", "--remote", "origin", "--keep-last", "1"]);
+    assert!(
+        err.contains("remote gc (prune --remote) is supported on path and s3:// remotes only"),
+        "{err}"
+    );
+    assert!(!store.join("expired").exists(), "nothing was published");
+    // Local prune and a push of the expiry still work over http.
+    host.ok(&["prune", "--keep-last", "1"]);
+    host.ok(&["gc"]);
+    commits(&host, 1, 50);
+    host.ok(&["push"]);
+    let qa = Host::new(&vars);
+    qa.ok(&["clone", &format!("http://127.0.0.1:{port}"), "db"]);
+    assert_eq!(
+        expired_count(&qa),
+        0,
+        "the remote had every tree before the local prune"
+    );
+}
