@@ -11,6 +11,8 @@
 #   a private branch, a masking SQL script, committed as branch `masked`), gives each tester a
 #   copy of the masked data, lets them reset it, and drops it.
 #
+# For s3:// remotes dvol reads AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID,
+# AWS_SECRET_ACCESS_KEY (and AWS_ALLOW_HTTP=true for plain http) from the environment.
 # Needs root, Docker, the dvol plugin serving $QA_ROOT as driver $QA_DRIVER (default: `dvol`
 # on /var/lib/dvol), and a PostgreSQL image ($PG_IMAGE, default dvol-test-postgres:15 from
 # tests/images/build.sh; the official postgres:15 works with POSTGRES_HOST_AUTH_METHOD=trust).

@@ -1,6 +1,7 @@
 //! examples/qa-workflow.sh end to end: production PostgreSQL snapshotted with the timer's
 //! command to a remote, QA pulls, masks once, gives testers copies, resets and drops them.
-//! Production uses its own root (its live directory bind-mounted), QA the test plugin's root.
+//! Production uses its own root (its live directory bind-mounted), QA the test plugin's root;
+//! the remote is S3 (s3s-fs, as Garage is not always installed).
 
 use super::*;
 
@@ -22,11 +23,18 @@ fn qa_workflow_example_runs() {
         s.track_volume(&format!("{}-{v}", s.tag));
     }
     let dir = tempfile::tempdir().unwrap();
-    let remote = dir.path().join("remote");
+    let s3_dir = dir.path().join("s3");
+    let (_s3, port) = crate::remote::s3::s3s_fs(&s3_dir);
+    let remote = s3_dir.join("bucket/prod");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/qa-workflow.sh");
     let out = std::process::Command::new("bash")
         .arg(&script)
-        .env("REMOTE_URL", &remote)
+        .envs(crate::remote::s3::aws_vars(
+            port,
+            crate::remote::s3::AK,
+            crate::remote::s3::SK,
+        ))
+        .env("REMOTE_URL", "s3://bucket/prod")
         .env("PROD_ROOT", dir.path().join("prod"))
         .env("QA_ROOT", s.root())
         .env("QA_DRIVER", s.driver())
@@ -70,6 +78,8 @@ fn qa_workflow_example_runs() {
         2,
         "{log}"
     );
+    // (s3s-fs keeps each key as a file under the bucket's directory.)
+    assert!(remote.join(format!("refs/{}-prod/heads/master", s.tag)).is_file());
     assert!(!remote.join("refs").join(&qa_vol).exists());
     // The testers' volumes are gone from dvol too.
     let list = s.dvol_ok(&["list"]);

@@ -4,7 +4,7 @@ mod http;
 mod malicious;
 mod path;
 mod prune;
-mod s3;
+pub(crate) mod s3;
 mod ssh;
 
 use crate::support::{write, Env};
