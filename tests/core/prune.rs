@@ -142,6 +142,17 @@ fn prune_retention_rules_keep_heads_tags_and_branch_points() {
     want.reverse();
     assert_eq!(all, want);
 
+    // --json: every commit with its reasons, newest first.
+    let json = env.ok(&["prune", "--keep-daily", "3", "--keep-last", "2", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["expired"], 0);
+    assert_eq!(v["commits"].as_array().unwrap().len(), 21);
+    assert_eq!(
+        v["commits"][0]["keep"],
+        serde_json::json!(["branch master", "last", "daily"])
+    );
+    assert_eq!(v["commits"][20]["already_expired"], true, "{json}");
+
     // A second prune with the same rules expires nothing more.
     let again = env.ok(&["prune", "--keep-daily", "3", "--keep-last", "2"]);
     assert!(again.contains("expired 0 commits"), "{again}");

@@ -79,7 +79,9 @@ fn qa_workflow_example_runs() {
         "{log}"
     );
     // (s3s-fs keeps each key as a file under the bucket's directory.)
-    assert!(remote.join(format!("refs/{}-prod/heads/master", s.tag)).is_file());
+    assert!(remote
+        .join(format!("refs/{}-prod/heads/master", s.tag))
+        .is_file());
     assert!(!remote.join("refs").join(&qa_vol).exists());
     // The testers' volumes are gone from dvol too.
     let list = s.dvol_ok(&["list"]);
