@@ -101,3 +101,42 @@ fn remote_prune_over_dvol_serve_is_refused_before_any_change() {
         "the remote had every tree before the local prune"
     );
 }
+
+#[test]
+fn remote_gc_deletes_nothing_when_in_doubt() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = dir.path().join("r");
+    let host = Host::new(&Vec::new());
+    host.ok(&["init", "db"]);
+    host.ok(&["remote", "add", "origin", url.to_str().unwrap()]);
+    commits(&host, 1, 0);
+    host.ok(&["push"]);
+    let first: Vec<std::path::PathBuf> = std::fs::read_dir(url.join("packs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    commits(&host, 2, 10);
+    host.ok(&["push"]);
+    // The first push's index disappears: the kept first commit's tree is no longer listed.
+    let idx = first
+        .iter()
+        .find(|p| p.extension().is_some_and(|e| e == "idx"))
+        .unwrap();
+    std::fs::remove_file(idx).unwrap();
+    let packs_before = std::fs::read_dir(url.join("packs")).unwrap().count();
+    let err = host.fails(&[
+        "prune",
+        "--remote",
+        "origin",
+        "--keep-last",
+        "3",
+        "--grace",
+        "0",
+    ]);
+    assert!(err.contains("the remote is incomplete"), "{err}");
+    assert_eq!(
+        std::fs::read_dir(url.join("packs")).unwrap().count(),
+        packs_before
+    );
+    assert!(!url.join("gc").exists(), "nothing recorded either");
+}
