@@ -403,10 +403,12 @@ fn remote_gc(
         return Ok(report);
     }
     copy_records(backend, index, &rescue)?;
+    crate::failpoint::hit("remote-gc.after-copy");
     for (pack, _) in &doomed {
         let idx = pack.replace(".pack", ".idx");
         if indexed.contains(&**pack) {
             backend.delete(&idx)?;
+            crate::failpoint::hit("remote-gc.after-idx-delete");
         }
         backend.delete(pack)?;
     }

@@ -140,3 +140,66 @@ fn remote_gc_deletes_nothing_when_in_doubt() {
     );
     assert!(!url.join("gc").exists(), "nothing recorded either");
 }
+
+/// Kill remote gc (kill -9) after it copied the reachable objects, and after it deleted an
+/// index but not its pack: the remote stays complete (clones work), and the next run finishes.
+#[test]
+fn remote_gc_killed_midway_leaves_a_complete_remote() {
+    for point in ["remote-gc.after-copy", "remote-gc.after-idx-delete"] {
+        let dir = tempfile::tempdir().unwrap();
+        let url = dir.path().join("r");
+        let url = url.to_str().unwrap();
+        let host = Host::new(&Vec::new());
+        host.ok(&["init", "db"]);
+        host.ok(&["remote", "add", "origin", url]);
+        for round in 0..3 {
+            commits(&host, 2, round * 10);
+            host.ok(&["push"]);
+        }
+        let args = [
+            "prune",
+            "--remote",
+            "origin",
+            "--keep-last",
+            "2",
+            "--grace",
+            "0",
+        ];
+        let out = host
+            .env
+            .dvol()
+            .env("DVOL_FAILPOINT", point)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{point}: not killed");
+        let check = |what: &str| {
+            let qa = Host::new(&Vec::new());
+            qa.ok(&["clone", url, "db"]);
+            assert!(qa.ok(&["fsck"]).contains("no problems"), "{point} {what}");
+            assert_eq!(
+                std::fs::read(qa.live().join("data")).unwrap(),
+                noise(21, 128 << 10),
+                "{point} {what}"
+            );
+            qa.ok(&["reset", "--hard", "HEAD^"]);
+        };
+        check("after the kill");
+        let out = host.ok(&args);
+        assert!(out.contains("remote gc: deleted"), "{point}: {out}");
+        check("after the re-run");
+        // Every pack left has its index, and nothing waits any more.
+        let names: Vec<String> = std::fs::read_dir(dir.path().join("r/packs"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        let packs = names.iter().filter(|n| n.ends_with(".pack")).count();
+        let idxs = names.iter().filter(|n| n.ends_with(".idx")).count();
+        assert_eq!(packs, idxs, "{point}: {names:?}");
+        let again = host.ok(&args);
+        assert!(
+            again.contains("deleted 0 packs") && again.contains("rewrote 0 packs"),
+            "{again}"
+        );
+    }
+}
