@@ -34,6 +34,7 @@ pub struct PruneArgs {
         requires = "remote"
     )]
     grace: u64,
+    /// Print every commit with the reasons it is kept, and the counts, as JSON.
     #[arg(long)]
     json: bool,
 }
