@@ -44,6 +44,8 @@ pub enum Error {
     UnknownRef(String),
     #[error("ambiguous commit prefix {0:?}: give more characters")]
     AmbiguousRef(String),
+    #[error("commit {id} was expired by prune; its data is gone")]
+    Expired { id: String },
     #[error("object {id} is missing from the store")]
     MissingObject { id: String },
     #[error("object {id} is corrupt ({detail})")]

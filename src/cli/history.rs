@@ -33,14 +33,14 @@ pub fn log(ctx: &Context, oneline: bool, json: bool) -> anyhow::Result<ExitCode>
     } else if oneline {
         for e in &entries {
             let first = e.message.lines().next().unwrap_or("");
-            println!("{} {}", &e.id[..12], escape(first));
+            println!("{} {}{}", &e.id[..12], expired_mark(e), escape(first));
         }
     } else {
         for (i, e) in entries.iter().enumerate() {
             if i > 0 {
                 println!();
             }
-            println!("commit {}", e.id);
+            println!("commit {}{}", e.id, expired_mark(e));
             println!("Author: {}", escape(&e.author));
             println!("Date: {}", e.date);
             println!();
@@ -50,6 +50,15 @@ pub fn log(ctx: &Context, oneline: bool, json: bool) -> anyhow::Result<ExitCode>
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `(expired) ` for a commit whose snapshot prune expired, else nothing.
+fn expired_mark(e: &dvol::repo::LogEntry) -> &'static str {
+    if e.expired {
+        "(expired) "
+    } else {
+        ""
+    }
 }
 
 pub fn branch(

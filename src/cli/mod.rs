@@ -8,6 +8,7 @@ mod maintenance;
 mod output;
 mod plugin;
 mod progress;
+mod prune;
 mod remote;
 mod serve;
 mod volume;
@@ -144,6 +145,8 @@ pub enum Command {
     },
     /// Reclaim storage that no branch or tag reaches.
     Gc,
+    /// Expire the snapshots of old commits (history is kept); then `dvol gc` frees their data.
+    Prune(prune::PruneArgs),
     /// Re-hash every stored object and check every commit's tree.
     Fsck,
     /// Print the live directory of a volume's current branch.
@@ -258,6 +261,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             maintenance::config(&ctx, list, key.as_deref(), value.as_deref())
         }
         Command::Gc => maintenance::gc(&ctx),
+        Command::Prune(args) => prune::prune(&ctx, &args),
         Command::Fsck => maintenance::fsck(&ctx),
         Command::Remote { verbose, action } => remote::remote(&ctx, verbose, action),
         Command::Push {

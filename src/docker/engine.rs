@@ -110,12 +110,9 @@ impl Engine {
             return hit.clone();
         }
         let hit = self
-            .rt
-            .block_on(self.docker.inspect_volume(name))
-            .map_err(|e| tracing::debug!("inspecting volume {name}: {e}"))
-            .ok()
-            .filter(|v| {
-                let mp = Path::new(&v.mountpoint);
+            .volume_mountpoint(name)
+            .filter(|mp| {
+                let mp = Path::new(mp);
                 is_volume_dir_of(mp, root, name)
                     || mp.file_name().is_some_and(|branch| {
                         self.managed_plugin_mounts().iter().any(|pm| {
@@ -127,6 +124,21 @@ impl Engine {
             .map(|_| name.to_string());
         known.insert(name.to_string(), hit.clone());
         hit
+    }
+
+    /// The mountpoint Docker reports for a volume (the plugin's `Get`). Read untyped over the
+    /// unix socket, since bollard's typed volume rejects the Status dvol's plugin reports.
+    fn volume_mountpoint(&self, name: &str) -> Option<String> {
+        let got = match super::inspect::mountpoint(name) {
+            Some(raw) => raw,
+            None => self
+                .rt
+                .block_on(self.docker.inspect_volume(name))
+                .map(|v| v.mountpoint)
+                .map_err(|e| e.to_string()),
+        };
+        got.map_err(|e| tracing::debug!("inspecting volume {name}: {e}"))
+            .ok()
     }
 
     /// The host side of managed plugins' propagated mounts

@@ -11,6 +11,7 @@
 //! [`LiveGuard`]: crate::repo::LiveGuard
 
 mod engine;
+mod inspect;
 
 pub use engine::{canonical, Container, Engine};
 

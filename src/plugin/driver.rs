@@ -142,6 +142,34 @@ impl Driver {
         })
     }
 
+    /// `VolumeDriver.Get`: the volume with its dvol status for `docker volume inspect`'s
+    /// `Status`: from SQLite only (no live-data scan, no object reads), so it stays cheap.
+    pub fn get(&self, name: &str) -> Result<(VolumeView, serde_json::Value)> {
+        let view = self.view(name)?;
+        let s = self.repo()?.summary(name)?;
+        let mut status = serde_json::Map::new();
+        let mut put = |k: &str, v: serde_json::Value| {
+            status.insert(k.to_string(), v);
+        };
+        put("Branch", s.branch.into());
+        put("Branches", s.branches.into());
+        put("Commits", s.commits.into());
+        if let Some(head) = s.head {
+            put("Head", head.into());
+        }
+        if let Some(m) = s.message {
+            put("HeadMessage", m.into());
+        }
+        if let Some(d) = s.date {
+            put("HeadDate", d.into());
+        }
+        if s.expired > 0 {
+            put("ExpiredCommits", s.expired.into());
+        }
+        put("Mounts", self.mount_count(name).into());
+        Ok((view, status.into()))
+    }
+
     /// `VolumeDriver.List`: every dvol volume under the root, including those made by
     /// `dvol init`.
     pub fn list(&self) -> Result<Vec<VolumeView>> {

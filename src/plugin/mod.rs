@@ -245,14 +245,14 @@ async fn get(State(d): State<Arc<Driver>>, body: Body) -> Response {
     blocking(
         "Get",
         &d,
-        move |d| d.view(&req.name),
-        |v| {
-            // Status stays empty: typed clients (bollard) only accept a map of objects there.
+        move |d| d.get(&req.name),
+        |(v, status)| {
+            // dvol's own engine lookups read this back without a typed Status (docker/inspect).
             json!({
                 "Volume": {
                     "Name": v.name,
                     "Mountpoint": v.mountpoint.display().to_string(),
-                    "Status": {},
+                    "Status": status,
                 },
                 "Err": "",
             })

@@ -94,6 +94,24 @@ impl Backend for FsBackend {
         Ok(out)
     }
 
+    fn list_volumes(&self) -> Result<Vec<String>> {
+        let dir = self.root.join("refs");
+        let rd = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e).at("list", &dir),
+        };
+        let mut out = Vec::new();
+        for entry in rd {
+            let name = entry.at("list", &dir)?.file_name();
+            let name = name.to_string_lossy();
+            if crate::names::validate("volume", &name).is_ok() {
+                out.push(name.into_owned());
+            }
+        }
+        Ok(out)
+    }
+
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
         let path = self.path(key)?;
         match std::fs::read(&path) {

@@ -12,12 +12,15 @@
 //!   after its pack, so an object listed in an index is durable.
 //! - `refs/<volume>/heads/<branch>`: the commit id in hex plus a newline, changed only by
 //!   compare-and-swap after every object it reaches is listed in an index.
+//! - `expired/<volume>`: commits whose tree prune expired (see [`prune`]); `gc/pending`: packs
+//!   remote gc found unreachable and when.
 
 pub mod fs;
 pub mod http;
 pub mod idx;
 pub mod ops;
 pub mod proto;
+pub mod prune;
 pub mod s3;
 pub mod ssh;
 pub mod transfer;
@@ -60,6 +63,14 @@ pub trait Backend: Send + Sync {
     fn cas_warning(&self) -> Option<String> {
         None
     }
+    /// The volumes that have refs (`refs/<volume>/`), for remote gc, which must see every
+    /// volume before it deletes anything. Carriers that cannot list them refuse remote gc.
+    fn list_volumes(&self) -> Result<Vec<String>> {
+        Err(Error::Remote(format!(
+            "{}: remote gc (prune --remote) is supported on path and s3:// remotes only",
+            self.describe()
+        )))
+    }
 }
 
 /// Check that a key follows the remote layout, so no key can name a path outside the remote.
@@ -90,17 +101,19 @@ pub fn check_key(key: &str) -> Result<()> {
         ["probe", name] if name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric()) => {
             Ok(())
         }
+        ["expired", volume] => names::validate("volume", volume),
+        ["gc", "pending"] => Ok(()),
         _ => Err(bad()),
     }
 }
 
-/// Check a list prefix: `packs/`, `refs/<volume>/heads/` or `probe/`.
+/// Check a list prefix: `packs/`, `refs/<volume>/heads/`, `probe/` or `expired/`.
 pub fn check_prefix(prefix: &str) -> Result<()> {
     let bad = || Error::Remote(format!("invalid remote prefix {prefix:?}"));
     let inner = prefix.strip_suffix('/').ok_or_else(bad)?;
     let parts: Vec<&str> = inner.split('/').collect();
     match parts.as_slice() {
-        ["packs"] | ["probe"] => Ok(()),
+        ["packs"] | ["probe"] | ["expired"] => Ok(()),
         ["refs", volume, "heads"] => names::validate("volume", volume),
         _ => Err(bad()),
     }

@@ -130,6 +130,7 @@ fn fetch_from(
             updates.push((branch.clone(), old, *head));
         }
     }
+    repo.record_expired(&got.expired)?;
     repo.record_fetch(volume, remote, &got.packs, &got.commits, &refs)?;
     Ok(Fetched {
         url: url.to_string(),

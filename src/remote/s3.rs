@@ -189,6 +189,23 @@ impl Backend for S3Backend {
         })
     }
 
+    fn list_volumes(&self) -> Result<Vec<String>> {
+        let dir = self.path("refs");
+        self.rt.block_on(async {
+            let listing = self
+                .store
+                .list_with_delimiter(Some(&dir))
+                .await
+                .map_err(|e| self.err("list", "refs/", e))?;
+            Ok(listing
+                .common_prefixes
+                .iter()
+                .filter_map(|p| p.filename().map(str::to_string))
+                .filter(|v| crate::names::validate("volume", v).is_ok())
+                .collect())
+        })
+    }
+
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
         check_key(key)?;
         self.rt

@@ -40,6 +40,23 @@ pub struct RemoteLoc {
 /// cached under `cache` and downloaded only once.
 pub fn remote_index(backend: &dyn Backend, cache: &Path) -> Result<HashMap<ObjectId, RemoteLoc>> {
     let mut out = HashMap::new();
+    for (pack, entries) in remote_packs(backend, cache)? {
+        for entry in entries {
+            out.insert(
+                entry.id,
+                RemoteLoc {
+                    pack: pack.clone(),
+                    entry,
+                },
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// Every indexed pack of the remote (`packs/<hash>.pack`) with its index entries.
+pub fn remote_packs(backend: &dyn Backend, cache: &Path) -> Result<Vec<(Arc<str>, Vec<IdxEntry>)>> {
+    let mut out = Vec::new();
     let idx_dir = cache.join("idx");
     for key in backend.list("packs/")? {
         let Some(stem) = key
@@ -64,16 +81,7 @@ pub fn remote_index(backend: &dyn Backend, cache: &Path) -> Result<HashMap<Objec
                 e
             }
         };
-        let pack: Arc<str> = Arc::from(format!("packs/{stem}.pack"));
-        for entry in entries {
-            out.insert(
-                entry.id,
-                RemoteLoc {
-                    pack: pack.clone(),
-                    entry,
-                },
-            );
-        }
+        out.push((Arc::from(format!("packs/{stem}.pack")), entries));
     }
     Ok(out)
 }
@@ -178,7 +186,8 @@ pub fn push(
     let remote_has = remote_index(backend, req.cache)?;
     let store = repo.store();
     let heads: Vec<ObjectId> = to_send.iter().map(|t| t.4).collect();
-    let plan = plan_push(store, &heads, &|id| remote_has.contains_key(id))?;
+    let expired = repo.expired_commits()?;
+    let plan = plan_push(store, &heads, &|id| remote_has.contains_key(id), &expired)?;
     let total: u64 = plan
         .iter()
         .map(|id| {
@@ -211,6 +220,13 @@ pub fn push(
         report.packs += 1;
     }
     progress.finish();
+    // Commits sent without their tree are listed as expired before any ref reaches them.
+    let sent_expired: Vec<ObjectId> = plan
+        .iter()
+        .filter(|id| expired.contains(*id))
+        .copied()
+        .collect();
+    super::prune::publish_expired(backend, req.remote_volume, &sent_expired)?;
     // Every object is durable and indexed: now move the refs, each by compare-and-swap.
     for (branch, key, raw, remote, local) in to_send {
         let value = ref_value(&local);
@@ -249,20 +265,20 @@ pub fn push(
 }
 
 /// An in-memory pack being built for upload (at most about [`PUSH_PACK_SIZE`]).
-struct PackOut {
-    buf: Vec<u8>,
-    entries: Vec<IdxEntry>,
+pub(crate) struct PackOut {
+    pub(crate) buf: Vec<u8>,
+    pub(crate) entries: Vec<IdxEntry>,
 }
 
 impl PackOut {
-    fn new() -> PackOut {
+    pub(crate) fn new() -> PackOut {
         PackOut {
             buf: pack_header().to_vec(),
             entries: Vec::new(),
         }
     }
 
-    fn append(&mut self, header: &RecordHeader, payload: &[u8]) {
+    pub(crate) fn append(&mut self, header: &RecordHeader, payload: &[u8]) {
         self.entries.push(IdxEntry {
             id: header.id,
             kind: header.kind,
@@ -276,7 +292,7 @@ impl PackOut {
     }
 
     /// Upload the pack, then its index. Returns the bytes sent.
-    fn upload(self, backend: &dyn Backend) -> Result<u64> {
+    pub(crate) fn upload(self, backend: &dyn Backend) -> Result<u64> {
         let name = blake3::hash(&self.buf).to_hex().to_string();
         let idx = idx::encode(&self.entries);
         let sent = (self.buf.len() + idx.len()) as u64;
@@ -288,11 +304,13 @@ impl PackOut {
     }
 }
 
-/// The objects reachable from `heads` that the remote lacks, children before parents.
+/// The objects reachable from `heads` that the remote lacks, children before parents; the
+/// trees of `expired` commits are not sent (prune expired them).
 pub fn plan_push(
     store: &Store,
     heads: &[ObjectId],
     remote_has: &dyn Fn(&ObjectId) -> bool,
+    expired: &HashSet<ObjectId>,
 ) -> Result<Vec<ObjectId>> {
     let mut w = Planner {
         store,
@@ -320,7 +338,9 @@ pub fn plan_push(
     }
     for id in commits {
         let c = Commit::load(store, &id)?;
-        w.tree(&c.tree)?;
+        if !expired.contains(&id) {
+            w.tree(&c.tree)?;
+        }
         w.seen.insert(id);
         w.out.push(id);
     }
@@ -398,6 +418,8 @@ pub struct FetchReport {
 /// What [`download_history`] wrote: packs not yet indexed and the commits to record.
 pub struct Downloaded {
     pub commits: Vec<(ObjectId, Commit)>,
+    /// Fetched commits the remote lists as expired and sent without their tree.
+    pub expired: Vec<ObjectId>,
     pub packs: Vec<store::WrittenPack>,
     pub objects: u64,
     pub bytes: u64,
@@ -422,7 +444,6 @@ pub fn download_history(
 
     // Commits, level by level.
     let mut commits = Vec::new();
-    let mut trees = Vec::new();
     let mut queue: Vec<ObjectId> = heads.to_vec();
     let mut seen = HashSet::new();
     while !queue.is_empty() {
@@ -432,13 +453,17 @@ pub fn download_history(
             let data = decode_payload(&h.id, &h, &payload)?;
             let c = Commit::decode(&h.id, &data)?;
             meta.put_verified_record(&h, payload)?;
-            trees.push(c.tree);
             next.extend(c.parents.iter().copied());
             commits.push((h.id, c));
             Ok(())
         })?;
         queue = next;
     }
+    // A commit whose tree is neither local nor on the remote is accepted only when the remote
+    // lists it as expired (prune); it is then recorded as expired here too.
+    let (trees, expired) = super::prune::split_expired(backend, &commits, |t| {
+        Ok(index.contains_key(t) || has(&meta, t)?)
+    })?;
     // Trees, level by level; collect file contents.
     let mut lists = Vec::new();
     let mut chunks = Vec::new();
@@ -525,6 +550,7 @@ pub fn download_history(
     hit("fetch.before-record");
     Ok(Downloaded {
         commits,
+        expired,
         packs,
         objects,
         bytes: fetched_bytes,
@@ -551,7 +577,7 @@ fn take_missing(
 /// Read the records of `ids` from the remote with coalesced range reads, checking each
 /// record against the index and the expected kind, and hand them to `f` (which verifies the
 /// content hash before use). Returns the bytes read.
-fn read_objects(
+pub(crate) fn read_objects(
     backend: &dyn Backend,
     index: &HashMap<ObjectId, RemoteLoc>,
     ids: &[ObjectId],

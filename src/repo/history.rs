@@ -3,7 +3,7 @@
 //! rewrites live data, so an interrupted reset is finished by running it again.
 
 use super::heads::{self, Head};
-use super::{commit, guarded, Commit, LiveGuard, Repo};
+use super::{commit, guarded, prune, Commit, LiveGuard, Repo};
 use crate::names;
 use crate::progress::Progress;
 use crate::snapshot::{self, Change, StatCache, Tree};
@@ -31,6 +31,8 @@ pub struct LogEntry {
     pub timestamp: i64,
     pub message: String,
     pub parents: Vec<String>,
+    /// Its snapshot was expired by `dvol prune` (the commit stays, its data is gone).
+    pub expired: bool,
 }
 
 impl Repo {
@@ -79,7 +81,7 @@ impl Repo {
         );
         crate::failpoint::hit("commit.after-scan");
         let (name, email) = self.identity()?;
-        let now = chrono::Local::now();
+        let now = prune::commit_clock();
         let c = Commit {
             tree: scan.tree,
             parents: parent.commit().into_iter().collect(),
@@ -126,6 +128,7 @@ impl Repo {
                 timestamp: c.time,
                 parents: c.parents.iter().map(|p| p.to_hex()).collect(),
                 message: c.message,
+                expired: prune::is_expired(&self.conn, &id)?,
             });
         }
         Ok(out)
@@ -208,7 +211,7 @@ impl Repo {
         branch: &str,
         head: &ObjectId,
     ) -> Result<()> {
-        let tree = commit::lookup(&self.conn, head)?.tree;
+        let tree = prune::kept_tree(&self.conn, head)?;
         let live = self.branch_dir(volume, branch);
         let staging = live.with_file_name(format!(".new-{branch}"));
         let done = snapshot::materialize(&self.store, &tree, &staging, &StatCache::default())
@@ -354,7 +357,7 @@ impl Repo {
         let branch = self.current_branch(volume)?;
         let _lock = self.lock_store(false)?;
         let head_tree = match self.branch_head(volume, &branch)? {
-            Some(h) => Some(commit::lookup(&self.conn, &h)?.tree),
+            Some(h) => Some(prune::kept_tree(&self.conn, &h)?),
             None => None,
         };
         let (sink, scan) = self.scan_live(volume, &branch)?;
@@ -372,7 +375,7 @@ impl Repo {
         let branch = self.current_branch(volume)?;
         let _lock = self.lock_store(false)?;
         let tree_of = |spec: &str| -> Result<ObjectId> {
-            Ok(commit::lookup(&self.conn, &self.resolve(volume, &branch, spec)?)?.tree)
+            prune::kept_tree(&self.conn, &self.resolve(volume, &branch, spec)?)
         };
         let a = tree_of(from.unwrap_or("HEAD"))?;
         if let Some(to) = to {

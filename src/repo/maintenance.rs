@@ -35,6 +35,8 @@ pub struct Reach<'a> {
     pub seen: HashSet<ObjectId>,
     /// When set, chunks are only checked for presence in the index, not read.
     pub commits: u64,
+    /// Commits expired by prune: the commit and its parents are walked, its tree is not.
+    expired: HashSet<ObjectId>,
 }
 
 impl<'a> Reach<'a> {
@@ -43,7 +45,14 @@ impl<'a> Reach<'a> {
             store,
             seen: HashSet::new(),
             commits: 0,
+            expired: HashSet::new(),
         }
+    }
+
+    /// Do not descend into the trees of these (expired) commits.
+    pub fn skipping_trees_of(mut self, expired: HashSet<ObjectId>) -> Self {
+        self.expired = expired;
+        self
     }
 
     /// Mark a commit and all its ancestors.
@@ -55,7 +64,9 @@ impl<'a> Reach<'a> {
             }
             self.commits += 1;
             let c = commit::Commit::load(self.store, &id)?;
-            self.tree(&c.tree)?;
+            if !self.expired.contains(&id) {
+                self.tree(&c.tree)?;
+            }
             todo.extend(c.parents);
         }
         Ok(())
@@ -153,7 +164,7 @@ impl Repo {
         // Never delete on doubt: every ref and commit row must be sound first.
         self.require_sound_metadata()?;
         let mut report = GcReport::default();
-        let mut reach = Reach::new(&self.store);
+        let mut reach = Reach::new(&self.store).skipping_trees_of(self.expired_commits()?);
         for (_, id) in self.ref_roots()? {
             reach.commit(&id)?;
         }
@@ -205,6 +216,7 @@ impl Repo {
         Store::record(&tx, &new_packs)?;
         for id in &dead_commits {
             tx.execute("DELETE FROM commits WHERE id = ?1", [id])?;
+            tx.execute("DELETE FROM expired WHERE id = ?1", [id])?;
         }
         tx.commit()?;
         self.store.forget_open_packs();
@@ -334,8 +346,9 @@ impl Repo {
             }
         }
         report.packs = packs_seen.len() as u64;
+        let expired = self.expired_commits()?;
         for (what, id) in self.ref_roots()? {
-            let mut reach = Reach::new(&self.store);
+            let mut reach = Reach::new(&self.store).skipping_trees_of(expired.clone());
             if let Err(e) = reach.commit(&id) {
                 report
                     .problems

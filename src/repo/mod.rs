@@ -14,9 +14,11 @@ mod history;
 mod identity;
 pub mod lock;
 mod maintenance;
+pub mod prune;
 mod refs;
 mod remote;
 mod rewrite;
+mod summary;
 mod volume;
 
 pub use commit::Commit;
@@ -24,6 +26,8 @@ pub use guard::{guarded, LiveGuard, Unguarded};
 pub use heads::Head;
 pub use history::{CommitResult, LogEntry};
 pub use maintenance::{FsckReport, GcReport};
+pub use prune::{Policy, PruneReport};
+pub use summary::VolumeSummary;
 pub use volume::VolumeInfo;
 
 use crate::error::IoContext;

@@ -2,7 +2,7 @@
 //! objects and commits, ancestry checks, and fast-forwarding a branch and its live data.
 
 use super::heads::{self, Head};
-use super::{commit, db, Commit, Repo, VolumeLock};
+use super::{commit, db, prune, Commit, Repo, VolumeLock};
 use crate::names;
 use crate::snapshot::{self, Change};
 use crate::store::{HashOnly, ObjectId, Store, WrittenPack};
@@ -206,7 +206,7 @@ impl Repo {
     pub fn live_changes(&self, volume: &str, branch: &str) -> Result<Vec<Change>> {
         let _lock = self.lock_store(false)?;
         let head_tree = match self.branch_head(volume, branch)? {
-            Some(h) => Some(commit::lookup(&self.conn, &h)?.tree),
+            Some(h) => Some(prune::kept_tree(&self.conn, &h)?),
             None => None,
         };
         let dir = self.branch_dir(volume, branch);

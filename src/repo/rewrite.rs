@@ -33,7 +33,7 @@ impl Repo {
         op: &str,
     ) -> Result<()> {
         let volume = lock.volume();
-        let tree = commit::lookup(&self.conn, target)?.tree;
+        let tree = prune::kept_tree(&self.conn, target)?;
         let hex = target.to_hex();
         let tx = self
             .conn

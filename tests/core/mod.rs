@@ -3,5 +3,7 @@
 mod assets;
 mod messages;
 mod refs;
+mod prune;
+mod schedule;
 mod snapshots;
 mod store;

@@ -14,6 +14,8 @@ mod load;
 mod managed;
 mod plugin;
 mod postgres;
+mod qa;
+mod status;
 
 use assert_cmd::Command;
 use std::io::{Read, Write};

@@ -3,7 +3,8 @@
 mod http;
 mod malicious;
 mod path;
-mod s3;
+mod prune;
+pub(crate) mod s3;
 mod ssh;
 
 use crate::support::{write, Env};

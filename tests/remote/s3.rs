@@ -4,10 +4,10 @@
 use super::{free_port, need_binary, round_trip, wait_port, Daemon, Host, Vars};
 use std::process::{Command, Stdio};
 
-const AK: &str = "dvoltestaccesskey";
-const SK: &str = "dvoltestsecretkey0123456789";
+pub(crate) const AK: &str = "dvoltestaccesskey";
+pub(crate) const SK: &str = "dvoltestsecretkey0123456789";
 
-fn aws_vars(port: u16, key: &str, secret: &str) -> Vars {
+pub(crate) fn aws_vars(port: u16, key: &str, secret: &str) -> Vars {
     vec![
         (
             "AWS_ENDPOINT_URL".into(),
@@ -20,7 +20,7 @@ fn aws_vars(port: u16, key: &str, secret: &str) -> Vars {
     ]
 }
 
-fn s3s_fs(dir: &std::path::Path) -> (Daemon, u16) {
+pub(crate) fn s3s_fs(dir: &std::path::Path) -> (Daemon, u16) {
     let bin = need_binary(
         "s3s-fs",
         "cargo install s3s-fs@0.14.1 --locked --features binary",

@@ -1,0 +1,489 @@
+//! Expired commits on a remote, `dvol prune --remote` and remote gc.
+//!
+//! `expired/<volume>` lists, one 64-hex id per line, the commits of that volume whose tree the
+//! remote does not keep (sent so by a push of a locally pruned commit, or expired by
+//! `prune --remote`). Lists only grow, by compare-and-swap. A fetch accepts a commit without its
+//! tree only when some list names it (and then records it expired locally); a commit whose
+//! tree is missing and that no list names is an incomplete remote, as before.
+//!
+//! Remote gc walks every volume's refs (the carrier must list them: path and s3:// remotes;
+//! others refuse), skipping the trees of expired commits. A pack with unreachable objects is
+//! noted in `gc/pending` with the time it was first seen so; once it has been so for the grace
+//! period (default an hour, so a push that started before and still relies on its objects has
+//! finished), its reachable objects are copied to a new pack (uploaded with its index first),
+//! then its index and the pack are deleted. Any doubt (an object that cannot be read or
+//! verified, a tree missing for a commit not listed as expired) aborts before anything is
+//! deleted. Remote gc must not run at the same time as a push to the same remote that takes
+//! longer than the grace period. Over `dvol serve` with scoped tokens, delete needs an admin
+//! token; the server refuses it otherwise.
+//!
+//! This module must not change local history (it only reads the local repository's remotes).
+
+use super::idx::IdxEntry;
+use super::transfer::{
+    read_objects, remote_branches, remote_index, remote_packs, PackOut, RemoteLoc,
+};
+use super::{cache_dir, check_format, open, Backend, CasOutcome};
+use crate::repo::prune::{decisions, select, Candidate, Policy, PruneReport};
+use crate::repo::{Commit, Repo};
+use crate::snapshot::{Node, Tree};
+use crate::store::pack::RECORD_HEADER_LEN;
+use crate::store::{self, decode_payload, Kind, ObjectId, CHUNK_SIZE};
+use crate::{Error, Result};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+const EXPIRED_PREFIX: &str = "expired/";
+const GC_PENDING_KEY: &str = "gc/pending";
+
+fn expired_key(volume: &str) -> String {
+    format!("{EXPIRED_PREFIX}{volume}")
+}
+
+fn parse_list(key: &str, bytes: &[u8]) -> Result<BTreeSet<ObjectId>> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|_| Error::Remote(format!("remote {key} is not text")))?;
+    text.lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            ObjectId::from_hex(l)
+                .filter(|id| id.to_hex() == l)
+                .ok_or_else(|| Error::Remote(format!("remote {key} holds a bad commit id")))
+        })
+        .collect()
+}
+
+fn encode_list(ids: &BTreeSet<ObjectId>) -> Vec<u8> {
+    ids.iter()
+        .map(|id| format!("{id}\n"))
+        .collect::<String>()
+        .into_bytes()
+}
+
+/// The union of every volume's expired list on the remote.
+pub fn remote_expired(backend: &dyn Backend) -> Result<HashSet<ObjectId>> {
+    let mut out = HashSet::new();
+    for key in backend.list(EXPIRED_PREFIX)? {
+        if let Some(bytes) = backend.get(&key)? {
+            out.extend(parse_list(&key, &bytes)?);
+        }
+    }
+    Ok(out)
+}
+
+/// Add `ids` to the remote volume's expired list (compare-and-swap, retried on conflict).
+pub fn publish_expired(backend: &dyn Backend, volume: &str, ids: &[ObjectId]) -> Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let key = expired_key(volume);
+    let mut current = backend.get(&key)?;
+    loop {
+        let mut set = match &current {
+            Some(b) => parse_list(&key, b)?,
+            None => BTreeSet::new(),
+        };
+        let before = set.len();
+        set.extend(ids.iter().copied());
+        if set.len() == before {
+            return Ok(());
+        }
+        match backend.cas(&key, current.as_deref(), encode_list(&set))? {
+            CasOutcome::Updated => return Ok(()),
+            CasOutcome::Conflict { current: now } => current = now,
+        }
+    }
+}
+
+/// Split fetched commits into the trees to download and the commits to record as expired:
+/// a commit is expired only if its tree is unavailable (`available` false) and the remote
+/// lists it as expired.
+pub fn split_expired(
+    backend: &dyn Backend,
+    commits: &[(ObjectId, Commit)],
+    available: impl Fn(&ObjectId) -> Result<bool>,
+) -> Result<(Vec<ObjectId>, Vec<ObjectId>)> {
+    let mut trees = Vec::new();
+    let mut missing = Vec::new();
+    for (id, c) in commits {
+        if available(&c.tree)? {
+            trees.push(c.tree);
+        } else {
+            missing.push((*id, c.tree));
+        }
+    }
+    if missing.is_empty() {
+        return Ok((trees, Vec::new()));
+    }
+    let listed = remote_expired(backend)?;
+    let mut expired = Vec::new();
+    for (id, tree) in missing {
+        if listed.contains(&id) {
+            expired.push(id);
+        } else {
+            trees.push(tree); // fails later as "the remote is incomplete"
+        }
+    }
+    Ok((trees, expired))
+}
+
+/// Options of remote gc.
+pub struct GcOptions {
+    pub dry_run: bool,
+    /// An unreachable pack is deleted only once it was first seen so this long ago.
+    pub grace_secs: u64,
+}
+
+/// What remote gc did (or would do).
+#[derive(Debug, Default, Serialize)]
+pub struct RemoteGcReport {
+    pub packs_deleted: u64,
+    /// From the pack indexes (record sizes), so approximate for packs without an index.
+    pub bytes_deleted: u64,
+    pub packs_rewritten: u64,
+    pub packs_waiting: u64,
+    pub objects_live: u64,
+}
+
+/// What `prune --remote` did.
+#[derive(Debug, Serialize)]
+pub struct RemotePruneReport {
+    pub url: String,
+    pub prune: PruneReport,
+    pub gc: RemoteGcReport,
+}
+
+/// Every commit reachable from any ref of the remote, and the heads per volume.
+struct Graph {
+    commits: HashMap<ObjectId, Commit>,
+    heads: Vec<(String, String, ObjectId)>,
+}
+
+fn load_graph(backend: &dyn Backend, index: &HashMap<ObjectId, RemoteLoc>) -> Result<Graph> {
+    let mut heads = Vec::new();
+    for volume in backend.list_volumes()? {
+        for (branch, head) in remote_branches(backend, &volume)? {
+            heads.push((volume.clone(), branch, head));
+        }
+    }
+    let mut commits = HashMap::new();
+    let mut queue: Vec<ObjectId> = heads.iter().map(|h| h.2).collect();
+    while !queue.is_empty() {
+        let mut want: Vec<ObjectId> = queue
+            .drain(..)
+            .filter(|id| !commits.contains_key(id))
+            .collect();
+        want.sort();
+        want.dedup();
+        let mut next = Vec::new();
+        read_objects(backend, index, &want, Kind::Commit, |h, payload| {
+            let c = Commit::decode(&h.id, &decode_payload(&h.id, &h, &payload)?)?;
+            next.extend(c.parents.iter().copied());
+            commits.insert(h.id, c);
+            Ok(())
+        })?;
+        queue = next;
+    }
+    Ok(Graph { commits, heads })
+}
+
+/// Commits reachable from `roots` in the graph.
+fn reachable(graph: &Graph, roots: impl IntoIterator<Item = ObjectId>) -> HashSet<ObjectId> {
+    let mut seen = HashSet::new();
+    let mut todo: Vec<ObjectId> = roots.into_iter().collect();
+    while let Some(id) = todo.pop() {
+        if seen.insert(id) {
+            if let Some(c) = graph.commits.get(&id) {
+                todo.extend(c.parents.iter().copied());
+            }
+        }
+    }
+    seen
+}
+
+/// Apply `policy` to `volume` on the remote graph: (report, commits to expire now).
+fn plan_remote(
+    graph: &Graph,
+    volume: &str,
+    policy: &Policy,
+    listed: &HashSet<ObjectId>,
+    dry_run: bool,
+) -> (PruneReport, Vec<ObjectId>) {
+    let mut protected: HashMap<ObjectId, Vec<String>> = HashMap::new();
+    for (v, branch, head) in &graph.heads {
+        if v == volume {
+            protected
+                .entry(*head)
+                .or_default()
+                .push(format!("branch {branch}"));
+        }
+    }
+    let others = reachable(
+        graph,
+        graph.heads.iter().filter(|h| h.0 != volume).map(|h| h.2),
+    );
+    for id in others {
+        protected
+            .entry(id)
+            .or_default()
+            .push("reached by another volume".into());
+    }
+    let own = reachable(
+        graph,
+        graph.heads.iter().filter(|h| h.0 == volume).map(|h| h.2),
+    );
+    let commits: Vec<Candidate> = own
+        .iter()
+        .filter_map(|id| graph.commits.get(id).map(|c| (id, c)))
+        .map(|(id, c)| Candidate {
+            id: *id,
+            parents: c.parents.clone(),
+            time: c.time,
+            tz_offset_min: c.tz_offset_min,
+            date: c.date_string(),
+            message: c.message.clone(),
+        })
+        .collect();
+    let keep = select(&commits, policy, &protected);
+    let newly: Vec<ObjectId> = commits
+        .iter()
+        .filter(|c| keep[&c.id].is_empty() && !listed.contains(&c.id))
+        .map(|c| c.id)
+        .collect();
+    let report = PruneReport {
+        commits: decisions(&commits, &keep, listed),
+        expired: newly.len() as u64,
+        dry_run,
+    };
+    (report, newly)
+}
+
+/// Every object the remote's refs reach, skipping the trees of `expired` commits. Reads and
+/// verifies every tree and chunk-list node; chunks must be indexed.
+fn live_objects(
+    backend: &dyn Backend,
+    index: &HashMap<ObjectId, RemoteLoc>,
+    graph: &Graph,
+    expired: &HashSet<ObjectId>,
+) -> Result<HashSet<ObjectId>> {
+    let mut live: HashSet<ObjectId> = graph.commits.keys().copied().collect();
+    let mut trees: Vec<ObjectId> = graph
+        .commits
+        .iter()
+        .filter(|(id, _)| !expired.contains(*id))
+        .map(|(_, c)| c.tree)
+        .collect();
+    let mut lists = Vec::new();
+    let mut chunks = Vec::new();
+    while !trees.is_empty() {
+        let want = fresh(&mut trees, &mut live);
+        let mut next = Vec::new();
+        read_objects(backend, index, &want, Kind::Tree, |h, payload| {
+            let tree = Tree::decode(&h.id, &decode_payload(&h.id, &h, &payload)?)?;
+            for e in &tree.entries {
+                match &e.node {
+                    Node::Dir { tree } => next.push(*tree),
+                    Node::File {
+                        size,
+                        content: Some(c),
+                        ..
+                    } if *size <= CHUNK_SIZE as u64 => chunks.push(*c),
+                    Node::File {
+                        content: Some(c), ..
+                    } => lists.push(*c),
+                    _ => {}
+                }
+            }
+            Ok(())
+        })?;
+        trees = next;
+    }
+    while !lists.is_empty() {
+        let want = fresh(&mut lists, &mut live);
+        let mut next = Vec::new();
+        read_objects(backend, index, &want, Kind::List, |h, payload| {
+            let node = store::decode_list(&h.id, &decode_payload(&h.id, &h, &payload)?)?;
+            let into = if node.level == 0 {
+                &mut chunks
+            } else {
+                &mut next
+            };
+            into.extend(node.entries.iter().map(|e| e.id));
+            Ok(())
+        })?;
+        lists = next;
+    }
+    for id in fresh(&mut chunks, &mut live) {
+        if !index.contains_key(&id) {
+            return Err(Error::Remote(format!(
+                "the remote is incomplete: chunk {id} is not in any pack index; remote gc stopped, nothing deleted"
+            )));
+        }
+    }
+    Ok(live)
+}
+
+/// Drain `queue`, returning the ids not yet in `seen` (and adding them).
+fn fresh(queue: &mut Vec<ObjectId>, seen: &mut HashSet<ObjectId>) -> Vec<ObjectId> {
+    queue.drain(..).filter(|id| seen.insert(*id)).collect()
+}
+
+/// `gc/pending`: pack key -> when remote gc first found it unreachable (seconds since epoch).
+fn read_pending(backend: &dyn Backend) -> Result<BTreeMap<String, i64>> {
+    match backend.get(GC_PENDING_KEY)? {
+        None => Ok(BTreeMap::new()),
+        Some(b) => serde_json::from_slice(&b)
+            .map_err(|e| Error::Remote(format!("remote {GC_PENDING_KEY} is damaged: {e}"))),
+    }
+}
+
+/// Delete packs of unreachable objects whose grace period is over, after copying their
+/// reachable objects into new packs.
+fn remote_gc(
+    backend: &dyn Backend,
+    keys: &[String],
+    packs: &[(Arc<str>, Vec<IdxEntry>)],
+    index: &HashMap<ObjectId, RemoteLoc>,
+    live: &HashSet<ObjectId>,
+    opts: &GcOptions,
+) -> Result<RemoteGcReport> {
+    let now = chrono::Utc::now().timestamp();
+    let before = read_pending(backend)?;
+    let mut pending = BTreeMap::new();
+    let mut doomed = Vec::new();
+    let mut report = RemoteGcReport {
+        objects_live: live.len() as u64,
+        ..RemoteGcReport::default()
+    };
+    let indexed: HashSet<&str> = packs.iter().map(|p| &*p.0).collect();
+    let orphans: Vec<(Arc<str>, Vec<IdxEntry>)> = keys
+        .iter()
+        .filter(|k| k.ends_with(".pack") && !indexed.contains(k.as_str()))
+        .map(|k| (Arc::from(k.as_str()), Vec::new()))
+        .collect();
+    for (pack, entries) in packs.iter().chain(&orphans) {
+        if !entries.is_empty() && entries.iter().all(|e| live.contains(&e.id)) {
+            continue;
+        }
+        let first = before.get(&**pack).copied().unwrap_or(now);
+        if now.saturating_sub(first) as u64 >= opts.grace_secs {
+            doomed.push((pack.clone(), entries));
+        } else {
+            pending.insert(pack.to_string(), first);
+            report.packs_waiting += 1;
+        }
+    }
+    let doomed_keys: HashSet<&str> = doomed.iter().map(|d| &*d.0).collect();
+    // Reachable objects of doomed packs that no surviving pack holds are copied first.
+    let kept: HashSet<ObjectId> = packs
+        .iter()
+        .filter(|p| !doomed_keys.contains(&*p.0))
+        .flat_map(|p| p.1.iter().map(|e| e.id))
+        .collect();
+    let mut rescue: Vec<&IdxEntry> = doomed
+        .iter()
+        .flat_map(|d| d.1.iter())
+        .filter(|e| live.contains(&e.id) && !kept.contains(&e.id))
+        .collect();
+    rescue.sort_by_key(|e| e.id);
+    rescue.dedup_by_key(|e| e.id);
+    for (_, entries) in &doomed {
+        report.bytes_deleted += entries
+            .iter()
+            .map(|e| (RECORD_HEADER_LEN as u64) + e.clen as u64)
+            .sum::<u64>();
+        if entries.iter().any(|e| live.contains(&e.id)) {
+            report.packs_rewritten += 1;
+        } else {
+            report.packs_deleted += 1;
+        }
+    }
+    if opts.dry_run {
+        return Ok(report);
+    }
+    copy_records(backend, index, &rescue)?;
+    crate::failpoint::hit("remote-gc.after-copy");
+    for (pack, _) in &doomed {
+        let idx = pack.replace(".pack", ".idx");
+        if indexed.contains(&**pack) {
+            backend.delete(&idx)?;
+            crate::failpoint::hit("remote-gc.after-idx-delete");
+        }
+        backend.delete(pack)?;
+    }
+    let body = serde_json::to_vec(&pending).expect("pending map serializes");
+    backend.put(GC_PENDING_KEY, body)?;
+    Ok(report)
+}
+
+/// Copy records (verified) into new packs, children-first order not needed: every copied
+/// object is already reachable through kept packs or this copy.
+fn copy_records(
+    backend: &dyn Backend,
+    index: &HashMap<ObjectId, RemoteLoc>,
+    entries: &[&IdxEntry],
+) -> Result<()> {
+    let mut pack = PackOut::new();
+    for kind in [Kind::Chunk, Kind::List, Kind::Tree, Kind::Commit] {
+        let ids: Vec<ObjectId> = entries
+            .iter()
+            .filter(|e| e.kind == kind)
+            .map(|e| e.id)
+            .collect();
+        let mut full = Vec::new();
+        read_objects(backend, index, &ids, kind, |h, payload| {
+            decode_payload(&h.id, &h, &payload)?;
+            pack.append(&h, &payload);
+            if pack.buf.len() >= super::transfer::PUSH_PACK_SIZE {
+                full.push(std::mem::replace(&mut pack, PackOut::new()));
+            }
+            Ok(())
+        })?;
+        for p in full {
+            p.upload(backend)?;
+        }
+    }
+    if !pack.entries.is_empty() {
+        pack.upload(backend)?;
+    }
+    Ok(())
+}
+
+/// `dvol prune --remote NAME`: apply `policy` to the volume on the remote, publish the newly
+/// expired commits, then run remote gc.
+pub fn prune_remote(
+    repo: &Repo,
+    volume: &str,
+    remote: &str,
+    policy: &Policy,
+    opts: &GcOptions,
+) -> Result<RemotePruneReport> {
+    if policy.is_empty() {
+        return Err(Error::Other(
+            "prune needs at least one of --keep-last, --keep-daily, --keep-weekly, --keep-monthly"
+                .into(),
+        ));
+    }
+    let url = repo.remote_url(volume, remote)?;
+    let remote_volume = repo.remote_volume(volume, remote)?;
+    let backend = open(&url)?;
+    if !check_format(backend.as_ref(), false)? {
+        return Err(Error::Remote(format!("{url} is not a dvol remote")));
+    }
+    let cache = cache_dir(repo.root(), &url);
+    // Listed first: a pack uploaded after this moment is never considered.
+    let keys = backend.list("packs/")?;
+    let packs = remote_packs(backend.as_ref(), &cache)?;
+    let index = remote_index(backend.as_ref(), &cache)?;
+    let graph = load_graph(backend.as_ref(), &index)?;
+    let mut listed = remote_expired(backend.as_ref())?;
+    let (prune, newly) = plan_remote(&graph, &remote_volume, policy, &listed, opts.dry_run);
+    if !opts.dry_run {
+        publish_expired(backend.as_ref(), &remote_volume, &newly)?;
+    }
+    listed.extend(newly);
+    let live = live_objects(backend.as_ref(), &index, &graph, &listed)?;
+    let gc = remote_gc(backend.as_ref(), &keys, &packs, &index, &live, opts)?;
+    Ok(RemotePruneReport { url, prune, gc })
+}
