@@ -14,7 +14,7 @@
 //! [`LiveGuard`]: super::LiveGuard
 
 use super::heads::{self, Head};
-use super::{commit, Repo, VolumeLock};
+use super::{prune, Repo, VolumeLock};
 use crate::failpoint;
 use crate::snapshot;
 use crate::store::ObjectId;
