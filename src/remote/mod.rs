@@ -13,6 +13,7 @@
 //! - `refs/<volume>/heads/<branch>`: the commit id in hex plus a newline, changed only by
 //!   compare-and-swap after every object it reaches is listed in an index.
 
+pub mod crypt;
 pub mod fs;
 pub mod http;
 pub mod idx;

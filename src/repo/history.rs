@@ -189,10 +189,21 @@ impl Repo {
         branch: &str,
         head: &ObjectId,
     ) -> Result<()> {
+        self.materialize_branch_with(volume, branch, head, &Default::default())
+    }
+
+    /// [`Self::materialize_branch`] with a restore policy (clone and pull from a remote).
+    pub(crate) fn materialize_branch_with(
+        &self,
+        volume: &str,
+        branch: &str,
+        head: &ObjectId,
+        opts: &snapshot::RestoreOptions,
+    ) -> Result<()> {
         let tree = commit::lookup(&self.conn, head)?.tree;
         let live = self.branch_dir(volume, branch);
         let staging = live.with_file_name(format!(".new-{branch}"));
-        let done = snapshot::materialize(&self.store, &tree, &staging, &StatCache::default())
+        let done = snapshot::materialize_with(&self.store, &tree, &staging, &StatCache::default(), opts)
             .inspect_err(|_| {
                 // Best effort: do not leave a half-written copy taking space (e.g. disk full).
                 let _ = self.discard_dir(&staging);

@@ -11,6 +11,7 @@ mod history;
 mod identity;
 pub mod lock;
 mod maintenance;
+mod perms;
 mod refs;
 mod remote;
 mod volume;
@@ -27,7 +28,6 @@ use crate::store::{ObjectId, Store};
 use crate::{Error, Result};
 use lock::LockGuard;
 use rusqlite::{Connection, OptionalExtension};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -60,8 +60,7 @@ impl Repo {
         ] {
             std::fs::create_dir_all(&dir).at("create", &dir)?;
         }
-        std::fs::set_permissions(&meta, std::fs::Permissions::from_mode(0o700))
-            .at("chmod", &meta)?;
+        perms::secure_root(root)?;
         let db_path = meta.join("dvol.db");
         let conn = db::open(&db_path)?;
         let store = Arc::new(Store::open(&meta.join("packs"), &db_path)?);

@@ -3,7 +3,7 @@
 
 use super::{commit, db, Commit, Repo};
 use crate::names;
-use crate::snapshot::{self, Change};
+use crate::snapshot::{self, Change, RestoreOptions};
 use crate::store::{HashOnly, ObjectId, Store, WrittenPack};
 use crate::{Error, Result};
 use rusqlite::OptionalExtension;
@@ -83,8 +83,23 @@ impl Repo {
             [volume, name],
         )?;
         db::delete_meta(&tx, &remote_volume_key(volume, name))?;
+        db::delete_meta(&tx, &remote_encrypted_key(volume, name))?;
         tx.commit()?;
         Ok(())
+    }
+
+    /// Record whether a remote is encrypted (then a plain marker there is refused).
+    pub fn set_remote_encrypted(&self, volume: &str, name: &str, encrypted: bool) -> Result<()> {
+        let key = remote_encrypted_key(volume, name);
+        match encrypted {
+            true => db::set_meta(&self.conn, &key, "1"),
+            false => db::delete_meta(&self.conn, &key),
+        }
+    }
+
+    /// Whether a remote was added with `--encrypt` (or cloned from an encrypted remote).
+    pub fn remote_encrypted(&self, volume: &str, name: &str) -> Result<bool> {
+        Ok(db::get_meta(&self.conn, &remote_encrypted_key(volume, name))?.is_some())
     }
 
     /// The volume's name on a remote.
@@ -220,12 +235,18 @@ impl Repo {
 
     /// Move `branch` to `target` and make its live data that commit's tree; creates the
     /// branch when it does not exist. Interrupted, it leaves a pending reset to finish.
-    pub fn fast_forward(&mut self, volume: &str, branch: &str, target: &ObjectId) -> Result<()> {
+    pub fn fast_forward(
+        &mut self,
+        volume: &str,
+        branch: &str,
+        target: &ObjectId,
+        opts: &RestoreOptions,
+    ) -> Result<()> {
         names::validate("branch", branch)?;
         let _lock = self.lock_volume(volume)?;
         let tree = commit::lookup(&self.conn, target)?.tree;
         if !self.branch_exists(volume, branch)? {
-            self.materialize_branch(volume, branch, target)?;
+            self.materialize_branch_with(volume, branch, target, opts)?;
             crate::failpoint::hit("pull.before-branch-row");
             self.conn.execute(
                 "INSERT INTO branches(volume, name, head) VALUES (?1, ?2, ?3)",
@@ -239,8 +260,8 @@ impl Repo {
         )?;
         crate::failpoint::hit("pull.after-pending");
         let cache = self.load_cache(volume, branch);
-        let done =
-            snapshot::materialize(&self.store, &tree, &self.branch_dir(volume, branch), &cache)?;
+        let live = self.branch_dir(volume, branch);
+        let done = snapshot::materialize_with(&self.store, &tree, &live, &cache, opts)?;
         crate::failpoint::hit("pull.before-head-move");
         done.cache.save(&self.cache_path(volume, branch))?;
         let tx = self
@@ -275,4 +296,8 @@ impl Repo {
 
 fn remote_volume_key(volume: &str, remote: &str) -> String {
     format!("remote_volume/{volume}/{remote}")
+}
+
+fn remote_encrypted_key(volume: &str, remote: &str) -> String {
+    format!("remote_encrypted/{volume}/{remote}")
 }

@@ -4,9 +4,9 @@ use super::{free_port, round_trip, start_with_line, Daemon, Host, Vars};
 use std::io::{Read, Write};
 use std::process::Command;
 
-const TOKEN: &str = "s3cret-token-for-tests";
+pub(super) const TOKEN: &str = "s3cret-token-for-tests";
 
-fn server(
+pub(super) fn server(
     store: &std::path::Path,
     tls: Option<(&std::path::Path, &std::path::Path)>,
 ) -> (Daemon, u16) {
