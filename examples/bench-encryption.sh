@@ -22,13 +22,20 @@ dvol init data >/dev/null
 live=$(dvol path)
 per=$((size / 8))
 for i in 1 2 3 4; do head -c "${per}M" /dev/urandom >"$live/random$i.bin"; done
-for i in 1 2 3 4; do yes "row $i: the quick brown fox jumps over the lazy dog" | head -c "${per}M" >"$live/text$i.txt"; done
+for i in 1 2 3 4; do
+    (set +o pipefail; yes "row $i: the quick brown fox jumps over the lazy dog" | head -c "${per}M" >"$live/text$i.txt")
+done
 dvol commit -m data >/dev/null
 
-now() { date +%s.%N; }
-# time_cmd VAR CMD...: run CMD, store its wall time in seconds in VAR.
-time_cmd() { local var=$1 t0; shift; t0=$(now); "$@" >/dev/null; printf -v "$var" '%.2f' "$(echo "$(now) - $t0" | bc)"; }
-best() { printf '%s\n' "$@" | sort -g | head -1; }
+# time_cmd VAR CMD...: run CMD; VAR gets "wall cpu" in seconds (cpu = user + sys).
+time_cmd() {
+    local _var=$1 _times
+    shift
+    _times=$( { TIMEFORMAT='%R %U %S'; time "$@" >/dev/null; } 2>&1 | tail -1)
+    printf -v "$_var" '%s' "$(echo "$_times" | awk '{printf "%.2f %.2f", $1, $2 + $3}')"
+}
+# best "wall cpu"...: the run with the least wall time, as "wall (cpu)".
+best() { printf '%s\n' "$@" | sort -g | head -1 | awk '{printf "%s (%s)", $1, $2}'; }
 
 carriers="path"
 if command -v s3s-fs >/dev/null; then
@@ -42,7 +49,7 @@ if command -v s3s-fs >/dev/null; then
     carriers="path s3"
 fi
 
-echo "| carrier | mode | push (s) | clone (s) | remote size (MiB) |"
+echo "| carrier | mode | push: wall (CPU) s | clone: wall (CPU) s | remote size (MiB) |"
 echo "| --- | --- | --- | --- | --- |"
 for carrier in $carriers; do
     for mode in plain encrypted; do

@@ -275,7 +275,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             remote,
             branch,
             keep_special_bits,
-        } => remote::pull(&ctx, remote.as_deref(), branch.as_deref(), keep_special_bits),
+        } => remote::pull(
+            &ctx,
+            remote.as_deref(),
+            branch.as_deref(),
+            keep_special_bits,
+        ),
         Command::Fetch { remote } => remote::fetch(&ctx, remote.as_deref()),
         Command::Clone {
             url,

@@ -187,7 +187,13 @@ pub fn fetch(ctx: &Context, remote: Option<&str>) -> anyhow::Result<ExitCode> {
     let volume = ctx.volume(&repo)?;
     let remote = remote.unwrap_or("origin");
     let bar = progress::for_terminal(ctx.quiet);
-    let fetched = ops::fetch(&mut repo, &volume, remote, &options(ctx, false)?, bar.as_ref())?;
+    let fetched = ops::fetch(
+        &mut repo,
+        &volume,
+        remote,
+        &options(ctx, false)?,
+        bar.as_ref(),
+    )?;
     print_fetch(remote, &fetched);
     Ok(ExitCode::SUCCESS)
 }

@@ -105,7 +105,10 @@ pub fn remote_branches_sealed(
             continue;
         }
         if let Some(v) = backend.get(&key)? {
-            out.push((branch.clone(), seal.parse_ref(remote_volume, &branch, &key, &v)?));
+            out.push((
+                branch.clone(),
+                seal.parse_ref(remote_volume, &branch, &key, &v)?,
+            ));
         }
     }
     out.sort();

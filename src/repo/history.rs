@@ -203,8 +203,9 @@ impl Repo {
         let tree = commit::lookup(&self.conn, head)?.tree;
         let live = self.branch_dir(volume, branch);
         let staging = live.with_file_name(format!(".new-{branch}"));
-        let done = snapshot::materialize_with(&self.store, &tree, &staging, &StatCache::default(), opts)
-            .inspect_err(|_| {
+        let done =
+            snapshot::materialize_with(&self.store, &tree, &staging, &StatCache::default(), opts)
+                .inspect_err(|_| {
                 // Best effort: do not leave a half-written copy taking space (e.g. disk full).
                 let _ = self.discard_dir(&staging);
             })?;

@@ -88,10 +88,18 @@ fn add_setid_files(live: &Path) {
 }
 
 fn check_setid(live: &Path, kept: bool) {
-    let (suid, sgid) = if kept { (0o4755, 0o2755) } else { (0o755, 0o755) };
+    let (suid, sgid) = if kept {
+        (0o4755, 0o2755)
+    } else {
+        (0o755, 0o755)
+    };
     assert_eq!(mode(&live.join("bin/suid")), suid);
     assert_eq!(mode(&live.join("bin/sgid")), sgid);
-    assert_eq!(mode(&live.join("shared")), 0o2775, "directories keep setgid");
+    assert_eq!(
+        mode(&live.join("shared")),
+        0o2775,
+        "directories keep setgid"
+    );
 }
 
 #[test]

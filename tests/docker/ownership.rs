@@ -8,11 +8,12 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 fn non_root_container_uses_a_volume_under_a_private_root() {
     let s = Scope::new("nonroot");
     let vol = s.volume("nr");
+    let mount = format!("{vol}:/data");
     let run = |user: &[&str], script: &str| {
         let args = [
             &["run", "--rm"][..],
             user,
-            &["--volume-driver", s.driver(), "-v", &format!("{vol}:/data"), BUSYBOX],
+            &["--volume-driver", s.driver(), "-v", &mount, BUSYBOX],
             &["sh", "-c", script],
         ]
         .concat();
@@ -27,7 +28,11 @@ fn non_root_container_uses_a_volume_under_a_private_root() {
     assert_eq!(out, "hi\n999\n");
     let root = s.root();
     let live = s.live(&vol);
-    for dir in [root.to_path_buf(), root.join(&vol), root.join(&vol).join("branches")] {
+    for dir in [
+        root.to_path_buf(),
+        root.join(&vol),
+        root.join(&vol).join("branches"),
+    ] {
         let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o7777;
         assert_eq!(mode, 0o700, "{dir:?}");
     }

@@ -39,7 +39,10 @@ fn reveals(dir: &Path, marker: &[u8]) -> (bool, bool, bool) {
     let id = blake3::hash(marker);
     let hex = id.to_hex();
     let all = files(dir);
-    let any = |n: &[u8]| all.iter().any(|(p, d)| contains(d, n) || contains(p.as_os_str().as_encoded_bytes(), n));
+    let any = |n: &[u8]| {
+        all.iter()
+            .any(|(p, d)| contains(d, n) || contains(p.as_os_str().as_encoded_bytes(), n))
+    };
     (any(marker), any(id.as_bytes()), any(hex.as_bytes()))
 }
 
@@ -67,7 +70,10 @@ fn marker_test(url: &dyn Fn(&str) -> String, storage: &Path, vars: &Vars) {
     let plain = Host::new(vars);
     push_marker(&plain, &url("plain"), false, &marker);
     let (bytes, raw, _) = reveals(&storage.join("plain"), &marker);
-    assert!(bytes && raw, "the control remote shows the marker: {bytes} {raw}");
+    assert!(
+        bytes && raw,
+        "the control remote shows the marker: {bytes} {raw}"
+    );
 
     let secret = Host::new(&with_pass(vars, PASS));
     push_marker(&secret, &url("sealed"), true, &marker);
@@ -221,9 +227,14 @@ fn wrong_or_missing_key_is_a_clear_error_and_writes_nothing() {
         err.contains("is encrypted: give its passphrase or key file"),
         "{err}"
     );
+    none.ok(&["init", "y"]);
     let err = none.fails(&["remote", "add", "--encrypt", "o", &url]);
     assert!(err.contains("--encrypt needs a passphrase"), "{err}");
-    assert_eq!(before, snapshot(&store), "a failed command changed the remote");
+    assert_eq!(
+        before,
+        snapshot(&store),
+        "a failed command changed the remote"
+    );
 }
 
 #[test]
@@ -319,12 +330,19 @@ fn tampered_records_indexes_and_refs_are_refused() {
     let master = std::fs::read(refs.join("master")).unwrap();
     let qa = std::fs::read(refs.join("qa")).unwrap();
     std::fs::write(refs.join("qa"), &master).unwrap();
-    let err = clone_fails(&url, "ref refs/db/heads/qa on the remote failed authentication");
+    let err = clone_fails(
+        &url,
+        "ref refs/db/heads/qa on the remote failed authentication",
+    );
     assert_eq!(err.lines().count(), 1, "{err}");
     std::fs::write(refs.join("qa"), &qa).unwrap();
 
     // Restored: the clone works.
     let qa_host = Host::new(&with_pass(&Vars::new(), PASS));
     qa_host.ok(&["clone", &url, "db"]);
+    laptop.ok(&["checkout", "master"]);
+    same_tree(&laptop.live(), &qa_host.live());
+    laptop.ok(&["checkout", "qa"]);
+    qa_host.ok(&["checkout", "qa"]);
     same_tree(&laptop.live(), &qa_host.live());
 }
