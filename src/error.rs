@@ -95,6 +95,9 @@ pub enum Error {
     EmptyRevision(String),
     #[error("{0}")]
     Other(String),
+    /// A key is missing or wrong, or sealed remote data failed authentication.
+    #[error(transparent)]
+    Crypt(#[from] crate::remote::crypt::CryptError),
     /// A remote operation failed (transport, protocol, authentication, bad data).
     #[error("{0}")]
     Remote(String),

@@ -33,6 +33,9 @@ pub struct Cli {
     /// No progress bars.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Key file of an encrypted remote (else DVOL_PASSPHRASE or DVOL_PASSPHRASE_FILE).
+    #[arg(long, env = "DVOL_KEY_FILE", global = true, value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -173,6 +176,9 @@ pub enum Command {
     Pull {
         remote: Option<String>,
         branch: Option<String>,
+        /// Keep setuid/setgid bits of files from the remote (dropped by default).
+        #[arg(long)]
+        keep_special_bits: bool,
     },
     /// Download a remote's branches into remote-tracking refs.
     Fetch { remote: Option<String> },
@@ -181,6 +187,9 @@ pub enum Command {
         url: String,
         volume: String,
         localname: Option<String>,
+        /// Keep setuid/setgid bits of files from the remote (dropped by default).
+        #[arg(long)]
+        keep_special_bits: bool,
     },
     /// Serve a remote store: over stdin/stdout (for ssh) or HTTP(S) with a bearer token.
     Serve {
@@ -270,15 +279,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             force,
             all,
         } => remote::push(&ctx, remote.as_deref(), branch.as_deref(), force, all),
-        Command::Pull { remote, branch } => {
-            remote::pull(&ctx, remote.as_deref(), branch.as_deref())
-        }
+        Command::Pull {
+            remote,
+            branch,
+            keep_special_bits,
+        } => remote::pull(
+            &ctx,
+            remote.as_deref(),
+            branch.as_deref(),
+            keep_special_bits,
+        ),
         Command::Fetch { remote } => remote::fetch(&ctx, remote.as_deref()),
         Command::Clone {
             url,
             volume,
             localname,
-        } => remote::clone(&ctx, &url, &volume, localname.as_deref()),
+            keep_special_bits,
+        } => remote::clone(&ctx, &url, &volume, localname.as_deref(), keep_special_bits),
         Command::Serve {
             stdio,
             listen,
@@ -307,6 +324,7 @@ pub struct Context {
     pub volume: Option<String>,
     pub quiet: bool,
     pub docker: bool,
+    pub key_file: Option<PathBuf>,
     engine: std::cell::OnceCell<Option<dvol::docker::Engine>>,
 }
 
@@ -317,6 +335,7 @@ impl Context {
             volume: cli.volume.clone(),
             quiet: cli.quiet,
             docker: !cli.disable_docker_integration,
+            key_file: cli.key_file.clone(),
             engine: std::cell::OnceCell::new(),
         })
     }

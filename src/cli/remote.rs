@@ -5,7 +5,9 @@ use super::{progress, Context};
 use anyhow::bail;
 use clap::Subcommand;
 use dvol::docker::Quiesce;
-use dvol::remote::ops::{self, Pulled, PushWhat};
+
+use dvol::remote::crypt::Secret;
+use dvol::remote::ops::{self, Pulled, PushWhat, RemoteOptions};
 use dvol::remote::transfer::PushStatus;
 use dvol::store::ObjectId;
 use std::process::ExitCode;
@@ -19,6 +21,10 @@ pub enum RemoteAction {
         /// The volume's name on the remote (default: the local name).
         #[arg(long, value_name = "NAME")]
         remote_volume: Option<String>,
+        /// Encrypt everything on the remote with a key protected by DVOL_PASSPHRASE,
+        /// DVOL_PASSPHRASE_FILE or a key file (--key-file / DVOL_KEY_FILE).
+        #[arg(long)]
+        encrypt: bool,
     },
     /// Remove a remote and its remote-tracking branches.
     #[command(alias = "remove")]
@@ -56,9 +62,24 @@ pub fn remote(
             name,
             url,
             remote_volume,
+            encrypt,
         }) => {
-            let url = dvol::remote::normalize_url(&url)?;
-            repo.add_remote(&volume, &name, &url, remote_volume.as_deref())?;
+            let secret = match encrypt {
+                true => Some(secret(ctx)?.ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "--encrypt needs a passphrase or key file: set DVOL_PASSPHRASE or DVOL_PASSPHRASE_FILE, or give --key-file FILE (DVOL_KEY_FILE)"
+                    )
+                })?),
+                false => None,
+            };
+            ops::add_remote(
+                &repo,
+                &volume,
+                &name,
+                &url,
+                remote_volume.as_deref(),
+                secret.as_ref(),
+            )?;
         }
         Some(RemoteAction::Rm { name }) => repo.remove_remote(&volume, &name)?,
         None => {
@@ -100,7 +121,8 @@ pub fn push(
         PushWhat::Branch(&current)
     };
     let bar = progress::for_terminal(ctx.quiet);
-    let (url, report) = ops::push(&repo, &volume, remote, what, force, bar.as_ref())?;
+    let opts = options(ctx, false)?;
+    let (url, report) = ops::push(&repo, &volume, remote, what, force, &opts, bar.as_ref())?;
     for w in &report.warnings {
         eprintln!("warning: {}", escape(w));
     }
@@ -171,7 +193,13 @@ pub fn fetch(ctx: &Context, remote: Option<&str>) -> anyhow::Result<ExitCode> {
     let volume = ctx.volume(&repo)?;
     let remote = remote.unwrap_or("origin");
     let bar = progress::for_terminal(ctx.quiet);
-    let fetched = ops::fetch(&mut repo, &volume, remote, bar.as_ref())?;
+    let fetched = ops::fetch(
+        &mut repo,
+        &volume,
+        remote,
+        &options(ctx, false)?,
+        bar.as_ref(),
+    )?;
     print_fetch(remote, &fetched);
     Ok(ExitCode::SUCCESS)
 }
@@ -201,14 +229,20 @@ fn print_fetch(remote: &str, fetched: &ops::Fetched) {
     );
 }
 
-pub fn pull(ctx: &Context, remote: Option<&str>, branch: Option<&str>) -> anyhow::Result<ExitCode> {
+pub fn pull(
+    ctx: &Context,
+    remote: Option<&str>,
+    branch: Option<&str>,
+    keep_special_bits: bool,
+) -> anyhow::Result<ExitCode> {
     let mut repo = ctx.repo()?;
     let volume = ctx.volume(&repo)?;
     let remote = remote.unwrap_or("origin");
     let bar = progress::for_terminal(ctx.quiet);
     let guard = ctx.guard(Quiesce::Stop);
+    let opts = options(ctx, keep_special_bits)?;
     let (fetched, _branch, pulled) =
-        ops::pull(&mut repo, &volume, remote, branch, bar.as_ref(), &guard)?;
+        ops::pull(&mut repo, &volume, remote, branch, &opts, bar.as_ref(), &guard)?;
     print_fetch(remote, &fetched);
     match pulled {
         Pulled::UpToDate => println!("Already up to date."),
@@ -228,11 +262,13 @@ pub fn clone(
     url: &str,
     volume: &str,
     local: Option<&str>,
+    keep_special_bits: bool,
 ) -> anyhow::Result<ExitCode> {
     let mut repo = ctx.repo()?;
     let bar = progress::for_terminal(ctx.quiet);
     let guard = ctx.guard(Quiesce::Stop);
-    let cloned = ops::clone(&mut repo, url, volume, local, bar.as_ref(), &guard)?;
+    let opts = options(ctx, keep_special_bits)?;
+    let cloned = ops::clone(&mut repo, url, volume, local, &opts, bar.as_ref(), &guard)?;
     let name = quote(&cloned.volume);
     println!("Cloned volume {name} from {}", quote(url));
     for b in &cloned.branches {
@@ -245,4 +281,41 @@ pub fn clone(
         human(cloned.report.bytes)
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The secret of an encrypted remote, from `--key-file` / DVOL_KEY_FILE, DVOL_PASSPHRASE or
+/// DVOL_PASSPHRASE_FILE (in that order); None when none is set.
+fn secret(ctx: &Context) -> anyhow::Result<Option<Secret>> {
+    use anyhow::Context as _;
+    use zeroize::Zeroizing;
+    let read = |path: &std::path::Path, what: &str| {
+        std::fs::read(path)
+            .map(Zeroizing::new)
+            .with_context(|| format!("cannot read the {what} {}", path.display()))
+    };
+    if let Some(path) = &ctx.key_file {
+        return Ok(Some(Secret::KeyFile(read(path, "key file")?)));
+    }
+    if let Some(p) = std::env::var_os("DVOL_PASSPHRASE").filter(|p| !p.is_empty()) {
+        use std::os::unix::ffi::OsStringExt;
+        return Ok(Some(Secret::Passphrase(Zeroizing::new(p.into_vec()))));
+    }
+    if let Some(path) = std::env::var_os("DVOL_PASSPHRASE_FILE").filter(|p| !p.is_empty()) {
+        let mut p = read(std::path::Path::new(&path), "passphrase file")?;
+        while p.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+            p.pop();
+        }
+        if p.is_empty() {
+            bail!("the passphrase file {} is empty", path.to_string_lossy());
+        }
+        return Ok(Some(Secret::Passphrase(p)));
+    }
+    Ok(None)
+}
+
+fn options(ctx: &Context, keep_special_bits: bool) -> anyhow::Result<RemoteOptions> {
+    Ok(RemoteOptions {
+        secret: secret(ctx)?,
+        keep_special_bits,
+    })
 }

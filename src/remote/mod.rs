@@ -15,6 +15,7 @@
 //! - `expired/<volume>`: commits whose tree prune expired (see [`prune`]); `gc/pending`: packs
 //!   remote gc found unreachable and when.
 
+pub mod crypt;
 pub mod fs;
 pub mod http;
 pub mod idx;

@@ -1,12 +1,55 @@
 //! The remote verbs on a repository: push, fetch, pull, clone. Each opens the remote named
 //! by the volume's `remotes` row (or a URL for clone) and drives [`super::transfer`].
 
+use super::crypt::{self, OpenRequest, Seal, Secret};
 use super::transfer::{self, FetchReport, PushReport, PushRequest, PushStatus};
-use super::{cache_dir, check_format, open, Backend};
+use super::{cache_dir, open, Backend};
 use crate::progress::Progress;
 use crate::repo::{guarded, Head, LiveGuard, Repo, VolumeLock};
 use crate::store::ObjectId;
 use crate::{names, Error, Result};
+
+/// What the caller gives every remote verb besides names: the secret of an encrypted remote
+/// (read by the CLI from the environment or a file) and the restore policy.
+#[derive(Default)]
+pub struct RemoteOptions {
+    pub secret: Option<Secret>,
+    /// Clone and pull keep setuid/setgid bits of files from the remote (default: dropped).
+    pub keep_special_bits: bool,
+}
+
+impl RemoteOptions {
+    fn open_request(&self, expect_encrypted: bool, create: bool) -> OpenRequest<'_> {
+        OpenRequest {
+            secret: self.secret.as_ref(),
+            expect_encrypted,
+            create,
+        }
+    }
+}
+
+/// Add a remote to a volume; with `encrypt`, the remote is made encrypted (a new key when it
+/// is empty, or the key of an encrypted remote checked against the secret) before the
+/// remote is recorded, so a wrong key leaves nothing behind.
+pub fn add_remote(
+    repo: &Repo,
+    volume: &str,
+    name: &str,
+    url: &str,
+    remote_volume: Option<&str>,
+    encrypt: Option<&Secret>,
+) -> Result<()> {
+    let url = super::normalize_url(url)?;
+    if let Some(secret) = encrypt {
+        names::validate("remote", name)?;
+        if repo.remotes(volume)?.iter().any(|(n, _)| n == name) {
+            return Err(Error::Remote(format!("remote {name} already exists")));
+        }
+        crypt::init(open(&url)?.as_ref(), secret)?;
+    }
+    repo.add_remote(volume, name, &url, remote_volume)?;
+    repo.set_remote_encrypted(volume, name, encrypt.is_some())
+}
 
 /// Which branches to push.
 pub enum PushWhat<'a> {
@@ -21,6 +64,7 @@ pub fn push(
     remote: &str,
     what: PushWhat,
     force: bool,
+    opts: &RemoteOptions,
     progress: &dyn Progress,
 ) -> Result<(String, PushReport)> {
     let url = repo.remote_url(volume, remote)?;
@@ -44,6 +88,10 @@ pub fn push(
         }
     };
     let backend = open(&url)?;
+    let encrypted = repo.remote_encrypted(volume, remote)?;
+    let seal = crypt::open(backend.as_ref(), &opts.open_request(encrypted, true))?
+        .expect("open with create returns a seal");
+    remember_encrypted(repo, volume, remote, encrypted, &seal)?;
     let cache = cache_dir(repo.root(), &url);
     let report = transfer::push(
         repo,
@@ -54,6 +102,7 @@ pub fn push(
             branches,
             force,
             cache: &cache,
+            seal: &seal,
         },
         progress,
     )?;
@@ -78,14 +127,37 @@ pub struct Fetched {
     pub updates: Vec<(String, Option<ObjectId>, ObjectId)>,
 }
 
-fn open_existing(url: &str) -> Result<Box<dyn Backend>> {
+/// A remote found encrypted is remembered as such, so a plain marker there later is refused.
+fn remember_encrypted(
+    repo: &Repo,
+    volume: &str,
+    remote: &str,
+    recorded: bool,
+    seal: &Seal,
+) -> Result<()> {
+    if seal.is_encrypted() && !recorded {
+        repo.set_remote_encrypted(volume, remote, true)?;
+    }
+    Ok(())
+}
+
+/// Open a remote that must already exist, and its seal.
+fn open_existing(
+    url: &str,
+    opts: &RemoteOptions,
+    expect_encrypted: bool,
+) -> Result<(Box<dyn Backend>, Seal)> {
     let backend = open(url)?;
-    if !check_format(backend.as_ref(), false)? {
+    let Some(seal) = crypt::open(
+        backend.as_ref(),
+        &opts.open_request(expect_encrypted, false),
+    )?
+    else {
         return Err(Error::Remote(format!(
             "{url} is not a dvol remote (no dvol-remote.json); push to it first"
         )));
-    }
-    Ok(backend)
+    };
+    Ok((backend, seal))
 }
 
 /// Fetch every branch of the remote volume into the remote-tracking refs.
@@ -93,14 +165,18 @@ pub fn fetch(
     repo: &mut Repo,
     volume: &str,
     remote: &str,
+    opts: &RemoteOptions,
     progress: &dyn Progress,
 ) -> Result<Fetched> {
     let url = repo.remote_url(volume, remote)?;
     let remote_volume = repo.remote_volume(volume, remote)?;
-    let backend = open_existing(&url)?;
+    let encrypted = repo.remote_encrypted(volume, remote)?;
+    let (backend, seal) = open_existing(&url, opts, encrypted)?;
+    remember_encrypted(repo, volume, remote, encrypted, &seal)?;
     fetch_from(
         repo,
         backend.as_ref(),
+        &seal,
         &url,
         volume,
         remote,
@@ -109,20 +185,22 @@ pub fn fetch(
     )
 }
 
+#[allow(clippy::too_many_arguments)]
 fn fetch_from(
     repo: &mut Repo,
     backend: &dyn Backend,
+    seal: &Seal,
     url: &str,
     volume: &str,
     remote: &str,
     remote_volume: &str,
     progress: &dyn Progress,
 ) -> Result<Fetched> {
-    let refs = transfer::remote_branches(backend, remote_volume)?;
+    let refs = transfer::remote_branches_sealed(backend, remote_volume, seal)?;
     let heads: Vec<ObjectId> = refs.iter().map(|r| r.1).collect();
     let cache = cache_dir(repo.root(), url);
     let _lock = repo.lock_volume(volume)?;
-    let got = transfer::download_history(repo, backend, &cache, &heads, progress)?;
+    let got = transfer::download_history(repo, backend, &cache, &heads, seal, progress)?;
     let mut updates = Vec::new();
     for (branch, head) in &refs {
         let old = repo.remote_ref(volume, remote, branch)?;
@@ -163,6 +241,7 @@ pub fn pull(
     volume: &str,
     remote: &str,
     branch: Option<&str>,
+    opts: &RemoteOptions,
     progress: &dyn Progress,
     guard: &dyn LiveGuard,
 ) -> Result<(Fetched, String, Pulled)> {
@@ -173,7 +252,7 @@ pub fn pull(
         }
         None => repo.current_branch(volume)?,
     };
-    let fetched = fetch(repo, volume, remote, progress)?;
+    let fetched = fetch(repo, volume, remote, opts, progress)?;
     let Some(&(_, theirs)) = fetched.report.refs.iter().find(|r| r.0 == branch) else {
         return Err(Error::Remote(format!(
             "remote {remote} has no branch {branch}"
@@ -186,7 +265,7 @@ pub fn pull(
     }
     crate::failpoint::hit("pull.after-checks");
     guarded(guard, volume, "pull", || {
-        repo.fast_forward(&lock, &branch, ours, &theirs)
+        repo.fast_forward(&lock, &branch, ours, &theirs, &restore_options(opts))
     })?;
     Ok((
         fetched,
@@ -260,6 +339,7 @@ pub fn clone(
     url: &str,
     remote_volume: &str,
     local: Option<&str>,
+    opts: &RemoteOptions,
     progress: &dyn Progress,
     guard: &dyn LiveGuard,
 ) -> Result<Cloned> {
@@ -282,8 +362,8 @@ pub fn clone(
     } else {
         false
     };
-    let backend = open_existing(&url)?;
-    let refs = transfer::remote_branches(backend.as_ref(), remote_volume)?;
+    let (backend, seal) = open_existing(&url, opts, false)?;
+    let refs = transfer::remote_branches_sealed(backend.as_ref(), remote_volume, &seal)?;
     if refs.is_empty() {
         return Err(Error::Remote(format!(
             "remote volume {remote_volume} does not exist at {url}"
@@ -297,11 +377,13 @@ pub fn clone(
         let has_origin = repo.remotes(&local)?.iter().any(|(n, _)| n == "origin");
         if !has_origin {
             repo.add_remote(&local, "origin", &url, Some(remote_volume))?;
+            repo.set_remote_encrypted(&local, "origin", seal.is_encrypted())?;
         }
         crate::failpoint::hit("clone.after-add-remote");
         let fetched = fetch_from(
             repo,
             backend.as_ref(),
+            &seal,
             &url,
             &local,
             "origin",
@@ -316,7 +398,7 @@ pub fn clone(
             for (branch, head) in &fetched.report.refs {
                 let ours = repo.head(&local, branch)?;
                 if ours != Head::At(*head) || repo.pending_op(&local, branch)?.is_some() {
-                    repo.fast_forward(&lock, branch, ours, head)?;
+                    repo.fast_forward(&lock, branch, ours, head, &restore_options(opts))?;
                 } // else: finished by the interrupted run.
                 branches.push(branch.clone());
             }
@@ -341,4 +423,11 @@ pub fn clone(
         let _ = repo.remove_volume(&local);
     }
     result
+}
+
+/// How clone and pull write files that came from a remote.
+fn restore_options(opts: &RemoteOptions) -> crate::snapshot::RestoreOptions {
+    crate::snapshot::RestoreOptions {
+        strip_special_bits: !opts.keep_special_bits,
+    }
 }

@@ -20,8 +20,9 @@
 //! This module must not change local history (it only reads the local repository's remotes).
 
 use super::idx::IdxEntry;
+use super::crypt::Seal;
 use super::transfer::{
-    read_objects, remote_branches, remote_index, remote_packs, PackOut, RemoteLoc,
+    read_objects, remote_branches, remote_index, remote_packs, PackOut, Remote, RemoteLoc,
 };
 use super::{cache_dir, check_format, open, Backend, CasOutcome};
 use crate::repo::prune::{decisions, select, Candidate, Policy, PruneReport};
@@ -177,7 +178,7 @@ fn load_graph(backend: &dyn Backend, index: &HashMap<ObjectId, RemoteLoc>) -> Re
         want.sort();
         want.dedup();
         let mut next = Vec::new();
-        read_objects(backend, index, &want, Kind::Commit, |h, payload| {
+        read_objects(&Remote { backend, index, seal: &Seal::Plain }, &want, Kind::Commit, |h, payload| {
             let c = Commit::decode(&h.id, &decode_payload(&h.id, &h, &payload)?)?;
             next.extend(c.parents.iter().copied());
             commits.insert(h.id, c);
@@ -279,7 +280,7 @@ fn live_objects(
     while !trees.is_empty() {
         let want = fresh(&mut trees, &mut live);
         let mut next = Vec::new();
-        read_objects(backend, index, &want, Kind::Tree, |h, payload| {
+        read_objects(&Remote { backend, index, seal: &Seal::Plain }, &want, Kind::Tree, |h, payload| {
             let tree = Tree::decode(&h.id, &decode_payload(&h.id, &h, &payload)?)?;
             for e in &tree.entries {
                 match &e.node {
@@ -302,7 +303,7 @@ fn live_objects(
     while !lists.is_empty() {
         let want = fresh(&mut lists, &mut live);
         let mut next = Vec::new();
-        read_objects(backend, index, &want, Kind::List, |h, payload| {
+        read_objects(&Remote { backend, index, seal: &Seal::Plain }, &want, Kind::List, |h, payload| {
             let node = store::decode_list(&h.id, &decode_payload(&h.id, &h, &payload)?)?;
             let into = if node.level == 0 {
                 &mut chunks
@@ -432,20 +433,20 @@ fn copy_records(
             .map(|e| e.id)
             .collect();
         let mut full = Vec::new();
-        read_objects(backend, index, &ids, kind, |h, payload| {
+        read_objects(&Remote { backend, index, seal: &Seal::Plain }, &ids, kind, |h, payload| {
             decode_payload(&h.id, &h, &payload)?;
-            pack.append(&h, &payload);
+            pack.append(&h, &payload, &Seal::Plain);
             if pack.buf.len() >= super::transfer::PUSH_PACK_SIZE {
                 full.push(std::mem::replace(&mut pack, PackOut::new()));
             }
             Ok(())
         })?;
         for p in full {
-            p.upload(backend)?;
+            p.upload(backend, &Seal::Plain)?;
         }
     }
     if !pack.entries.is_empty() {
-        pack.upload(backend)?;
+        pack.upload(backend, &Seal::Plain)?;
     }
     Ok(())
 }
@@ -466,6 +467,11 @@ pub fn prune_remote(
         ));
     }
     let url = repo.remote_url(volume, remote)?;
+    if repo.remote_encrypted(volume, remote)? {
+        return Err(Error::Remote(format!(
+            "{url} is encrypted: prune --remote does not support encrypted remotes yet"
+        )));
+    }
     let remote_volume = repo.remote_volume(volume, remote)?;
     let backend = open(&url)?;
     if !check_format(backend.as_ref(), false)? {
@@ -474,8 +480,8 @@ pub fn prune_remote(
     let cache = cache_dir(repo.root(), &url);
     // Listed first: a pack uploaded after this moment is never considered.
     let keys = backend.list("packs/")?;
-    let packs = remote_packs(backend.as_ref(), &cache)?;
-    let index = remote_index(backend.as_ref(), &cache)?;
+    let packs = remote_packs(backend.as_ref(), &cache, &Seal::Plain)?;
+    let index = remote_index(backend.as_ref(), &cache, &Seal::Plain)?;
     let graph = load_graph(backend.as_ref(), &index)?;
     let mut listed = remote_expired(backend.as_ref())?;
     let (prune, newly) = plan_remote(&graph, &remote_volume, policy, &listed, opts.dry_run);

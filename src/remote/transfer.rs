@@ -6,8 +6,9 @@
 //! first (chunks, list nodes, trees, then commits oldest first) and uploads each pack before
 //! its index; negotiation can then stop at any object the other side already has.
 
+use super::crypt::Seal;
 use super::idx::{self, IdxEntry};
-use super::{check_format, parse_ref, ref_key, ref_value, Backend, CasOutcome};
+use super::{ref_key, Backend, CasOutcome};
 use crate::progress::Progress;
 use crate::repo::{Commit, Repo};
 use crate::snapshot::{Node, Tree};
@@ -36,11 +37,15 @@ pub struct RemoteLoc {
     pub entry: IdxEntry,
 }
 
-/// Every object listed in the remote's pack indexes. Indexes are immutable, so they are
-/// cached under `cache` and downloaded only once.
-pub fn remote_index(backend: &dyn Backend, cache: &Path) -> Result<HashMap<ObjectId, RemoteLoc>> {
+/// Every object listed in the remote's pack indexes, by remote id ([`Seal::remote_id`]).
+/// Indexes are immutable, so they are cached (as stored) under `cache` and downloaded once.
+pub fn remote_index(
+    backend: &dyn Backend,
+    cache: &Path,
+    seal: &Seal,
+) -> Result<HashMap<ObjectId, RemoteLoc>> {
     let mut out = HashMap::new();
-    for (pack, entries) in remote_packs(backend, cache)? {
+    for (pack, entries) in remote_packs(backend, cache, seal)? {
         for entry in entries {
             out.insert(
                 entry.id,
@@ -55,7 +60,11 @@ pub fn remote_index(backend: &dyn Backend, cache: &Path) -> Result<HashMap<Objec
 }
 
 /// Every indexed pack of the remote (`packs/<hash>.pack`) with its index entries.
-pub fn remote_packs(backend: &dyn Backend, cache: &Path) -> Result<Vec<(Arc<str>, Vec<IdxEntry>)>> {
+pub fn remote_packs(
+    backend: &dyn Backend,
+    cache: &Path,
+    seal: &Seal,
+) -> Result<Vec<(Arc<str>, Vec<IdxEntry>)>> {
     let mut out = Vec::new();
     let idx_dir = cache.join("idx");
     for key in backend.list("packs/")? {
@@ -68,14 +77,14 @@ pub fn remote_packs(backend: &dyn Backend, cache: &Path) -> Result<Vec<(Arc<str>
         let cached = idx_dir.join(format!("{stem}.idx"));
         let entries = match std::fs::read(&cached)
             .ok()
-            .and_then(|b| idx::decode(&key, &b).ok())
+            .and_then(|b| idx::decode(&key, &seal.open_index(&key, b).ok()?).ok())
         {
             Some(e) => e,
             None => {
                 let Some(bytes) = backend.get(&key)? else {
                     continue;
                 };
-                let e = idx::decode(&key, &bytes)?;
+                let e = idx::decode(&key, &seal.open_index(&key, bytes.clone())?)?;
                 // The cache is only an optimisation: failing to write it is not an error.
                 let _ = crate::snapshot::write_atomic(&cached, &bytes);
                 e
@@ -86,10 +95,19 @@ pub fn remote_packs(backend: &dyn Backend, cache: &Path) -> Result<Vec<(Arc<str>
     Ok(out)
 }
 
-/// The branches of a volume on the remote and their heads.
+/// The branches of a volume on a plain remote and their heads.
 pub fn remote_branches(
     backend: &dyn Backend,
     remote_volume: &str,
+) -> Result<Vec<(String, ObjectId)>> {
+    remote_branches_sealed(backend, remote_volume, &Seal::Plain)
+}
+
+/// The branches of a volume on the remote and their heads, refs opened with `seal`.
+pub fn remote_branches_sealed(
+    backend: &dyn Backend,
+    remote_volume: &str,
+    seal: &Seal,
 ) -> Result<Vec<(String, ObjectId)>> {
     let prefix = format!("refs/{remote_volume}/heads/");
     let mut out = Vec::new();
@@ -99,7 +117,10 @@ pub fn remote_branches(
             continue;
         }
         if let Some(v) = backend.get(&key)? {
-            out.push((branch, parse_ref(&key, &v)?));
+            out.push((
+                branch.clone(),
+                seal.parse_ref(remote_volume, &branch, &key, &v)?,
+            ));
         }
     }
     out.sort();
@@ -138,6 +159,8 @@ pub struct PushRequest<'a> {
     pub branches: Vec<String>,
     pub force: bool,
     pub cache: &'a Path,
+    /// How data is sealed on this remote (the caller opened its marker).
+    pub seal: &'a Seal,
 }
 
 /// Push branches of a local volume to a remote.
@@ -148,7 +171,7 @@ pub fn push(
     progress: &dyn Progress,
 ) -> Result<PushReport> {
     let _store_lock = repo.lock_store(false)?;
-    check_format(backend, true)?;
+    let seal = req.seal;
     let mut report = PushReport::default();
     report.warnings.extend(backend.cas_warning());
     // Decide per branch before sending anything.
@@ -161,7 +184,10 @@ pub fn push(
         })?;
         let key = ref_key(req.remote_volume, branch);
         let raw = backend.get(&key)?;
-        let remote = raw.as_deref().map(|v| parse_ref(&key, v)).transpose()?;
+        let remote = raw
+            .as_deref()
+            .map(|v| seal.parse_ref(req.remote_volume, branch, &key, v))
+            .transpose()?;
         if remote == Some(local) {
             report.branches.push((branch.clone(), PushStatus::UpToDate));
             continue;
@@ -183,11 +209,16 @@ pub fn push(
     if to_send.is_empty() {
         return Ok(report);
     }
-    let remote_has = remote_index(backend, req.cache)?;
+    let remote_has = remote_index(backend, req.cache, seal)?;
     let store = repo.store();
     let heads: Vec<ObjectId> = to_send.iter().map(|t| t.4).collect();
     let expired = repo.expired_commits()?;
-    let plan = plan_push(store, &heads, &|id| remote_has.contains_key(id), &expired)?;
+    let plan = plan_push(
+        store,
+        &heads,
+        &|id| remote_has.contains_key(&seal.remote_id(id)),
+        &expired,
+    )?;
     let total: u64 = plan
         .iter()
         .map(|id| {
@@ -207,16 +238,16 @@ pub fn push(
         // Close the pack before a record would take it past the size, so an upload stays
         // under the protocol's frame limit (one pack of at most max(size, one object)).
         if !pack.entries.is_empty()
-            && pack.buf.len() + RECORD_HEADER_LEN + payload.len() > pack_size
+            && pack.buf.len() as u64 + seal.record_len(header.clen) > pack_size as u64
         {
-            report.bytes += std::mem::replace(&mut pack, PackOut::new()).upload(backend)?;
+            report.bytes += std::mem::replace(&mut pack, PackOut::new()).upload(backend, seal)?;
             report.packs += 1;
         }
-        pack.append(&header, &payload);
+        pack.append(&header, &payload, seal);
         report.objects += 1;
     }
     if !pack.entries.is_empty() {
-        report.bytes += pack.upload(backend)?;
+        report.bytes += pack.upload(backend, seal)?;
         report.packs += 1;
     }
     progress.finish();
@@ -229,7 +260,7 @@ pub fn push(
     super::prune::publish_expired(backend, req.remote_volume, &sent_expired)?;
     // Every object is durable and indexed: now move the refs, each by compare-and-swap.
     for (branch, key, raw, remote, local) in to_send {
-        let value = ref_value(&local);
+        let value = seal.ref_value(req.remote_volume, &branch, &local);
         report.bytes += value.len() as u64;
         hit("push.before-ref-cas");
         let mut expected = raw;
@@ -240,7 +271,10 @@ pub fn push(
             match backend.cas(&key, expected.as_deref(), value.clone())? {
                 CasOutcome::Updated => break PushStatus::Pushed { old, new: local },
                 CasOutcome::Conflict { current } => {
-                    let now = current.as_deref().map(|v| parse_ref(&key, v)).transpose()?;
+                    let now = current
+                        .as_deref()
+                        .map(|v| seal.parse_ref(req.remote_volume, &branch, &key, v))
+                        .transpose()?;
                     let ff = match now {
                         None => true,
                         Some(r) => r == local || repo.is_ancestor(&r, &local)?,
@@ -278,23 +312,22 @@ impl PackOut {
         }
     }
 
-    pub(crate) fn append(&mut self, header: &RecordHeader, payload: &[u8]) {
+    pub(crate) fn append(&mut self, header: &RecordHeader, payload: &[u8], seal: &Seal) {
         self.entries.push(IdxEntry {
-            id: header.id,
+            id: seal.remote_id(&header.id),
             kind: header.kind,
             codec: header.codec,
             offset: self.buf.len() as u64,
             clen: payload.len() as u32,
             ulen: header.ulen,
         });
-        self.buf.extend_from_slice(&header.encode());
-        self.buf.extend_from_slice(payload);
+        seal.append_record(&mut self.buf, header, payload);
     }
 
     /// Upload the pack, then its index. Returns the bytes sent.
-    pub(crate) fn upload(self, backend: &dyn Backend) -> Result<u64> {
+    pub(crate) fn upload(self, backend: &dyn Backend, seal: &Seal) -> Result<u64> {
         let name = blake3::hash(&self.buf).to_hex().to_string();
-        let idx = idx::encode(&self.entries);
+        let idx = seal.seal_index(&name, idx::encode(&self.entries));
         let sent = (self.buf.len() + idx.len()) as u64;
         backend.put(&format!("packs/{name}.pack"), self.buf)?;
         hit("push.after-pack-upload");
@@ -432,9 +465,15 @@ pub fn download_history(
     backend: &dyn Backend,
     cache: &Path,
     heads: &[ObjectId],
+    seal: &Seal,
     progress: &dyn Progress,
 ) -> Result<Downloaded> {
-    let index = remote_index(backend, cache)?;
+    let index = remote_index(backend, cache, seal)?;
+    let remote = Remote {
+        backend,
+        index: &index,
+        seal,
+    };
     let store = repo.store().clone();
     let meta = store.writer()?;
     let mut chunks_session = store.writer()?;
@@ -449,7 +488,7 @@ pub fn download_history(
     while !queue.is_empty() {
         let want: Vec<ObjectId> = take_missing(&mut queue, &mut seen, |id| has(&meta, id))?;
         let mut next = Vec::new();
-        fetched_bytes += read_objects(backend, &index, &want, Kind::Commit, |h, payload| {
+        fetched_bytes += read_objects(&remote, &want, Kind::Commit, |h, payload| {
             let data = decode_payload(&h.id, &h, &payload)?;
             let c = Commit::decode(&h.id, &data)?;
             meta.put_verified_record(&h, payload)?;
@@ -471,7 +510,7 @@ pub fn download_history(
     while !queue.is_empty() {
         let want = take_missing(&mut queue, &mut seen, |id| has(&meta, id))?;
         let mut next = Vec::new();
-        fetched_bytes += read_objects(backend, &index, &want, Kind::Tree, |h, payload| {
+        fetched_bytes += read_objects(&remote, &want, Kind::Tree, |h, payload| {
             let data = decode_payload(&h.id, &h, &payload)?;
             let tree = Tree::decode(&h.id, &data)?;
             meta.put_verified_record(&h, payload)?;
@@ -501,7 +540,7 @@ pub fn download_history(
     while !queue.is_empty() {
         let want = take_missing(&mut queue, &mut seen, |id| has(&meta, id))?;
         let mut next = Vec::new();
-        fetched_bytes += read_objects(backend, &index, &want, Kind::List, |h, payload| {
+        fetched_bytes += read_objects(&remote, &want, Kind::List, |h, payload| {
             let data = decode_payload(&h.id, &h, &payload)?;
             let node = store::decode_list(&h.id, &data)?;
             meta.put_verified_record(&h, payload)?;
@@ -522,7 +561,7 @@ pub fn download_history(
     objects += want.len() as u64;
     let total: u64 = want
         .iter()
-        .filter_map(|id| index.get(id))
+        .filter_map(|id| index.get(&seal.remote_id(id)))
         .map(|l| l.entry.clen as u64)
         .sum();
     progress.start("Fetching", Some(total));
@@ -530,7 +569,7 @@ pub fn download_history(
     let mut since = 0u64;
     let batch_len = (checkpoint as usize / CHUNK_SIZE).clamp(1, 2048);
     for batch in want.chunks(batch_len) {
-        let got = read_objects(backend, &index, batch, Kind::Chunk, |h, payload| {
+        let got = read_objects(&remote, batch, Kind::Chunk, |h, payload| {
             progress.advance(payload.len() as u64);
             chunks_session.put_verified_record(&h, payload)?;
             Ok(())
@@ -574,19 +613,26 @@ fn take_missing(
     Ok(out)
 }
 
+/// The remote side of a download: carrier, index and seal.
+pub(crate) struct Remote<'a> {
+    pub(crate) backend: &'a dyn Backend,
+    pub(crate) index: &'a HashMap<ObjectId, RemoteLoc>,
+    pub(crate) seal: &'a Seal,
+}
+
 /// Read the records of `ids` from the remote with coalesced range reads, checking each
 /// record against the index and the expected kind, and hand them to `f` (which verifies the
 /// content hash before use). Returns the bytes read.
 pub(crate) fn read_objects(
-    backend: &dyn Backend,
-    index: &HashMap<ObjectId, RemoteLoc>,
+    remote: &Remote,
     ids: &[ObjectId],
     kind: Kind,
     mut f: impl FnMut(RecordHeader, Vec<u8>) -> Result<()>,
 ) -> Result<u64> {
-    let mut by_pack: HashMap<Arc<str>, Vec<&IdxEntry>> = HashMap::new();
+    let seal = remote.seal;
+    let mut by_pack: HashMap<Arc<str>, Vec<(ObjectId, &IdxEntry)>> = HashMap::new();
     for id in ids {
-        let loc = index.get(id).ok_or_else(|| {
+        let loc = remote.index.get(&seal.remote_id(id)).ok_or_else(|| {
             Error::Remote(format!(
                 "the remote is incomplete: object {id} is not in any pack index"
             ))
@@ -594,44 +640,42 @@ pub(crate) fn read_objects(
         by_pack
             .entry(loc.pack.clone())
             .or_default()
-            .push(&loc.entry);
+            .push((*id, &loc.entry));
     }
     let mut bytes = 0;
     for (pack, mut entries) in by_pack {
-        entries.sort_by_key(|e| e.offset);
+        entries.sort_by_key(|e| e.1.offset);
         if entries
             .iter()
-            .any(|e| e.offset.checked_add(MAX_RANGE).is_none() || e.clen as u64 > MAX_RANGE)
+            .any(|(_, e)| e.offset.checked_add(MAX_RANGE).is_none() || e.clen as u64 > MAX_RANGE)
         {
             return Err(Error::Remote(format!("remote index of {pack} is invalid")));
         }
+        let end_of = |e: &IdxEntry| e.offset + seal.record_len(e.clen);
         let mut i = 0;
         while i < entries.len() {
-            let start = entries[i].offset;
-            let mut end = start + RECORD_HEADER_LEN as u64 + entries[i].clen as u64;
+            let start = entries[i].1.offset;
+            let mut end = end_of(entries[i].1);
             let mut j = i + 1;
             while j < entries.len() {
-                let e_end = entries[j].offset + RECORD_HEADER_LEN as u64 + entries[j].clen as u64;
-                if entries[j].offset < end
-                    || entries[j].offset - end > RANGE_GAP
-                    || e_end - start > MAX_RANGE
-                {
+                let e = entries[j].1;
+                if e.offset < end || e.offset - end > RANGE_GAP || end_of(e) - start > MAX_RANGE {
                     break;
                 }
-                end = e_end;
+                end = end_of(e);
                 j += 1;
             }
-            let data = backend.get_range(&pack, start, end - start)?;
+            let data = remote.backend.get_range(&pack, start, end - start)?;
             bytes += data.len() as u64;
-            for e in &entries[i..j] {
+            for (id, e) in &entries[i..j] {
                 let at = (e.offset - start) as usize;
+                let raw = &data[at..at + seal.record_len(e.clen) as usize];
+                let (header, payload) = seal.open_record(id, raw, &pack)?;
                 let bad = |why: &str| Error::CorruptObject {
-                    id: e.id.to_hex(),
+                    id: id.to_hex(),
                     detail: format!("{why} in remote {pack}"),
                 };
-                let header =
-                    RecordHeader::decode(&data[at..at + RECORD_HEADER_LEN]).map_err(|d| bad(&d))?;
-                if header.id != e.id || header.clen != e.clen || header.ulen != e.ulen {
+                if header.id != *id || header.clen != e.clen || header.ulen != e.ulen {
                     return Err(bad("record does not match the pack index"));
                 }
                 if header.kind != kind {
@@ -640,8 +684,9 @@ pub(crate) fn read_objects(
                         header.kind
                     )));
                 }
-                let body = at + RECORD_HEADER_LEN;
-                let payload = data[body..body + e.clen as usize].to_vec();
+                if payload.len() != e.clen as usize {
+                    return Err(bad("record length does not match the pack index"));
+                }
                 f(header, payload)?;
             }
             i = j;

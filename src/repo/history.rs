@@ -6,7 +6,7 @@ use super::heads::{self, Head};
 use super::{commit, guarded, prune, Commit, LiveGuard, Repo};
 use crate::names;
 use crate::progress::Progress;
-use crate::snapshot::{self, Change, StatCache, Tree};
+use crate::snapshot::{self, Change, RestoreOptions, StatCache, Tree};
 use crate::store::{HashOnly, ObjectId};
 use crate::{Error, Result};
 use rusqlite::OptionalExtension;
@@ -196,9 +196,9 @@ impl Repo {
                 .ok_or(Error::NoCommitYet)?,
         };
         match switch {
-            None => self.create_branch_at(&lock, new, &head, false, "checkout"),
+            None => self.create_branch_at(&lock, new, &head, false, "checkout", &RestoreOptions::default()),
             Some(guard) => guarded(guard, volume, "checkout", || {
-                self.create_branch_at(&lock, new, &head, true, "checkout")
+                self.create_branch_at(&lock, new, &head, true, "checkout", &RestoreOptions::default())
             }),
         }
     }
@@ -211,11 +211,23 @@ impl Repo {
         branch: &str,
         head: &ObjectId,
     ) -> Result<()> {
+        self.materialize_branch_with(volume, branch, head, &Default::default())
+    }
+
+    /// [`Self::materialize_branch`] with a restore policy (clone and pull from a remote).
+    pub(crate) fn materialize_branch_with(
+        &self,
+        volume: &str,
+        branch: &str,
+        head: &ObjectId,
+        opts: &RestoreOptions,
+    ) -> Result<()> {
         let tree = prune::kept_tree(&self.conn, head)?;
         let live = self.branch_dir(volume, branch);
         let staging = live.with_file_name(format!(".new-{branch}"));
-        let done = snapshot::materialize(&self.store, &tree, &staging, &StatCache::default())
-            .inspect_err(|_| {
+        let done =
+            snapshot::materialize_with(&self.store, &tree, &staging, &StatCache::default(), opts)
+                .inspect_err(|_| {
                 // Best effort: do not leave a half-written copy taking space (e.g. disk full).
                 let _ = self.discard_dir(&staging);
             })?;
@@ -264,7 +276,7 @@ impl Repo {
         let expected = self.head(volume, &branch)?;
         let target = self.resolve(volume, &branch, spec)?;
         guarded(guard, volume, "reset", || {
-            self.rewrite_branch(&lock, &branch, expected, &target, "reset")
+            self.rewrite_branch(&lock, &branch, expected, &target, "reset", &RestoreOptions::default())
         })?;
         Ok(target)
     }

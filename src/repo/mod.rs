@@ -15,6 +15,7 @@ mod identity;
 pub mod lock;
 mod maintenance;
 pub mod prune;
+mod perms;
 mod refs;
 mod remote;
 mod rewrite;
@@ -37,7 +38,6 @@ use crate::store::{ObjectId, Store};
 use crate::{Error, Result};
 use lock::LockGuard;
 use rusqlite::{Connection, OptionalExtension};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -79,8 +79,7 @@ impl Repo {
         ] {
             std::fs::create_dir_all(&dir).at("create", &dir)?;
         }
-        std::fs::set_permissions(&meta, std::fs::Permissions::from_mode(0o700))
-            .at("chmod", &meta)?;
+        perms::secure_root(root)?;
         let db_path = meta.join("dvol.db");
         let conn = db::open(&db_path)?;
         let store = Arc::new(Store::open(&meta.join("packs"), &db_path)?);

@@ -4,7 +4,7 @@
 use super::heads::{self, Head};
 use super::{commit, db, prune, Commit, Repo, VolumeLock};
 use crate::names;
-use crate::snapshot::{self, Change};
+use crate::snapshot::{self, Change, RestoreOptions};
 use crate::store::{HashOnly, ObjectId, Store, WrittenPack};
 use crate::{Error, Result};
 use rusqlite::OptionalExtension;
@@ -84,8 +84,23 @@ impl Repo {
             [volume, name],
         )?;
         db::delete_meta(&tx, &remote_volume_key(volume, name))?;
+        db::delete_meta(&tx, &remote_encrypted_key(volume, name))?;
         tx.commit()?;
         Ok(())
+    }
+
+    /// Record whether a remote is encrypted (then a plain marker there is refused).
+    pub fn set_remote_encrypted(&self, volume: &str, name: &str, encrypted: bool) -> Result<()> {
+        let key = remote_encrypted_key(volume, name);
+        match encrypted {
+            true => db::set_meta(&self.conn, &key, "1"),
+            false => db::delete_meta(&self.conn, &key),
+        }
+    }
+
+    /// Whether a remote was added with `--encrypt` (or cloned from an encrypted remote).
+    pub fn remote_encrypted(&self, volume: &str, name: &str) -> Result<bool> {
+        Ok(db::get_meta(&self.conn, &remote_encrypted_key(volume, name))?.is_some())
     }
 
     /// The volume's name on a remote.
@@ -226,19 +241,21 @@ impl Repo {
     }
 
     /// Move `branch` of the locked volume from `expected` to `target` and make its live data
-    /// that commit's tree; creates the branch when `expected` is [`Head::Absent`]. The caller
-    /// runs this inside its guard. Interrupted, it leaves a pending pull to finish.
+    /// that commit's tree (restored with `restore`: data from a remote); creates the branch
+    /// when `expected` is [`Head::Absent`]. The caller runs this inside its guard. Interrupted,
+    /// it leaves a pending pull to finish.
     pub(crate) fn fast_forward(
         &mut self,
         lock: &VolumeLock,
         branch: &str,
         expected: Head,
         target: &ObjectId,
+        restore: &RestoreOptions,
     ) -> Result<()> {
         names::validate("branch", branch)?;
         match expected {
-            Head::Absent => self.create_branch_at(lock, branch, target, false, "pull"),
-            _ => self.rewrite_branch(lock, branch, expected, target, "pull"),
+            Head::Absent => self.create_branch_at(lock, branch, target, false, "pull", restore),
+            _ => self.rewrite_branch(lock, branch, expected, target, "pull", restore),
         }
     }
 
@@ -259,4 +276,8 @@ impl Repo {
 
 fn remote_volume_key(volume: &str, remote: &str) -> String {
     format!("remote_volume/{volume}/{remote}")
+}
+
+fn remote_encrypted_key(volume: &str, remote: &str) -> String {
+    format!("remote_encrypted/{volume}/{remote}")
 }

@@ -16,7 +16,7 @@
 use super::heads::{self, Head};
 use super::{prune, Repo, VolumeLock};
 use crate::failpoint;
-use crate::snapshot;
+use crate::snapshot::{self, RestoreOptions};
 use crate::store::ObjectId;
 use crate::Result;
 
@@ -31,6 +31,7 @@ impl Repo {
         expected: Head,
         target: &ObjectId,
         op: &str,
+        restore: &RestoreOptions,
     ) -> Result<()> {
         let volume = lock.volume();
         let tree = prune::kept_tree(&self.conn, target)?;
@@ -48,7 +49,7 @@ impl Repo {
         failpoint::hit(&format!("{op}.after-pending"));
         let cache = self.load_cache(volume, branch);
         let live = self.branch_dir(volume, branch);
-        let done = snapshot::materialize(&self.store, &tree, &live, &cache)?;
+        let done = snapshot::materialize_with(&self.store, &tree, &live, &cache, restore)?;
         failpoint::hit(&format!("{op}.before-head-move"));
         done.cache.save(&self.cache_path(volume, branch))?;
         let tx = self
@@ -72,12 +73,13 @@ impl Repo {
         target: &ObjectId,
         switch: bool,
         op: &str,
+        restore: &RestoreOptions,
     ) -> Result<()> {
         let volume = lock.volume();
         if self.head(volume, branch)? != Head::Absent {
             return Err(crate::Error::BranchExists(branch.to_string()));
         }
-        self.materialize_branch(volume, branch, target)?;
+        self.materialize_branch_with(volume, branch, target, restore)?;
         failpoint::hit(&format!("{op}.before-branch-row"));
         let tx = self
             .conn
@@ -120,7 +122,7 @@ mod tests {
             .execute("UPDATE branches SET head = ?1", [one.to_hex()])
             .unwrap();
         let err = repo
-            .rewrite_branch(&lock, "master", Head::At(two), &one, "reset")
+            .rewrite_branch(&lock, "master", Head::At(two), &one, "reset", &RestoreOptions::default())
             .unwrap_err();
         assert!(matches!(err, Error::HeadMoved { .. }), "{err}");
         let both = format!("from {} to {}", &two.to_hex()[..12], &one.to_hex()[..12]);

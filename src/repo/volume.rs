@@ -68,6 +68,7 @@ impl Repo {
         }
         // A directory without a database row is left over from an interrupted rm or init.
         self.discard_dir(&self.root.join(name))?;
+        super::perms::secure_volume_dir(&self.root.join(name))?;
         let live = self.branch_dir(name, "master");
         std::fs::create_dir_all(&live).at("create", &live)?;
         crate::failpoint::hit("init.before-transaction");

@@ -30,8 +30,17 @@ pub struct Materialized {
     pub bytes_written: u64,
 }
 
+/// How a tree is written. The default restores it exactly (the user's own commits).
+#[derive(Debug, Clone, Default)]
+pub struct RestoreOptions {
+    /// Drop setuid/setgid from files (not directories): data from a remote must not plant
+    /// set-id programs.
+    pub strip_special_bits: bool,
+}
+
 struct Ctx<'a> {
     store: &'a Store,
+    opts: &'a RestoreOptions,
     old: &'a StatCache,
     new: Mutex<HashMap<Vec<u8>, CacheEntry>>,
     as_root: bool,
@@ -46,9 +55,21 @@ pub fn materialize(
     dest: &Path,
     old: &StatCache,
 ) -> Result<Materialized> {
+    materialize_with(store, tree, dest, old, &RestoreOptions::default())
+}
+
+/// [`materialize`] with a restore policy.
+pub fn materialize_with(
+    store: &Store,
+    tree: &ObjectId,
+    dest: &Path,
+    old: &StatCache,
+    opts: &RestoreOptions,
+) -> Result<Materialized> {
     std::fs::create_dir_all(dest).at("create", dest)?;
     let ctx = Ctx {
         store,
+        opts,
         old,
         new: Mutex::new(HashMap::new()),
         // SAFETY: geteuid takes no arguments, touches no memory and cannot fail.
@@ -129,6 +150,16 @@ fn sync_file(
     content: Option<&ObjectId>,
     existing: Option<&Metadata>,
 ) -> Result<()> {
+    let stripped;
+    let meta = if ctx.opts.strip_special_bits && meta.mode & 0o6000 != 0 {
+        stripped = Meta {
+            mode: meta.mode & !0o6000,
+            ..*meta
+        };
+        &stripped
+    } else {
+        meta
+    };
     let key = rel.as_os_str().as_bytes().to_vec();
     if let Some(md) = existing.filter(|md| md.is_file()) {
         if has_content(ctx, path, &key, md, size, content)? {

@@ -9,7 +9,7 @@ pub mod statcache;
 pub mod tree;
 
 pub use diff::{diff, Change, ChangeKind};
-pub use materialize::{materialize, Materialized};
+pub use materialize::{materialize, materialize_with, Materialized, RestoreOptions};
 pub use scan::{scan, Scan};
 pub use statcache::StatCache;
 pub use tree::{Entry, Meta, Node, Tree};

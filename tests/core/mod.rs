@@ -5,5 +5,6 @@ mod messages;
 mod refs;
 mod prune;
 mod schedule;
+mod ownership;
 mod snapshots;
 mod store;

@@ -12,6 +12,7 @@ mod cli;
 mod compose;
 mod load;
 mod managed;
+mod ownership;
 mod plugin;
 mod postgres;
 mod qa;

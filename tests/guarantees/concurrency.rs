@@ -108,7 +108,7 @@ trait SpawnOutput {
     fn spawn_output(&mut self) -> JoinHandle<Output>;
 }
 
-impl SpawnOutput for std::process::Command {
+impl SpawnOutput for Command {
     fn spawn_output(&mut self) -> JoinHandle<Output> {
         let child = self
             .stdout(std::process::Stdio::piped())

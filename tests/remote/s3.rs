@@ -39,6 +39,12 @@ pub(crate) fn s3s_fs(dir: &std::path::Path) -> (Daemon, u16) {
     (Daemon(child), port)
 }
 
+/// An s3s-fs server on `dir` (bucket `bucket`) and the environment to reach it.
+pub(super) fn s3s_fs_server(dir: &std::path::Path) -> (Daemon, Vars) {
+    let (server, port) = s3s_fs(dir);
+    (server, aws_vars(port, AK, SK))
+}
+
 #[test]
 fn remote_s3s_fs_round_trip() {
     if !(crate::support::require_binary(

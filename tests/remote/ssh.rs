@@ -63,6 +63,12 @@ fn remote_ssh_round_trip() {
         &vars,
     );
     assert!(store.join("dvol-remote.json").is_file());
+    // The same through an encrypted remote (docs/format.md, "Encrypted remotes").
+    let sealed = d.join("sealed store");
+    super::encryption::encrypted_round_trip(
+        &format!("ssh://{user}@127.0.0.1:{port}{}", sealed.display()).replace(' ', "%20"),
+        &vars,
+    );
 
     // The port may also come from DVOL_SSH_COMMAND, as with GIT_SSH_COMMAND.
     let vars: Vars = vec![
