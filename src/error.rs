@@ -74,6 +74,10 @@ pub enum Error {
     /// An operation failed while dvol had containers stopped; `note` says what became of them.
     #[error("{error} ({note})")]
     Interrupted { error: Box<Error>, note: String },
+    #[error("{path} changed while dvol was using it (replaced by another kind of entry); nothing outside the volume was touched: retry, with the containers writing it stopped if it keeps happening")]
+    Changed { path: PathBuf },
+    #[error("{path} is nested more than {limit} directories deep; dvol does not store or write deeper trees")]
+    TooDeep { path: PathBuf, limit: usize },
     #[error("{0}")]
     Other(String),
     /// A remote operation failed (transport, protocol, authentication, bad data).

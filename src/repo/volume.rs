@@ -1,7 +1,6 @@
 //! Volumes: create, list, switch, remove.
 
 use super::{db, Repo};
-use crate::error::IoContext;
 use crate::names;
 use crate::{Error, Result};
 use serde::Serialize;
@@ -68,7 +67,7 @@ impl Repo {
         // A directory without a database row is left over from an interrupted rm or init.
         self.discard_dir(&self.root.join(name))?;
         let live = self.branch_dir(name, "master");
-        std::fs::create_dir_all(&live).at("create", &live)?;
+        crate::live::Dir::create_root(&live)?;
         crate::failpoint::hit("init.before-transaction");
         let tx = self
             .conn

@@ -8,6 +8,8 @@ mod disk_full;
 mod plugin_input;
 mod plugin_load;
 #[cfg(feature = "failpoints")]
+mod races;
+#[cfg(feature = "failpoints")]
 mod remote_crash;
 mod remote_decoders;
 mod remote_load;
