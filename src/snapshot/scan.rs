@@ -159,7 +159,7 @@ fn scan_entry(ctx: &Ctx, dir: &Dir, name: &[u8], st: &Stat, rel: &[u8]) -> Resul
 /// Note an entry that cannot be stored (it is never opened).
 fn skip(ctx: &Ctx, dir: &Dir, name: &[u8], kind: Kind) {
     let path = dir.child_path(name);
-    tracing::warn!(path = %path.display(), kind = kind.describe(), "skipped");
+    tracing::debug!(path = %path.display(), kind = kind.describe(), "skipped");
     ctx.skipped.lock().expect("skipped lock").push(format!(
         "skipped {} {}: sockets, FIFOs and devices cannot be stored",
         kind.describe(),
