@@ -415,7 +415,9 @@ impl Dir {
         let name = check_name(name, &self.path)?;
         let path = self.child_path(name);
         crate::failpoint::pause("live.open");
-        let handle = self.open_path(name)?.ok_or(Error::Changed { path: path.clone() })?;
+        let handle = self
+            .open_path(name)?
+            .ok_or(Error::Changed { path: path.clone() })?;
         let st = fstat(handle.as_fd(), &path)?;
         if !st.is_symlink() || expected.is_some_and(|e| !e.same_inode(&st)) {
             return Err(Error::Changed { path });
@@ -491,7 +493,11 @@ fn times((sec, nsec): (i64, u32)) -> Timestamps {
 fn reopen(handle: &OwnedFd, access: OFlags) -> std::io::Result<File> {
     let proc = format!("/proc/self/fd/{}", handle.as_raw_fd());
     let flags = access | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
-    Ok(File::from(rustix::fs::open(proc.as_str(), flags, Mode::empty())?))
+    Ok(File::from(rustix::fs::open(
+        proc.as_str(),
+        flags,
+        Mode::empty(),
+    )?))
 }
 
 /// Move `path` (a volume or branch directory dvol made, outside any live root) into `trash`
@@ -539,8 +545,12 @@ mod tests {
         std::fs::write(host.join("secret"), b"host").unwrap();
         std::fs::write(root.join("f"), b"live").unwrap();
         symlink(&host, root.join("link")).unwrap();
-        rustix::fs::mkfifoat(rustix::fs::CWD, &root.join("fifo"), Mode::from_raw_mode(0o600))
-            .unwrap();
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            &root.join("fifo"),
+            Mode::from_raw_mode(0o600),
+        )
+        .unwrap();
         let d = Dir::open_root(&root).unwrap();
         let names: Vec<_> = d.entries().unwrap().into_iter().map(|e| e.0).collect();
         assert_eq!(names, [&b"d"[..], b"f", b"fifo", b"link"]);
@@ -550,7 +560,9 @@ mod tests {
         let mut s = String::new();
         o.file.read_to_string(&mut s).unwrap();
         assert_eq!(s, "live");
-        assert!(matches!(d.open_file(b"fifo").unwrap(), Found::Other(st) if st.kind() == Kind::Fifo));
+        assert!(
+            matches!(d.open_file(b"fifo").unwrap(), Found::Other(st) if st.kind() == Kind::Fifo)
+        );
         assert!(matches!(d.open_file(b"link").unwrap(), Found::Other(st) if st.is_symlink()));
         assert!(matches!(d.open_dir(b"link"), Err(Error::Changed { .. })));
         assert!(d.create_file(b"link", 0o600).is_err());

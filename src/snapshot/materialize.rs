@@ -275,9 +275,8 @@ fn sync_symlink(
 ) -> Result<()> {
     if let Some(st) = existing {
         // A symlink with other links (made outside the volume) is replaced, like a file.
-        let same = st.is_symlink()
-            && st.nlink() == 1
-            && dir.read_link(name).is_ok_and(|t| t == target);
+        let same =
+            st.is_symlink() && st.nlink() == 1 && dir.read_link(name).is_ok_and(|t| t == target);
         if same {
             let attrs = changes(ctx, meta, Some(st));
             if !attrs.is_empty() {

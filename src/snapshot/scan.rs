@@ -8,8 +8,8 @@ use super::tree::{Entry, Meta, Node, Tree};
 use crate::error::IoContext;
 use crate::live::{Dir, Found, Kind, Stat};
 use crate::progress::Progress;
-use crate::store::{build_content, Kind as ObjKind, ListEntry, ObjectId, ObjectSink, Record};
 use crate::store::CHUNK_SIZE;
+use crate::store::{build_content, Kind as ObjKind, ListEntry, ObjectId, ObjectSink, Record};
 use crate::Result;
 use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
@@ -169,15 +169,12 @@ fn skip(ctx: &Ctx, dir: &Dir, name: &[u8], kind: Kind) {
 
 /// Content of one regular file: from the cache when its stat is unchanged, otherwise read
 /// through a checked handle. `None` if it is no longer a regular file (then it is skipped).
-fn scan_file(
-    ctx: &Ctx,
-    dir: &Dir,
-    name: &[u8],
-    st: &Stat,
-    rel: &[u8],
-) -> Result<Option<FileScan>> {
+fn scan_file(ctx: &Ctx, dir: &Dir, name: &[u8], st: &Stat, rel: &[u8]) -> Result<Option<FileScan>> {
     if let Some(c) = ctx.old.entries.get(rel).filter(|c| c.matches(st)) {
-        ctx.cache.lock().expect("cache lock").insert(rel.to_vec(), *c);
+        ctx.cache
+            .lock()
+            .expect("cache lock")
+            .insert(rel.to_vec(), *c);
         return Ok(Some(FileScan {
             stat: *st,
             size: c.size,
@@ -206,7 +203,10 @@ fn scan_file(
     let seen = CacheEntry::new(&after, content);
     let unchanged_while_read = CacheEntry::new(&before, content) == seen && seen.size == size;
     if unchanged_while_read && !seen.is_racy(read_start_ns) {
-        ctx.cache.lock().expect("cache lock").insert(rel.to_vec(), seen);
+        ctx.cache
+            .lock()
+            .expect("cache lock")
+            .insert(rel.to_vec(), seen);
     }
     ctx.files_read.fetch_add(1, Ordering::Relaxed);
     ctx.bytes_read.fetch_add(size, Ordering::Relaxed);

@@ -6,11 +6,11 @@
 //! Entries whose ctime is too close to the scan start are not trusted ("racy" files, as in git).
 
 use crate::error::IoContext;
+use crate::live::Stat;
 use crate::store::ObjectId;
 use crate::Result;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use crate::live::Stat;
 use std::path::Path;
 
 const MAGIC: &[u8; 8] = b"DVSTAT01";
