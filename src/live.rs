@@ -14,8 +14,10 @@
 //! Depth is bounded by [`MAX_DEPTH`]; a walk holds one directory handle per level of its current
 //! path, so handles cannot run out.
 //!
-//! Must not: be bypassed. No other module touches a path inside a live directory; the live root
-//! itself (a directory dvol made, `ROOT/<volume>/branches/<branch>`) is named by path only here.
+//! Must not: be bypassed. No other module opens, reads, writes, stats, renames or removes anything
+//! inside a live directory by path. Only the live roots themselves (`ROOT/<volume>/branches/<b>`
+//! and their staging copies: directories dvol made, which no container can rename) are named by
+//! path, and `repo` may move one as a whole (a staged branch into place, a volume to the trash).
 
 use crate::error::IoContext;
 use crate::{Error, Result};
@@ -547,7 +549,7 @@ mod tests {
         symlink(&host, root.join("link")).unwrap();
         rustix::fs::mkfifoat(
             rustix::fs::CWD,
-            &root.join("fifo"),
+            root.join("fifo"),
             Mode::from_raw_mode(0o600),
         )
         .unwrap();

@@ -99,7 +99,7 @@ impl Fixture {
         if !live.join("fifo").exists() {
             rustix::fs::mkfifoat(
                 CWD,
-                &live.join("fifo"),
+                live.join("fifo"),
                 rustix::fs::Mode::from_raw_mode(0o600),
             )
             .unwrap();
