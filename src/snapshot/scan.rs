@@ -146,7 +146,7 @@ fn scan_entry(ctx: &Ctx, dir: &Dir, name: &[u8], st: &Stat, rel: &[u8]) -> Resul
             target: dir.read_link(name)?,
         },
         other => {
-            skip(ctx, dir, name, other);
+            skip(ctx, rel, other);
             return Ok(None);
         }
     };
@@ -156,14 +156,13 @@ fn scan_entry(ctx: &Ctx, dir: &Dir, name: &[u8], st: &Stat, rel: &[u8]) -> Resul
     }))
 }
 
-/// Note an entry that cannot be stored (it is never opened).
-fn skip(ctx: &Ctx, dir: &Dir, name: &[u8], kind: Kind) {
-    let path = dir.child_path(name);
-    tracing::debug!(path = %path.display(), kind = kind.describe(), "skipped");
+/// Note an entry that cannot be stored (it is never opened); `rel` is its path in the volume.
+fn skip(ctx: &Ctx, rel: &[u8], kind: Kind) {
+    let rel = String::from_utf8_lossy(rel);
+    tracing::debug!(path = %rel, kind = kind.describe(), "skipped");
     ctx.skipped.lock().expect("skipped lock").push(format!(
-        "skipped {} {}: sockets, FIFOs and devices cannot be stored",
+        "skipped {} {rel}: sockets, FIFOs and devices cannot be stored",
         kind.describe(),
-        path.display()
     ));
 }
 
@@ -184,7 +183,7 @@ fn scan_file(ctx: &Ctx, dir: &Dir, name: &[u8], st: &Stat, rel: &[u8]) -> Result
     let mut opened = match dir.open_file(name)? {
         Found::File(o) => o,
         Found::Other(now) => {
-            skip(ctx, dir, name, now.kind());
+            skip(ctx, rel, now.kind());
             return Ok(None);
         }
         Found::Missing => return Ok(None),
