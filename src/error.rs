@@ -93,6 +93,10 @@ pub enum Error {
     /// An empty revision (or one with nothing before `^`/`~`).
     #[error("empty revision {0:?}: name a branch, tag, commit id or HEAD")]
     EmptyRevision(String),
+    #[error("{path} changed while dvol was using it (replaced by another kind of entry); nothing outside the volume was touched: retry, with the containers writing it stopped if it keeps happening")]
+    Changed { path: PathBuf },
+    #[error("{path} is nested more than {limit} directories deep; dvol does not store or write deeper trees")]
+    TooDeep { path: PathBuf, limit: usize },
     #[error("{0}")]
     Other(String),
     /// A key is missing or wrong, or sealed remote data failed authentication.

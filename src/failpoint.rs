@@ -2,6 +2,11 @@
 //! `DVOL_FAILPOINT` names a point kills itself with SIGKILL when it reaches that point (after
 //! skipping `DVOL_FAILPOINT_SKIP` earlier hits), the same as an external `kill -9` at exactly
 //! that step. Without the feature, `hit` compiles to nothing.
+//!
+//! Pause points ([`pause`]) stop dvol between a check and the use that follows it, so a race
+//! test can change the live directory in exactly that window: a process whose
+//! `DVOL_FAILPOINT_PAUSE` names the point creates the file `DVOL_FAILPOINT_PAUSE_FILE` at each hit
+//! and waits until the test removes it (at most 60 s), one thread at a time.
 
 /// Die here if `DVOL_FAILPOINT` names this point (only with the `failpoints` feature).
 #[inline(always)]
@@ -19,6 +24,32 @@ pub fn hit(_name: &str) {
             // SAFETY: getpid and kill take plain integers and touch no memory of ours.
             unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
         }
+    }
+}
+
+/// Wait here while the test acts, if `DVOL_FAILPOINT_PAUSE` names this point (only with the
+/// `failpoints` feature; otherwise nothing).
+#[inline(always)]
+pub fn pause(_name: &str) {
+    #[cfg(feature = "failpoints")]
+    if std::env::var("DVOL_FAILPOINT_PAUSE").is_ok_and(|p| p == _name) {
+        if let Some(marker) = std::env::var_os("DVOL_FAILPOINT_PAUSE_FILE") {
+            wait_for_test(std::path::Path::new(&marker), _name);
+        }
+    }
+}
+
+#[cfg(feature = "failpoints")]
+fn wait_for_test(marker: &std::path::Path, name: &str) {
+    use std::time::{Duration, Instant};
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    if std::fs::write(marker, name).is_err() {
+        return;
+    }
+    let start = Instant::now();
+    while marker.exists() && start.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_micros(200));
     }
 }
 

@@ -4,6 +4,8 @@
 //! arguments and prints. Layers, bottom up:
 //!
 //! - [`store`]: content-addressed objects (blake3 ids, zstd, pack files, verify on read).
+//! - [`live`]: the only access to live directories: handles opened beneath the live root,
+//!   never following a symlink.
 //! - [`snapshot`]: turning a live directory into trees of objects and back (scan, stat cache,
 //!   materialize, diff).
 //! - [`repo`]: volumes, branches, commits, tags and config in SQLite, plus locks.
@@ -14,6 +16,7 @@
 pub mod docker;
 pub mod error;
 pub mod failpoint;
+pub mod live;
 pub mod names;
 pub mod plugin;
 pub mod progress;

@@ -98,11 +98,7 @@ impl Driver {
     /// every call, so a container started after `dvol checkout` gets the new branch.
     pub fn mount(&self, name: &str, id: &str) -> Result<PathBuf> {
         let v = self.view(name)?;
-        std::fs::create_dir_all(&v.mountpoint).map_err(|source| Error::Io {
-            context: "create",
-            path: v.mountpoint.clone(),
-            source,
-        })?;
+        crate::live::Dir::create_root(&v.mountpoint)?;
         self.mounts
             .lock()
             .expect("mounts lock")

@@ -289,7 +289,7 @@ impl Repo {
         }
         let trash = self.meta.join("trash");
         if trash.exists() {
-            std::fs::remove_dir_all(&trash).at("remove", &trash)?;
+            crate::live::empty_dir(&trash)?;
         }
         Ok(freed)
     }

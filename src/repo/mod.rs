@@ -194,17 +194,6 @@ impl Repo {
 
     /// Move a path to the trash and delete it; a crash in between leaves only trash for gc.
     fn discard_dir(&self, path: &Path) -> Result<()> {
-        if std::fs::symlink_metadata(path).is_err() {
-            return Ok(());
-        }
-        let trash = self.meta.join("trash");
-        std::fs::create_dir_all(&trash).at("create", &trash)?;
-        let dest = trash.join(format!(
-            "{}-{}",
-            std::process::id(),
-            crate::snapshot::scan::now_ns()
-        ));
-        std::fs::rename(path, &dest).at("move to trash", path)?;
-        std::fs::remove_dir_all(&dest).at("remove", &dest)
+        crate::live::discard(path, &self.meta.join("trash"))
     }
 }

@@ -2,7 +2,6 @@
 
 use super::heads::{self, Head};
 use super::{db, Repo};
-use crate::error::IoContext;
 use crate::names;
 use crate::{Error, Result};
 use serde::Serialize;
@@ -70,7 +69,7 @@ impl Repo {
         self.discard_dir(&self.root.join(name))?;
         super::perms::secure_volume_dir(&self.root.join(name))?;
         let live = self.branch_dir(name, "master");
-        std::fs::create_dir_all(&live).at("create", &live)?;
+        crate::live::Dir::create_root(&live)?;
         crate::failpoint::hit("init.before-transaction");
         let tx = self
             .conn

@@ -1,23 +1,23 @@
 //! Making a live directory exactly equal to a stored tree, touching only what differs: files
 //! whose cached stat shows the right content keep their inode; others are written to a temp
 //! file beside them and renamed over; extra entries are removed; metadata is applied last.
-//! Paths come only from validated tree entries and symlinks are never followed, so a tree
-//! (even a hostile one from a remote) cannot write outside `dest`.
+//! Every step goes through [`crate::live`] directory handles (nothing is followed, metadata is
+//! set on handles), entry names come only from validated tree entries, and a regular file with
+//! more than one link is replaced, never changed in place, so neither a hostile tree nor a
+//! container racing dvol can make it write outside `dest` or change a host file linked in.
 
-use super::scan::store_file;
+use super::scan::{join_rel, store_file};
 use super::statcache::{CacheEntry, StatCache};
 use super::tree::{Entry, Meta, Node, Tree};
 use crate::error::IoContext;
+use crate::live::{self, Attrs, Dir, Found, Stat};
 use crate::store::{is_zero_chunk, read_list, HashOnly, ObjectId, Store, CHUNK_SIZE};
 use crate::{Error, Result};
 use rayon::prelude::*;
 use std::collections::HashMap;
-use std::ffi::OsStr;
-use std::fs::{File, Metadata};
+use std::fs::File;
 use std::io::{BufWriter, Seek, SeekFrom, Write};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
@@ -66,19 +66,19 @@ pub fn materialize_with(
     old: &StatCache,
     opts: &RestoreOptions,
 ) -> Result<Materialized> {
-    std::fs::create_dir_all(dest).at("create", dest)?;
+    let root = Dir::create_root(dest)?;
     let ctx = Ctx {
         store,
         opts,
         old,
         new: Mutex::new(HashMap::new()),
-        // SAFETY: geteuid takes no arguments, touches no memory and cannot fail.
+        // SAFETY: geteuid has no preconditions and touches no memory of ours.
         as_root: unsafe { libc::geteuid() } == 0,
         files_written: AtomicU64::new(0),
         bytes_written: AtomicU64::new(0),
     };
-    sync_dir(&ctx, tree, dest, Path::new(""))?;
-    syncfs(dest)?;
+    sync_dir(&ctx, tree, &root, b"")?;
+    root.sync_fs()?;
     Ok(Materialized {
         cache: StatCache {
             entries: ctx.new.into_inner().expect("cache lock"),
@@ -88,163 +88,168 @@ pub fn materialize_with(
     })
 }
 
-fn sync_dir(ctx: &Ctx, tree_id: &ObjectId, dir: &Path, rel: &Path) -> Result<()> {
+fn sync_dir(ctx: &Ctx, tree_id: &ObjectId, dir: &Dir, rel: &[u8]) -> Result<()> {
     let tree = Tree::load(ctx.store, tree_id)?;
-    let dir_md = std::fs::symlink_metadata(dir).at("stat", dir)?;
-    ensure_writable(ctx, dir, &dir_md)?;
-    let existing = list_dir(dir)?;
-    for (name, md) in &existing {
+    ensure_writable(ctx, dir, &dir.stat()?)?;
+    let existing: HashMap<Vec<u8>, Stat> = dir.entries()?.into_iter().collect();
+    for name in existing.keys() {
         let wanted = tree
             .entries
             .binary_search_by(|e| e.name.as_slice().cmp(name.as_slice()))
             .is_ok();
         if !wanted {
-            remove_path(&dir.join(OsStr::from_bytes(name)), md)?;
+            dir.remove(name)?;
         }
     }
     tree.entries.par_iter().try_for_each(|e| {
-        let path = dir.join(OsStr::from_bytes(&e.name));
-        let rel = rel.join(OsStr::from_bytes(&e.name));
-        sync_entry(ctx, e, &path, &rel, existing.get(&e.name))
+        sync_entry(ctx, dir, e, &join_rel(rel, &e.name), existing.get(&e.name))
     })?;
-    let now = std::fs::symlink_metadata(dir).at("stat", dir)?;
-    apply_meta(ctx, dir, &tree.meta, Some(&now), false)?;
-    Ok(())
+    let attrs = changes(ctx, &tree.meta, Some(&dir.stat()?));
+    dir.set_attrs(&attrs)
 }
 
-fn sync_entry(
-    ctx: &Ctx,
-    e: &Entry,
-    path: &Path,
-    rel: &Path,
-    existing: Option<&Metadata>,
-) -> Result<()> {
+fn sync_entry(ctx: &Ctx, dir: &Dir, e: &Entry, rel: &[u8], existing: Option<&Stat>) -> Result<()> {
     match &e.node {
         Node::File {
             meta,
             size,
             content,
-        } => sync_file(ctx, path, rel, meta, *size, content.as_ref(), existing),
+        } => {
+            let meta = restored_meta(ctx, meta);
+            let want = Want {
+                name: &e.name,
+                rel,
+                meta: &meta,
+                size: *size,
+                content: content.as_ref(),
+            };
+            sync_file(ctx, dir, &want, existing)
+        }
         Node::Dir { tree } => {
             match existing {
-                Some(md) if md.is_dir() => {}
+                Some(st) if st.is_dir() => {}
                 other => {
-                    if let Some(md) = other {
-                        remove_path(path, md)?;
+                    if other.is_some() {
+                        dir.remove(&e.name)?;
                     }
-                    std::fs::create_dir(path).at("create directory", path)?;
+                    dir.create_dir(&e.name, 0o700)?;
                 }
             }
-            sync_dir(ctx, tree, path, rel)
+            sync_dir(ctx, tree, &dir.open_dir(&e.name)?, rel)
         }
-        Node::Symlink { meta, target } => sync_symlink(ctx, path, meta, target, existing),
+        Node::Symlink { meta, target } => sync_symlink(ctx, dir, &e.name, meta, target, existing),
     }
 }
 
-fn sync_file(
-    ctx: &Ctx,
-    path: &Path,
-    rel: &Path,
-    meta: &Meta,
-    size: u64,
-    content: Option<&ObjectId>,
-    existing: Option<&Metadata>,
-) -> Result<()> {
-    let stripped;
-    let meta = if ctx.opts.strip_special_bits && meta.mode & 0o6000 != 0 {
-        stripped = Meta {
+/// A file's metadata as this restore writes it: setuid/setgid dropped when the policy says so.
+fn restored_meta(ctx: &Ctx, meta: &Meta) -> Meta {
+    if ctx.opts.strip_special_bits && meta.mode & 0o6000 != 0 {
+        Meta {
             mode: meta.mode & !0o6000,
             ..*meta
-        };
-        &stripped
+        }
     } else {
-        meta
-    };
-    let key = rel.as_os_str().as_bytes().to_vec();
-    if let Some(md) = existing.filter(|md| md.is_file()) {
-        if has_content(ctx, path, &key, md, size, content)? {
-            let changed = apply_meta(ctx, path, meta, Some(md), false)?;
-            let md = if changed {
-                std::fs::symlink_metadata(path).at("stat", path)?
-            } else {
-                md.clone()
-            };
-            remember(ctx, key, &md, content);
+        *meta
+    }
+}
+
+/// A regular file as the tree wants it.
+struct Want<'a> {
+    name: &'a [u8],
+    rel: &'a [u8],
+    meta: &'a Meta,
+    size: u64,
+    content: Option<&'a ObjectId>,
+}
+
+fn sync_file(ctx: &Ctx, dir: &Dir, w: &Want, existing: Option<&Stat>) -> Result<()> {
+    // Only a file with a single link may be kept (and its metadata changed in place).
+    if let Some(st) = existing.filter(|st| st.is_file() && st.nlink() == 1) {
+        if let Some(now) = keep_file(ctx, dir, w, st)? {
+            remember(ctx, w.rel, &now, w.content);
             return Ok(());
         }
     }
-    let md = match existing {
+    let path = dir.child_path(w.name);
+    let stat = match existing {
         // Nothing there: write in place (an interrupted run is finished by the next one).
         None => {
-            let file = write_file(ctx, path, meta, size, content).inspect_err(|_| {
-                let _ = std::fs::remove_file(path);
+            let file = write_file(ctx, dir, w.name, &path, w).inspect_err(|_| {
+                let _ = dir.remove(w.name);
             })?;
-            file.metadata().at("stat", path)?
+            Stat::of(&file, &path)?
         }
-        // Something there: write beside it and rename over it, so it is never half-replaced.
+        // Something there: write beside it and rename over it, so it is never half-replaced
+        // and a file linked from elsewhere keeps its content, mode and owner.
         Some(old) => {
-            let tmp = temp_path(path);
-            if let Err(e) = write_file(ctx, &tmp, meta, size, content) {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(e);
-            }
+            let tmp = temp_name();
+            let file = write_file(ctx, dir, &tmp, &path, w).inspect_err(|_| {
+                let _ = dir.remove(&tmp);
+            })?;
             if old.is_dir() {
-                remove_path(path, old)?;
+                dir.remove(w.name)?;
             }
-            std::fs::rename(&tmp, path).at("rename into place", path)?;
-            std::fs::symlink_metadata(path).at("stat", path)?
+            dir.rename(&tmp, w.name)?;
+            Stat::of(&file, &path)?
         }
     };
     crate::failpoint::hit("materialize.after-file");
-    remember(ctx, key, &md, content);
+    remember(ctx, w.rel, &stat, w.content);
     ctx.files_written.fetch_add(1, Ordering::Relaxed);
-    ctx.bytes_written.fetch_add(size, Ordering::Relaxed);
+    ctx.bytes_written.fetch_add(w.size, Ordering::Relaxed);
     Ok(())
 }
 
-/// Whether the existing file `md` already holds `content`: trusted from the stat cache when
-/// its stat is unchanged, otherwise (same size only) by hashing it, which is cheaper than
-/// rewriting it (e.g. a file changed just before the last commit, too recent to be cached).
-fn has_content(
-    ctx: &Ctx,
-    path: &Path,
-    key: &[u8],
-    md: &Metadata,
-    size: u64,
-    content: Option<&ObjectId>,
-) -> Result<bool> {
-    if md.len() != size {
-        return Ok(false);
+/// If the existing single-link file `st` already holds the wanted content, fix its metadata
+/// on its own handle and return its stat; `None` when it must be rewritten.
+fn keep_file(ctx: &Ctx, dir: &Dir, w: &Want, st: &Stat) -> Result<Option<Stat>> {
+    if st.size() != w.size {
+        return Ok(None);
     }
-    if let Some(c) = ctx.old.entries.get(key).filter(|c| c.matches(md)) {
-        return Ok(c.content.as_ref() == content);
+    let cached = ctx.old.entries.get(w.rel).filter(|c| c.matches(st));
+    if cached.is_some_and(|c| c.content.as_ref() != w.content) {
+        return Ok(None);
     }
-    let (found, read, _) = store_file(&HashOnly::default(), path, &Default::default())?;
-    Ok(read == size && found.as_ref() == content)
+    let attrs = changes(ctx, w.meta, Some(st));
+    if cached.is_some() && attrs.is_empty() {
+        return Ok(Some(*st));
+    }
+    // Open it through a checked handle: it must still be the same single-link file.
+    let mut opened = match dir.open_file(w.name)? {
+        Found::File(o) if o.stat.same_inode(st) && o.stat.nlink() == 1 => o,
+        _ => return Ok(None),
+    };
+    if cached.is_none() {
+        // Same size, unknown content (e.g. changed just before the last commit, too recent to
+        // be cached): hashing it is cheaper than rewriting it.
+        let path = dir.child_path(w.name);
+        let sink = HashOnly::default();
+        let (found, read) =
+            store_file(&sink, &mut opened.file, &path, w.size, &Default::default())?;
+        if read != w.size || found.as_ref() != w.content {
+            return Ok(None);
+        }
+    }
+    if attrs.is_empty() {
+        return Ok(Some(opened.stat));
+    }
+    let path = dir.child_path(w.name);
+    live::set_file_attrs(&opened.file, &path, &attrs)?;
+    Ok(Some(Stat::of(&opened.file, &path)?))
 }
 
-fn remember(ctx: &Ctx, key: Vec<u8>, md: &Metadata, content: Option<&ObjectId>) {
+fn remember(ctx: &Ctx, rel: &[u8], st: &Stat, content: Option<&ObjectId>) {
     ctx.new
         .lock()
         .expect("cache lock")
-        .insert(key, CacheEntry::new(md, content.copied()));
+        .insert(rel.to_vec(), CacheEntry::new(st, content.copied()));
 }
 
-/// Write a new file at `path` with a file's content (zero chunks become holes) and metadata.
-fn write_file(
-    ctx: &Ctx,
-    path: &Path,
-    meta: &Meta,
-    size: u64,
-    content: Option<&ObjectId>,
-) -> Result<File> {
-    let file = File::options()
-        .write(true)
-        .create_new(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .mode(0o600)
-        .open(path)
-        .at("create", path)?;
+/// Write a new file `name` in `dir` with a file's content (zero chunks become holes) and
+/// metadata; `path` names it in messages.
+fn write_file(ctx: &Ctx, dir: &Dir, name: &[u8], path: &Path, w: &Want) -> Result<File> {
+    let (size, content) = (w.size, w.content);
+    let file = dir.create_file(name, 0o600)?;
     let mut out = BufWriter::with_capacity((size as usize).clamp(CHUNK_SIZE, 1 << 20), file);
     // Only a file ending in a hole needs its length set explicitly.
     let mut ends_in_hole = false;
@@ -288,111 +293,78 @@ fn write_file(
     if size >= WRITEBACK_MIN {
         start_writeback(&file);
     }
-    apply_file_meta(ctx, &file, path, meta)?;
+    live::set_file_attrs(&file, path, &changes(ctx, w.meta, None))?;
     Ok(file)
 }
 
 /// Files at least this large start writeback as soon as they are written.
 const WRITEBACK_MIN: u64 = 1 << 20;
 
-/// Owner (as root), mode and mtime of a file just written, through its handle.
-fn apply_file_meta(ctx: &Ctx, file: &File, path: &Path, meta: &Meta) -> Result<()> {
-    if ctx.as_root {
-        std::os::unix::fs::fchown(file, Some(meta.uid), Some(meta.gid)).at("chown", path)?;
-    }
-    file.set_permissions(std::fs::Permissions::from_mode(meta.mode))
-        .at("chmod", path)?;
-    let t = filetime::FileTime::from_unix_time(meta.mtime_sec, meta.mtime_nsec);
-    filetime::set_file_handle_times(file, Some(t), Some(t)).at("set times of", path)
-}
-
 fn sync_symlink(
     ctx: &Ctx,
-    path: &Path,
+    dir: &Dir,
+    name: &[u8],
     meta: &Meta,
     target: &[u8],
-    existing: Option<&Metadata>,
+    existing: Option<&Stat>,
 ) -> Result<()> {
-    if let Some(md) = existing {
-        let same = md.file_type().is_symlink()
-            && std::fs::read_link(path).is_ok_and(|t| t.as_os_str().as_bytes() == target);
+    if let Some(st) = existing {
+        // A symlink with other links (made outside the volume) is replaced, like a file.
+        let same =
+            st.is_symlink() && st.nlink() == 1 && dir.read_link(name).is_ok_and(|t| t == target);
         if same {
-            apply_meta(ctx, path, meta, Some(md), true)?;
+            let attrs = changes(ctx, meta, Some(st));
+            if !attrs.is_empty() {
+                dir.set_link_attrs(name, Some(st), &attrs)?;
+            }
             return Ok(());
         }
-        remove_path(path, md)?;
+        dir.remove(name)?;
     }
-    std::os::unix::fs::symlink(OsStr::from_bytes(target), path).at("create symlink", path)?;
-    apply_meta(ctx, path, meta, None, true)?;
+    dir.symlink(target, name)?;
+    dir.set_link_attrs(name, None, &changes(ctx, meta, None))?;
     Ok(())
 }
 
-/// Apply owner (as root), mode and mtime where they differ from `current`; true if anything
-/// changed. Never follows a symlink.
-fn apply_meta(
-    ctx: &Ctx,
-    path: &Path,
-    meta: &Meta,
-    current: Option<&Metadata>,
-    is_link: bool,
-) -> Result<bool> {
-    let mut changed = false;
-    let differs = |f: &dyn Fn(&Metadata) -> bool| current.is_none_or(f);
-    if ctx.as_root && differs(&|md| md.uid() != meta.uid || md.gid() != meta.gid) {
-        std::os::unix::fs::lchown(path, Some(meta.uid), Some(meta.gid)).at("chown", path)?;
-        changed = true;
+/// What must change for an object whose stat is `current` (`None`: just created) to carry
+/// `meta`: the owner (as root) where it differs, the mode (not for symlinks, which have none)
+/// where it differs or after a chown (which clears setuid/setgid), and the mtime where it
+/// differs or after any other change.
+fn changes(ctx: &Ctx, meta: &Meta, current: Option<&Stat>) -> Attrs {
+    let differs = |f: &dyn Fn(&Stat) -> bool| current.is_none_or(f);
+    let mut a = Attrs::default();
+    if ctx.as_root && differs(&|st| st.uid() != meta.uid || st.gid() != meta.gid) {
+        a.owner = Some((meta.uid, meta.gid));
     }
-    if !is_link && (changed || differs(&|md| md.mode() & 0o7777 != meta.mode)) {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(meta.mode))
-            .at("chmod", path)?;
-        changed = true;
+    let is_link = current.is_some_and(|st| st.is_symlink());
+    if !is_link && (a.owner.is_some() || differs(&|st| st.mode() != meta.mode)) {
+        a.mode = Some(meta.mode);
     }
-    if changed
-        || differs(&|md| md.mtime() != meta.mtime_sec || md.mtime_nsec() as u32 != meta.mtime_nsec)
+    if !a.is_empty()
+        || differs(&|st| st.mtime() != meta.mtime_sec || st.mtime_nsec() != meta.mtime_nsec)
     {
-        let t = filetime::FileTime::from_unix_time(meta.mtime_sec, meta.mtime_nsec);
-        filetime::set_symlink_file_times(path, t, t).at("set times of", path)?;
-        changed = true;
+        a.mtime = Some((meta.mtime_sec, meta.mtime_nsec));
     }
-    Ok(changed)
+    a
 }
 
 /// Without root, a read-only directory must become writable before its entries change; its
 /// stored mode is applied again at the end.
-fn ensure_writable(ctx: &Ctx, dir: &Path, md: &Metadata) -> Result<()> {
-    if !ctx.as_root && md.mode() & 0o300 != 0o300 {
-        std::fs::set_permissions(
-            dir,
-            std::fs::Permissions::from_mode(md.mode() & 0o7777 | 0o700),
-        )
-        .at("chmod", dir)?;
+fn ensure_writable(ctx: &Ctx, dir: &Dir, st: &Stat) -> Result<()> {
+    if !ctx.as_root && st.mode() & 0o300 != 0o300 {
+        dir.set_attrs(&Attrs {
+            mode: Some(st.mode() | 0o700),
+            ..Attrs::default()
+        })?;
     }
     Ok(())
 }
 
-fn list_dir(dir: &Path) -> Result<HashMap<Vec<u8>, Metadata>> {
-    let mut out = HashMap::new();
-    for entry in std::fs::read_dir(dir).at("list", dir)? {
-        let entry = entry.at("list", dir)?;
-        let md = std::fs::symlink_metadata(entry.path()).at("stat", entry.path())?;
-        out.insert(entry.file_name().as_bytes().to_vec(), md);
-    }
-    Ok(out)
-}
-
-/// Remove a file, symlink or whole directory (symlinks are removed, never followed).
-fn remove_path(path: &Path, md: &Metadata) -> Result<()> {
-    if md.is_dir() {
-        std::fs::remove_dir_all(path).at("remove", path)
-    } else {
-        std::fs::remove_file(path).at("remove", path)
-    }
-}
-
-fn temp_path(path: &Path) -> PathBuf {
+/// A name for a file written beside its destination before it is renamed over it.
+fn temp_name() -> Vec<u8> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    path.with_file_name(format!(".dvol-tmp-{}-{n}", std::process::id()))
+    format!(".dvol-tmp-{}-{n}", std::process::id()).into_bytes()
 }
 
 /// Ask the kernel to start writing a finished file back now, so the final syncfs finds little
@@ -400,19 +372,5 @@ fn temp_path(path: &Path) -> PathBuf {
 fn start_writeback(file: &File) {
     use std::os::fd::AsRawFd;
     // Advisory only: a failure here is caught by the syncfs at the end.
-    // SAFETY: the descriptor is borrowed from a live `File` for the duration of the call;
-    // sync_file_range reads no memory of ours.
     unsafe { libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
-}
-
-/// Flush everything written under `dir` to disk (one syncfs instead of an fsync per file).
-fn syncfs(dir: &Path) -> Result<()> {
-    use std::os::fd::AsRawFd;
-    let d = File::open(dir).at("open", dir)?;
-    // SAFETY: the descriptor is borrowed from `d`, which lives across the call; syncfs reads
-    // no memory of ours.
-    if unsafe { libc::syncfs(d.as_raw_fd()) } != 0 {
-        return Err(std::io::Error::last_os_error()).at("sync", dir);
-    }
-    Ok(())
 }

@@ -1,21 +1,25 @@
-//! Scanning a live directory into stored objects: walk it (walkdir, sorted, never following
-//! symlinks), reuse the stat cache for unchanged files, hash and compress the rest on all cores,
-//! and build one tree object per directory bottom-up.
+//! Scanning a live directory into stored objects: walk it through [`crate::live`] handles
+//! (sorted, never following symlinks, one handle per level of the current path), reuse the stat
+//! cache for unchanged files, hash and compress the rest on all cores, and store one tree object
+//! per directory bottom-up. FIFOs, sockets and devices are skipped with a warning, never opened.
 
 use super::statcache::{CacheEntry, StatCache};
 use super::tree::{Entry, Meta, Node, Tree};
 use crate::error::IoContext;
+use crate::live::{Dir, Found, Kind, Stat};
 use crate::progress::Progress;
-use crate::store::{build_content, Kind, ListEntry, ObjectId, ObjectSink, Record, CHUNK_SIZE};
-use crate::{Error, Result};
+use crate::store::CHUNK_SIZE;
+use crate::store::{build_content, Kind as ObjKind, ListEntry, ObjectId, ObjectSink, Record};
+use crate::Result;
 use rayon::prelude::*;
-use std::collections::HashSet;
-use std::fs::{File, Metadata};
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
 use std::io::Read;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
-use walkdir::WalkDir;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+pub use crate::live::now_ns;
 
 /// Bytes read from a file at a time; its chunks are hashed and compressed in parallel.
 const READ_BLOCK: usize = 128 * CHUNK_SIZE;
@@ -34,18 +38,22 @@ pub struct Scan {
     pub bytes_read: u64,
 }
 
-struct Item {
-    rel: PathBuf,
-    depth: usize,
-    md: Metadata,
+/// What one scan shares between the directories it visits in parallel.
+struct Ctx<'a> {
+    sink: &'a dyn ObjectSink,
+    old: &'a StatCache,
+    progress: &'a dyn Progress,
+    cache: Mutex<HashMap<Vec<u8>, CacheEntry>>,
+    skipped: Mutex<Vec<String>>,
+    files_read: AtomicU64,
+    bytes_read: AtomicU64,
 }
 
 /// What scanning one regular file produced.
 struct FileScan {
+    stat: Stat,
     size: u64,
     content: Option<ObjectId>,
-    cache: Option<CacheEntry>,
-    was_read: bool,
 }
 
 /// Scan `root` into objects written to `sink`, trusting `old` for files whose stat is unchanged.
@@ -55,217 +63,177 @@ pub fn scan(
     old: &StatCache,
     progress: &dyn Progress,
 ) -> Result<Scan> {
-    let root_md = std::fs::symlink_metadata(root).at("read", root)?;
-    if !root_md.is_dir() {
-        return Err(Error::Other(format!(
-            "{} is not a directory",
-            root.display()
-        )));
+    let dir = Dir::open_root(root)?;
+    let ctx = Ctx {
+        sink,
+        old,
+        progress,
+        cache: Mutex::default(),
+        skipped: Mutex::default(),
+        files_read: AtomicU64::new(0),
+        bytes_read: AtomicU64::new(0),
+    };
+    progress.start("scanning", None);
+    let tree = scan_dir(&ctx, &dir, b"")?;
+    progress.finish();
+    Ok(Scan {
+        tree,
+        cache: StatCache {
+            entries: ctx.cache.into_inner().expect("cache lock"),
+        },
+        skipped: ctx.skipped.into_inner().expect("skipped lock"),
+        files_read: ctx.files_read.into_inner(),
+        bytes_read: ctx.bytes_read.into_inner(),
+    })
+}
+
+/// The metadata stored for an entry.
+pub(super) fn meta_of(st: &Stat) -> Meta {
+    Meta {
+        mode: st.mode(),
+        uid: st.uid(),
+        gid: st.gid(),
+        mtime_sec: st.mtime(),
+        mtime_nsec: st.mtime_nsec(),
     }
-    let items = walk(root)?;
-    progress.start("scanning", Some(items.len() as u64));
-    let files: Vec<Option<FileScan>> = items
+}
+
+/// `rel/name` as cache key bytes.
+pub(super) fn join_rel(rel: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(rel.len() + 1 + name.len());
+    if !rel.is_empty() {
+        key.extend_from_slice(rel);
+        key.push(b'/');
+    }
+    key.extend_from_slice(name);
+    key
+}
+
+/// Store one directory (its entries in parallel, subdirectories first) and return its tree id.
+fn scan_dir(ctx: &Ctx, dir: &Dir, rel: &[u8]) -> Result<ObjectId> {
+    let own = dir.stat()?;
+    let listed = dir.entries()?;
+    let entries: Vec<Option<Entry>> = listed
         .par_iter()
-        .map(|it| {
-            let r = if it.md.is_file() {
-                scan_file(sink, root, it, old).map(Some)
-            } else {
-                Ok(None)
-            };
-            progress.advance(1);
+        .map(|(name, st)| {
+            let r = scan_entry(ctx, dir, name, st, &join_rel(rel, name));
+            ctx.progress.advance(1);
             r
         })
         .collect::<Result<_>>()?;
-    progress.finish();
+    Tree {
+        meta: meta_of(&own),
+        entries: entries.into_iter().flatten().collect(),
+    }
+    .put(ctx.sink)
+}
 
-    let mut cache = StatCache::default();
-    let mut skipped = Vec::new();
-    let (mut files_read, mut bytes_read) = (0, 0);
-    let mut stack = vec![Frame::new(Vec::new(), &root_md)];
-    for (it, file) in items.iter().zip(files) {
-        while stack.len() > it.depth {
-            close_dir(sink, &mut stack)?;
-        }
-        let name = it
-            .rel
-            .file_name()
-            .expect("walk yields named entries")
-            .as_bytes()
-            .to_vec();
-        let ft = it.md.file_type();
-        let node = if let Some(f) = file {
-            if let Some(c) = f.cache {
-                cache
-                    .entries
-                    .insert(it.rel.as_os_str().as_bytes().to_vec(), c);
-            }
-            if f.was_read {
-                files_read += 1;
-                bytes_read += f.size;
-            }
-            Node::File {
-                meta: Meta::from_metadata(&it.md),
+fn scan_entry(ctx: &Ctx, dir: &Dir, name: &[u8], st: &Stat, rel: &[u8]) -> Result<Option<Entry>> {
+    let node = match st.kind() {
+        Kind::File => match scan_file(ctx, dir, name, st, rel)? {
+            Some(f) => Node::File {
+                meta: meta_of(&f.stat),
                 size: f.size,
                 content: f.content,
-            }
-        } else if ft.is_dir() {
-            stack.push(Frame::new(name, &it.md));
-            continue;
-        } else if ft.is_symlink() {
-            let path = root.join(&it.rel);
-            let target = std::fs::read_link(&path).at("read symlink", &path)?;
-            Node::Symlink {
-                meta: Meta::from_metadata(&it.md),
-                target: target.as_os_str().as_bytes().to_vec(),
-            }
-        } else {
-            skipped.push(format!(
-                "skipped {} {}: sockets, FIFOs and devices cannot be stored",
-                special_kind(&it.md),
-                it.rel.display()
-            ));
-            continue;
-        };
-        stack
-            .last_mut()
-            .expect("root frame")
-            .entries
-            .push(Entry { name, node });
-    }
-    while stack.len() > 1 {
-        close_dir(sink, &mut stack)?;
-    }
-    let root_frame = stack.pop().expect("root frame");
-    let tree = Tree {
-        meta: root_frame.meta,
-        entries: root_frame.entries,
-    }
-    .put(sink)?;
-    Ok(Scan {
-        tree,
-        cache,
-        skipped,
-        files_read,
-        bytes_read,
-    })
-}
-
-/// A directory being assembled while its children are visited.
-struct Frame {
-    name: Vec<u8>,
-    meta: Meta,
-    entries: Vec<Entry>,
-}
-
-impl Frame {
-    fn new(name: Vec<u8>, md: &Metadata) -> Frame {
-        Frame {
-            name,
-            meta: Meta::from_metadata(md),
-            entries: Vec::new(),
+            },
+            None => return Ok(None),
+        },
+        Kind::Dir => Node::Dir {
+            tree: scan_dir(ctx, &dir.open_dir(name)?, rel)?,
+        },
+        Kind::Symlink => Node::Symlink {
+            meta: meta_of(st),
+            target: dir.read_link(name)?,
+        },
+        other => {
+            skip(ctx, rel, other);
+            return Ok(None);
         }
-    }
+    };
+    Ok(Some(Entry {
+        name: name.to_vec(),
+        node,
+    }))
 }
 
-/// Store the innermost open directory as a tree and add it to its parent.
-fn close_dir(sink: &dyn ObjectSink, stack: &mut Vec<Frame>) -> Result<()> {
-    let frame = stack.pop().expect("non-root frame");
-    let tree = Tree {
-        meta: frame.meta,
-        entries: frame.entries,
-    }
-    .put(sink)?;
-    stack.last_mut().expect("parent frame").entries.push(Entry {
-        name: frame.name,
-        node: Node::Dir { tree },
-    });
-    Ok(())
+/// Note an entry that cannot be stored (it is never opened); `rel` is its path in the volume.
+fn skip(ctx: &Ctx, rel: &[u8], kind: Kind) {
+    let rel = String::from_utf8_lossy(rel);
+    tracing::debug!(path = %rel, kind = kind.describe(), "skipped");
+    ctx.skipped.lock().expect("skipped lock").push(format!(
+        "skipped {} {rel}: sockets, FIFOs and devices cannot be stored",
+        kind.describe(),
+    ));
 }
 
-/// List everything under `root`, sorted by name, parents before children, with lstat data.
-fn walk(root: &Path) -> Result<Vec<Item>> {
-    let mut items = Vec::new();
-    for entry in WalkDir::new(root)
-        .min_depth(1)
-        .follow_links(false)
-        .sort_by_file_name()
-    {
-        let entry = entry.map_err(|e| {
-            let path = e.path().unwrap_or(root).to_path_buf();
-            Error::Io {
-                context: "scan",
-                path,
-                source: e.into(),
-            }
-        })?;
-        let md = entry.metadata().map_err(|e| Error::Io {
-            context: "stat",
-            path: entry.path().to_path_buf(),
-            source: e.into(),
-        })?;
-        let rel = entry
-            .path()
-            .strip_prefix(root)
-            .expect("walk stays under root")
-            .to_path_buf();
-        items.push(Item {
-            rel,
-            depth: entry.depth(),
-            md,
-        });
-    }
-    Ok(items)
-}
-
-fn scan_file(sink: &dyn ObjectSink, root: &Path, it: &Item, old: &StatCache) -> Result<FileScan> {
-    let key = it.rel.as_os_str().as_bytes();
-    if let Some(c) = old.entries.get(key).filter(|c| c.matches(&it.md)) {
-        return Ok(FileScan {
+/// Content of one regular file: from the cache when its stat is unchanged, otherwise read
+/// through a checked handle. `None` if it is no longer a regular file (then it is skipped).
+fn scan_file(ctx: &Ctx, dir: &Dir, name: &[u8], st: &Stat, rel: &[u8]) -> Result<Option<FileScan>> {
+    if let Some(c) = ctx.old.entries.get(rel).filter(|c| c.matches(st)) {
+        ctx.cache
+            .lock()
+            .expect("cache lock")
+            .insert(rel.to_vec(), *c);
+        return Ok(Some(FileScan {
+            stat: *st,
             size: c.size,
             content: c.content,
-            cache: Some(*c),
-            was_read: false,
-        });
+        }));
     }
-    let path = root.join(&it.rel);
-    let known = old
+    let mut opened = match dir.open_file(name)? {
+        Found::File(o) => o,
+        Found::Other(now) => {
+            skip(ctx, rel, now.kind());
+            return Ok(None);
+        }
+        Found::Missing => return Ok(None),
+    };
+    let known = ctx
+        .old
         .entries
-        .get(key)
-        .and_then(|c| c.content.map(|id| sink.known_chunks(&id, c.size)))
+        .get(rel)
+        .and_then(|c| c.content.map(|id| ctx.sink.known_chunks(&id, c.size)))
         .unwrap_or_default();
     let read_start_ns = now_ns();
-    let (content, size, after) = store_file(sink, &path, &known)?;
+    let path = dir.child_path(name);
+    let before = opened.stat;
+    let (content, size) = store_file(ctx.sink, &mut opened.file, &path, before.size(), &known)?;
+    let after = Stat::of(&opened.file, &path)?;
     let seen = CacheEntry::new(&after, content);
-    let unchanged_while_read = CacheEntry::new(&it.md, content) == seen && seen.size == size;
-    let cache = (unchanged_while_read && !seen.is_racy(read_start_ns)).then_some(seen);
-    Ok(FileScan {
+    let unchanged_while_read = CacheEntry::new(&before, content) == seen && seen.size == size;
+    if unchanged_while_read && !seen.is_racy(read_start_ns) {
+        ctx.cache
+            .lock()
+            .expect("cache lock")
+            .insert(rel.to_vec(), seen);
+    }
+    ctx.files_read.fetch_add(1, Ordering::Relaxed);
+    ctx.bytes_read.fetch_add(size, Ordering::Relaxed);
+    Ok(Some(FileScan {
+        stat: before,
         size,
         content,
-        cache,
-        was_read: true,
-    })
+    }))
 }
 
-/// Chunk, hash and store one file; returns its content id, the bytes read and its stat after.
-/// Chunks in `known` are already stored and skip the index lookup.
+/// Chunk, hash and store one open file (`expected` bytes long, as far as its stat knew);
+/// returns its content id and the bytes read. Chunks in `known` are already stored and skip
+/// the index lookup. `path` is for messages only.
 pub fn store_file(
     sink: &dyn ObjectSink,
+    f: &mut File,
     path: &Path,
+    expected: u64,
     known: &HashSet<ObjectId>,
-) -> Result<(Option<ObjectId>, u64, Metadata)> {
-    let mut f = File::options()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .at("open", path)?;
+) -> Result<(Option<ObjectId>, u64)> {
     let mut chunks: Vec<ListEntry> = Vec::new();
     // A whole number of chunks (so chunk boundaries stay aligned to the file start), no
     // bigger than the file needs: small files must not pay for a 1 MiB buffer.
-    let expected = f.metadata().at("stat", path)?.len() as usize + 1;
-    let mut buf = vec![0u8; expected.next_multiple_of(CHUNK_SIZE).min(READ_BLOCK)];
+    let want = expected as usize + 1;
+    let mut buf = vec![0u8; want.next_multiple_of(CHUNK_SIZE).min(READ_BLOCK)];
     let mut size = 0u64;
     loop {
-        let n = read_full(&mut f, &mut buf).at("read", path)?;
+        let n = read_full(f, &mut buf).at("read", path)?;
         if n == 0 {
             break;
         }
@@ -276,7 +244,7 @@ pub fn store_file(
                 let rec = if known.contains(&id) {
                     None
                 } else {
-                    sink.prepare(id, Kind::Chunk, c)?
+                    sink.prepare(id, ObjKind::Chunk, c)?
                 };
                 let entry = ListEntry {
                     id,
@@ -293,8 +261,7 @@ pub fn store_file(
             break;
         }
     }
-    let after = f.metadata().at("stat", path)?;
-    Ok((build_content(sink, chunks)?, size, after))
+    Ok((build_content(sink, chunks)?, size))
 }
 
 /// Read until `buf` is full or the file ends.
@@ -309,27 +276,4 @@ fn read_full(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
         }
     }
     Ok(filled)
-}
-
-fn special_kind(md: &Metadata) -> &'static str {
-    let ft = md.file_type();
-    if ft.is_socket() {
-        "socket"
-    } else if ft.is_fifo() {
-        "FIFO"
-    } else if ft.is_block_device() {
-        "block device"
-    } else if ft.is_char_device() {
-        "character device"
-    } else {
-        "special file"
-    }
-}
-
-/// Nanoseconds since the epoch, from the real-time clock.
-pub fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
 }

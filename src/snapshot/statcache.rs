@@ -6,12 +6,11 @@
 //! Entries whose ctime is too close to the scan start are not trusted ("racy" files, as in git).
 
 use crate::error::IoContext;
+use crate::live::Stat;
 use crate::store::ObjectId;
 use crate::Result;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::fs::Metadata;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 const MAGIC: &[u8; 8] = b"DVSTAT01";
@@ -27,19 +26,19 @@ pub struct CacheEntry {
 }
 
 impl CacheEntry {
-    pub fn new(md: &Metadata, content: Option<ObjectId>) -> CacheEntry {
+    pub fn new(st: &Stat, content: Option<ObjectId>) -> CacheEntry {
         CacheEntry {
-            size: md.size(),
-            mtime_ns: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
-            ctime_ns: md.ctime() * 1_000_000_000 + md.ctime_nsec(),
-            ino: md.ino(),
+            size: st.size(),
+            mtime_ns: st.mtime_ns(),
+            ctime_ns: st.ctime_ns(),
+            ino: st.ino(),
             content,
         }
     }
 
     /// Whether `md` shows the same file, unchanged since this entry was made.
-    pub fn matches(&self, md: &Metadata) -> bool {
-        let now = CacheEntry::new(md, self.content);
+    pub fn matches(&self, st: &Stat) -> bool {
+        let now = CacheEntry::new(st, self.content);
         now == *self
     }
 

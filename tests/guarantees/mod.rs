@@ -10,6 +10,8 @@ mod plugin_activation;
 mod plugin_input;
 mod plugin_load;
 #[cfg(feature = "failpoints")]
+mod races;
+#[cfg(feature = "failpoints")]
 mod remote_crash;
 mod remote_decoders;
 mod remote_load;
