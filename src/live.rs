@@ -289,9 +289,8 @@ impl Dir {
     pub fn open_file(&self, name: &[u8]) -> Result<Found> {
         let name = check_name(name, &self.path)?;
         crate::failpoint::pause("live.open");
-        let handle = match self.open_path(name)? {
-            Some(h) => h,
-            None => return Ok(Found::Missing),
+        let Some(handle) = self.open_path(name)? else {
+            return Ok(Found::Missing);
         };
         let stat = fstat(handle.as_fd(), &self.child_path(name))?;
         if !stat.is_file() {

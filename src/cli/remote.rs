@@ -64,13 +64,14 @@ pub fn remote(
             remote_volume,
             encrypt,
         }) => {
-            let secret = match encrypt {
-                true => Some(secret(ctx)?.ok_or_else(|| {
+            let secret = if encrypt {
+                Some(secret(ctx)?.ok_or_else(|| {
                     anyhow::anyhow!(
                         "--encrypt needs a passphrase or key file: set DVOL_PASSPHRASE or DVOL_PASSPHRASE_FILE, or give --key-file FILE (DVOL_KEY_FILE)"
                     )
-                })?),
-                false => None,
+                })?)
+            } else {
+                None
             };
             ops::add_remote(
                 &repo,
@@ -241,8 +242,15 @@ pub fn pull(
     let bar = progress::for_terminal(ctx.quiet);
     let guard = ctx.guard(Quiesce::Stop);
     let opts = options(ctx, keep_special_bits)?;
-    let (fetched, _branch, pulled) =
-        ops::pull(&mut repo, &volume, remote, branch, &opts, bar.as_ref(), &guard)?;
+    let (fetched, _branch, pulled) = ops::pull(
+        &mut repo,
+        &volume,
+        remote,
+        branch,
+        &opts,
+        bar.as_ref(),
+        &guard,
+    )?;
     print_fetch(remote, &fetched);
     match pulled {
         Pulled::UpToDate => println!("Already up to date."),

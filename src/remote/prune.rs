@@ -19,8 +19,8 @@
 //!
 //! This module must not change local history (it only reads the local repository's remotes).
 
-use super::idx::IdxEntry;
 use super::crypt::Seal;
+use super::idx::IdxEntry;
 use super::transfer::{
     read_objects, remote_branches, remote_index, remote_packs, PackOut, Remote, RemoteLoc,
 };
@@ -56,10 +56,12 @@ fn parse_list(key: &str, bytes: &[u8]) -> Result<BTreeSet<ObjectId>> {
 }
 
 fn encode_list(ids: &BTreeSet<ObjectId>) -> Vec<u8> {
-    ids.iter()
-        .map(|id| format!("{id}\n"))
-        .collect::<String>()
-        .into_bytes()
+    let mut out = String::with_capacity(ids.len() * 65);
+    for id in ids {
+        out.push_str(&id.to_string());
+        out.push('\n');
+    }
+    out.into_bytes()
 }
 
 /// The union of every volume's expired list on the remote.
@@ -178,12 +180,21 @@ fn load_graph(backend: &dyn Backend, index: &HashMap<ObjectId, RemoteLoc>) -> Re
         want.sort();
         want.dedup();
         let mut next = Vec::new();
-        read_objects(&Remote { backend, index, seal: &Seal::Plain }, &want, Kind::Commit, |h, payload| {
-            let c = Commit::decode(&h.id, &decode_payload(&h.id, &h, &payload)?)?;
-            next.extend(c.parents.iter().copied());
-            commits.insert(h.id, c);
-            Ok(())
-        })?;
+        read_objects(
+            &Remote {
+                backend,
+                index,
+                seal: &Seal::Plain,
+            },
+            &want,
+            Kind::Commit,
+            |h, payload| {
+                let c = Commit::decode(&h.id, &decode_payload(&h.id, &h, &payload)?)?;
+                next.extend(c.parents.iter().copied());
+                commits.insert(h.id, c);
+                Ok(())
+            },
+        )?;
         queue = next;
     }
     Ok(Graph { commits, heads })
@@ -280,39 +291,57 @@ fn live_objects(
     while !trees.is_empty() {
         let want = fresh(&mut trees, &mut live);
         let mut next = Vec::new();
-        read_objects(&Remote { backend, index, seal: &Seal::Plain }, &want, Kind::Tree, |h, payload| {
-            let tree = Tree::decode(&h.id, &decode_payload(&h.id, &h, &payload)?)?;
-            for e in &tree.entries {
-                match &e.node {
-                    Node::Dir { tree } => next.push(*tree),
-                    Node::File {
-                        size,
-                        content: Some(c),
-                        ..
-                    } if *size <= CHUNK_SIZE as u64 => chunks.push(*c),
-                    Node::File {
-                        content: Some(c), ..
-                    } => lists.push(*c),
-                    _ => {}
+        read_objects(
+            &Remote {
+                backend,
+                index,
+                seal: &Seal::Plain,
+            },
+            &want,
+            Kind::Tree,
+            |h, payload| {
+                let tree = Tree::decode(&h.id, &decode_payload(&h.id, &h, &payload)?)?;
+                for e in &tree.entries {
+                    match &e.node {
+                        Node::Dir { tree } => next.push(*tree),
+                        Node::File {
+                            size,
+                            content: Some(c),
+                            ..
+                        } if *size <= CHUNK_SIZE as u64 => chunks.push(*c),
+                        Node::File {
+                            content: Some(c), ..
+                        } => lists.push(*c),
+                        _ => {}
+                    }
                 }
-            }
-            Ok(())
-        })?;
+                Ok(())
+            },
+        )?;
         trees = next;
     }
     while !lists.is_empty() {
         let want = fresh(&mut lists, &mut live);
         let mut next = Vec::new();
-        read_objects(&Remote { backend, index, seal: &Seal::Plain }, &want, Kind::List, |h, payload| {
-            let node = store::decode_list(&h.id, &decode_payload(&h.id, &h, &payload)?)?;
-            let into = if node.level == 0 {
-                &mut chunks
-            } else {
-                &mut next
-            };
-            into.extend(node.entries.iter().map(|e| e.id));
-            Ok(())
-        })?;
+        read_objects(
+            &Remote {
+                backend,
+                index,
+                seal: &Seal::Plain,
+            },
+            &want,
+            Kind::List,
+            |h, payload| {
+                let node = store::decode_list(&h.id, &decode_payload(&h.id, &h, &payload)?)?;
+                let into = if node.level == 0 {
+                    &mut chunks
+                } else {
+                    &mut next
+                };
+                into.extend(node.entries.iter().map(|e| e.id));
+                Ok(())
+            },
+        )?;
         lists = next;
     }
     for id in fresh(&mut chunks, &mut live) {
@@ -433,14 +462,23 @@ fn copy_records(
             .map(|e| e.id)
             .collect();
         let mut full = Vec::new();
-        read_objects(&Remote { backend, index, seal: &Seal::Plain }, &ids, kind, |h, payload| {
-            decode_payload(&h.id, &h, &payload)?;
-            pack.append(&h, &payload, &Seal::Plain);
-            if pack.buf.len() >= super::transfer::PUSH_PACK_SIZE {
-                full.push(std::mem::replace(&mut pack, PackOut::new()));
-            }
-            Ok(())
-        })?;
+        read_objects(
+            &Remote {
+                backend,
+                index,
+                seal: &Seal::Plain,
+            },
+            &ids,
+            kind,
+            |h, payload| {
+                decode_payload(&h.id, &h, &payload)?;
+                pack.append(&h, &payload, &Seal::Plain);
+                if pack.buf.len() >= super::transfer::PUSH_PACK_SIZE {
+                    full.push(std::mem::replace(&mut pack, PackOut::new()));
+                }
+                Ok(())
+            },
+        )?;
         for p in full {
             p.upload(backend, &Seal::Plain)?;
         }

@@ -46,7 +46,9 @@ impl Head {
     }
 }
 
-/// The raw `head` column of a branch: `None` when there is no row.
+/// The raw `head` column of a branch: `None` when there is no row, `Some(None)` for a NULL
+/// head (a branch with no commit yet): the two cases differ, so the nesting is the point.
+#[allow(clippy::option_option)]
 fn raw(conn: &Connection, volume: &str, branch: &str) -> Result<Option<Option<String>>> {
     Ok(conn
         .query_row(

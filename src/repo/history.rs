@@ -196,9 +196,23 @@ impl Repo {
                 .ok_or(Error::NoCommitYet)?,
         };
         match switch {
-            None => self.create_branch_at(&lock, new, &head, false, "checkout", &RestoreOptions::default()),
+            None => self.create_branch_at(
+                &lock,
+                new,
+                &head,
+                false,
+                "checkout",
+                &RestoreOptions::default(),
+            ),
             Some(guard) => guarded(guard, volume, "checkout", || {
-                self.create_branch_at(&lock, new, &head, true, "checkout", &RestoreOptions::default())
+                self.create_branch_at(
+                    &lock,
+                    new,
+                    &head,
+                    true,
+                    "checkout",
+                    &RestoreOptions::default(),
+                )
             }),
         }
     }
@@ -276,7 +290,14 @@ impl Repo {
         let expected = self.head(volume, &branch)?;
         let target = self.resolve(volume, &branch, spec)?;
         guarded(guard, volume, "reset", || {
-            self.rewrite_branch(&lock, &branch, expected, &target, "reset", &RestoreOptions::default())
+            self.rewrite_branch(
+                &lock,
+                &branch,
+                expected,
+                &target,
+                "reset",
+                &RestoreOptions::default(),
+            )
         })?;
         Ok(target)
     }

@@ -24,6 +24,7 @@ pub fn make_private(dir: &Path) -> Result<()> {
     let md = std::fs::symlink_metadata(dir).at("stat", dir)?;
     let mode = md.mode() & 0o7777;
     // Only the owner (or root) may chmod; a root owned by another user is left as it is.
+    // SAFETY: geteuid has no preconditions and touches no memory of ours.
     let owner = md.uid() == unsafe { libc::geteuid() };
     if md.is_dir() && owner && mode & 0o066 != 0 {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(PRIVATE_MODE))

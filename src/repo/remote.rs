@@ -92,9 +92,10 @@ impl Repo {
     /// Record whether a remote is encrypted (then a plain marker there is refused).
     pub fn set_remote_encrypted(&self, volume: &str, name: &str, encrypted: bool) -> Result<()> {
         let key = remote_encrypted_key(volume, name);
-        match encrypted {
-            true => db::set_meta(&self.conn, &key, "1"),
-            false => db::delete_meta(&self.conn, &key),
+        if encrypted {
+            db::set_meta(&self.conn, &key, "1")
+        } else {
+            db::delete_meta(&self.conn, &key)
         }
     }
 

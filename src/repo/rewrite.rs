@@ -122,7 +122,14 @@ mod tests {
             .execute("UPDATE branches SET head = ?1", [one.to_hex()])
             .unwrap();
         let err = repo
-            .rewrite_branch(&lock, "master", Head::At(two), &one, "reset", &RestoreOptions::default())
+            .rewrite_branch(
+                &lock,
+                "master",
+                Head::At(two),
+                &one,
+                "reset",
+                &RestoreOptions::default(),
+            )
             .unwrap_err();
         assert!(matches!(err, Error::HeadMoved { .. }), "{err}");
         let both = format!("from {} to {}", &two.to_hex()[..12], &one.to_hex()[..12]);

@@ -2,9 +2,9 @@
 
 mod assets;
 mod messages;
-mod refs;
-mod prune;
-mod schedule;
 mod ownership;
+mod prune;
+mod refs;
+mod schedule;
 mod snapshots;
 mod store;
