@@ -501,7 +501,7 @@ pub fn download_history(
     // A commit whose tree is neither local nor on the remote is accepted only when the remote
     // lists it as expired (prune); it is then recorded as expired here too.
     let (trees, expired) = super::prune::split_expired(backend, &commits, |t| {
-        Ok(index.contains_key(t) || has(&meta, t)?)
+        Ok(index.contains_key(&seal.remote_id(t)) || has(&meta, t)?)
     })?;
     // Trees, level by level; collect file contents.
     let mut lists = Vec::new();
