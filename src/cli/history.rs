@@ -40,7 +40,8 @@ pub fn log(ctx: &Context, oneline: bool, json: bool) -> anyhow::Result<ExitCode>
             if i > 0 {
                 println!();
             }
-            println!("commit {}{}", e.id, expired_mark(e));
+            let mark = if e.expired { " (expired)" } else { "" };
+            println!("commit {}{mark}", e.id);
             println!("Author: {}", escape(&e.author));
             println!("Date: {}", e.date);
             println!();
