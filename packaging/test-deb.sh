@@ -66,11 +66,10 @@ bash -c "source /usr/share/bash-completion/completions/dvol && complete -p dvol"
 for u in dvol-plugin.service dvol-plugin.socket; do
     ls /lib/systemd/system/$u /usr/lib/systemd/system/$u 2>/dev/null | grep -q . || fail "unit $u missing"
 done
-if command -v deb-systemd-helper >/dev/null; then
-    deb-systemd-helper --quiet is-enabled dvol-plugin.service || fail "dvol-plugin.service not enabled"
-    deb-systemd-helper --quiet is-enabled dvol-plugin.socket || fail "dvol-plugin.socket not enabled"
-    echo "units enabled"
-fi
+# Enabled on install: the [Install] symlinks deb-systemd-helper made.
+[ -L /etc/systemd/system/multi-user.target.wants/dvol-plugin.service ] || fail "dvol-plugin.service not enabled"
+[ -L /etc/systemd/system/sockets.target.wants/dvol-plugin.socket ] || fail "dvol-plugin.socket not enabled"
+echo "units enabled"
 echo "--- quickstart with the installed binary"
 bash /usr/share/doc/dvol/examples/quickstart.sh
 echo "--- remove and purge keep the data"
