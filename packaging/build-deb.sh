@@ -26,7 +26,12 @@ cargo build --locked --profile "$profile" --bin dvol >&2
 target=${CARGO_TARGET_DIR:-target}
 bin="$target/$profile/dvol"
 [ -x "$bin" ] || die "no binary at $bin"
-log "binary: $bin, $(stat -c %s "$bin") bytes, built in $(( $(date +%s) - t0 ))s"
+size=$(stat -c %s "$bin")
+log "binary: $bin, $size bytes, built in $(( $(date +%s) - t0 ))s"
+# What users install stays small (issue 13: under 20 MB).
+if [ "$profile" = dist ] && [ "$size" -ge 20000000 ]; then
+    die "the dist binary is $size bytes: over the 20 MB budget"
+fi
 
 # Cargo.toml's assets name target/dvol-assets (relative to the crate, whatever the target dir).
 rm -rf target/dvol-assets

@@ -1,4 +1,5 @@
-//! `dvol generate-assets DIR` (hidden): writes the man pages (clap_mangen, one per command and
+//! `dvol generate-assets DIR` (a packaging step, recognised before clap parsing so that no
+//! help, man page or completion offers it): writes the man pages (clap_mangen, one per command and
 //! subcommand) and the bash, zsh and fish completions (clap_complete) generated from the clap
 //! definitions, for packaging (packaging/build-deb.sh). It lives in the binary because the clap
 //! definitions do; it must not do anything but write those files under DIR.
@@ -9,6 +10,9 @@ use clap::CommandFactory;
 use clap_complete::Shell;
 use std::path::Path;
 use std::process::ExitCode;
+
+/// The command word.
+pub const COMMAND: &str = "generate-assets";
 
 /// Write `DIR/man/*.1` and `DIR/completions/{dvol.bash,_dvol,dvol.fish}`.
 pub fn generate(dir: &Path) -> anyhow::Result<ExitCode> {

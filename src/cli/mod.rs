@@ -211,9 +211,6 @@ pub enum Command {
         #[command(subcommand)]
         command: PluginCommand,
     },
-    /// Write man pages and shell completions under DIR (for packaging).
-    #[command(hide = true)]
-    GenerateAssets { dir: PathBuf },
 }
 
 #[derive(Subcommand, Debug)]
@@ -229,8 +226,20 @@ pub enum PluginCommand {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     init_logging();
-    let cli = Cli::parse();
-    match run(cli) {
+    // `dvol generate-assets DIR`: a packaging step, kept out of the clap definitions so that
+    // no help text, man page or completion offers it.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let [_, cmd, dir] = args.as_slice() {
+        if cmd == assets::COMMAND {
+            return finish(assets::generate(std::path::Path::new(dir)));
+        }
+    }
+    finish(run(Cli::parse()))
+}
+
+/// Print an error as one line and pick the exit code.
+fn finish(result: anyhow::Result<ExitCode>) -> ExitCode {
+    match result {
         Ok(code) => code,
         Err(e) => {
             if is_broken_pipe(&e) {
@@ -314,7 +323,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plugin {
             command: PluginCommand::Serve { socket },
         } => plugin::serve(&ctx, &socket),
-        Command::GenerateAssets { dir } => assets::generate(&dir),
     }
 }
 

@@ -1,4 +1,4 @@
-//! The packaged documentation: `dvol generate-assets DIR` (hidden, used by
+//! The packaged documentation: `dvol generate-assets DIR` (a packaging step, used by
 //! packaging/build-deb.sh) writes a man page for `dvol` and for every command and
 //! subcommand `--help` lists, and bash, zsh and fish completions that know every command.
 
@@ -25,7 +25,12 @@ fn commands(env: &Env, args: &[&str]) -> Vec<String> {
 fn generate_assets_writes_man_pages_for_every_command_and_completions() {
     let env = Env::new();
     let out = env.dir.path().join("assets");
-    env.ok(&["generate-assets", out.to_str().unwrap()]);
+    let st = std::process::Command::new(env!("CARGO_BIN_EXE_dvol"))
+        .arg("generate-assets")
+        .arg(&out)
+        .status()
+        .expect("run dvol generate-assets");
+    assert!(st.success());
 
     let man = |page: &str| {
         let p = out.join("man").join(format!("{page}.1"));
@@ -63,5 +68,7 @@ fn generate_assets_writes_man_pages_for_every_command_and_completions() {
     // A packaging tool, not a user command: not in --help, no man page, not completed.
     assert!(!top.iter().any(|c| c == "generate-assets"));
     assert!(!out.join("man/dvol-generate-assets.1").exists());
-    assert!(!fish.contains("generate-assets"));
+    for text in [&bash, &zsh, &fish] {
+        assert!(!text.contains("generate-assets"));
+    }
 }

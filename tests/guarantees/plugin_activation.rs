@@ -29,12 +29,18 @@ fn activated(root: &Path, socket: &Path, listener: &UnixListener) -> Child {
         .env("LISTEN_FDS", "1")
         .env("DVOL_LOG", "warn")
         .stdout(Stdio::null());
-    // SAFETY: between fork and exec the hook only calls dup2, which is async-signal-safe;
-    // `fd` stays open in the parent for the whole call.
+    // SAFETY: between fork and exec the hook only calls dup2 and fcntl, which are
+    // async-signal-safe; `fd` stays open in the parent for the whole call.
     unsafe {
         cmd.pre_exec(move || {
-            // dup2 onto 3 clears close-on-exec on the copy, so dvol inherits it.
-            if libc::dup2(fd, 3) == 3 {
+            // dup2 onto 3 clears close-on-exec on the copy; when the listener already is
+            // descriptor 3, dup2 does nothing and the flag is cleared by hand.
+            let ok = if fd == 3 {
+                libc::fcntl(3, libc::F_SETFD, 0) == 0
+            } else {
+                libc::dup2(fd, 3) == 3
+            };
+            if ok {
                 Ok(())
             } else {
                 Err(std::io::Error::last_os_error())

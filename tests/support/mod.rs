@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use assert_cmd::Command;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use tempfile::TempDir;
 
@@ -179,10 +180,9 @@ fn skip(what: &str) -> bool {
         std::env::var(REQUIRE_ALL).as_deref() != Ok("1"),
         "{test}: needs {what} ({REQUIRE_ALL}=1: nothing may be skipped)"
     );
-    // Both streams: stdout is captured by libtest (shown for failures and --nocapture),
-    // stderr reaches the terminal of a plain `cargo test`.
-    println!("SKIPPED {test}: needs {what}");
-    eprintln!("SKIPPED {test}: needs {what}");
+    // Written to the process's stderr directly, not with eprintln!, which libtest captures:
+    // a plain `cargo test` shows every skip, one line each, beside the test list.
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: needs {what}");
     false
 }
 
