@@ -48,6 +48,10 @@ pub enum Error {
     MissingObject { id: String },
     #[error("object {id} is corrupt ({detail})")]
     CorruptObject { id: String, detail: String },
+    #[error("tree {id} nests directories deeper than {limit} levels, dvol's limit")]
+    TooDeep { id: String, limit: u32 },
+    #[error("cannot restore {path}: it needs {need} bytes and the file system has {free} free")]
+    NoSpace { path: PathBuf, need: u64, free: u64 },
     #[error("store format: {0}")]
     Format(String),
     #[error("cannot snapshot {path}: {reason}")]

@@ -77,9 +77,10 @@ pub fn push(
     ctx: &Context,
     remote: Option<&str>,
     branch: Option<&str>,
-    force: bool,
+    flags: ops::PushFlags,
     all: bool,
 ) -> anyhow::Result<ExitCode> {
+    let force = flags.force;
     let repo = ctx.repo()?;
     let volume = ctx.volume(&repo)?;
     let remote = remote.unwrap_or("origin");
@@ -97,9 +98,15 @@ pub fn push(
         PushWhat::Branch(&current)
     };
     let bar = progress::for_terminal(ctx.quiet);
-    let (url, report) = ops::push(&repo, &volume, remote, what, force, bar.as_ref())?;
+    let (url, report) = ops::push(&repo, &volume, remote, what, flags, bar.as_ref())?;
     for w in &report.warnings {
         eprintln!("warning: {w}");
+    }
+    if flags.repair {
+        eprintln!(
+            "repair: {} objects had no good copy on {url} and were sent again",
+            report.repaired
+        );
     }
     let mut rejected = Vec::new();
     let mut pushed = Vec::new();
@@ -234,4 +241,30 @@ pub fn clone(
         human(cloned.report.bytes)
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// `dvol fsck --remote NAME`: verify a remote of the current volume.
+pub fn fsck_remote(ctx: &Context, remote: &str) -> anyhow::Result<ExitCode> {
+    let repo = ctx.repo()?;
+    let volume = ctx.volume(&repo)?;
+    let (url, r) = ops::fsck_remote(&repo, &volume, remote)?;
+    for p in &r.problems {
+        println!("error: {p}");
+    }
+    println!(
+        "checked {} records in {} packs and {} branches of {url}: {}",
+        r.records,
+        r.packs,
+        r.branches,
+        if r.problems.is_empty() {
+            "no problems".to_string()
+        } else {
+            format!("{} problems", r.problems.len())
+        }
+    );
+    Ok(if r.problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

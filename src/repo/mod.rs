@@ -11,6 +11,7 @@ mod history;
 mod identity;
 pub mod lock;
 mod maintenance;
+pub mod reach;
 mod refs;
 mod remote;
 mod volume;

@@ -4,6 +4,7 @@ mod access;
 #[cfg(feature = "failpoints")]
 mod crash;
 mod decoders;
+mod hostile_remote;
 mod disk_full;
 mod plugin_input;
 mod plugin_load;
