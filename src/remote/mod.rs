@@ -15,6 +15,7 @@
 
 pub mod fs;
 pub mod http;
+mod http_limits;
 pub mod idx;
 pub mod ops;
 pub mod proto;

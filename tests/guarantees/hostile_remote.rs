@@ -140,27 +140,28 @@ fn repeated(objs: &mut Objects, chunk: ObjectId, log2: u32) -> ListEntry {
     node
 }
 
-/// Run a dvol command of `host`, returning (success, stderr, peak RSS in KiB).
+/// Run a dvol command of `host` under GNU time, returning (success, stderr, peak RSS in KiB).
 fn run_measured(host: &Host, args: &[&str]) -> (bool, String, u64) {
-    let mut cmd = host.env.process();
-    cmd.env("DVOL_LOCK_TIMEOUT", "20").args(args);
-    cmd.stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped());
-    let mut child = cmd.spawn().expect("spawn dvol");
-    let mut stderr = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut stderr, &mut s).unwrap();
-        s
-    });
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is a valid value for wait4 to overwrite.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waits for our own child by pid; `status` and `usage` are valid for writes.
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    assert_eq!(pid, child.id() as i32);
-    let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
-    (ok, reader.join().unwrap(), usage.ru_maxrss as u64)
+    let rss_file = host.env.dir.path().join("rss");
+    let out = Command::new("/usr/bin/time")
+        .args(["-f", "%M", "-o"])
+        .arg(&rss_file)
+        .arg(env!("CARGO_BIN_EXE_dvol"))
+        .arg("--disable-docker-integration")
+        .args(args)
+        .env("DVOL_ROOT", host.env.root())
+        .env_remove("DVOL_LOG")
+        .env("DVOL_LOCK_TIMEOUT", "20")
+        .envs(host.vars.iter().cloned())
+        .output()
+        .expect("run /usr/bin/time dvol");
+    let rss = std::fs::read_to_string(&rss_file).unwrap();
+    let rss = rss.lines().last().unwrap().trim().parse().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        rss,
+    )
 }
 
 /// Peak RSS a clone may take, whatever the remote declares (KiB).
@@ -219,8 +220,8 @@ fn hostile_remote_sparse_64gib_file_restores_in_bounded_memory() {
     let zero = objs.put(Kind::Chunk, vec![0u8; CHUNK_SIZE]);
     let root = repeated(&mut objs, zero, 36);
     let head = objs.commit(vec![
-        file("sparse", root.len, Some(root.id)),
         file("small", 3, Some(ObjectId::hash(b"abc"))),
+        file("sparse", root.len, Some(root.id)),
     ]);
     objs.put(Kind::Chunk, b"abc".to_vec());
     objs.write(&remote, head);

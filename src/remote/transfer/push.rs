@@ -184,18 +184,25 @@ pub fn push(
 /// The raw record of a local object to send, re-hashed first: push never sends a corrupt
 /// object, and names it.
 fn verified_record(store: &Store, id: &ObjectId) -> Result<(RecordHeader, Vec<u8>)> {
-    let refuse = |e: Error| {
-        Error::Remote(format!(
-            "push refused: local object {id} is corrupt ({e}); nothing was sent for it and no \
-             ref moved. Run `dvol fsck`; a host with a good copy can `dvol push --repair`"
-        ))
-    };
-    let (header, payload) = store.get_raw(id).map_err(|e| match e {
-        Error::CorruptObject { .. } => refuse(e),
-        other => other,
-    })?;
-    decode_payload(id, &header, &payload).map_err(refuse)?;
+    let (header, payload) = store.get_raw(id).map_err(|e| refuse_corrupt(id, e))?;
+    decode_payload(id, &header, &payload).map_err(|e| refuse_corrupt(id, e))?;
     Ok((header, payload))
+}
+
+/// A local object push needs is corrupt: say which and what to do.
+fn refuse_corrupt(id: &ObjectId, e: Error) -> Error {
+    match e {
+        Error::CorruptObject { .. } => Error::Remote(format!(
+            "push refused: local object {id} is corrupt ({e}); no ref was moved. Run `dvol \
+             fsck`; a host with a good copy can `dvol push --repair`"
+        )),
+        other => other,
+    }
+}
+
+/// A local object, read and verified for planning.
+fn load_local(store: &Store, id: &ObjectId) -> Result<Vec<u8>> {
+    store.get(id).map_err(|e| refuse_corrupt(id, e))
 }
 
 /// Everything `heads` reach, children first, that the remote has no verified copy of: the
@@ -208,7 +215,7 @@ fn repair_plan(
     report: &mut PushReport,
 ) -> Result<Vec<ObjectId>> {
     let roots: Vec<(ObjectId, Edge)> = heads.iter().map(|h| (*h, Edge::Commit)).collect();
-    let all = reach::post_order(&roots, &|_| false, &mut |id| store.get(id))?;
+    let all = reach::post_order(&roots, &|_| false, &mut |id| load_local(store, id))?;
     let listed: HashSet<ObjectId> = all
         .iter()
         .map(|o| o.0)
@@ -230,6 +237,6 @@ pub fn plan_push(
     remote_has: &dyn Fn(&ObjectId) -> bool,
 ) -> Result<Vec<ObjectId>> {
     let roots: Vec<(ObjectId, Edge)> = heads.iter().map(|h| (*h, Edge::Commit)).collect();
-    let order = reach::post_order(&roots, remote_has, &mut |id| store.get(id))?;
+    let order = reach::post_order(&roots, remote_has, &mut |id| load_local(store, id))?;
     Ok(order.into_iter().map(|(id, _)| id).collect())
 }
