@@ -27,11 +27,19 @@ const BATCH: usize = 256;
 pub enum Edge {
     Commit,
     /// A directory at `depth` (0: a commit's root), or part `split` levels below its index.
-    Tree { depth: u32, split: u8 },
+    Tree {
+        depth: u32,
+        split: u8,
+    },
     /// A chunk-list node that must be at `level` (`None`: a file's root) and cover `len` bytes.
-    List { level: Option<u8>, len: u64 },
+    List {
+        level: Option<u8>,
+        len: u64,
+    },
     /// A chunk of `len` bytes.
-    Chunk { len: u64 },
+    Chunk {
+        len: u64,
+    },
 }
 
 impl Edge {
@@ -151,7 +159,10 @@ pub fn children(id: &ObjectId, edge: Edge, bytes: &[u8]) -> Result<Vec<(ObjectId
         }
         Edge::Chunk { len } => {
             if bytes.len() as u64 != len || len > CHUNK_SIZE as u64 {
-                return Err(corrupt(format!("chunk is {} bytes, {len} expected", bytes.len())));
+                return Err(corrupt(format!(
+                    "chunk is {} bytes, {len} expected",
+                    bytes.len()
+                )));
             }
             Ok(Vec::new())
         }
@@ -177,9 +188,9 @@ pub fn walk(
 ) -> Result<()> {
     let mut stack: Vec<(ObjectId, Edge)> = Vec::new();
     let offer = |stack: &mut Vec<(ObjectId, Edge)>,
-                     seen: &mut HashSet<ObjectId>,
-                     v: &mut dyn Visit,
-                     (id, edge): (ObjectId, Edge)|
+                 seen: &mut HashSet<ObjectId>,
+                 v: &mut dyn Visit,
+                 (id, edge): (ObjectId, Edge)|
      -> Result<()> {
         if seen.contains(&id) || v.skip(&id, edge)? {
             return Ok(());

@@ -21,7 +21,11 @@ use std::path::Path;
 
 /// Refuse to restore a file of `size` bytes at `path` when the file system has less room:
 /// `stored` (called only when `size` alone does not fit) gives the bytes that are not holes.
-pub fn check_free_space(path: &Path, size: u64, stored: impl FnOnce() -> Result<u64>) -> Result<()> {
+pub fn check_free_space(
+    path: &Path,
+    size: u64,
+    stored: impl FnOnce() -> Result<u64>,
+) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let free = free_bytes(dir)?;
     if size <= free {
@@ -41,9 +45,8 @@ pub fn check_free_space(path: &Path, size: u64, stored: impl FnOnce() -> Result<
 /// Bytes an unprivileged writer may still use on the file system holding `dir` (statvfs).
 fn free_bytes(dir: &Path) -> Result<u64> {
     use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).map_err(|_| {
-        crate::Error::Other(format!("path {} contains NUL", dir.display()))
-    })?;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|_| crate::Error::Other(format!("path {} contains NUL", dir.display())))?;
     let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
     // SAFETY: `c` is a valid NUL-terminated path and `st` points to writable memory the
     // size of a statvfs, which the call fills on success.

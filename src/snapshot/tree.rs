@@ -293,6 +293,41 @@ mod tests {
     }
 
     #[test]
+    fn split_tree_round_trips_and_rejects_repeated_parts() {
+        let sink = crate::store::HashOnly::default();
+        let names: Vec<Vec<u8>> = (0..10_000)
+            .map(|i| format!("f{i:05}").into_bytes())
+            .collect();
+        let t = Tree {
+            meta: meta(),
+            entries: names.iter().map(|n| file(n)).collect(),
+        };
+        let id = t.put(&sink).unwrap();
+        let get = |i: &ObjectId| sink.tree(i).ok_or(Error::MissingObject { id: i.to_hex() });
+        assert_eq!(Tree::assemble(&id, &get).unwrap(), t);
+        let TreeObject::Split(split) = TreeObject::decode(&id, &get(&id).unwrap()).unwrap() else {
+            panic!("not split");
+        };
+        assert_eq!(split.parts.len(), 3);
+        // The same part twice breaks the order and is refused.
+        let evil = SplitTree {
+            meta: meta(),
+            entries: 2 * TREE_PART_ENTRIES as u64,
+            parts: vec![split.parts[0], split.parts[0]],
+        };
+        let bytes = evil.encode();
+        let evil_id = ObjectId::hash(&bytes);
+        let get2 = |i: &ObjectId| {
+            if *i == evil_id {
+                Ok(bytes.clone())
+            } else {
+                get(i)
+            }
+        };
+        assert!(Tree::assemble(&evil_id, &get2).is_err());
+    }
+
+    #[test]
     fn rejects_escaping_names_and_disorder() {
         for entries in [
             vec![file(b"..")],

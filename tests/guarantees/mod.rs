@@ -4,11 +4,12 @@ mod access;
 #[cfg(feature = "failpoints")]
 mod crash;
 mod decoders;
-mod hostile_remote;
 mod disk_full;
+mod hostile_remote;
 mod plugin_input;
 mod plugin_load;
 #[cfg(feature = "failpoints")]
 mod remote_crash;
 mod remote_decoders;
 mod remote_load;
+mod server_limits;

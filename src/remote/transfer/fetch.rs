@@ -54,7 +54,11 @@ pub fn download_history(
         bytes: 0,
     };
     let mut seen = HashSet::new();
-    reach::walk(heads.iter().map(|h| (*h, Edge::Commit)), &mut seen, &mut remote)?;
+    reach::walk(
+        heads.iter().map(|h| (*h, Edge::Commit)),
+        &mut seen,
+        &mut remote,
+    )?;
     let RemoteVisit {
         meta,
         commits,
@@ -131,7 +135,9 @@ impl reach::Visit for RemoteVisit<'_> {
         })?;
         let mut out = Vec::with_capacity(batch.len());
         for (id, edge) in batch {
-            let data = got.remove(id).expect("read_objects returns every wanted record");
+            let data = got
+                .remove(id)
+                .expect("read_objects returns every wanted record");
             if *edge == Edge::Commit {
                 self.commits.push((*id, Commit::decode(id, &data)?));
             }

@@ -18,8 +18,8 @@ mod verify;
 
 pub use fetch::{download_history, Downloaded, FetchReport};
 pub use index::{remote_index, RemoteLoc};
-pub use verify::{fsck_remote, RemoteFsckReport};
 pub use push::{plan_push, push, PushReport, PushRequest, PushStatus, PUSH_PACK_SIZE};
+pub use verify::{fsck_remote, RemoteFsckReport};
 
 use super::{parse_ref, Backend};
 use crate::store::ObjectId;
@@ -44,4 +44,3 @@ pub fn remote_branches(
     out.sort();
     Ok(out)
 }
-

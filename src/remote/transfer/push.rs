@@ -2,8 +2,8 @@
 //! first, send them in packs of bounded size, then move each ref by compare-and-swap.
 
 use super::index::{remote_index, RemoteIndex};
-use super::verify::verified_copies;
 use super::records::PackOut;
+use super::verify::verified_copies;
 use crate::failpoint::{hit, knob as test_knob};
 use crate::progress::Progress;
 use crate::remote::{check_format, parse_ref, ref_key, ref_value, Backend, CasOutcome};
@@ -11,8 +11,8 @@ use crate::repo::reach::{self, Edge};
 use crate::repo::Repo;
 use crate::store::pack::{RecordHeader, RECORD_HEADER_LEN};
 use crate::store::{decode_payload, ObjectId, Store};
-use std::collections::HashSet;
 use crate::{Error, Result};
+use std::collections::HashSet;
 use std::path::Path;
 
 /// Packs sent by push are closed once they pass this size (64 MiB).

@@ -138,7 +138,10 @@ fn group<'a>(
     let mut by_pack: HashMap<Arc<str>, Vec<&IdxEntry>> = HashMap::new();
     for e in entries {
         let loc = index.copy(&e.id, copy).expect("entry has this copy");
-        by_pack.entry(loc.pack.clone()).or_default().push(&loc.entry);
+        by_pack
+            .entry(loc.pack.clone())
+            .or_default()
+            .push(&loc.entry);
     }
     by_pack
 }
@@ -157,7 +160,10 @@ pub fn read_pack_records(
     f: &mut dyn FnMut(&IdxEntry, ReadRecord) -> Result<()>,
 ) -> Result<u64> {
     entries.sort_by_key(|e| e.offset);
-    let record_end = |e: &IdxEntry| e.offset.checked_add(RECORD_HEADER_LEN as u64 + e.clen as u64);
+    let record_end = |e: &IdxEntry| {
+        e.offset
+            .checked_add(RECORD_HEADER_LEN as u64 + e.clen as u64)
+    };
     if entries
         .iter()
         .any(|e| record_end(e).is_none() || e.clen as usize > MAX_OBJECT_SIZE)
