@@ -56,7 +56,7 @@ fn free_bytes(dir: &Path) -> Result<u64> {
     }
     // SAFETY: statvfs returned 0, so it initialised `st`.
     let st = unsafe { st.assume_init() };
-    Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
 /// Write `bytes` to `path` atomically and durably: temp file in the same directory, fsync,

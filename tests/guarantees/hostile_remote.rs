@@ -380,6 +380,9 @@ fn hostile_corrupt_local_pack_is_not_pushed_and_repair_heals_the_remote() {
     crate::remote::same_tree(&qa.live(), &healthy.live());
 }
 
+/// Builds a hostile remote's objects and returns the head.
+type Builder = dyn Fn(&mut Objects) -> ObjectId;
+
 #[test]
 fn hostile_remote_through_dvol_serve() {
     // The decoder cases through the HTTP server: a hostile store served by `dvol serve`.
@@ -389,7 +392,7 @@ fn hostile_remote_through_dvol_serve() {
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, format!("{token}\n")).unwrap();
     let vars: Vars = vec![("DVOL_TOKEN".into(), token.into())];
-    let cases: Vec<(Box<dyn Fn(&mut Objects) -> ObjectId>, &str)> = vec![
+    let cases: Vec<(Box<Builder>, &str)> = vec![
         (
             Box::new(|o: &mut Objects| {
                 let chunk = o.put(Kind::Chunk, vec![7u8; CHUNK_SIZE]);
