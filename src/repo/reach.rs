@@ -17,8 +17,7 @@ use crate::store::{self, Kind, ObjectId, CHUNK_SIZE};
 use crate::{Error, Result};
 use std::collections::HashSet;
 
-/// Deepest directory nesting dvol stores, restores or accepts from a remote.
-pub const MAX_TREE_DEPTH: u32 = 1024;
+pub use crate::snapshot::tree::MAX_TREE_DEPTH;
 /// Objects loaded together by [`walk`] (one batch of ranged reads, or parallel local reads).
 const BATCH: usize = 256;
 

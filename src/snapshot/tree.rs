@@ -188,6 +188,9 @@ impl Tree {
     }
 }
 
+/// Deepest directory nesting dvol stores, restores, compares or accepts from a remote.
+pub const MAX_TREE_DEPTH: u32 = 1024;
+
 /// Most entries in one stored tree object (larger directories are split into parts).
 pub const TREE_PART_ENTRIES: usize = 4096;
 /// Most parts listed by one split-tree index.
