@@ -87,6 +87,10 @@ impl reach::Visit for LocalVisit<'_> {
         self.store.get_many(&ids)
     }
 
+    fn max_depth(&self) -> u32 {
+        u32::MAX
+    }
+
     fn chunk(&mut self, id: &ObjectId, _len: u64) -> Result<()> {
         if !self.store.contains(id)? {
             return Err(Error::MissingObject { id: id.to_hex() });

@@ -4,8 +4,8 @@
 //! fetch all walk through here.
 //!
 //! Walks are iterative (explicit stacks): nothing recurses on a depth the data controls.
-//! Limits, checked while walking (docs/guarantees.md): directories nest at most
-//! [`MAX_TREE_DEPTH`] deep, split-tree indexes [`MAX_SPLIT_LEVELS`] deep, chunk lists 16 levels,
+//! Limits, checked while walking (docs/guarantees.md): directories from a peer nest at most
+//! [`MAX_TREE_DEPTH`] deep (local gc/fsck walks accept any depth), split-tree indexes [`MAX_SPLIT_LEVELS`] deep, chunk lists 16 levels,
 //! and every chunk-list node covers exactly the bytes its parent (or the file entry) declares.
 //! This module must not know where objects come from: callers hand it a loader (the local
 //! store, or verified records read from a remote).
@@ -74,6 +74,16 @@ impl Edge {
 /// Decode `bytes` as the object `edge` says `id` is, check it against the edge's limits and
 /// return what it reaches (a commit's parents before its tree).
 pub fn children(id: &ObjectId, edge: Edge, bytes: &[u8]) -> Result<Vec<(ObjectId, Edge)>> {
+    children_within(id, edge, bytes, MAX_TREE_DEPTH)
+}
+
+/// [`children`] with a directory depth limit of `max_depth`.
+fn children_within(
+    id: &ObjectId,
+    edge: Edge,
+    bytes: &[u8],
+    max_depth: u32,
+) -> Result<Vec<(ObjectId, Edge)>> {
     let corrupt = |detail: String| Error::CorruptObject {
         id: id.to_hex(),
         detail,
@@ -103,14 +113,14 @@ pub fn children(id: &ObjectId, edge: Edge, bytes: &[u8]) -> Result<Vec<(ObjectId
                 for e in &t.entries {
                     match &e.node {
                         Node::Dir { tree } => {
-                            if depth + 1 > MAX_TREE_DEPTH {
+                            if depth >= max_depth {
                                 return Err(Error::TooDeep {
                                     id: id.to_hex(),
-                                    limit: MAX_TREE_DEPTH,
+                                    limit: max_depth,
                                 });
                             }
                             let sub = Edge::Tree {
-                                depth: depth + 1,
+                                depth: depth.saturating_add(1),
                                 split: 0,
                             };
                             out.push((*tree, sub));
@@ -176,6 +186,11 @@ pub trait Visit {
     fn load(&mut self, batch: &[(ObjectId, Edge)]) -> Result<Vec<Vec<u8>>>;
     /// A chunk reached (chunks are leaves and are not loaded by the walk).
     fn chunk(&mut self, id: &ObjectId, len: u64) -> Result<()>;
+    /// Deepest directory nesting accepted: [`MAX_TREE_DEPTH`] for data from a peer; a walk
+    /// of the local store (gc, fsck) is iterative and accepts any depth.
+    fn max_depth(&self) -> u32 {
+        MAX_TREE_DEPTH
+    }
 }
 
 /// Walk everything `roots` reach that `seen` does not hold yet and `v` does not skip, loading
@@ -209,8 +224,9 @@ pub fn walk(
     while !stack.is_empty() {
         let batch = stack.split_off(stack.len().saturating_sub(BATCH));
         let loaded = v.load(&batch)?;
+        let max_depth = v.max_depth();
         for ((id, edge), bytes) in batch.iter().zip(loaded) {
-            for child in children(id, *edge, &bytes)? {
+            for child in children_within(id, *edge, &bytes, max_depth)? {
                 offer(&mut stack, seen, v, child)?;
             }
         }
