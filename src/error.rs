@@ -50,6 +50,10 @@ pub enum Error {
     MissingObject { id: String },
     #[error("object {id} is corrupt ({detail})")]
     CorruptObject { id: String, detail: String },
+    #[error("tree {id} nests directories deeper than {limit} levels, dvol's limit")]
+    TooDeep { id: String, limit: u32 },
+    #[error("cannot restore {path}: it needs {need} bytes and the file system has {free} free")]
+    NoSpace { path: PathBuf, need: u64, free: u64 },
     #[error("store format: {0}")]
     Format(String),
     #[error("cannot snapshot {path}: {reason}")]
@@ -96,7 +100,7 @@ pub enum Error {
     #[error("{path} changed while dvol was using it (replaced by another kind of entry); nothing outside the volume was touched: retry, with the containers writing it stopped if it keeps happening")]
     Changed { path: PathBuf },
     #[error("{path} is nested more than {limit} directories deep; dvol does not store or write deeper trees")]
-    TooDeep { path: PathBuf, limit: usize },
+    PathTooDeep { path: PathBuf, limit: usize },
     #[error("{0}")]
     Other(String),
     /// A key is missing or wrong, or sealed remote data failed authentication.

@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 
 /// Deepest directory nesting dvol reads or writes below a live root. Far beyond real data
 /// (a database's data directory is a few levels deep); it bounds the handles and stack a walk
-/// uses. A deeper tree is refused with [`Error::TooDeep`].
+/// uses. A deeper tree is refused with [`Error::PathTooDeep`].
 pub const MAX_DEPTH: usize = 256;
 
 /// How often an entry that keeps changing type under dvol is looked at again before giving up.
@@ -265,7 +265,7 @@ impl Dir {
         let name = check_name(name, &self.path)?;
         let path = self.child_path(name);
         if self.depth >= MAX_DEPTH {
-            return Err(Error::TooDeep {
+            return Err(Error::PathTooDeep {
                 path,
                 limit: MAX_DEPTH,
             });
@@ -581,6 +581,6 @@ mod tests {
             d = d.open_dir(b"a").unwrap();
         }
         d.create_dir(b"a", 0o700).unwrap();
-        assert!(matches!(d.open_dir(b"a"), Err(Error::TooDeep { .. })));
+        assert!(matches!(d.open_dir(b"a"), Err(Error::PathTooDeep { .. })));
     }
 }

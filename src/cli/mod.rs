@@ -150,8 +150,13 @@ pub enum Command {
     Gc,
     /// Expire the snapshots of old commits (history is kept); then `dvol gc` frees their data.
     Prune(prune::PruneArgs),
-    /// Re-hash every stored object and check every commit's tree.
-    Fsck,
+    /// Re-hash every stored object and check every commit's tree (or, with --remote, every
+    /// record and branch of a remote).
+    Fsck {
+        /// Verify this remote of the current volume instead of the local store.
+        #[arg(long, value_name = "NAME")]
+        remote: Option<String>,
+    },
     /// Print the live directory of a volume's current branch.
     Path { volume: Option<String> },
     /// List remotes (-v with URLs), or add / remove one.
@@ -171,6 +176,10 @@ pub enum Command {
         /// Push every branch.
         #[arg(long)]
         all: bool,
+        /// Read back the remote's copies of everything the branches reach and upload good
+        /// copies of any that are missing or corrupt.
+        #[arg(long)]
+        repair: bool,
     },
     /// Fetch a remote branch and fast-forward the local one and its live data.
     Pull {
@@ -280,14 +289,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Gc => maintenance::gc(&ctx),
         Command::Prune(args) => prune::prune(&ctx, &args),
-        Command::Fsck => maintenance::fsck(&ctx),
+        Command::Fsck { remote: None } => maintenance::fsck(&ctx),
+        Command::Fsck { remote: Some(r) } => remote::fsck_remote(&ctx, &r),
         Command::Remote { verbose, action } => remote::remote(&ctx, verbose, action),
         Command::Push {
             remote,
             branch,
             force,
             all,
-        } => remote::push(&ctx, remote.as_deref(), branch.as_deref(), force, all),
+            repair,
+        } => remote::push(
+            &ctx,
+            remote.as_deref(),
+            branch.as_deref(),
+            ops_push_flags(force, repair),
+            all,
+        ),
         Command::Pull {
             remote,
             branch,
@@ -395,4 +412,9 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
         c.downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
+}
+
+/// The push flags as the library takes them.
+fn ops_push_flags(force: bool, repair: bool) -> dvol::remote::ops::PushFlags {
+    dvol::remote::ops::PushFlags { force, repair }
 }

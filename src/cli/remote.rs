@@ -102,9 +102,10 @@ pub fn push(
     ctx: &Context,
     remote: Option<&str>,
     branch: Option<&str>,
-    force: bool,
+    flags: ops::PushFlags,
     all: bool,
 ) -> anyhow::Result<ExitCode> {
+    let force = flags.force;
     let repo = ctx.repo()?;
     let volume = ctx.volume(&repo)?;
     let remote = remote.unwrap_or("origin");
@@ -123,9 +124,15 @@ pub fn push(
     };
     let bar = progress::for_terminal(ctx.quiet);
     let opts = options(ctx, false)?;
-    let (url, report) = ops::push(&repo, &volume, remote, what, force, &opts, bar.as_ref())?;
+    let (url, report) = ops::push(&repo, &volume, remote, what, flags, &opts, bar.as_ref())?;
     for w in &report.warnings {
         eprintln!("warning: {}", escape(w));
+    }
+    if flags.repair {
+        eprintln!(
+            "repair: {} objects had no good copy on {url} and were sent again",
+            report.repaired
+        );
     }
     let mut rejected = Vec::new();
     let mut pushed = Vec::new();
@@ -325,5 +332,32 @@ fn options(ctx: &Context, keep_special_bits: bool) -> anyhow::Result<RemoteOptio
     Ok(RemoteOptions {
         secret: secret(ctx)?,
         keep_special_bits,
+    })
+}
+
+/// `dvol fsck --remote NAME`: verify a remote of the current volume.
+pub fn fsck_remote(ctx: &Context, remote: &str) -> anyhow::Result<ExitCode> {
+    let repo = ctx.repo()?;
+    let volume = ctx.volume(&repo)?;
+    let opts = options(ctx, false)?;
+    let (url, r) = ops::fsck_remote(&repo, &volume, remote, &opts)?;
+    for p in &r.problems {
+        println!("error: {p}");
+    }
+    println!(
+        "checked {} records in {} packs and {} branches of {url}: {}",
+        r.records,
+        r.packs,
+        r.branches,
+        if r.problems.is_empty() {
+            "no problems".to_string()
+        } else {
+            format!("{} problems", r.problems.len())
+        }
+    );
+    Ok(if r.problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     })
 }

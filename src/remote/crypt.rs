@@ -256,15 +256,16 @@ impl Seal {
             }
             Seal::Encrypted(k) => seal_parts(
                 &k.records,
-                &record_aad(&header.id),
+                &record_aad(&self.remote_id(&header.id)),
                 &[&header.encode(), payload],
                 out,
             ),
         }
     }
 
-    /// Open the record of object `id` read from `pack`: its header and payload (the caller
-    /// checks them against the index and the content hash).
+    /// Open the record listed under remote id `id` (see [`Seal::remote_id`]) read from `pack`:
+    /// its header and payload. The record is bound to `id`, so a record moved to another
+    /// entry is refused; the caller checks the header against the index and the content hash.
     pub fn open_record(
         &self,
         id: &ObjectId,

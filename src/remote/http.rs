@@ -1,9 +1,12 @@
 //! The HTTP carrier: `dvol serve --listen ADDR --token-file FILE PATH` (axum, optional TLS)
 //! answers `POST /v1/rpc` with the protocol of [`super::proto`] against a directory; every
 //! route requires `Authorization: Bearer <token>` (compared in constant time). The client
-//! reads the token from `DVOL_TOKEN` and trusts an extra CA from `DVOL_TLS_CA` (PEM).
+//! reads the token from `DVOL_TOKEN` and trusts an extra CA from `DVOL_TLS_CA` (PEM), and
+//! reads at most one protocol frame per response. Connection caps and timeouts live in
+//! [`super::http_limits`]; a declared body over the limit is refused before it is read.
 
 use super::fs::FsBackend;
+use super::http_limits::{HyperTimer, LimitAcceptor, HEADER_TIMEOUT};
 use super::proto::{self, Call, Request, Response, RpcBackend, MAX_FRAME, PROTO_VERSION};
 use crate::{Error, Result};
 use std::net::SocketAddr;
@@ -88,10 +91,7 @@ impl Call for HttpConn {
                     self.base
                 )));
             }
-            let bytes = resp
-                .bytes()
-                .await
-                .map_err(|e| Error::Remote(format!("{}: {e}", self.base)))?;
+            let bytes = read_bounded(resp, &self.base).await?;
             if !status.is_success() {
                 return Err(Error::Remote(format!(
                     "{} answered {status}: {}",
@@ -106,6 +106,28 @@ impl Call for HttpConn {
     fn describe(&self) -> String {
         self.base.clone()
     }
+}
+
+/// Read a response body of at most one protocol frame (a larger one is refused, declared or
+/// not).
+async fn read_bounded(mut resp: reqwest::Response, base: &str) -> Result<Vec<u8>> {
+    let limit = MAX_FRAME + 4096;
+    let too_big = || Error::Remote(format!("{base} sent a response over {limit} bytes"));
+    if resp.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(too_big());
+    }
+    let mut out = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| Error::Remote(format!("{base}: {e}")))?
+    {
+        if out.len() + chunk.len() > limit {
+            return Err(too_big());
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
 }
 
 /// An error and its causes on one line.
@@ -164,7 +186,7 @@ pub fn serve(opts: ServeOptions, on_ready: impl FnOnce(SocketAddr)) -> Result<()
     let app = axum::Router::new()
         .route("/v1/rpc", axum::routing::post(rpc))
         .fallback(|| async { (axum::http::StatusCode::NOT_FOUND, "not found") })
-        .layer(DefaultBodyLimit::max(MAX_FRAME + 4096))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth))
         .with_state(state);
     rt.block_on(async move {
@@ -194,20 +216,35 @@ pub fn serve(opts: ServeOptions, on_ready: impl FnOnce(SocketAddr)) -> Result<()
                         ))
                     })?;
                 on_ready(bound);
-                axum_server::from_tcp_rustls(listener, config)
-                    .serve(app.into_make_service())
-                    .await
+                let tls = axum_server::tls_rustls::RustlsAcceptor::new(config)
+                    .acceptor(LimitAcceptor::default());
+                let mut server = axum_server::from_tcp(listener).acceptor(tls);
+                // A header-read timeout for slow or half-open requests.
+                server
+                    .http_builder()
+                    .http1()
+                    .timer(HyperTimer)
+                    .header_read_timeout(HEADER_TIMEOUT);
+                server.serve(app.into_make_service()).await
             }
             None => {
                 on_ready(bound);
-                axum_server::from_tcp(listener)
-                    .serve(app.into_make_service())
-                    .await
+                let mut server = axum_server::from_tcp(listener).acceptor(LimitAcceptor::default());
+                // A header-read timeout for slow or half-open requests.
+                server
+                    .http_builder()
+                    .http1()
+                    .timer(HyperTimer)
+                    .header_read_timeout(HEADER_TIMEOUT);
+                server.serve(app.into_make_service()).await
             }
         };
         result.map_err(|e| Error::Remote(format!("server failed: {e}")))
     })
 }
+
+/// Largest request body the server accepts.
+const MAX_BODY: usize = MAX_FRAME + 4096;
 
 async fn auth(
     axum::extract::State(state): axum::extract::State<AppState>,
@@ -228,6 +265,20 @@ async fn auth(
             axum::http::StatusCode::UNAUTHORIZED,
             [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
             "missing or wrong bearer token\n",
+        )
+            .into_response();
+    }
+    // A declared body over the limit is refused before any of it is read.
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        return (
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            [(axum::http::header::CONNECTION, "close")],
+            format!("request body over {MAX_BODY} bytes\n"),
         )
             .into_response();
     }

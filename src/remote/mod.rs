@@ -18,6 +18,7 @@
 pub mod crypt;
 pub mod fs;
 pub mod http;
+mod http_limits;
 pub mod idx;
 pub mod ops;
 pub mod proto;

@@ -57,13 +57,37 @@ pub enum PushWhat<'a> {
     All,
 }
 
+/// How to push.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PushFlags {
+    /// Move remote branches even when not a fast-forward.
+    pub force: bool,
+    /// Verify the remote's copies and send again what has no good copy.
+    pub repair: bool,
+}
+
+/// Verify a remote of `volume`: every pack record and every branch of its remote volume.
+pub fn fsck_remote(
+    repo: &Repo,
+    volume: &str,
+    remote: &str,
+    opts: &RemoteOptions,
+) -> Result<(String, transfer::RemoteFsckReport)> {
+    let url = repo.remote_url(volume, remote)?;
+    let remote_volume = repo.remote_volume(volume, remote)?;
+    let encrypted = repo.remote_encrypted(volume, remote)?;
+    let (backend, seal) = open_existing(&url, opts, encrypted)?;
+    let report = transfer::fsck_remote(backend.as_ref(), &remote_volume, &seal)?;
+    Ok((url, report))
+}
+
 /// Push to a named remote. Rejections are in the report, not errors.
 pub fn push(
     repo: &Repo,
     volume: &str,
     remote: &str,
     what: PushWhat,
-    force: bool,
+    flags: PushFlags,
     opts: &RemoteOptions,
     progress: &dyn Progress,
 ) -> Result<(String, PushReport)> {
@@ -100,7 +124,8 @@ pub fn push(
             volume,
             remote_volume: &remote_volume,
             branches,
-            force,
+            force: flags.force,
+            repair: flags.repair,
             cache: &cache,
             seal: &seal,
         },

@@ -22,7 +22,7 @@
 use super::crypt::Seal;
 use super::idx::IdxEntry;
 use super::transfer::{
-    read_objects, remote_branches, remote_index, remote_packs, PackOut, Remote, RemoteLoc,
+    read_objects, remote_branches, remote_index, remote_packs, PackOut, Remote, RemoteIndex,
 };
 use super::{cache_dir, check_format, open, Backend, CasOutcome};
 use crate::repo::prune::{decisions, select, Candidate, Policy, PruneReport};
@@ -163,7 +163,7 @@ struct Graph {
     heads: Vec<(String, String, ObjectId)>,
 }
 
-fn load_graph(backend: &dyn Backend, index: &HashMap<ObjectId, RemoteLoc>) -> Result<Graph> {
+fn load_graph(backend: &dyn Backend, index: &RemoteIndex) -> Result<Graph> {
     let mut heads = Vec::new();
     for volume in backend.list_volumes()? {
         for (branch, head) in remote_branches(backend, &volume)? {
@@ -186,8 +186,7 @@ fn load_graph(backend: &dyn Backend, index: &HashMap<ObjectId, RemoteLoc>) -> Re
                 index,
                 seal: &Seal::Plain,
             },
-            &want,
-            Kind::Commit,
+            &with_kind(&want, Kind::Commit),
             |h, payload| {
                 let c = Commit::decode(&h.id, &decode_payload(&h.id, &h, &payload)?)?;
                 next.extend(c.parents.iter().copied());
@@ -275,7 +274,7 @@ fn plan_remote(
 /// verifies every tree and chunk-list node; chunks must be indexed.
 fn live_objects(
     backend: &dyn Backend,
-    index: &HashMap<ObjectId, RemoteLoc>,
+    index: &RemoteIndex,
     graph: &Graph,
     expired: &HashSet<ObjectId>,
 ) -> Result<HashSet<ObjectId>> {
@@ -297,8 +296,7 @@ fn live_objects(
                 index,
                 seal: &Seal::Plain,
             },
-            &want,
-            Kind::Tree,
+            &with_kind(&want, Kind::Tree),
             |h, payload| {
                 let tree = Tree::decode(&h.id, &decode_payload(&h.id, &h, &payload)?)?;
                 for e in &tree.entries {
@@ -329,8 +327,7 @@ fn live_objects(
                 index,
                 seal: &Seal::Plain,
             },
-            &want,
-            Kind::List,
+            &with_kind(&want, Kind::List),
             |h, payload| {
                 let node = store::decode_list(&h.id, &decode_payload(&h.id, &h, &payload)?)?;
                 let into = if node.level == 0 {
@@ -374,7 +371,7 @@ fn remote_gc(
     backend: &dyn Backend,
     keys: &[String],
     packs: &[(Arc<str>, Vec<IdxEntry>)],
-    index: &HashMap<ObjectId, RemoteLoc>,
+    index: &RemoteIndex,
     live: &HashSet<ObjectId>,
     opts: &GcOptions,
 ) -> Result<RemoteGcReport> {
@@ -449,11 +446,7 @@ fn remote_gc(
 
 /// Copy records (verified) into new packs, children-first order not needed: every copied
 /// object is already reachable through kept packs or this copy.
-fn copy_records(
-    backend: &dyn Backend,
-    index: &HashMap<ObjectId, RemoteLoc>,
-    entries: &[&IdxEntry],
-) -> Result<()> {
+fn copy_records(backend: &dyn Backend, index: &RemoteIndex, entries: &[&IdxEntry]) -> Result<()> {
     let mut pack = PackOut::new();
     for kind in [Kind::Chunk, Kind::List, Kind::Tree, Kind::Commit] {
         let ids: Vec<ObjectId> = entries
@@ -468,8 +461,7 @@ fn copy_records(
                 index,
                 seal: &Seal::Plain,
             },
-            &ids,
-            kind,
+            &with_kind(&ids, kind),
             |h, payload| {
                 decode_payload(&h.id, &h, &payload)?;
                 pack.append(&h, &payload, &Seal::Plain);
@@ -518,7 +510,7 @@ pub fn prune_remote(
     let cache = cache_dir(repo.root(), &url);
     // Listed first: a pack uploaded after this moment is never considered.
     let keys = backend.list("packs/")?;
-    let packs = remote_packs(backend.as_ref(), &cache, &Seal::Plain)?;
+    let packs = remote_packs(backend.as_ref(), Some(&cache), &Seal::Plain)?;
     let index = remote_index(backend.as_ref(), &cache, &Seal::Plain)?;
     let graph = load_graph(backend.as_ref(), &index)?;
     let mut listed = remote_expired(backend.as_ref())?;
@@ -530,4 +522,9 @@ pub fn prune_remote(
     let live = live_objects(backend.as_ref(), &index, &graph, &listed)?;
     let gc = remote_gc(backend.as_ref(), &keys, &packs, &index, &live, opts)?;
     Ok(RemotePruneReport { url, prune, gc })
+}
+
+/// `ids`, each expected to be of `kind`, as [`read_objects`] takes them.
+fn with_kind(ids: &[ObjectId], kind: Kind) -> Vec<(ObjectId, Kind)> {
+    ids.iter().map(|id| (*id, kind)).collect()
 }

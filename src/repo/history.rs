@@ -437,12 +437,13 @@ impl Repo {
         b: Option<&ObjectId>,
         live: Option<&HashOnly>,
     ) -> Result<Vec<Change>> {
-        let load = |id: &ObjectId| -> Result<Tree> {
-            if let Some(bytes) = live.and_then(|l| l.tree(id)) {
-                return Tree::decode(id, &bytes);
-            }
-            Tree::load(&self.store, id)
+        // Trees of a live scan (split ones in parts) come from the scan's sink, others from
+        // the store.
+        let get = |id: &ObjectId| match live.and_then(|l| l.tree(id)) {
+            Some(bytes) => Ok(bytes),
+            None => self.store.get(id),
         };
+        let load = |id: &ObjectId| Tree::assemble(id, &get);
         snapshot::diff(&load, a, b)
     }
 }

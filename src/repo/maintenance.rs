@@ -2,10 +2,11 @@
 //! remote-tracking ref or stat cache reaches; rewrite partly dead packs) and `fsck` (re-hash
 //! every object, check every reachable commit's tree).
 
-use super::{commit, Repo};
+use super::reach::{self, Edge};
+use super::Repo;
 use crate::error::IoContext;
-use crate::snapshot::{Node, StatCache, Tree};
-use crate::store::{self, Kind, ObjectId, Store, CHUNK_SIZE};
+use crate::snapshot::StatCache;
+use crate::store::{self, Kind, ObjectId, Store};
 use crate::{Error, Result};
 use rusqlite::params;
 use serde::Serialize;
@@ -29,11 +30,13 @@ pub struct FsckReport {
     pub problems: Vec<String>,
 }
 
-/// Adds everything reachable from commits, trees or file contents to a set.
+/// Adds everything reachable from commits or file contents to a set, through the shared
+/// walker ([`super::reach`]): objects are read and verified from the store, chunks only
+/// checked for presence in the index.
 pub struct Reach<'a> {
     store: &'a Store,
     pub seen: HashSet<ObjectId>,
-    /// When set, chunks are only checked for presence in the index, not read.
+    /// Commits walked so far.
     pub commits: u64,
     /// Commits expired by prune: the commit and its parents are walked, its tree is not.
     expired: HashSet<ObjectId>,
@@ -57,67 +60,55 @@ impl<'a> Reach<'a> {
 
     /// Mark a commit and all its ancestors.
     pub fn commit(&mut self, id: &ObjectId) -> Result<()> {
-        let mut todo = vec![*id];
-        while let Some(id) = todo.pop() {
-            if !self.seen.insert(id) {
-                continue;
-            }
-            self.commits += 1;
-            let c = commit::Commit::load(self.store, &id)?;
-            if !self.expired.contains(&id) {
-                self.tree(&c.tree)?;
-            }
-            todo.extend(c.parents);
-        }
-        Ok(())
-    }
-
-    /// Mark a tree and everything below it.
-    pub fn tree(&mut self, id: &ObjectId) -> Result<()> {
-        if !self.seen.insert(*id) {
-            return Ok(());
-        }
-        let tree = Tree::load(self.store, id)?;
-        for e in &tree.entries {
-            match &e.node {
-                Node::File {
-                    size,
-                    content: Some(c),
-                    ..
-                } => self.content(c, *size)?,
-                Node::Dir { tree } => self.tree(tree)?,
-                _ => {}
-            }
-        }
-        Ok(())
+        self.walk((*id, Edge::Commit))
     }
 
     /// Mark a file's content: one chunk, or a list tree and its chunks.
     pub fn content(&mut self, id: &ObjectId, size: u64) -> Result<()> {
-        if size <= CHUNK_SIZE as u64 {
-            self.chunk(id)
-        } else {
-            self.list(id)
-        }
+        self.walk((*id, Edge::content(size)))
     }
 
-    fn list(&mut self, id: &ObjectId) -> Result<()> {
-        if !self.seen.insert(*id) {
-            return Ok(());
-        }
-        let node = store::decode_list(id, &self.store.get(id)?)?;
-        for e in &node.entries {
-            if node.level == 0 {
-                self.chunk(&e.id)?;
-            } else {
-                self.list(&e.id)?;
-            }
-        }
-        Ok(())
+    fn walk(&mut self, root: (ObjectId, Edge)) -> Result<()> {
+        let mut local = LocalVisit {
+            store: self.store,
+            commits: 0,
+            expired: &self.expired,
+        };
+        let result = reach::walk([root], &mut self.seen, &mut local);
+        self.commits += local.commits;
+        result
+    }
+}
+
+/// Walks the local store: parallel verified reads, chunks checked for presence only.
+struct LocalVisit<'a> {
+    store: &'a Store,
+    commits: u64,
+    /// Commits expired by prune: their trees are not walked.
+    expired: &'a HashSet<ObjectId>,
+}
+
+impl reach::Visit for LocalVisit<'_> {
+    fn skip(&mut self, _id: &ObjectId, _edge: Edge) -> Result<bool> {
+        Ok(false)
     }
 
-    fn chunk(&mut self, id: &ObjectId) -> Result<()> {
-        if self.seen.insert(*id) && !self.store.contains(id)? {
+    fn load(&mut self, batch: &[(ObjectId, Edge)]) -> Result<Vec<Vec<u8>>> {
+        self.commits += batch.iter().filter(|b| b.1 == Edge::Commit).count() as u64;
+        let ids: Vec<ObjectId> = batch.iter().map(|b| b.0).collect();
+        self.store.get_many(&ids)
+    }
+
+    fn max_depth(&self) -> u32 {
+        u32::MAX
+    }
+
+    fn tree_expired(&self, commit: &ObjectId) -> bool {
+        self.expired.contains(commit)
+    }
+
+    fn chunk(&mut self, id: &ObjectId, _len: u64) -> Result<()> {
+        if !self.store.contains(id)? {
             return Err(Error::MissingObject { id: id.to_hex() });
         }
         Ok(())

@@ -16,6 +16,7 @@ pub mod lock;
 mod maintenance;
 mod perms;
 pub mod prune;
+pub mod reach;
 mod refs;
 mod remote;
 mod rewrite;

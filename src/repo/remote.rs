@@ -232,12 +232,11 @@ impl Repo {
         let sink = HashOnly::default();
         let cache = self.load_cache(volume, branch);
         let scan = snapshot::scan(&sink, &dir, &cache, &crate::progress::NoProgress)?;
-        let load = |id: &ObjectId| -> Result<snapshot::Tree> {
-            if let Some(bytes) = sink.tree(id) {
-                return snapshot::Tree::decode(id, &bytes);
-            }
-            snapshot::Tree::load(&self.store, id)
+        let get = |id: &ObjectId| match sink.tree(id) {
+            Some(bytes) => Ok(bytes),
+            None => self.store.get(id),
         };
+        let load = |id: &ObjectId| snapshot::Tree::assemble(id, &get);
         snapshot::diff(&load, head_tree.as_ref(), Some(&scan.tree))
     }
 

@@ -45,6 +45,13 @@ fn diff_dirs(
     if a == b {
         return Ok(());
     }
+    // Recursion here is one level per directory, bounded by the depth limit.
+    if prefix.bytes().filter(|c| *c == b'/').count() > super::tree::MAX_TREE_DEPTH as usize {
+        return Err(crate::Error::TooDeep {
+            id: a.or(b).expect("a != b, so one is set").to_hex(),
+            limit: super::tree::MAX_TREE_DEPTH,
+        });
+    }
     let ta = a.map(load).transpose()?;
     let tb = b.map(load).transpose()?;
     if let (Some(x), Some(y)) = (&ta, &tb) {

@@ -11,7 +11,7 @@ use super::statcache::{CacheEntry, StatCache};
 use super::tree::{Entry, Meta, Node, Tree};
 use crate::error::IoContext;
 use crate::live::{self, Attrs, Dir, Found, Stat};
-use crate::store::{is_zero_chunk, read_list, HashOnly, ObjectId, Store, CHUNK_SIZE};
+use crate::store::{self, is_zero_chunk, HashOnly, ListEntry, ObjectId, Store, CHUNK_SIZE};
 use crate::{Error, Result};
 use rayon::prelude::*;
 use std::collections::HashMap;
@@ -249,22 +249,34 @@ fn remember(ctx: &Ctx, rel: &[u8], st: &Stat, content: Option<&ObjectId>) {
 /// metadata; `path` names it in messages.
 fn write_file(ctx: &Ctx, dir: &Dir, name: &[u8], path: &Path, w: &Want) -> Result<File> {
     let (size, content) = (w.size, w.content);
+    // The list must cover exactly `size` and the file must fit, before anything is written.
+    let mut chunks = match content {
+        Some(c) => {
+            let chunks = store::chunks(ctx.store, c, size)?;
+            super::check_free_space(path, size, || store::stored_bytes(ctx.store, c, size))?;
+            Some(chunks)
+        }
+        None => None,
+    };
     let file = dir.create_file(name, 0o600)?;
     let mut out = BufWriter::with_capacity((size as usize).clamp(CHUNK_SIZE, 1 << 20), file);
     // Only a file ending in a hole needs its length set explicitly.
     let mut ends_in_hole = false;
-    if let Some(content) = content {
-        let chunks = read_list(ctx.store, content, size)?;
-        // 128 chunks (1 MiB) at a time: located together, read and verified in parallel,
-        // written in order; all-zero chunks become holes.
-        for batch in chunks.chunks(128) {
+    if let Some(chunks) = chunks.as_mut() {
+        // 128 chunks (1 MiB) at a time, streamed from the list: located together, read and
+        // verified in parallel, written in order; all-zero chunks become holes.
+        loop {
+            let batch: Vec<ListEntry> = chunks.by_ref().take(128).collect::<Result<_>>()?;
+            if batch.is_empty() {
+                break;
+            }
             let wanted: Vec<ObjectId> = batch
                 .iter()
                 .filter(|c| !is_zero_chunk(&c.id))
                 .map(|c| c.id)
                 .collect();
             let mut data = ctx.store.get_many(&wanted)?.into_iter();
-            for chunk in batch {
+            for chunk in &batch {
                 if is_zero_chunk(&chunk.id) {
                     out.seek(SeekFrom::Current(chunk.len as i64))
                         .at("write", path)?;

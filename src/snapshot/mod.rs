@@ -19,6 +19,46 @@ use crate::Result;
 use std::io::Write;
 use std::path::Path;
 
+/// Refuse to restore a file of `size` bytes at `path` when the file system has less room:
+/// `stored` (called only when `size` alone does not fit) gives the bytes that are not holes.
+pub fn check_free_space(
+    path: &Path,
+    size: u64,
+    stored: impl FnOnce() -> Result<u64>,
+) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let free = free_bytes(dir)?;
+    if size <= free {
+        return Ok(());
+    }
+    let need = stored()?;
+    if need > free {
+        return Err(crate::Error::NoSpace {
+            path: path.to_path_buf(),
+            need,
+            free,
+        });
+    }
+    Ok(())
+}
+
+/// Bytes an unprivileged writer may still use on the file system holding `dir` (statvfs).
+fn free_bytes(dir: &Path) -> Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|_| crate::Error::Other(format!("path {} contains NUL", dir.display())))?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `c` is a valid NUL-terminated path and `st` points to writable memory the
+    // size of a statvfs, which the call fills on success.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error()).at("statvfs", dir);
+    }
+    // SAFETY: statvfs returned 0, so it initialised `st`.
+    let st = unsafe { st.assume_init() };
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
+}
+
 /// Write `bytes` to `path` atomically and durably: temp file in the same directory, fsync,
 /// rename, fsync the directory.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {

@@ -6,6 +6,7 @@
 use super::{Kind, ObjectId, ObjectSink, Store};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::sync::OnceLock;
 
 /// Chunk size in bytes.
@@ -84,61 +85,168 @@ pub fn decode_list(id: &ObjectId, bytes: &[u8]) -> Result<ListNode> {
     Ok(node)
 }
 
-/// The chunks of a file, in order, given its content id and size.
-pub fn read_list(store: &Store, content: &ObjectId, size: u64) -> Result<Vec<ListEntry>> {
+/// The chunks of a file in order, read one list node at a time, so memory is bounded by the
+/// list's depth (at most 17 nodes) whatever the file's size: a 64 GiB sparse file of one
+/// repeated zero chunk streams like any other. Each node must cover exactly the bytes its
+/// parent (or, for the root, the file entry) declares and sit one level below its parent;
+/// the root is checked when the iterator is made, before anything is written.
+pub struct Chunks<'a> {
+    store: &'a Store,
+    /// Nodes being read, with the index of their next entry.
+    stack: Vec<(ListNode, usize)>,
+    single: Option<ListEntry>,
+    /// Recently read nodes: a list repeating a child (a sparse file) reads it once.
+    recent: HashMap<ObjectId, ListNode>,
+}
+
+/// The chunks of a file of `size` bytes whose content is `content` (see [`Chunks`]).
+pub fn chunks<'a>(store: &'a Store, content: &ObjectId, size: u64) -> Result<Chunks<'a>> {
     if size <= CHUNK_SIZE as u64 {
-        return Ok(vec![ListEntry {
-            id: *content,
-            len: size,
-        }]);
-    }
-    let mut out = Vec::with_capacity((size / CHUNK_SIZE as u64 + 1) as usize);
-    expand(store, content, None, &mut out)?;
-    let total: u64 = out.iter().map(|e| e.len).sum();
-    if total != size {
-        return Err(Error::CorruptObject {
-            id: content.to_hex(),
-            detail: format!("chunk list covers {total} bytes, file has {size}"),
+        return Ok(Chunks {
+            store,
+            stack: Vec::new(),
+            single: Some(ListEntry {
+                id: *content,
+                len: size,
+            }),
+            recent: HashMap::new(),
         });
     }
-    Ok(out)
+    let root = load_node(store, content, None, size)?;
+    Ok(Chunks {
+        store,
+        stack: vec![(root, 0)],
+        single: None,
+        recent: HashMap::new(),
+    })
 }
 
-/// Visit every list node id below (and including) `root`, for reachability walks.
-pub fn list_node_ids(
-    store: &Store,
-    root: &ObjectId,
-    out: &mut Vec<(ObjectId, ListNode)>,
-) -> Result<()> {
-    let node = decode_list(root, &store.get(root)?)?;
-    if node.level > 0 {
-        for e in &node.entries {
-            list_node_ids(store, &e.id, out)?;
+impl Iterator for Chunks<'_> {
+    type Item = Result<ListEntry>;
+
+    fn next(&mut self) -> Option<Result<ListEntry>> {
+        if let Some(single) = self.single.take() {
+            return Some(Ok(single));
+        }
+        loop {
+            let (node, next) = self.stack.last_mut()?;
+            let Some(entry) = node.entries.get(*next).copied() else {
+                self.stack.pop();
+                continue;
+            };
+            *next += 1;
+            let level = node.level;
+            let step = if level == 0 {
+                check_chunk_entry(&entry).map(|()| Some(entry))
+            } else {
+                self.child(&entry, level - 1).map(|child| {
+                    self.stack.push((child, 0));
+                    None
+                })
+            };
+            match step {
+                Ok(Some(chunk)) => return Some(Ok(chunk)),
+                Ok(None) => {}
+                Err(e) => {
+                    self.stack.clear();
+                    return Some(Err(e));
+                }
+            }
         }
     }
-    out.push((*root, node));
-    Ok(())
 }
 
-fn expand(
-    store: &Store,
-    id: &ObjectId,
-    want_level: Option<u8>,
-    out: &mut Vec<ListEntry>,
-) -> Result<()> {
+impl Chunks<'_> {
+    /// The child node `entry` of a node at `level + 1`, read or from the recent ones.
+    fn child(&mut self, entry: &ListEntry, level: u8) -> Result<ListNode> {
+        if let Some(node) = self.recent.get(&entry.id) {
+            check_node(&entry.id, node, Some(level), entry.len)?;
+            return Ok(node.clone());
+        }
+        let node = load_node(self.store, &entry.id, Some(level), entry.len)?;
+        if self.recent.len() >= 64 {
+            self.recent.clear();
+        }
+        self.recent.insert(entry.id, node.clone());
+        Ok(node)
+    }
+}
+
+/// Read list node `id`, which must be at `level` (any for a root) and cover `len` bytes.
+fn load_node(store: &Store, id: &ObjectId, level: Option<u8>, len: u64) -> Result<ListNode> {
     let node = decode_list(id, &store.get(id)?)?;
-    if want_level.is_some_and(|l| l != node.level) {
-        return Err(Error::CorruptObject {
-            id: id.to_hex(),
-            detail: "chunk list levels do not nest".into(),
-        });
+    check_node(id, &node, level, len)?;
+    Ok(node)
+}
+
+/// Check that list node `id` is at `level` (any for a root) and covers `len` bytes.
+fn check_node(id: &ObjectId, node: &ListNode, level: Option<u8>, len: u64) -> Result<()> {
+    let corrupt = |detail: String| Error::CorruptObject {
+        id: id.to_hex(),
+        detail,
+    };
+    if level.is_some_and(|l| l != node.level) {
+        return Err(corrupt("chunk list levels do not nest".into()));
     }
-    if node.level == 0 {
-        out.extend_from_slice(&node.entries);
-    } else {
-        for e in &node.entries {
-            expand(store, &e.id, Some(node.level - 1), out)?;
-        }
+    let covered = node
+        .entries
+        .iter()
+        .try_fold(0u64, |acc, e| acc.checked_add(e.len));
+    if covered != Some(len) {
+        return Err(corrupt(format!(
+            "chunk list covers {} bytes where {len} are declared",
+            covered.map_or("too many".into(), |c| c.to_string())
+        )));
     }
     Ok(())
+}
+
+/// A level-0 entry: at most one chunk long, and the zero chunk (a hole) exactly one chunk.
+fn check_chunk_entry(e: &ListEntry) -> Result<()> {
+    if e.len > CHUNK_SIZE as u64 || (is_zero_chunk(&e.id) && e.len != CHUNK_SIZE as u64) {
+        return Err(Error::CorruptObject {
+            id: e.id.to_hex(),
+            detail: format!("chunk list entry of {} bytes", e.len),
+        });
+    }
+    Ok(())
+}
+
+/// Bytes of a file that are not holes (its non-zero chunks), for a free-space check before
+/// restoring it. Each distinct list node is read once, so a list repeating one child costs
+/// one read per distinct node, not per repetition.
+pub fn stored_bytes(store: &Store, content: &ObjectId, size: u64) -> Result<u64> {
+    if size <= CHUNK_SIZE as u64 {
+        return Ok(if is_zero_chunk(content) { 0 } else { size });
+    }
+    let mut memo: HashMap<ObjectId, u64> = HashMap::new();
+    let mut stack: Vec<(ObjectId, Option<ListNode>)> = vec![(*content, None)];
+    while let Some((id, node)) = stack.pop() {
+        if memo.contains_key(&id) {
+            continue;
+        }
+        match node {
+            None => {
+                let node = decode_list(&id, &store.get(&id)?)?;
+                let below: Vec<ObjectId> = match node.level {
+                    0 => Vec::new(),
+                    _ => node.entries.iter().map(|e| e.id).collect(),
+                };
+                stack.push((id, Some(node)));
+                stack.extend(below.into_iter().map(|c| (c, None)));
+            }
+            Some(node) => {
+                let bytes = node.entries.iter().fold(0u64, |acc, e| {
+                    let part = match node.level {
+                        0 if is_zero_chunk(&e.id) => 0,
+                        0 => e.len,
+                        _ => memo.get(&e.id).copied().unwrap_or(0),
+                    };
+                    acc.saturating_add(part)
+                });
+                memo.insert(id, bytes);
+            }
+        }
+    }
+    Ok(memo[content])
 }

@@ -11,8 +11,8 @@ mod id;
 pub mod pack;
 
 pub use chunk::{
-    build_content, decode_list, is_zero_chunk, list_node_ids, read_list, zero_chunk_id, ListEntry,
-    ListNode, CHUNK_SIZE, LIST_FANOUT,
+    build_content, chunks, decode_list, is_zero_chunk, stored_bytes, zero_chunk_id, Chunks,
+    ListEntry, ListNode, CHUNK_SIZE, LIST_FANOUT,
 };
 pub use id::ObjectId;
 pub use pack::{IndexEntry, Record, WrittenPack};
@@ -423,8 +423,9 @@ impl ObjectSink for WriteSession {
     }
 
     fn known_chunks(&self, content: &ObjectId, size: u64) -> HashSet<ObjectId> {
-        read_list(&self.store, content, size)
-            .map(|l| l.into_iter().map(|e| e.id).collect())
+        // A hint only: a damaged list just means no hint.
+        chunks(&self.store, content, size)
+            .map(|c| c.map_while(|e| e.ok().map(|e| e.id)).collect())
             .unwrap_or_default()
     }
 }

@@ -1,0 +1,275 @@
+//! Push: decide per branch (fast-forward or not), plan the objects the remote lacks children
+//! first, send them in packs of bounded size, then move each ref by compare-and-swap.
+
+use super::index::remote_index;
+use super::records::{PackOut, Remote};
+use super::verify::verified_copies;
+use crate::failpoint::{hit, knob as test_knob};
+use crate::progress::Progress;
+use crate::remote::crypt::Seal;
+use crate::remote::{ref_key, Backend, CasOutcome};
+use crate::repo::reach::{self, Edge};
+use crate::repo::Repo;
+use crate::store::pack::RecordHeader;
+use crate::store::{decode_payload, ObjectId, Store};
+use crate::{Error, Result};
+use std::collections::HashSet;
+use std::path::Path;
+
+/// Packs sent by push are closed once they pass this size (64 MiB).
+pub const PUSH_PACK_SIZE: usize = 64 << 20;
+
+/// What happened to one branch in a push.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PushStatus {
+    UpToDate,
+    Pushed {
+        old: Option<ObjectId>,
+        new: ObjectId,
+    },
+    /// The remote head is not an ancestor of ours (or changed during the push).
+    Rejected {
+        remote: Option<ObjectId>,
+        reason: String,
+    },
+}
+
+/// Result of a push.
+#[derive(Debug, Default)]
+pub struct PushReport {
+    pub branches: Vec<(String, PushStatus)>,
+    pub objects: u64,
+    pub bytes: u64,
+    pub packs: u64,
+    pub warnings: Vec<String>,
+    /// With `repair`: objects the remote listed without a good copy, sent again.
+    pub repaired: u64,
+}
+
+/// Everything push needs to know about the local side.
+pub struct PushRequest<'a> {
+    pub volume: &'a str,
+    pub remote_volume: &'a str,
+    pub branches: Vec<String>,
+    pub force: bool,
+    /// Verify the remote's copies of everything the branches reach (reading them back) and
+    /// send again every object without a good copy, even for up-to-date branches.
+    pub repair: bool,
+    pub cache: &'a Path,
+    /// How data is sealed on this remote (the caller opened its marker).
+    pub seal: &'a Seal,
+}
+
+/// Push branches of a local volume to a remote.
+pub fn push(
+    repo: &Repo,
+    backend: &dyn Backend,
+    req: &PushRequest,
+    progress: &dyn Progress,
+) -> Result<PushReport> {
+    let _store_lock = repo.lock_store(false)?;
+    let seal = req.seal;
+    let mut report = PushReport::default();
+    report.warnings.extend(backend.cas_warning());
+    // Decide per branch before sending anything.
+    let mut to_send = Vec::new();
+    for branch in &req.branches {
+        let local = repo.branch_head(req.volume, branch)?.ok_or_else(|| {
+            Error::Remote(format!(
+                "branch {branch} has no commits to push (run dvol commit first)"
+            ))
+        })?;
+        let key = ref_key(req.remote_volume, branch);
+        let raw = backend.get(&key)?;
+        let remote = raw
+            .as_deref()
+            .map(|v| seal.parse_ref(req.remote_volume, branch, &key, v))
+            .transpose()?;
+        if remote == Some(local) {
+            report.branches.push((branch.clone(), PushStatus::UpToDate));
+            continue;
+        }
+        if let Some(r) = remote {
+            if !req.force && !repo.is_ancestor(&r, &local)? {
+                report.branches.push((
+                    branch.clone(),
+                    PushStatus::Rejected {
+                        remote: Some(r),
+                        reason: "non-fast-forward".into(),
+                    },
+                ));
+                continue;
+            }
+        }
+        to_send.push((branch.clone(), key, raw, remote, local));
+    }
+    if to_send.is_empty() && !req.repair {
+        return Ok(report);
+    }
+    let remote_has = remote_index(backend, req.cache, seal)?;
+    let store = repo.store();
+    let expired = repo.expired_commits()?;
+    let plan = if req.repair {
+        let mut heads = Vec::new();
+        for branch in &req.branches {
+            heads.extend(repo.branch_head(req.volume, branch)?);
+        }
+        let remote = Remote {
+            backend,
+            index: &remote_has,
+            seal,
+        };
+        repair_plan(store, &remote, &heads, &expired, &mut report)?
+    } else {
+        let heads: Vec<ObjectId> = to_send.iter().map(|t| t.4).collect();
+        plan_push(
+            store,
+            &heads,
+            &|id| remote_has.contains_key(&seal.remote_id(id)),
+            &expired,
+        )?
+    };
+    let total: u64 = plan
+        .iter()
+        .map(|id| {
+            store
+                .locate(id)
+                .map(|l| l.map_or(0, |l| seal.record_len(l.clen)))
+        })
+        .sum::<Result<u64>>()?;
+    progress.start("Pushing", Some(total));
+    let pack_size = test_knob("DVOL_TEST_PACK_SIZE")
+        .map(|v| v as usize)
+        .unwrap_or(PUSH_PACK_SIZE);
+    let mut pack = PackOut::new();
+    for id in &plan {
+        let (header, payload) = verified_record(store, id)?;
+        let record_len = seal.record_len(header.clen);
+        progress.advance(record_len);
+        // Close the pack before a record would take it past the size, so an upload stays
+        // under the protocol's frame limit (one pack of at most max(size, one object)).
+        if !pack.entries.is_empty() && pack.buf.len() as u64 + record_len > pack_size as u64 {
+            report.bytes += std::mem::replace(&mut pack, PackOut::new()).upload(backend, seal)?;
+            report.packs += 1;
+        }
+        pack.append(&header, &payload, seal);
+        report.objects += 1;
+    }
+    if !pack.entries.is_empty() {
+        report.bytes += pack.upload(backend, seal)?;
+        report.packs += 1;
+    }
+    progress.finish();
+    // Commits sent without their tree are listed as expired before any ref reaches them.
+    let sent_expired: Vec<ObjectId> = plan
+        .iter()
+        .filter(|id| expired.contains(*id))
+        .copied()
+        .collect();
+    crate::remote::prune::publish_expired(backend, req.remote_volume, &sent_expired)?;
+    // Every object is durable and indexed: now move the refs, each by compare-and-swap.
+    for (branch, key, raw, remote, local) in to_send {
+        let value = seal.ref_value(req.remote_volume, &branch, &local);
+        report.bytes += value.len() as u64;
+        hit("push.before-ref-cas");
+        let mut expected = raw;
+        let mut old = remote;
+        // A lost race is retried only while the remote head stays an ancestor of ours (another
+        // pusher sent part of our history) or with --force; otherwise it is a non-fast-forward.
+        let status = loop {
+            match backend.cas(&key, expected.as_deref(), value.clone())? {
+                CasOutcome::Updated => break PushStatus::Pushed { old, new: local },
+                CasOutcome::Conflict { current } => {
+                    let now = current
+                        .as_deref()
+                        .map(|v| seal.parse_ref(req.remote_volume, &branch, &key, v))
+                        .transpose()?;
+                    let ff = match now {
+                        None => true,
+                        Some(r) => r == local || repo.is_ancestor(&r, &local)?,
+                    };
+                    if now == Some(local) {
+                        break PushStatus::UpToDate;
+                    }
+                    if !(ff || req.force) {
+                        break PushStatus::Rejected {
+                            remote: now,
+                            reason: "non-fast-forward".into(),
+                        };
+                    }
+                    expected = current;
+                    old = now;
+                }
+            }
+        };
+        report.branches.push((branch, status));
+    }
+    Ok(report)
+}
+
+/// The raw record of a local object to send, re-hashed first: push never sends a corrupt
+/// object, and names it.
+fn verified_record(store: &Store, id: &ObjectId) -> Result<(RecordHeader, Vec<u8>)> {
+    let (header, payload) = store.get_raw(id).map_err(|e| refuse_corrupt(id, e))?;
+    decode_payload(id, &header, &payload).map_err(|e| refuse_corrupt(id, e))?;
+    Ok((header, payload))
+}
+
+/// A local object push needs is corrupt: say which and what to do.
+fn refuse_corrupt(id: &ObjectId, e: Error) -> Error {
+    match e {
+        Error::CorruptObject { .. } => Error::Remote(format!(
+            "push refused: local object {id} is corrupt ({e}); no ref was moved. Run `dvol \
+             fsck`; a host with a good copy can `dvol push --repair`"
+        )),
+        other => other,
+    }
+}
+
+/// A local object, read and verified for planning.
+fn load_local(store: &Store, id: &ObjectId) -> Result<Vec<u8>> {
+    store.get(id).map_err(|e| refuse_corrupt(id, e))
+}
+
+/// Everything `heads` reach, children first, that the remote has no verified copy of: the
+/// remote's listed copies are read back and re-hashed.
+fn repair_plan(
+    store: &Store,
+    remote: &Remote,
+    heads: &[ObjectId],
+    expired: &HashSet<ObjectId>,
+    report: &mut PushReport,
+) -> Result<Vec<ObjectId>> {
+    let roots: Vec<(ObjectId, Edge)> = heads.iter().map(|h| (*h, Edge::Commit)).collect();
+    let all = reach::post_order(&roots, &|_| false, &|c| expired.contains(c), &mut |id| {
+        load_local(store, id)
+    })?;
+    // Remote ids: what the index lists and `verified_copies` reports.
+    let listed: HashSet<ObjectId> = all
+        .iter()
+        .map(|o| remote.seal.remote_id(&o.0))
+        .filter(|rid| remote.index.contains_key(rid))
+        .collect();
+    let good = verified_copies(remote, Some(&listed), &mut Default::default())?;
+    report.repaired = listed.len() as u64 - good.len() as u64;
+    Ok(all
+        .into_iter()
+        .map(|o| o.0)
+        .filter(|id| !good.contains(&remote.seal.remote_id(id)))
+        .collect())
+}
+
+/// The objects reachable from `heads` that the remote lacks, children before parents; the
+/// trees of `expired` commits are not sent (prune expired them).
+pub fn plan_push(
+    store: &Store,
+    heads: &[ObjectId],
+    remote_has: &dyn Fn(&ObjectId) -> bool,
+    expired: &HashSet<ObjectId>,
+) -> Result<Vec<ObjectId>> {
+    let roots: Vec<(ObjectId, Edge)> = heads.iter().map(|h| (*h, Edge::Commit)).collect();
+    let order = reach::post_order(&roots, remote_has, &|c| expired.contains(c), &mut |id| {
+        load_local(store, id)
+    })?;
+    Ok(order.into_iter().map(|(id, _)| id).collect())
+}

@@ -1,0 +1,238 @@
+//! The one place pack records and pack indexes cross the wire: building and uploading a pack
+//! with its index ([`PackOut`]), reading an index ([`get_idx`]) and reading records back with
+//! coalesced ranged reads, each checked against its index entry ([`read_objects`]).
+
+use super::index::RemoteIndex;
+use crate::failpoint::hit;
+use crate::remote::crypt::Seal;
+use crate::remote::idx::{self, IdxEntry};
+use crate::remote::Backend;
+use crate::store::pack::{pack_header, RecordHeader};
+use crate::store::{Kind, ObjectId, MAX_OBJECT_SIZE};
+use crate::{Error, Result};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Largest coalesced range read by fetch.
+const MAX_RANGE: u64 = 8 << 20;
+/// Ranges closer than this are read as one.
+const RANGE_GAP: u64 = 64 << 10;
+
+/// Download and decode the index `key` (`packs/<hash>.idx`); `None` when it vanished.
+pub fn get_idx(
+    backend: &dyn Backend,
+    key: &str,
+    seal: &Seal,
+) -> Result<Option<(Vec<u8>, Vec<IdxEntry>)>> {
+    let Some(bytes) = backend.get(key)? else {
+        return Ok(None);
+    };
+    let entries = idx::decode(key, &seal.open_index(key, bytes.clone())?)?;
+    Ok(Some((bytes, entries)))
+}
+
+/// An in-memory pack being built for upload (at most about [`PUSH_PACK_SIZE`]).
+pub struct PackOut {
+    pub buf: Vec<u8>,
+    pub entries: Vec<IdxEntry>,
+}
+
+impl PackOut {
+    pub fn new() -> PackOut {
+        PackOut {
+            buf: pack_header().to_vec(),
+            entries: Vec::new(),
+        }
+    }
+
+    pub fn append(&mut self, header: &RecordHeader, payload: &[u8], seal: &Seal) {
+        self.entries.push(IdxEntry {
+            id: seal.remote_id(&header.id),
+            kind: header.kind,
+            codec: header.codec,
+            offset: self.buf.len() as u64,
+            clen: payload.len() as u32,
+            ulen: header.ulen,
+        });
+        seal.append_record(&mut self.buf, header, payload);
+    }
+
+    /// Upload the pack, then its index. Returns the bytes sent.
+    pub fn upload(self, backend: &dyn Backend, seal: &Seal) -> Result<u64> {
+        let name = blake3::hash(&self.buf).to_hex().to_string();
+        let idx = seal.seal_index(&name, idx::encode(&self.entries));
+        let sent = (self.buf.len() + idx.len()) as u64;
+        backend.put(&format!("packs/{name}.pack"), self.buf)?;
+        hit("push.after-pack-upload");
+        backend.put(&format!("packs/{name}.idx"), idx)?;
+        hit("push.after-idx-upload");
+        Ok(sent)
+    }
+}
+
+/// Read the records of `wanted` (id and the kind the reader expects) from the remote with
+/// coalesced range reads, checking each record against its index entry and kind, and hand
+/// them to `f` (which verifies the content hash before use). A copy found corrupt (by these
+/// checks or by `f`) is retried from the object's next copy, if the remote has one. Returns
+/// the bytes read.
+pub fn read_objects(
+    remote: &Remote,
+    wanted: &[(ObjectId, Kind)],
+    mut f: impl FnMut(RecordHeader, Vec<u8>) -> Result<()>,
+) -> Result<u64> {
+    let Remote {
+        backend,
+        index,
+        seal,
+    } = *remote;
+    // Keyed by remote id: the index lists objects under it.
+    let kinds: HashMap<ObjectId, Kind> = wanted
+        .iter()
+        .map(|(id, kind)| (seal.remote_id(id), *kind))
+        .collect();
+    let mut todo: Vec<&IdxEntry> = Vec::with_capacity(wanted.len());
+    for (id, _) in wanted {
+        let loc = index.get(&seal.remote_id(id)).ok_or_else(|| {
+            Error::Remote(format!(
+                "the remote is incomplete: object {id} is not in any pack index"
+            ))
+        })?;
+        todo.push(&loc.entry);
+    }
+    let mut bytes = 0;
+    let mut copy = 0;
+    let mut todo_packs = group(index, &todo, 0);
+    loop {
+        let mut corrupt: Vec<(ObjectId, Error)> = Vec::new();
+        for (pack, entries) in todo_packs {
+            bytes += read_pack_records(backend, seal, &pack, entries, &mut |e, rec| {
+                let checked = rec.and_then(|(header, payload)| {
+                    let kind = kinds[&e.id];
+                    if header.kind != kind {
+                        return Err(Error::CorruptObject {
+                            id: e.id.to_hex(),
+                            detail: format!(
+                                "expected a {kind:?} object, found a {:?} in remote {pack}",
+                                header.kind
+                            ),
+                        });
+                    }
+                    f(header, payload)
+                });
+                match checked {
+                    Err(err @ Error::CorruptObject { .. }) => corrupt.push((e.id, err)),
+                    other => other?,
+                }
+                Ok(())
+            })?;
+        }
+        if corrupt.is_empty() {
+            return Ok(bytes);
+        }
+        copy += 1;
+        let mut next = Vec::new();
+        for (id, err) in corrupt {
+            match index.copy(&id, copy) {
+                Some(loc) => next.push(&loc.entry),
+                None => return Err(err),
+            }
+        }
+        todo_packs = group(index, &next, copy);
+    }
+}
+
+/// Entries grouped by the pack holding copy `copy` of each.
+fn group<'a>(
+    index: &'a RemoteIndex,
+    entries: &[&'a IdxEntry],
+    copy: usize,
+) -> HashMap<Arc<str>, Vec<&'a IdxEntry>> {
+    let mut by_pack: HashMap<Arc<str>, Vec<&IdxEntry>> = HashMap::new();
+    for e in entries {
+        let loc = index.copy(&e.id, copy).expect("entry has this copy");
+        by_pack
+            .entry(loc.pack.clone())
+            .or_default()
+            .push(&loc.entry);
+    }
+    by_pack
+}
+
+/// A record read back: its header and still-compressed payload, or why it is corrupt.
+pub type ReadRecord = Result<(RecordHeader, Vec<u8>)>;
+
+/// Read the records `entries` of one remote pack with coalesced range reads (gaps up to
+/// [`RANGE_GAP`], ranges up to [`MAX_RANGE`] or one record), checking each header against
+/// its index entry, and hand each to `f`. Transport errors and an impossible index fail the
+/// call; a record that does not match its entry is handed to `f` as an error.
+pub fn read_pack_records(
+    backend: &dyn Backend,
+    seal: &Seal,
+    pack: &str,
+    mut entries: Vec<&IdxEntry>,
+    f: &mut dyn FnMut(&IdxEntry, ReadRecord) -> Result<()>,
+) -> Result<u64> {
+    entries.sort_by_key(|e| e.offset);
+    let record_end = |e: &IdxEntry| e.offset.checked_add(seal.record_len(e.clen));
+    if entries
+        .iter()
+        .any(|e| record_end(e).is_none() || e.clen as usize > MAX_OBJECT_SIZE)
+    {
+        return Err(Error::Remote(format!("remote index of {pack} is invalid")));
+    }
+    let mut bytes = 0;
+    let mut i = 0;
+    while i < entries.len() {
+        let start = entries[i].offset;
+        let mut end = record_end(entries[i]).expect("checked above");
+        let mut j = i + 1;
+        while j < entries.len() {
+            let e_end = record_end(entries[j]).expect("checked above");
+            if entries[j].offset < end
+                || entries[j].offset - end > RANGE_GAP
+                || e_end - start > MAX_RANGE
+            {
+                break;
+            }
+            end = e_end;
+            j += 1;
+        }
+        let data = backend.get_range(pack, start, end - start)?;
+        bytes += data.len() as u64;
+        for e in &entries[i..j] {
+            let at = (e.offset - start) as usize;
+            f(e, split_record(seal, pack, e, &data[at..]))?;
+        }
+        i = j;
+    }
+    Ok(bytes)
+}
+
+/// The header and payload of the record `e` at the start of `data`, checked against `e`.
+fn split_record(seal: &Seal, pack: &str, e: &IdxEntry, data: &[u8]) -> ReadRecord {
+    let bad = |why: &str| Error::CorruptObject {
+        id: e.id.to_hex(),
+        detail: format!("{why} in remote {pack}"),
+    };
+    let len = seal.record_len(e.clen) as usize;
+    if data.len() < len {
+        return Err(bad("record is cut short"));
+    }
+    let (header, payload) = seal.open_record(&e.id, &data[..len], pack)?;
+    if seal.remote_id(&header.id) != e.id
+        || header.clen != e.clen
+        || header.ulen != e.ulen
+        || payload.len() != e.clen as usize
+    {
+        return Err(bad("record does not match the pack index"));
+    }
+    Ok((header, payload))
+}
+
+/// The remote side of a read: carrier, index and seal.
+#[derive(Clone, Copy)]
+pub struct Remote<'a> {
+    pub backend: &'a dyn Backend,
+    pub index: &'a RemoteIndex,
+    pub seal: &'a Seal,
+}
