@@ -466,7 +466,7 @@ fn copy_records(backend: &dyn Backend, index: &RemoteIndex, entries: &[&IdxEntry
                 decode_payload(&h.id, &h, &payload)?;
                 pack.append(&h, &payload, &Seal::Plain);
                 if pack.buf.len() >= super::transfer::PUSH_PACK_SIZE {
-                    full.push(std::mem::replace(&mut pack, PackOut::new()));
+                    full.push(std::mem::take(&mut pack));
                 }
                 Ok(())
             },

@@ -149,7 +149,7 @@ pub fn push(
         // Close the pack before a record would take it past the size, so an upload stays
         // under the protocol's frame limit (one pack of at most max(size, one object)).
         if !pack.entries.is_empty() && pack.buf.len() as u64 + record_len > pack_size as u64 {
-            report.bytes += std::mem::replace(&mut pack, PackOut::new()).upload(backend, seal)?;
+            report.bytes += std::mem::take(&mut pack).upload(backend, seal)?;
             report.packs += 1;
         }
         pack.append(&header, &payload, seal);

@@ -37,6 +37,12 @@ pub struct PackOut {
     pub entries: Vec<IdxEntry>,
 }
 
+impl Default for PackOut {
+    fn default() -> PackOut {
+        PackOut::new()
+    }
+}
+
 impl PackOut {
     pub fn new() -> PackOut {
         PackOut {
