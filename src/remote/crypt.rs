@@ -573,12 +573,12 @@ mod tests {
         let mut out = Vec::new();
         seal.append_record(&mut out, &header, b"payload");
         assert_eq!(out.len() as u64, seal.record_len(7));
-        let (h, p) = seal.open_record(&id, &out, "p").unwrap();
+        let (h, p) = seal.open_record(&seal.remote_id(&id), &out, "p").unwrap();
         assert_eq!((h, p.as_slice()), (header, &b"payload"[..]));
         // Another id, or one flipped bit, is refused.
         assert!(seal.open_record(&ObjectId::hash(b"x"), &out, "p").is_err());
         out[30] ^= 1;
-        assert!(seal.open_record(&id, &out, "p").is_err());
+        assert!(seal.open_record(&seal.remote_id(&id), &out, "p").is_err());
     }
 
     #[test]
@@ -600,7 +600,10 @@ mod tests {
         for bit in 0..record.len() * 8 {
             let mut bad = record.clone();
             bad[bit / 8] ^= 1 << (bit % 8);
-            assert!(seal.open_record(&id, &bad, "p").is_err(), "bit {bit}");
+            assert!(
+                seal.open_record(&seal.remote_id(&id), &bad, "p").is_err(),
+                "bit {bit}"
+            );
             rounds += 1;
         }
         for bit in 0..index.len() * 8 {
@@ -623,7 +626,7 @@ mod tests {
         assert!(seal
             .open_record(&id, &record[..record.len() - 1], "p")
             .is_err());
-        assert!(seal.open_record(&id, &[], "p").is_err());
+        assert!(seal.open_record(&seal.remote_id(&id), &[], "p").is_err());
     }
 
     #[test]

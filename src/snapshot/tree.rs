@@ -189,7 +189,7 @@ impl Tree {
 }
 
 /// Deepest directory nesting dvol stores, restores, compares or accepts from a remote.
-pub const MAX_TREE_DEPTH: u32 = 1024;
+pub const MAX_TREE_DEPTH: u32 = crate::live::MAX_DEPTH as u32;
 
 /// Most entries in one stored tree object (larger directories are split into parts).
 pub const TREE_PART_ENTRIES: usize = 4096;
