@@ -44,23 +44,28 @@ pub fn gc(ctx: &Context) -> anyhow::Result<ExitCode> {
 pub fn fsck(ctx: &Context) -> anyhow::Result<ExitCode> {
     let repo = ctx.repo()?;
     let r = repo.fsck()?;
-    for p in &r.problems {
+    let checked = format!(
+        "checked {} objects in {} packs and {} commits",
+        r.objects, r.packs, r.commits
+    );
+    Ok(report_problems(&r.problems, &checked))
+}
+
+/// Print each problem (escaped: it may hold names a peer chose), then `checked: verdict`;
+/// fails when there is any problem. Shared by `fsck` and `fsck --remote`.
+pub(super) fn report_problems(problems: &[String], checked: &str) -> ExitCode {
+    for p in problems {
         println!("error: {}", escape(p));
     }
-    println!(
-        "checked {} objects in {} packs and {} commits: {}",
-        r.objects,
-        r.packs,
-        r.commits,
-        if r.problems.is_empty() {
-            "no problems".to_string()
-        } else {
-            format!("{} problems", r.problems.len())
-        }
-    );
-    Ok(if r.problems.is_empty() {
+    let verdict = if problems.is_empty() {
+        "no problems".to_string()
+    } else {
+        format!("{} problems", problems.len())
+    };
+    println!("{checked}: {verdict}");
+    if problems.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
-    })
+    }
 }

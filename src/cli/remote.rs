@@ -341,23 +341,12 @@ pub fn fsck_remote(ctx: &Context, remote: &str) -> anyhow::Result<ExitCode> {
     let volume = ctx.volume(&repo)?;
     let opts = options(ctx, false)?;
     let (url, r) = ops::fsck_remote(&repo, &volume, remote, &opts)?;
-    for p in &r.problems {
-        println!("error: {p}");
-    }
-    println!(
-        "checked {} records in {} packs and {} branches of {url}: {}",
+    let checked = format!(
+        "checked {} records in {} packs and {} branches of {}",
         r.records,
         r.packs,
         r.branches,
-        if r.problems.is_empty() {
-            "no problems".to_string()
-        } else {
-            format!("{} problems", r.problems.len())
-        }
+        quote(&url)
     );
-    Ok(if r.problems.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(super::maintenance::report_problems(&r.problems, &checked))
 }
