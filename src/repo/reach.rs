@@ -138,19 +138,7 @@ fn children_within(
         },
         Edge::List { level, len } => {
             let node = store::decode_list(id, bytes)?;
-            if level.is_some_and(|l| l != node.level) {
-                return Err(corrupt("chunk list levels do not nest".into()));
-            }
-            let covered = node
-                .entries
-                .iter()
-                .try_fold(0u64, |acc, e| acc.checked_add(e.len));
-            if covered != Some(len) {
-                return Err(corrupt(format!(
-                    "chunk list covers {} bytes where {len} are declared",
-                    covered.map_or("too many".into(), |c| c.to_string())
-                )));
-            }
+            store::check_node(id, &node, level, len)?;
             Ok(node
                 .entries
                 .iter()

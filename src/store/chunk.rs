@@ -180,7 +180,12 @@ fn load_node(store: &Store, id: &ObjectId, level: Option<u8>, len: u64) -> Resul
 }
 
 /// Check that list node `id` is at `level` (any for a root) and covers `len` bytes.
-fn check_node(id: &ObjectId, node: &ListNode, level: Option<u8>, len: u64) -> Result<()> {
+pub(crate) fn check_node(
+    id: &ObjectId,
+    node: &ListNode,
+    level: Option<u8>,
+    len: u64,
+) -> Result<()> {
     let corrupt = |detail: String| Error::CorruptObject {
         id: id.to_hex(),
         detail,
