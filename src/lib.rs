@@ -8,7 +8,9 @@
 //!   never following a symlink.
 //! - [`snapshot`]: turning a live directory into trees of objects and back (scan, stat cache,
 //!   materialize, diff).
-//! - [`repo`]: volumes, branches, commits, tags and config in SQLite, plus locks.
+//! - [`lock`]: advisory file locks with a wait limit.
+//! - [`remote_url`]: the syntax of remote URLs (path, `file://`, `ssh://`, `http(s)://`, `s3://`).
+//! - [`repo`]: volumes, branches, commits, tags and config in SQLite.
 //! - [`plugin`]: the Docker volume plugin protocol (`dvol plugin serve`).
 //! - [`docker`]: the Docker engine client and the "with containers stopped" wrapper.
 //! - [`progress`]: how long operations report progress without knowing about terminals.
@@ -17,11 +19,14 @@ pub mod docker;
 pub mod error;
 pub mod failpoint;
 pub mod live;
+pub mod lock;
 pub mod names;
 pub mod plugin;
 pub mod progress;
 pub mod remote;
+pub mod remote_url;
 pub mod repo;
+mod runtime;
 pub mod snapshot;
 pub mod store;
 

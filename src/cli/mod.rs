@@ -36,6 +36,15 @@ pub struct Cli {
     /// Key file of an encrypted remote (else DVOL_PASSPHRASE or DVOL_PASSPHRASE_FILE).
     #[arg(long, env = "DVOL_KEY_FILE", global = true, value_name = "FILE")]
     pub key_file: Option<PathBuf>,
+    /// Seconds to wait for a volume another dvol command has locked.
+    #[arg(
+        long,
+        env = "DVOL_LOCK_TIMEOUT",
+        global = true,
+        value_name = "SECS",
+        default_value_t = 60
+    )]
+    pub lock_timeout: u64,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -350,6 +359,7 @@ pub struct Context {
     pub quiet: bool,
     pub docker: bool,
     pub key_file: Option<PathBuf>,
+    pub lock_timeout: std::time::Duration,
     engine: std::cell::OnceCell<Option<dvol::docker::Engine>>,
 }
 
@@ -361,13 +371,24 @@ impl Context {
             quiet: cli.quiet,
             docker: !cli.disable_docker_integration,
             key_file: cli.key_file.clone(),
+            lock_timeout: std::time::Duration::from_secs(cli.lock_timeout),
             engine: std::cell::OnceCell::new(),
         })
     }
 
     /// Open the repository at the root.
     pub fn repo(&self) -> anyhow::Result<dvol::repo::Repo> {
-        Ok(dvol::repo::Repo::open(&self.root)?)
+        Ok(dvol::repo::Repo::open_with(
+            &self.root,
+            self.repo_options(),
+        )?)
+    }
+
+    /// How the library opens the repository, from the flags (and their environment fallbacks).
+    pub fn repo_options(&self) -> dvol::repo::Options {
+        dvol::repo::Options {
+            lock_timeout: self.lock_timeout,
+        }
     }
 
     /// The Docker engine, when integration is on and a daemon answers (connected once).

@@ -63,6 +63,7 @@ pub fn prune(ctx: &Context, args: &PruneArgs) -> anyhow::Result<ExitCode> {
                 dry_run: args.dry_run,
                 grace_secs: args.grace,
             },
+            &super::remote::connect_options(),
         )?;
         if args.json {
             print_json(&r)?;

@@ -9,6 +9,7 @@ use dvol::docker::Quiesce;
 use dvol::remote::crypt::Secret;
 use dvol::remote::ops::{self, Pulled, PushWhat, RemoteOptions};
 use dvol::remote::transfer::PushStatus;
+use dvol::remote::ConnectOptions;
 use dvol::store::ObjectId;
 use std::process::ExitCode;
 
@@ -80,6 +81,7 @@ pub fn remote(
                 &url,
                 remote_volume.as_deref(),
                 secret.as_ref(),
+                &connect_options(),
             )?;
         }
         Some(RemoteAction::Rm { name }) => repo.remove_remote(&volume, &name)?,
@@ -332,7 +334,23 @@ fn options(ctx: &Context, keep_special_bits: bool) -> anyhow::Result<RemoteOptio
     Ok(RemoteOptions {
         secret: secret(ctx)?,
         keep_special_bits,
+        connect: connect_options(),
     })
+}
+
+/// How to reach remotes, from the environment: `DVOL_SSH_COMMAND`, `DVOL_REMOTE_DVOL`,
+/// `DVOL_TOKEN`, `DVOL_TLS_CA` and the `AWS_*` variables of the S3 client.
+pub fn connect_options() -> ConnectOptions {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    ConnectOptions {
+        ssh_command: var("DVOL_SSH_COMMAND"),
+        remote_dvol: var("DVOL_REMOTE_DVOL"),
+        token: var("DVOL_TOKEN"),
+        tls_ca: var("DVOL_TLS_CA").map(std::path::PathBuf::from),
+        s3_config: std::env::vars()
+            .filter(|(name, _)| name.starts_with("AWS_"))
+            .collect(),
+    }
 }
 
 /// `dvol fsck --remote NAME`: verify a remote of the current volume.

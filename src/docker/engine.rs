@@ -34,10 +34,7 @@ impl Engine {
     /// Connect to the daemon at `DOCKER_HOST` (default `/var/run/docker.sock`). `None` when no
     /// daemon answers: Docker integration is then off, as if `--disable-docker-integration`.
     pub fn connect() -> Option<Engine> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .ok()?;
+        let rt = crate::runtime::client_runtime("the Docker engine client").ok()?;
         let docker = Docker::connect_with_defaults().ok()?;
         let docker = rt
             .block_on(async {

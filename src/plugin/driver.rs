@@ -31,12 +31,14 @@ pub struct Driver {
     /// last connection closes, and the next open rebuilds it under an exclusive lock, so
     /// without a standing connection every call paid for that (and 50 at once contended).
     _keeper: Mutex<Repo>,
+    /// How every repository this driver opens is configured.
+    options: crate::repo::Options,
 }
 
 impl Driver {
     /// A driver for the dvol root `root` (made absolute, so mountpoints compare with what
     /// the CLI computes).
-    pub fn new(root: &Path) -> Result<Driver> {
+    pub fn new(root: &Path, options: crate::repo::Options) -> Result<Driver> {
         std::fs::create_dir_all(root).map_err(|source| Error::Io {
             context: "create",
             path: root.to_path_buf(),
@@ -44,7 +46,8 @@ impl Driver {
         })?;
         let root = crate::docker::canonical(root);
         Ok(Driver {
-            _keeper: Mutex::new(Repo::open(&root)?),
+            _keeper: Mutex::new(Repo::open_with(&root, options.clone())?),
+            options,
             root,
             mounts: Mutex::new(HashMap::new()),
             creates: Mutex::new(()),
@@ -56,7 +59,7 @@ impl Driver {
     }
 
     fn repo(&self) -> Result<Repo> {
-        Repo::open(&self.root)
+        Repo::open_with(&self.root, self.options.clone())
     }
 
     /// `VolumeDriver.Create`: a new dvol volume with a `master` branch; with `from`, its

@@ -359,52 +359,19 @@ pub fn bind(socket: &Path) -> Result<tokio::net::UnixListener> {
     Ok(listener)
 }
 
-/// The listening socket systemd passed to this process (socket activation, the
-/// `sd_listen_fds` protocol): file descriptor 3 when `LISTEN_PID` is this process and
-/// `LISTEN_FDS` is at least 1. `None` when the plugin was started any other way. Only the
-/// first call can return the socket (the descriptor is then owned by the listener).
-pub fn activated_listener() -> Result<Option<std::os::unix::net::UnixListener>> {
-    use std::os::fd::FromRawFd;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    /// The first descriptor systemd passes (`SD_LISTEN_FDS_START`).
-    const FIRST_FD: i32 = 3;
-    static TAKEN: AtomicBool = AtomicBool::new(false);
-    let for_us = std::env::var("LISTEN_PID").ok() == Some(std::process::id().to_string());
-    let count: u32 = std::env::var("LISTEN_FDS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
-    if !for_us || count == 0 || TAKEN.swap(true, Ordering::SeqCst) {
-        return Ok(None);
-    }
-    // SAFETY: under the sd_listen_fds protocol descriptor 3 is open and belongs to this
-    // process (LISTEN_PID is our pid), nothing else in dvol uses it, and TAKEN makes sure it
-    // is wrapped at most once, so the listener is its only owner.
-    let listener = unsafe { std::os::unix::net::UnixListener::from_raw_fd(FIRST_FD) };
-    // getsockname fails unless the descriptor is a unix-domain socket.
-    listener.local_addr().map_err(|e| {
-        Error::Other(format!(
-            "socket activation: descriptor {FIRST_FD} is not a unix socket ({e}); \
-             check ListenStream= in the .socket unit"
-        ))
-    })?;
-    listener
-        .set_nonblocking(true)
-        .map_err(|e| Error::Other(format!("socket activation: {e}")))?;
-    Ok(Some(listener))
-}
-
-/// Serve the plugin for the dvol root `root` until `shutdown` resolves: on the socket systemd
-/// passed (socket activation: Docker's calls queue in the kernel while the plugin restarts,
-/// and the socket stays when it exits), else on `socket`, which is bound here and removed at
-/// the end.
+/// Serve the plugin for the dvol root `root` until `shutdown` resolves: on `activated`, the
+/// socket systemd passed (socket activation: Docker's calls queue in the kernel while the
+/// plugin restarts, and the socket stays when it exits), else on `socket`, which is bound
+/// here and removed at the end.
 pub async fn serve(
     root: &Path,
+    options: crate::repo::Options,
     socket: &Path,
+    activated: Option<std::os::unix::net::UnixListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let driver = Arc::new(Driver::new(root)?);
-    let (listener, owned) = match activated_listener()? {
+    let driver = Arc::new(Driver::new(root, options)?);
+    let (listener, owned) = match activated {
         Some(l) => (
             tokio::net::UnixListener::from_std(l).at("socket activation", socket)?,
             false,

@@ -140,7 +140,12 @@ impl Backend for FsBackend {
     fn cas(&self, key: &str, expected: Option<&[u8]>, new: Vec<u8>) -> Result<CasOutcome> {
         let path = self.path(key)?;
         mkdirs(&self.root)?;
-        let _lock = crate::repo::lock::acquire(&self.root.join(".lock"), "remote refs", true)?;
+        let _lock = crate::lock::acquire(
+            &self.root.join(".lock"),
+            "remote refs",
+            true,
+            crate::lock::DEFAULT_TIMEOUT,
+        )?;
         let current = self.get(key)?;
         if current.as_deref() != expected {
             return Ok(CasOutcome::Conflict { current });

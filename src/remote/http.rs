@@ -22,16 +22,14 @@ pub struct HttpConn {
 }
 
 /// Connect to a dvol server and check that it answers (and accepts the token).
-pub fn connect(base: &str) -> Result<RpcBackend<HttpConn>> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Remote(format!("cannot start the HTTP client: {e}")))?;
+pub fn connect(base: &str, opts: &super::ConnectOptions) -> Result<RpcBackend<HttpConn>> {
+    let rt = crate::runtime::client_runtime("the HTTP client")?;
     let mut builder = reqwest::Client::builder()
         .connect_timeout(std::time::Duration::from_secs(30))
         .timeout(std::time::Duration::from_secs(600));
-    if let Ok(ca) = std::env::var("DVOL_TLS_CA") {
-        let pem = std::fs::read(&ca)
+    if let Some(ca_path) = &opts.tls_ca {
+        let ca = ca_path.display();
+        let pem = std::fs::read(ca_path)
             .map_err(|e| Error::Remote(format!("cannot read DVOL_TLS_CA {ca}: {e}")))?;
         let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| {
             Error::Remote(format!("DVOL_TLS_CA {ca} is not a PEM certificate: {e}"))
@@ -43,10 +41,12 @@ pub fn connect(base: &str) -> Result<RpcBackend<HttpConn>> {
         .map_err(|e| Error::Remote(format!("cannot start the HTTP client: {e}")))?;
     let conn = HttpConn {
         base: base.trim_end_matches('/').to_string(),
-        token: std::env::var("DVOL_TOKEN")
-            .ok()
-            .map(|t| t.trim().to_string())
-            .filter(|t| !t.is_empty()),
+        token: opts
+            .token
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_string),
         client,
         rt,
     };

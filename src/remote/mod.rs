@@ -27,6 +27,7 @@ pub mod s3;
 pub mod ssh;
 pub mod transfer;
 
+use crate::remote_url::RemoteUrl;
 use crate::{names, Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -126,109 +127,37 @@ pub fn ref_key(volume: &str, branch: &str) -> String {
     format!("refs/{volume}/heads/{branch}")
 }
 
-/// A parsed remote URL.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Location {
-    Path(PathBuf),
-    Ssh {
-        user: Option<String>,
-        host: String,
-        port: Option<u16>,
-        path: String,
-    },
-    Http(String),
-    S3 {
-        bucket: String,
-        prefix: String,
-    },
-}
-
-impl Location {
-    /// Parse a remote URL: a path, `file://`, `ssh://`, `http(s)://` or `s3://`.
-    pub fn parse(url: &str) -> Result<Location> {
-        let bad = |why: &str| Error::Remote(format!("invalid remote URL {url:?}: {why}"));
-        if url.starts_with("http://") || url.starts_with("https://") {
-            let u = url::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
-            if u.host_str().is_none() {
-                return Err(bad("no host"));
-            }
-            return Ok(Location::Http(url.trim_end_matches('/').to_string()));
-        }
-        if let Some(rest) = url.strip_prefix("s3://") {
-            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-            if bucket.is_empty() {
-                return Err(bad("no bucket"));
-            }
-            return Ok(Location::S3 {
-                bucket: bucket.to_string(),
-                prefix: prefix.trim_matches('/').to_string(),
-            });
-        }
-        if url.starts_with("ssh://") {
-            let u = url::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
-            let host = u.host_str().ok_or_else(|| bad("no host"))?.to_string();
-            let path = percent_decode(u.path());
-            if path.is_empty() || path == "/" {
-                return Err(bad("no path"));
-            }
-            // ssh://host/~/x means a path relative to the home directory.
-            let path = path.strip_prefix("/~/").map(str::to_string).unwrap_or(path);
-            return Ok(Location::Ssh {
-                user: (!u.username().is_empty()).then(|| u.username().to_string()),
-                host,
-                port: u.port(),
-                path,
-            });
-        }
-        if let Some(rest) = url.strip_prefix("file://") {
-            if !rest.starts_with('/') {
-                return Err(bad("file:// URLs need an absolute path"));
-            }
-            return Ok(Location::Path(PathBuf::from(percent_decode(rest))));
-        }
-        if url.contains("://") {
-            return Err(bad(
-                "unknown scheme (use a path, file://, ssh://, http://, https:// or s3://)",
-            ));
-        }
-        if url.is_empty() {
-            return Err(bad("empty"));
-        }
-        Ok(Location::Path(PathBuf::from(url)))
-    }
-}
-
-fn percent_decode(s: &str) -> String {
-    url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_else(|| s.to_string())
-}
-
-/// Turn a user-given URL into the form stored in the database (relative paths made absolute).
-pub fn normalize_url(url: &str) -> Result<String> {
-    match Location::parse(url)? {
-        Location::Path(p) if !url.starts_with("file://") && p.is_relative() => {
-            let abs = std::path::absolute(&p)
-                .map_err(|e| Error::Remote(format!("cannot resolve {url}: {e}")))?;
-            Ok(abs.to_string_lossy().into_owned())
-        }
-        _ => Ok(url.to_string()),
-    }
+/// How to reach remotes, as the caller (the CLI, from its flags and environment) says; the
+/// library never reads the environment itself.
+#[derive(Clone, Debug, Default)]
+pub struct ConnectOptions {
+    /// The ssh client command line for `ssh://` remotes (default `ssh`).
+    pub ssh_command: Option<String>,
+    /// The dvol program on the far side of an ssh connection (default `dvol`).
+    pub remote_dvol: Option<String>,
+    /// The bearer token for `http(s)://` remotes.
+    pub token: Option<String>,
+    /// An extra CA certificate (PEM file) trusted for `https://` remotes.
+    pub tls_ca: Option<PathBuf>,
+    /// S3 client settings as `(key, value)` pairs named like object_store's
+    /// `AmazonS3ConfigKey` (`aws_access_key_id`, `aws_endpoint`, `aws_region`, ...).
+    pub s3_config: Vec<(String, String)>,
 }
 
 /// Connect to the remote at `url`.
-pub fn open(url: &str) -> Result<Box<dyn Backend>> {
-    Ok(match Location::parse(url)? {
-        Location::Path(p) => Box::new(fs::FsBackend::new(&p)),
-        Location::Ssh {
+pub fn open(url: &str, opts: &ConnectOptions) -> Result<Box<dyn Backend>> {
+    Ok(match RemoteUrl::parse(url)? {
+        RemoteUrl::Path(p) => Box::new(fs::FsBackend::new(&p)),
+        RemoteUrl::Ssh {
             user,
             host,
             port,
             path,
-        } => Box::new(ssh::connect(user.as_deref(), &host, port, &path)?),
-        Location::Http(base) => Box::new(http::connect(&base)?),
-        Location::S3 { bucket, prefix } => Box::new(s3::S3Backend::new(&bucket, &prefix)?),
+        } => Box::new(ssh::connect(user.as_deref(), &host, port, &path, opts)?),
+        RemoteUrl::Http(base) => Box::new(http::connect(&base, opts)?),
+        RemoteUrl::S3 { bucket, prefix } => {
+            Box::new(s3::S3Backend::new(&bucket, &prefix, &opts.s3_config)?)
+        }
     })
 }
 
@@ -320,30 +249,5 @@ mod tests {
         }
         check_prefix("packs/").unwrap();
         assert!(check_prefix("../").is_err());
-    }
-
-    #[test]
-    fn urls() {
-        assert_eq!(
-            Location::parse("ssh://me@h:2222/srv/x").unwrap(),
-            Location::Ssh {
-                user: Some("me".into()),
-                host: "h".into(),
-                port: Some(2222),
-                path: "/srv/x".into()
-            }
-        );
-        assert_eq!(
-            Location::parse("s3://b/p/q").unwrap(),
-            Location::S3 {
-                bucket: "b".into(),
-                prefix: "p/q".into()
-            }
-        );
-        assert_eq!(
-            Location::parse("file:///tmp/r").unwrap(),
-            Location::Path("/tmp/r".into())
-        );
-        assert!(Location::parse("ftp://x").is_err());
     }
 }

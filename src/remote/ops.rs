@@ -3,7 +3,7 @@
 
 use super::crypt::{self, OpenRequest, Seal, Secret};
 use super::transfer::{self, FetchReport, PushReport, PushRequest, PushStatus};
-use super::{cache_dir, open, Backend};
+use super::{cache_dir, open, Backend, ConnectOptions};
 use crate::progress::Progress;
 use crate::repo::{guarded, Head, LiveGuard, Repo, VolumeLock};
 use crate::store::ObjectId;
@@ -16,6 +16,8 @@ pub struct RemoteOptions {
     pub secret: Option<Secret>,
     /// Clone and pull keep setuid/setgid bits of files from the remote (default: dropped).
     pub keep_special_bits: bool,
+    /// How to reach the remote (ssh command, token, TLS CA, S3 settings).
+    pub connect: ConnectOptions,
 }
 
 impl RemoteOptions {
@@ -38,14 +40,15 @@ pub fn add_remote(
     url: &str,
     remote_volume: Option<&str>,
     encrypt: Option<&Secret>,
+    connect: &ConnectOptions,
 ) -> Result<()> {
-    let url = super::normalize_url(url)?;
+    let url = crate::remote_url::normalize(url)?;
     if let Some(secret) = encrypt {
         names::validate("remote", name)?;
         if repo.remotes(volume)?.iter().any(|(n, _)| n == name) {
             return Err(Error::Remote(format!("remote {name} already exists")));
         }
-        crypt::init(open(&url)?.as_ref(), secret)?;
+        crypt::init(open(&url, connect)?.as_ref(), secret)?;
     }
     repo.add_remote(volume, name, &url, remote_volume)?;
     repo.set_remote_encrypted(volume, name, encrypt.is_some())
@@ -111,7 +114,7 @@ pub fn push(
             v
         }
     };
-    let backend = open(&url)?;
+    let backend = open(&url, &opts.connect)?;
     let encrypted = repo.remote_encrypted(volume, remote)?;
     let seal = crypt::open(backend.as_ref(), &opts.open_request(encrypted, true))?
         .expect("open with create returns a seal");
@@ -172,7 +175,7 @@ fn open_existing(
     opts: &RemoteOptions,
     expect_encrypted: bool,
 ) -> Result<(Box<dyn Backend>, Seal)> {
-    let backend = open(url)?;
+    let backend = open(url, &opts.connect)?;
     let Some(seal) = crypt::open(
         backend.as_ref(),
         &opts.open_request(expect_encrypted, false),
@@ -371,7 +374,7 @@ pub fn clone(
     names::validate("volume", remote_volume)?;
     let local = local.unwrap_or(remote_volume).to_string();
     names::validate("volume", &local)?;
-    let url = super::normalize_url(url)?;
+    let url = crate::remote_url::normalize(url)?;
     let resuming = if repo.volume_exists(&local)? {
         match repo.pending_clone(&local)? {
             Some((u, rv)) if u == url && rv == remote_volume => true,

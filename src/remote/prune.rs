@@ -489,6 +489,7 @@ pub fn prune_remote(
     remote: &str,
     policy: &Policy,
     opts: &GcOptions,
+    connect: &super::ConnectOptions,
 ) -> Result<RemotePruneReport> {
     if policy.is_empty() {
         return Err(Error::Other(
@@ -503,7 +504,7 @@ pub fn prune_remote(
         )));
     }
     let remote_volume = repo.remote_volume(volume, remote)?;
-    let backend = open(&url)?;
+    let backend = open(&url, connect)?;
     if !check_format(backend.as_ref(), false)? {
         return Err(Error::Remote(format!("{url} is not a dvol remote")));
     }

@@ -1,6 +1,6 @@
 //! The S3 carrier (`s3://bucket/prefix`) through the `object_store` crate, configured by the
-//! usual `AWS_*` variables (`AWS_ENDPOINT_URL`/`AWS_ENDPOINT`, `AWS_REGION`, keys,
-//! `AWS_ALLOW_HTTP`). Refs use conditional writes: `If-None-Match: *` to create and
+//! settings the caller passes (the CLI passes the usual `AWS_*` variables:
+//! `AWS_ENDPOINT_URL`/`AWS_ENDPOINT`, `AWS_REGION`, keys, `AWS_ALLOW_HTTP`). Refs use conditional writes: `If-None-Match: *` to create and
 //! `If-Match: <etag>` to update. Servers that ignore those headers are detected by a probe
 //! before the first ref update, and dvol warns that concurrent pushes are then unsafe.
 
@@ -27,16 +27,23 @@ pub struct S3Backend {
 }
 
 impl S3Backend {
-    pub fn new(bucket: &str, prefix: &str) -> Result<S3Backend> {
-        let store = object_store::aws::AmazonS3Builder::from_env()
+    /// A client for `s3://bucket/prefix`; `config` holds object_store settings by key name
+    /// (`aws_endpoint`, `aws_access_key_id`, ...): the CLI passes the `AWS_*` environment.
+    pub fn new(bucket: &str, prefix: &str, config: &[(String, String)]) -> Result<S3Backend> {
+        let mut builder = object_store::aws::AmazonS3Builder::new();
+        for (name, value) in config {
+            // Like object_store's own from_env: settings it does not know are not for it.
+            match name.to_ascii_lowercase().parse() {
+                Ok(key) => builder = builder.with_config(key, value),
+                Err(_) => tracing::debug!(setting = %name, "not an S3 client setting, ignored"),
+            }
+        }
+        let store = builder
             .with_bucket_name(bucket)
             .with_conditional_put(object_store::aws::S3ConditionalPut::ETagMatch)
             .build()
             .map_err(|e| Error::Remote(format!("s3://{bucket}/{prefix}: {e}")))?;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| Error::Remote(format!("cannot start the S3 client: {e}")))?;
+        let rt = crate::runtime::client_runtime("the S3 client")?;
         Ok(S3Backend {
             bucket: bucket.to_string(),
             prefix: prefix.to_string(),

@@ -30,9 +30,10 @@ pub fn connect(
     host: &str,
     port: Option<u16>,
     path: &str,
+    opts: &super::ConnectOptions,
 ) -> Result<RpcBackend<SshConn>> {
-    let ssh = std::env::var("DVOL_SSH_COMMAND").unwrap_or_else(|_| "ssh".into());
-    let remote_dvol = std::env::var("DVOL_REMOTE_DVOL").unwrap_or_else(|_| "dvol".into());
+    let ssh = opts.ssh_command.as_deref().unwrap_or("ssh");
+    let remote_dvol = opts.remote_dvol.as_deref().unwrap_or("dvol");
     let target = match user {
         Some(u) => format!("{u}@{host}"),
         None => host.to_string(),
@@ -46,7 +47,7 @@ pub fn connect(
         .arg(&target)
         .arg(format!(
             "{} serve --stdio {}",
-            shell_quote(&remote_dvol),
+            shell_quote(remote_dvol),
             shell_quote(path)
         ))
         .stdin(Stdio::piped())

@@ -12,13 +12,12 @@ mod guard;
 pub mod heads;
 mod history;
 mod identity;
-pub mod lock;
 mod maintenance;
 mod perms;
 pub mod prune;
 pub mod reach;
 mod refs;
-mod remote;
+mod remotes;
 mod rewrite;
 mod summary;
 mod volume;
@@ -33,17 +32,34 @@ pub use summary::VolumeSummary;
 pub use volume::VolumeInfo;
 
 use crate::error::IoContext;
+use crate::lock::{self, LockGuard};
 use crate::names;
 use crate::snapshot::StatCache;
 use crate::store::{ObjectId, Store};
 use crate::{Error, Result};
-use lock::LockGuard;
 use rusqlite::{Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Default root when neither `--path` nor `DVOL_ROOT` is given.
 pub const DEFAULT_ROOT: &str = "/var/lib/dvol";
+
+/// How a repository is opened; the CLI fills it from flags and the environment, the library
+/// never reads either.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// How long a command waits for a volume or store lock another command holds.
+    pub lock_timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            lock_timeout: lock::DEFAULT_TIMEOUT,
+        }
+    }
+}
 
 /// An open repository root.
 pub struct Repo {
@@ -51,6 +67,7 @@ pub struct Repo {
     meta: PathBuf,
     conn: Connection,
     store: Arc<Store>,
+    options: Options,
 }
 
 /// Locks held while a command changes one volume. Functions that must run under the lock
@@ -69,8 +86,14 @@ impl VolumeLock {
 }
 
 impl Repo {
-    /// Open the repository at `root`, creating its directories and database if needed.
+    /// Open the repository at `root` with default options, creating its directories and
+    /// database if needed.
     pub fn open(root: &Path) -> Result<Repo> {
+        Repo::open_with(root, Options::default())
+    }
+
+    /// Open the repository at `root` with `options`.
+    pub fn open_with(root: &Path, options: Options) -> Result<Repo> {
         let meta = root.join(".dvol");
         for dir in [
             root.to_path_buf(),
@@ -89,6 +112,7 @@ impl Repo {
             meta,
             conn,
             store,
+            options,
         })
     }
 
@@ -124,14 +148,19 @@ impl Repo {
         let path = self.meta.join("locks").join(format!("{volume}.lock"));
         Ok(VolumeLock {
             _store: store,
-            _volume: lock::acquire(&path, volume, true)?,
+            _volume: lock::acquire(&path, volume, true, self.options.lock_timeout)?,
             volume: volume.to_string(),
         })
     }
 
     /// Lock the store: shared for readers and writers of objects, exclusive for gc.
     pub fn lock_store(&self, exclusive: bool) -> Result<LockGuard> {
-        lock::acquire(&self.meta.join("store.lock"), "store", exclusive)
+        lock::acquire(
+            &self.meta.join("store.lock"),
+            "store",
+            exclusive,
+            self.options.lock_timeout,
+        )
     }
 
     /// The volume a command acts on: `explicit` (from `--volume`) or the current one.

@@ -41,7 +41,7 @@ impl Repo {
         remote_volume: Option<&str>,
     ) -> Result<()> {
         names::validate("remote", name)?;
-        crate::remote::Location::parse(url)?;
+        crate::remote_url::RemoteUrl::parse(url)?;
         let exists = self
             .conn
             .query_row(

@@ -1,6 +1,7 @@
 //! Advisory file locks (flock) so concurrent dvol processes cannot corrupt a volume or the
 //! store: an exclusive lock per volume for commands that change it, and a store lock that
-//! every object reader/writer holds shared and gc holds exclusive. Locks die with the process.
+//! every object reader/writer holds shared and gc holds exclusive; a remote directory's ref lock.
+//! Locks die with the process. Must not read the environment: callers pass the wait limit.
 
 use crate::error::IoContext;
 use crate::{Error, Result};
@@ -14,17 +15,11 @@ pub struct LockGuard {
     _file: File,
 }
 
-/// How long to wait for a busy lock: `DVOL_LOCK_TIMEOUT` seconds, default 60.
-fn timeout() -> Duration {
-    let secs = std::env::var("DVOL_LOCK_TIMEOUT")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(60);
-    Duration::from_secs(secs)
-}
+/// How long a command waits for a busy lock unless told otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Take the lock at `path`, waiting up to the timeout; `name` appears in the error.
-pub fn acquire(path: &Path, name: &str, exclusive: bool) -> Result<LockGuard> {
+/// Take the lock at `path`, waiting up to `limit`; `name` appears in the error.
+pub fn acquire(path: &Path, name: &str, exclusive: bool, limit: Duration) -> Result<LockGuard> {
     use std::os::unix::fs::OpenOptionsExt;
     let file = File::options()
         .mode(0o600)
@@ -34,7 +29,6 @@ pub fn acquire(path: &Path, name: &str, exclusive: bool) -> Result<LockGuard> {
         .open(path)
         .at("open lock file", path)?;
     let start = Instant::now();
-    let limit = timeout();
     loop {
         let attempt = if exclusive {
             file.try_lock()

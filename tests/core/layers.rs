@@ -1,0 +1,153 @@
+//! The library's layers hold: each top-level module of `src/` may name only the modules below
+//! it (docs/architecture.md), and nothing outside the CLI prints. Reads the source, so a
+//! forbidden `use crate::…` fails here before review.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+/// Which modules each library module may name through `crate::`. `Error` and `Result` are
+/// the re-exports of `error`.
+const ALLOWED: &[(&str, &[&str])] = &[
+    ("failpoint", &[]),
+    ("progress", &[]),
+    ("runtime", &["error"]),
+    ("names", &["error"]),
+    ("lock", &["error"]),
+    ("remote_url", &["error"]),
+    ("store", &["error", "failpoint"]),
+    ("live", &["error", "failpoint"]),
+    (
+        "snapshot",
+        &["error", "failpoint", "live", "progress", "store"],
+    ),
+    (
+        "repo",
+        &[
+            "error",
+            "failpoint",
+            "live",
+            "lock",
+            "names",
+            "progress",
+            "remote_url",
+            "snapshot",
+            "store",
+        ],
+    ),
+    (
+        "remote",
+        &[
+            "error",
+            "failpoint",
+            "lock",
+            "names",
+            "progress",
+            "remote_url",
+            "repo",
+            "runtime",
+            "snapshot",
+            "store",
+        ],
+    ),
+    ("docker", &["error", "names", "repo", "runtime"]),
+    ("plugin", &["error", "docker", "live", "names", "repo"]),
+    // The one upward edge: the library error wraps the remote layer's typed `CryptError`.
+    ("error", &["remote"]),
+];
+
+/// The top-level module a file under `src/` belongs to (`None` for the crate root and CLI).
+fn module_of(rel: &Path) -> Option<String> {
+    let first = rel.components().next()?.as_os_str().to_str()?;
+    let name = first.strip_suffix(".rs").unwrap_or(first);
+    (!matches!(name, "lib" | "main" | "cli")).then(|| name.to_string())
+}
+
+/// The modules a source text names as `crate::name` or inside `use crate::{a, b::c}`, test
+/// modules excluded.
+fn named_modules(source: &str) -> BTreeSet<String> {
+    let code = source.split("#[cfg(test)]").next().unwrap_or(source);
+    let mut found = BTreeSet::new();
+    for (i, _) in code.match_indices("crate::") {
+        let rest = &code[i + "crate::".len()..];
+        if let Some(group) = rest.strip_prefix('{') {
+            let group = &group[..group.find('}').unwrap_or(group.len())];
+            for item in group.split(',') {
+                found.insert(first_ident(item.trim()));
+            }
+        } else {
+            found.insert(first_ident(rest));
+        }
+    }
+    found
+        .into_iter()
+        .filter(|m| !m.is_empty())
+        .map(|m| match m.as_str() {
+            "Error" | "Result" => "error".to_string(),
+            _ => m,
+        })
+        .collect()
+}
+
+fn first_ident(s: &str) -> String {
+    s.chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '_')
+        .collect()
+}
+
+fn library_sources() -> Vec<(String, std::path::PathBuf, String)> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    walkdir::WalkDir::new(&src)
+        .into_iter()
+        .map(Result::unwrap)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "rs"))
+        .filter_map(|e| {
+            let rel = e.path().strip_prefix(&src).unwrap().to_path_buf();
+            let module = module_of(&rel)?;
+            let text = std::fs::read_to_string(e.path()).unwrap();
+            Some((module, rel, text))
+        })
+        .collect()
+}
+
+#[test]
+fn library_modules_name_only_the_layers_below_them() {
+    let mut violations = Vec::new();
+    for (module, rel, text) in library_sources() {
+        let allowed = ALLOWED
+            .iter()
+            .find(|(m, _)| *m == module)
+            .unwrap_or_else(|| panic!("src/{}: module {module} has no row in ALLOWED (and none in docs/architecture.md?)", rel.display()))
+            .1;
+        for named in named_modules(&text) {
+            if named != module && !allowed.contains(&named.as_str()) {
+                violations.push(format!("src/{} uses crate::{named}", rel.display()));
+            }
+        }
+    }
+    assert!(
+        violations.is_empty(),
+        "forbidden imports:\n{}",
+        violations.join("\n")
+    );
+}
+
+#[test]
+fn the_library_never_prints() {
+    let printing: Vec<String> = library_sources()
+        .into_iter()
+        .filter(|(_, _, text)| {
+            let code = text.split("#[cfg(test)]").next().unwrap_or(text);
+            ["println!", "eprintln!", "print!(", "eprint!(", "dbg!("]
+                .iter()
+                .any(|m| code.contains(m))
+        })
+        .map(|(_, rel, _)| format!("src/{}", rel.display()))
+        .collect();
+    assert!(printing.is_empty(), "the library prints in: {printing:?}");
+}
+
+#[test]
+fn the_checker_sees_a_forbidden_import() {
+    let named = named_modules("use crate::{remote::ops, Error};\nfn f() { crate::docker::x(); }");
+    assert!(named.contains("remote") && named.contains("docker") && named.contains("error"));
+}
