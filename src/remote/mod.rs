@@ -20,6 +20,8 @@ pub mod fs;
 pub mod http;
 mod http_limits;
 pub mod idx;
+#[cfg(test)]
+mod mem;
 pub mod ops;
 pub mod proto;
 pub mod prune;

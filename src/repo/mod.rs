@@ -20,6 +20,8 @@ mod refs;
 mod remotes;
 mod rewrite;
 mod summary;
+#[cfg(test)]
+mod tests;
 mod volume;
 
 pub use commit::Commit;

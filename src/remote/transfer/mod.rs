@@ -56,3 +56,6 @@ pub fn remote_branches_sealed(
     out.sort();
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,125 @@
+//! In-process tests of the core paths (scan, materialize, diff, gc, fsck) through the `Repo`
+//! API on a temporary root: no binary, no Docker, fast. The end-to-end suite in `tests/`
+//! drives the real CLI; these pin the library's behaviour where a failure is easiest to read.
+
+use super::*;
+use crate::progress::NoProgress;
+use crate::snapshot::ChangeKind;
+use std::os::unix::fs::{symlink, PermissionsExt};
+
+/// A root with volume `v` whose master holds a small tree: files, a symlink, an empty
+/// directory, a multi-chunk file, modes.
+fn repo_with_tree() -> (tempfile::TempDir, Repo, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut repo = Repo::open(dir.path()).unwrap();
+    repo.init_volume("v").unwrap();
+    let live = repo.branch_dir("v", "master");
+    std::fs::create_dir_all(live.join("a/b")).unwrap();
+    std::fs::create_dir(live.join("empty")).unwrap();
+    std::fs::write(live.join("a/small"), b"hello").unwrap();
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(live.join("a/b/big"), &big).unwrap();
+    std::fs::set_permissions(live.join("a/small"), std::fs::Permissions::from_mode(0o640)).unwrap();
+    symlink("a/small", live.join("link")).unwrap();
+    (dir, repo, live)
+}
+
+fn commit(repo: &mut Repo, msg: &str) -> ObjectId {
+    repo.commit("v", msg, &NoProgress, &Unguarded).unwrap().id
+}
+
+#[test]
+fn reset_restores_contents_modes_links_and_removes_extras() {
+    let (_dir, mut repo, live) = repo_with_tree();
+    commit(&mut repo, "one");
+    let big_before = std::fs::read(live.join("a/b/big")).unwrap();
+    std::fs::write(live.join("a/small"), b"changed").unwrap();
+    std::fs::remove_file(live.join("a/b/big")).unwrap();
+    std::fs::write(live.join("extra"), b"x").unwrap();
+    std::fs::remove_file(live.join("link")).unwrap();
+    repo.reset_hard("v", "HEAD", &Unguarded).unwrap();
+    assert_eq!(std::fs::read(live.join("a/small")).unwrap(), b"hello");
+    assert_eq!(std::fs::read(live.join("a/b/big")).unwrap(), big_before);
+    assert!(!live.join("extra").exists());
+    assert!(live.join("empty").is_dir());
+    assert_eq!(
+        std::fs::read_link(live.join("link")).unwrap(),
+        Path::new("a/small")
+    );
+    let mode = std::fs::metadata(live.join("a/small"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o7777, 0o640);
+}
+
+#[test]
+fn status_and_diff_name_exactly_what_changed() {
+    let (_dir, mut repo, live) = repo_with_tree();
+    commit(&mut repo, "one");
+    let (_, clean, _) = repo.status("v").unwrap();
+    assert!(clean.is_empty(), "{clean:?}");
+    std::fs::write(live.join("a/small"), b"hello again").unwrap();
+    std::fs::remove_dir(live.join("empty")).unwrap();
+    std::fs::write(live.join("new"), b"n").unwrap();
+    let (_, changes, _) = repo.status("v").unwrap();
+    let seen: Vec<(String, ChangeKind)> = changes.into_iter().map(|c| (c.path, c.kind)).collect();
+    assert!(
+        seen.contains(&("a/small".into(), ChangeKind::Modified)),
+        "{seen:?}"
+    );
+    assert!(
+        seen.contains(&("new".into(), ChangeKind::Added)),
+        "{seen:?}"
+    );
+    assert!(
+        seen.contains(&("empty/".into(), ChangeKind::Deleted)),
+        "{seen:?}"
+    );
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    commit(&mut repo, "two");
+    let between = repo.diff_refs("v", Some("HEAD^"), Some("HEAD")).unwrap();
+    assert_eq!(between.len(), 3, "{between:?}");
+}
+
+#[test]
+fn gc_keeps_what_refs_reach_and_frees_a_deleted_branch() {
+    let (_dir, mut repo, live) = repo_with_tree();
+    commit(&mut repo, "one");
+    repo.checkout_new("v", "side", &Unguarded).unwrap();
+    let side = repo.branch_dir("v", "side");
+    let unique: Vec<u8> = (0..200_000u32).map(|i| (i * 13 % 239) as u8).collect();
+    std::fs::write(side.join("only-on-side"), &unique).unwrap();
+    commit(&mut repo, "side work");
+    assert_eq!(repo.gc().unwrap().objects_removed, 0);
+    repo.checkout("v", "master", &Unguarded).unwrap();
+    repo.delete_branch("v", "side").unwrap();
+    let freed = repo.gc().unwrap();
+    assert!(
+        freed.objects_removed > 0 && freed.commits_removed == 1,
+        "{freed:?}"
+    );
+    let report = repo.fsck().unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    std::fs::write(live.join("a/small"), b"dirty").unwrap();
+    repo.reset_hard("v", "HEAD", &Unguarded).unwrap();
+    assert_eq!(std::fs::read(live.join("a/small")).unwrap(), b"hello");
+}
+
+#[test]
+fn fsck_reports_a_flipped_byte_in_a_pack() {
+    let (dir, mut repo, _live) = repo_with_tree();
+    commit(&mut repo, "one");
+    let packs = dir.path().join(".dvol/packs");
+    let pack = std::fs::read_dir(&packs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "pack"))
+        .unwrap();
+    let mut bytes = std::fs::read(&pack).unwrap();
+    let at = bytes.len() - 10;
+    bytes[at] ^= 0xff;
+    std::fs::write(&pack, bytes).unwrap();
+    let report = repo.fsck().unwrap();
+    assert!(!report.problems.is_empty(), "a flipped byte went unnoticed");
+}
