@@ -14,9 +14,12 @@
 //!   compare-and-swap after every object it reaches is listed in an index.
 //! - `expired/<volume>`: commits whose tree prune expired (see [`prune`]); `gc/pending`: packs
 //!   remote gc found unreachable and when.
+//! - `reflog/<volume>/heads/<branch>`: written only by `dvol serve` ([`server`]), every value
+//!   the ref held before a move, so no token short of admin can erase pushed history.
 
 pub mod crypt;
 pub mod fs;
+pub mod server;
 pub mod http;
 mod http_limits;
 pub mod idx;
@@ -24,6 +27,7 @@ pub mod ops;
 pub mod proto;
 pub mod prune;
 pub mod s3;
+pub mod scope;
 pub mod ssh;
 pub mod transfer;
 
@@ -96,7 +100,7 @@ pub fn check_key(key: &str) -> Result<()> {
                 Err(bad())
             }
         }
-        ["refs", volume, "heads", branch] => {
+        ["refs" | "reflog", volume, "heads", branch] => {
             names::validate("volume", volume)?;
             names::validate("branch", branch)
         }

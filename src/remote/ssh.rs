@@ -3,7 +3,8 @@
 //! protocol of [`super::proto`] over its stdin/stdout. `DVOL_SSH_COMMAND` replaces `ssh` (a
 //! shell command line, like `GIT_SSH_COMMAND`); `DVOL_REMOTE_DVOL` names the remote binary.
 
-use super::fs::FsBackend;
+use super::server::{Outcome, Server};
+use super::scope::Grant;
 use super::proto::{self, Call, Request, Response, RpcBackend, PROTO_VERSION};
 use crate::{Error, Result};
 use std::io::{BufReader, BufWriter, Read};
@@ -163,9 +164,11 @@ impl Drop for SshConn {
     }
 }
 
-/// `dvol serve --stdio PATH`: answer framed requests on stdin/stdout against the directory.
-pub fn serve_stdio(path: &Path) -> Result<()> {
-    let backend = FsBackend::new(path);
+/// `dvol serve --stdio PATH`: answer framed requests on stdin/stdout against the directory,
+/// each within `grant` (admin on every volume unless `--scope`/`--volumes` narrow it, e.g. in
+/// an `authorized_keys` forced command).
+pub fn serve_stdio(path: &Path, grant: &Grant) -> Result<()> {
+    let server = Server::new(path);
     let stdin = std::io::stdin();
     let stdout = std::io::stdout();
     let mut input = BufReader::new(stdin.lock());
@@ -177,7 +180,10 @@ pub fn serve_stdio(path: &Path) -> Result<()> {
             Err(e) => return Err(Error::Remote(format!("reading request: {e}"))),
         };
         let resp = match proto::decode::<Request>(&frame) {
-            Ok(req) => proto::handle(&backend, req),
+            Ok(req) => match server.handle(grant, req) {
+                Outcome::Answer(r) => r,
+                Outcome::Refused(m) => Response::Error(m),
+            },
             Err(e) => Response::Error(e.to_string()),
         };
         drop(frame);
