@@ -7,10 +7,10 @@
 //! reads at most one protocol frame per response. Connection caps and timeouts live in
 //! [`super::http_limits`]; a declared body over the limit is refused before it is read.
 
-use super::server::{Outcome, Server};
-use super::scope::{Grant, Tokens};
 use super::http_limits::{HyperTimer, LimitAcceptor, HEADER_TIMEOUT};
 use super::proto::{self, Call, Request, Response, RpcBackend, MAX_FRAME, PROTO_VERSION};
+use super::scope::{Grant, Tokens};
+use super::server::{Outcome, Server};
 use crate::{Error, Result};
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -19,7 +19,6 @@
 
 pub mod crypt;
 pub mod fs;
-pub mod server;
 pub mod http;
 mod http_limits;
 pub mod idx;
@@ -28,6 +27,7 @@ pub mod proto;
 pub mod prune;
 pub mod s3;
 pub mod scope;
+pub mod server;
 pub mod ssh;
 pub mod transfer;
 

@@ -156,9 +156,8 @@ impl Tokens {
 }
 
 fn parse_grant(scope: &str, pattern: &str) -> std::result::Result<Grant, String> {
-    let scope = Scope::parse(scope).ok_or_else(|| {
-        format!("unknown scope {scope:?} (use read-only, read-write or admin)")
-    })?;
+    let scope = Scope::parse(scope)
+        .ok_or_else(|| format!("unknown scope {scope:?} (use read-only, read-write or admin)"))?;
     crate::names::validate_pattern(pattern).map_err(|e| e.to_string())?;
     Ok(Grant {
         scope,
@@ -284,7 +283,8 @@ pub fn authorize_class(
 mod tests {
     use super::*;
 
-    const PACK: &str = "packs/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.pack";
+    const PACK: &str =
+        "packs/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.pack";
 
     fn grant(scope: Scope, pattern: &str) -> Grant {
         Grant {
@@ -297,7 +297,10 @@ mod tests {
     #[test]
     fn token_files() {
         let t = Tokens::parse("just-one-token\n").unwrap();
-        assert_eq!(t.authenticate(b"just-one-token"), Some(&Grant::full("token")));
+        assert_eq!(
+            t.authenticate(b"just-one-token"),
+            Some(&Grant::full("token"))
+        );
         assert_eq!(t.authenticate(b"just-one-toke"), None);
         let t = Tokens::parse(
             "# tokens\nro-token-1234 read-only qa-*\nrw-token-1234 read-write prod-?  # comment\nadm-token-1234 admin *\n",
@@ -314,7 +317,10 @@ mod tests {
             ("a-long-token read-only *\nsecond-token", "line 2: expected"),
             ("a-long-token writer *", "line 1: unknown scope"),
             ("a-long-token admin a/b", "line 1: invalid volume pattern"),
-            ("a-long-token admin *\na-long-token read-only x", "line 2: the token is already"),
+            (
+                "a-long-token admin *\na-long-token read-only x",
+                "line 2: the token is already",
+            ),
             ("short admin *", "line 1: the token is too short"),
         ] {
             let err = Tokens::parse(bad).err().expect(bad);
@@ -332,7 +338,9 @@ mod tests {
         let other = "refs/prod/heads/master";
         assert!(authorize(&ro, PACK, Access::Read).is_ok());
         assert!(authorize(&ro, r, Access::Read).is_ok());
-        assert!(authorize(&ro, other, Access::Read).unwrap_err().contains("matching 'qa-*'"));
+        assert!(authorize(&ro, other, Access::Read)
+            .unwrap_err()
+            .contains("matching 'qa-*'"));
         let e = authorize(&ro, r, Access::Write).unwrap_err();
         assert_eq!(e, format!("token is read-only: refused to write {r}"));
         assert!(authorize(&ro, PACK, Access::Write).is_err());
@@ -340,11 +348,24 @@ mod tests {
         assert!(authorize(&rw, r, Access::Write).is_ok());
         assert!(authorize(&rw, other, Access::Write).is_err());
         assert!(authorize(&rw, "expired/qa-1", Access::Write).is_ok());
-        for key in [PACK, r, "expired/qa-1", "gc/pending", super::super::FORMAT_KEY] {
-            assert!(authorize(&rw, key, Access::Delete).unwrap_err().contains("admin"), "{key}");
+        for key in [
+            PACK,
+            r,
+            "expired/qa-1",
+            "gc/pending",
+            super::super::FORMAT_KEY,
+        ] {
+            assert!(
+                authorize(&rw, key, Access::Delete)
+                    .unwrap_err()
+                    .contains("admin"),
+                "{key}"
+            );
         }
         assert!(authorize(&admin_qa, r, Access::Delete).is_ok());
-        assert!(authorize(&admin_qa, PACK, Access::Delete).unwrap_err().contains("'*'"));
+        assert!(authorize(&admin_qa, PACK, Access::Delete)
+            .unwrap_err()
+            .contains("'*'"));
         assert!(authorize(&admin, PACK, Access::Delete).is_ok());
         assert!(authorize(&admin, "gc/pending", Access::Write).is_ok());
         assert!(authorize(&rw, "gc/pending", Access::Read).is_err());

@@ -204,7 +204,10 @@ impl Server {
                 Denied::Failed(e) => e,
             })
         };
-        match self.backend.cas_checked(key, expected, new.clone(), &mut check) {
+        match self
+            .backend
+            .cas_checked(key, expected, new.clone(), &mut check)
+        {
             Ok(outcome) => Ok(outcome),
             Err(e) => match refused {
                 Some(m) => refuse(m),
@@ -355,4 +358,3 @@ fn check_sealed_ref(key: &str, value: &[u8]) -> Step<()> {
         refuse(format!("refused to write {key}: not a sealed ref value"))
     }
 }
-

@@ -3,9 +3,9 @@
 //! protocol of [`super::proto`] over its stdin/stdout. `DVOL_SSH_COMMAND` replaces `ssh` (a
 //! shell command line, like `GIT_SSH_COMMAND`); `DVOL_REMOTE_DVOL` names the remote binary.
 
-use super::server::{Outcome, Server};
-use super::scope::Grant;
 use super::proto::{self, Call, Request, Response, RpcBackend, PROTO_VERSION};
+use super::scope::Grant;
+use super::server::{Outcome, Server};
 use crate::{Error, Result};
 use std::io::{BufReader, BufWriter, Read};
 use std::path::Path;

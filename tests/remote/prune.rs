@@ -81,7 +81,13 @@ fn remote_prune_over_dvol_serve_with_the_admin_token() {
     // The single-token file's token is admin on every volume: the server lists the volumes
     // (ListVolumes) and remote gc runs.
     let out = host.ok(&[
-        "prune", "--remote", "origin", "--keep-last", "1", "--grace", "0",
+        "prune",
+        "--remote",
+        "origin",
+        "--keep-last",
+        "1",
+        "--grace",
+        "0",
     ]);
     assert!(out.contains("expired 2 commits"), "{out}");
     assert!(store.join("expired/db").exists());

@@ -142,7 +142,9 @@ fn scoped_tokens_through_the_cli() {
     let before = snapshot(&store);
     let err = ro.fails(&["push"]);
     assert!(
-        err.contains(&format!("remote {url}: token is read-only: refused to write")),
+        err.contains(&format!(
+            "remote {url}: token is read-only: refused to write"
+        )),
         "{err}"
     );
     assert_eq!(err.trim().lines().count(), 1, "{err}");
@@ -175,7 +177,15 @@ fn scoped_tokens_through_the_cli() {
 
     // Remote gc: read-write is refused before anything changes; admin runs it.
     prod.vars = vars(RW);
-    let prune = ["prune", "--remote", "origin", "--keep-last", "1", "--grace", "0"];
+    let prune = [
+        "prune",
+        "--remote",
+        "origin",
+        "--keep-last",
+        "1",
+        "--grace",
+        "0",
+    ];
     let before = snapshot(&store);
     let err = prod.fails(&prune);
     assert!(err.contains("admin token"), "{err}");
@@ -224,7 +234,9 @@ fn hostile_clients_cannot_replace_delete_or_rewind() {
             offset: 2,
             len: 5,
         };
-        assert!(matches!(call(port, token, &range), Ok(Response::Data(Some(d))) if d == pack_bytes[2..7]));
+        assert!(
+            matches!(call(port, token, &range), Ok(Response::Data(Some(d))) if d == pack_bytes[2..7])
+        );
         let list = Request::List {
             prefix: "packs/".into(),
         };
@@ -236,31 +248,73 @@ fn hostile_clients_cannot_replace_delete_or_rewind() {
         assert!(
             matches!(call(port, token, &Request::ListVolumes), Ok(Response::Keys(v)) if v == ["prod-db"])
         );
-        refused(port, token, &get(qa_ref), "limited to volumes matching 'prod-*'");
+        refused(
+            port,
+            token,
+            &get(qa_ref),
+            "limited to volumes matching 'prod-*'",
+        );
         let list_qa = Request::List {
             prefix: "refs/qa-1/heads/".into(),
         };
-        refused(port, token, &list_qa, "limited to volumes matching 'prod-*'");
+        refused(
+            port,
+            token,
+            &list_qa,
+            "limited to volumes matching 'prod-*'",
+        );
         refused(port, token, &get("gc/pending"), "admin");
     }
-    refused(port, RO, &put(&junk_pack, junk), "token is read-only: refused to write");
-    refused(port, RO, &cas(prod_ref, Some(head.as_bytes()), head.as_bytes()), "read-only");
+    refused(
+        port,
+        RO,
+        &put(&junk_pack, junk),
+        "token is read-only: refused to write",
+    );
+    refused(
+        port,
+        RO,
+        &cas(prod_ref, Some(head.as_bytes()), head.as_bytes()),
+        "read-only",
+    );
     refused(port, RO, &delete(&pack), "read-only");
 
-    // Read-write: a pack that exists is never replaced (a byte-identical retry is fine).
-    refused(port, RW, &put(&pack, junk), "never replaced");
-    assert!(matches!(call(port, RW, &put(&pack, &pack_bytes)), Ok(Response::Done)));
+    // Read-write: a pack or index that exists is never replaced (a byte-identical retry is
+    // fine; a pack's bytes must hash to its name anyway).
+    refused(port, RW, &put(&pack, junk), "refused to write");
+    let idx = pack.replace(".pack", ".idx");
+    let idx_bytes = std::fs::read(store.join(&idx)).unwrap();
+    refused(port, RW, &put(&idx, junk), "never replaced");
+    refused(port, ADMIN, &put(&idx, junk), "never replaced");
+    assert!(matches!(
+        call(port, RW, &put(&pack, &pack_bytes)),
+        Ok(Response::Done)
+    ));
+    assert!(matches!(
+        call(port, RW, &put(&idx, &idx_bytes)),
+        Ok(Response::Done)
+    ));
     let misnamed = format!("packs/{}.pack", "0".repeat(64));
     refused(port, RW, &put(&misnamed, junk), "not the blake3 hash");
     let orphan_idx = format!("packs/{}.idx", "1".repeat(64));
-    refused(port, RW, &put(&orphan_idx, junk), "its pack is not on the remote");
+    refused(
+        port,
+        RW,
+        &put(&orphan_idx, junk),
+        "its pack is not on the remote",
+    );
     refused(port, RW, &cas(&pack, Some(&pack_bytes), junk), "only added");
     // No deletes below admin.
     for key in [pack.as_str(), prod_ref, "expired/prod-db", "gc/pending"] {
         refused(port, RW, &delete(key), "admin token");
     }
     // Refs move only by compare-and-swap, forward only.
-    refused(port, RW, &put(prod_ref, parent.as_bytes()), "compare-and-swap");
+    refused(
+        port,
+        RW,
+        &put(prod_ref, parent.as_bytes()),
+        "compare-and-swap",
+    );
     let rewind = format!("{parent}\n");
     refused(
         port,
@@ -275,7 +329,12 @@ fn hostile_clients_cannot_replace_delete_or_rewind() {
         &cas(prod_ref, Some(head.as_bytes()), unknown.as_bytes()),
         "cannot read its history",
     );
-    refused(port, RW, &cas(prod_ref, Some(head.as_bytes()), b"junk"), "does not hold a commit id");
+    refused(
+        port,
+        RW,
+        &cas(prod_ref, Some(head.as_bytes()), b"junk"),
+        "does not hold a commit id",
+    );
     // A stale expected value is a conflict, not a change.
     assert!(matches!(
         call(port, RW, &cas(prod_ref, Some(rewind.as_bytes()), rewind.as_bytes())),
@@ -283,11 +342,26 @@ fn hostile_clients_cannot_replace_delete_or_rewind() {
     ));
     // Marking commits the remote keeps whole as expired would let gc delete them.
     let expire = format!("{}\n", head.trim());
-    refused(port, RW, &cas("expired/prod-db", None, expire.as_bytes()), "holds the tree");
-    refused(port, RW, &put("expired/prod-db", expire.as_bytes()), "compare-and-swap");
+    refused(
+        port,
+        RW,
+        &cas("expired/prod-db", None, expire.as_bytes()),
+        "holds the tree",
+    );
+    refused(
+        port,
+        RW,
+        &put("expired/prod-db", expire.as_bytes()),
+        "compare-and-swap",
+    );
     // The marker can be created, never replaced below admin; the reflog by nobody.
     let marker = std::fs::read(store.join("dvol-remote.json")).unwrap();
-    refused(port, RW, &cas("dvol-remote.json", Some(&marker), b"{}"), "admin token");
+    refused(
+        port,
+        RW,
+        &cas("dvol-remote.json", Some(&marker), b"{}"),
+        "admin token",
+    );
     refused(port, RW, &put("dvol-remote.json", b"{}"), "read-write");
     refused(port, RW, &put("gc/pending", b"{}"), "admin");
     let reflog_key = "reflog/prod-db/heads/master";
@@ -295,7 +369,12 @@ fn hostile_clients_cannot_replace_delete_or_rewind() {
         refused(port, token, &put(reflog_key, b""), "no token may change it");
     }
     // A token for qa-? cannot touch prod's refs.
-    refused(port, QA, &cas(prod_ref, Some(head.as_bytes()), head.as_bytes()), "matching 'qa-?'");
+    refused(
+        port,
+        QA,
+        &cas(prod_ref, Some(head.as_bytes()), head.as_bytes()),
+        "matching 'qa-?'",
+    );
     assert_eq!(snapshot(&store), before, "nothing changed on the server");
 
     // An admin token for some volumes cannot delete what every volume shares.
@@ -304,7 +383,10 @@ fn hostile_clients_cannot_replace_delete_or_rewind() {
     let tokens = format!("{TOKENS}{admin_qa} admin qa-*\n");
     let (_server, port) = server_with_tokens(&store, None, &tokens);
     refused(port, admin_qa, &delete(&pack), "use an admin token for '*'");
-    assert!(matches!(call(port, ADMIN, &delete(&pack)), Ok(Response::Done)));
+    assert!(matches!(
+        call(port, ADMIN, &delete(&pack)),
+        Ok(Response::Done)
+    ));
     assert!(!pack_path.exists());
     drop(prod);
 }
@@ -347,7 +429,11 @@ fn encrypted_remote_keeps_every_replaced_ref_in_the_reflog() {
     refused(
         port,
         RW,
-        &cas(key, Some(now.as_bytes()), format!("{}\n", "3".repeat(64)).as_bytes()),
+        &cas(
+            key,
+            Some(now.as_bytes()),
+            format!("{}\n", "3".repeat(64)).as_bytes(),
+        ),
         "not a sealed ref value",
     );
     let ro = Host::new(&with_pass(RO));
@@ -366,7 +452,14 @@ fn stdio_server_honours_scope_and_volumes() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dvol"))
-        .args(["serve", "--stdio", "--scope", "read-only", "--volumes", "qa-*"])
+        .args([
+            "serve",
+            "--stdio",
+            "--scope",
+            "read-only",
+            "--volumes",
+            "qa-*",
+        ])
         .arg(&store)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -393,7 +486,10 @@ fn stdio_server_honours_scope_and_volumes() {
         ask(&get("refs/prod/heads/master")),
         Response::Error(e) if e.contains("limited to volumes matching 'qa-*'")
     ));
-    assert!(matches!(ask(&get("refs/qa-1/heads/master")), Response::Data(None)));
+    assert!(matches!(
+        ask(&get("refs/qa-1/heads/master")),
+        Response::Data(None)
+    ));
     drop(stdin);
     assert!(child.wait().unwrap().success());
     assert!(!store.join("packs").exists());
@@ -414,11 +510,26 @@ fn bad_token_files_are_refused_naming_the_line() {
     for (text, want) in [
         ("", "holds no token"),
         ("short\n", "too short"),
-        ("# c\nlong-enough-token read-only *\nlong-enough-token admin *\n", "line 3: the token is already"),
-        ("long-enough-token owner *\n", "line 1: unknown scope \"owner\""),
-        ("long-enough-token admin prod/*\n", "line 1: invalid volume pattern"),
-        ("long-enough-token admin\n", "line 1: expected `TOKEN SCOPE PATTERN`"),
-        ("long-enough-token admin *\nshort admin *\n", "line 2: the token is too short"),
+        (
+            "# c\nlong-enough-token read-only *\nlong-enough-token admin *\n",
+            "line 3: the token is already",
+        ),
+        (
+            "long-enough-token owner *\n",
+            "line 1: unknown scope \"owner\"",
+        ),
+        (
+            "long-enough-token admin prod/*\n",
+            "line 1: invalid volume pattern",
+        ),
+        (
+            "long-enough-token admin\n",
+            "line 1: expected `TOKEN SCOPE PATTERN`",
+        ),
+        (
+            "long-enough-token admin *\nshort admin *\n",
+            "line 2: the token is too short",
+        ),
     ] {
         std::fs::write(&file, text).unwrap();
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_dvol"))
