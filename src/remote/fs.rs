@@ -77,13 +77,7 @@ impl FsBackend {
     pub fn put_new(&self, key: &str, data: &[u8]) -> Result<bool> {
         let path = self.path(key)?;
         let dir = path.parent().expect("key has a parent");
-        mkdirs(dir)?;
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".tmp-")
-            .tempfile_in(dir)
-            .at("create temp file in", dir)?;
-        tmp.write_all(data).at("write", tmp.path())?;
-        tmp.as_file().sync_all().at("fsync", tmp.path())?;
+        let tmp = synced_temp(dir, data)?;
         match std::fs::hard_link(tmp.path(), &path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
@@ -95,18 +89,24 @@ impl FsBackend {
 
     fn write_atomic(&self, path: &Path, data: &[u8]) -> Result<()> {
         let dir = path.parent().expect("key has a parent");
-        mkdirs(dir)?;
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".tmp-")
-            .tempfile_in(dir)
-            .at("create temp file in", dir)?;
-        tmp.write_all(data).at("write", tmp.path())?;
-        tmp.as_file().sync_all().at("fsync", tmp.path())?;
+        let tmp = synced_temp(dir, data)?;
         tmp.persist(path)
             .map_err(|e| e.error)
             .at("rename into place", path)?;
         crate::store::pack::sync_dir(dir)
     }
+}
+
+/// A temporary file in `dir` (created if needed) holding `data`, fsynced.
+fn synced_temp(dir: &Path, data: &[u8]) -> Result<tempfile::NamedTempFile> {
+    mkdirs(dir)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)
+        .at("create temp file in", dir)?;
+    tmp.write_all(data).at("write", tmp.path())?;
+    tmp.as_file().sync_all().at("fsync", tmp.path())?;
+    Ok(tmp)
 }
 
 /// Create directories without group or world write whatever the umask (files are created

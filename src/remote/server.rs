@@ -15,16 +15,20 @@
 //!
 //! This module must not parse token files or speak HTTP; it must not trust a request's key.
 
+use super::crypt::Seal;
 use super::crypt::ENCRYPTED_FORMAT;
 use super::fs::FsBackend;
 use super::proto::{Request, Response, PROTO_VERSION};
 use super::scope::{self, Access, Grant, KeyClass, Scope};
-use super::transfer::{read_objects, walk_commits, Remote};
+use super::transfer::{fresh_remote_index, read_objects, walk_commits, Remote, RemoteIndex};
 use super::{check_key, check_prefix, Backend, CasOutcome, FORMAT_KEY};
 use crate::repo::Commit;
 use crate::store::{decode_payload, Kind, ObjectId};
 use crate::{Error, Result};
 use std::path::Path;
+
+/// The server reads its own commits as plain records (it never holds a key).
+static PLAIN: Seal = Seal::Plain;
 
 /// Commits a fast-forward check walks at most before refusing the move.
 pub const MAX_FF_WALK: usize = 1 << 22;
@@ -237,6 +241,15 @@ impl Server {
         Ok(())
     }
 
+    /// This remote read as a plain one, through `index`.
+    fn plain_remote<'a>(&'a self, index: &'a RemoteIndex) -> Remote<'a> {
+        Remote {
+            backend: &self.backend,
+            index,
+            seal: &PLAIN,
+        }
+    }
+
     fn encrypted(&self) -> Result<bool> {
         let Some(marker) = self.backend.get(FORMAT_KEY)? else {
             return Ok(false);
@@ -257,13 +270,8 @@ impl Server {
         if old == new {
             return Ok(());
         }
-        let seal = super::crypt::Seal::Plain;
-        let index = super::transfer::fresh_remote_index(&self.backend, &seal)?;
-        let remote = Remote {
-            backend: &self.backend,
-            index: &index,
-            seal: &seal,
-        };
+        let index = fresh_remote_index(&self.backend, &PLAIN)?;
+        let remote = self.plain_remote(&index);
         let (mut found, mut walked) = (false, 0usize);
         walk_commits(&remote, &[new], |_, c| {
             walked += 1;
@@ -300,13 +308,8 @@ impl Server {
         if self.encrypted()? {
             return Ok(());
         }
-        let seal = super::crypt::Seal::Plain;
-        let index = super::transfer::fresh_remote_index(&self.backend, &seal)?;
-        let remote = Remote {
-            backend: &self.backend,
-            index: &index,
-            seal: &seal,
-        };
+        let index = fresh_remote_index(&self.backend, &PLAIN)?;
+        let remote = self.plain_remote(&index);
         let added: Vec<(ObjectId, Kind)> =
             new.difference(&old).map(|id| (*id, Kind::Commit)).collect();
         let mut kept = None;

@@ -97,23 +97,30 @@ fn delete(key: &str) -> Request {
     Request::Delete { key: key.into() }
 }
 
+/// A host whose `volume` has one commit (`file` holding `text`) pushed to `url` as origin
+/// (`add`: extra `remote add` flags).
+fn first_push(vars: &Vars, volume: &str, url: &str, add: &[&str], file: &str, text: &str) -> Host {
+    let host = Host::new(vars);
+    host.ok(&["init", volume]);
+    write(&host.live().join(file), text);
+    host.commit(text);
+    host.ok(&[&["remote", "add"], add, &["origin", url]].concat());
+    host.ok(&["push"]);
+    host
+}
+
+/// Change `f`, commit and push.
+fn push_change(host: &Host, text: &str) {
+    write(&host.live().join("f"), text);
+    host.commit(text);
+    host.ok(&["push"]);
+}
+
 /// A production host pushes `prod-db` (two commits) and QA pushes `qa-1`; returns the hosts.
 fn populate(url: &str) -> (Host, Host) {
-    let prod = Host::new(&vars(RW));
-    prod.ok(&["init", "prod-db"]);
-    write(&prod.live().join("f"), "one\n");
-    prod.commit("one");
-    prod.ok(&["remote", "add", "origin", url]);
-    prod.ok(&["push"]);
-    write(&prod.live().join("f"), "two\n");
-    prod.commit("two");
-    prod.ok(&["push"]);
-    let qa = Host::new(&vars(QA));
-    qa.ok(&["init", "qa-1"]);
-    write(&qa.live().join("q"), "qa\n");
-    qa.commit("qa");
-    qa.ok(&["remote", "add", "origin", url]);
-    qa.ok(&["push"]);
+    let prod = first_push(&vars(RW), "prod-db", url, &[], "f", "one\n");
+    push_change(&prod, "two\n");
+    let qa = first_push(&vars(QA), "qa-1", url, &[], "q", "qa\n");
     (prod, qa)
 }
 
@@ -129,9 +136,7 @@ fn scoped_tokens_through_the_cli() {
     let ro = Host::new(&vars(RO));
     ro.ok(&["clone", &url, "prod-db"]);
     assert_eq!(ro.head(), prod.head());
-    write(&prod.live().join("f"), "three\n");
-    prod.commit("three");
-    prod.ok(&["push"]);
+    push_change(&prod, "three\n");
     ro.ok(&["fetch"]);
     ro.ok(&["pull"]);
     assert_eq!(ro.head(), prod.head());
@@ -402,15 +407,15 @@ fn encrypted_remote_keeps_every_replaced_ref_in_the_reflog() {
         v.push(("DVOL_PASSPHRASE".into(), "correct horse battery".into()));
         v
     };
-    let prod = Host::new(&with_pass(RW));
-    prod.ok(&["init", "prod-db"]);
-    write(&prod.live().join("f"), "one\n");
-    prod.commit("one");
-    prod.ok(&["remote", "add", "--encrypt", "origin", &url]);
-    prod.ok(&["push"]);
-    write(&prod.live().join("f"), "two\n");
-    prod.commit("two");
-    prod.ok(&["push"]);
+    let prod = first_push(
+        &with_pass(RW),
+        "prod-db",
+        &url,
+        &["--encrypt"],
+        "f",
+        "one\n",
+    );
+    push_change(&prod, "two\n");
     let pushed = read(&ref_file(&store, "prod-db"));
 
     // The server cannot read sealed commits, so it cannot refuse a rewind: it keeps the value
