@@ -20,12 +20,14 @@ use super::crypt::ENCRYPTED_FORMAT;
 use super::fs::FsBackend;
 use super::proto::{Request, Response, PROTO_VERSION};
 use super::scope::{self, Access, Grant, KeyClass, Scope};
-use super::transfer::{fresh_remote_index, read_objects, walk_commits, Remote, RemoteIndex};
+use super::transfer::{get_idx, read_objects, walk_commits, Remote, RemoteIndex};
 use super::{check_key, check_prefix, Backend, CasOutcome, FORMAT_KEY};
 use crate::repo::Commit;
 use crate::store::{decode_payload, Kind, ObjectId};
 use crate::{Error, Result};
+use std::collections::HashSet;
 use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 /// The server reads its own commits as plain records (it never holds a key).
 static PLAIN: Seal = Seal::Plain;
@@ -60,12 +62,22 @@ fn refuse<T>(msg: impl Into<String>) -> Step<T> {
 /// The served directory.
 pub struct Server {
     backend: FsBackend,
+    own: Mutex<OwnIndex>,
+}
+
+/// The server's own pack indexes (plain remotes), each read once: an index is never replaced,
+/// and when one disappears (remote gc) the next use reads them all again.
+#[derive(Default)]
+struct OwnIndex {
+    keys: HashSet<String>,
+    index: RemoteIndex,
 }
 
 impl Server {
     pub fn new(root: &Path) -> Server {
         Server {
             backend: FsBackend::new(root),
+            own: Mutex::default(),
         }
     }
 
@@ -169,6 +181,11 @@ impl Server {
                 "refused to write {key}: its pack is not on the remote (send the pack first)"
             ));
         }
+        // An index every reader would choke on is refused where the server can read it.
+        if ext == "idx" && !self.encrypted()? {
+            super::idx::decode(key, data)
+                .or_else(|e| refuse(format!("refused to write {key}: {e}")))?;
+        }
         if self.backend.put_new(key, data)? || self.backend.get(key)?.as_deref() == Some(data) {
             return Ok(());
         }
@@ -241,6 +258,32 @@ impl Server {
         Ok(())
     }
 
+    /// The remote's pack indexes, brought up to date. An index that does not decode is left
+    /// out (its objects are then unknown to the checks, which refuse what they cannot read).
+    fn own_index(&self) -> Result<MutexGuard<'_, OwnIndex>> {
+        let keys: HashSet<String> = self
+            .backend
+            .list("packs/")?
+            .into_iter()
+            .filter(|k| k.ends_with(".idx"))
+            .collect();
+        let mut own = self.own.lock().unwrap_or_else(PoisonError::into_inner);
+        if !own.keys.is_subset(&keys) {
+            *own = OwnIndex::default();
+        }
+        for key in keys {
+            if own.keys.contains(&key) {
+                continue;
+            }
+            if let Ok(Some((_, entries))) = get_idx(&self.backend, &key, &PLAIN) {
+                let pack: Arc<str> = Arc::from(key.replace(".idx", ".pack"));
+                own.index.add_pack(&pack, entries);
+            }
+            own.keys.insert(key);
+        }
+        Ok(own)
+    }
+
     /// This remote read as a plain one, through `index`.
     fn plain_remote<'a>(&'a self, index: &'a RemoteIndex) -> Remote<'a> {
         Remote {
@@ -270,8 +313,9 @@ impl Server {
         if old == new {
             return Ok(());
         }
-        let index = fresh_remote_index(&self.backend, &PLAIN)?;
-        let remote = self.plain_remote(&index);
+        let own = self.own_index()?;
+        let index = &own.index;
+        let remote = self.plain_remote(index);
         let (mut found, mut walked) = (false, 0usize);
         walk_commits(&remote, &[new], |_, c| {
             walked += 1;
@@ -308,8 +352,9 @@ impl Server {
         if self.encrypted()? {
             return Ok(());
         }
-        let index = fresh_remote_index(&self.backend, &PLAIN)?;
-        let remote = self.plain_remote(&index);
+        let own = self.own_index()?;
+        let index = &own.index;
+        let remote = self.plain_remote(index);
         let added: Vec<(ObjectId, Kind)> =
             new.difference(&old).map(|id| (*id, Kind::Commit)).collect();
         let mut kept = None;

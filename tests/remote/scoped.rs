@@ -289,8 +289,9 @@ fn hostile_clients_cannot_replace_delete_or_rewind() {
     refused(port, RW, &put(&pack, junk), "refused to write");
     let idx = pack.replace(".pack", ".idx");
     let idx_bytes = std::fs::read(store.join(&idx)).unwrap();
-    refused(port, RW, &put(&idx, junk), "never replaced");
-    refused(port, ADMIN, &put(&idx, junk), "never replaced");
+    let other_idx = dvol::remote::idx::encode(&[]);
+    refused(port, RW, &put(&idx, &other_idx), "never replaced");
+    refused(port, ADMIN, &put(&idx, &other_idx), "never replaced");
     assert!(matches!(
         call(port, RW, &put(&pack, &pack_bytes)),
         Ok(Response::Done)
@@ -381,6 +382,14 @@ fn hostile_clients_cannot_replace_delete_or_rewind() {
         "matching 'qa-?'",
     );
     assert_eq!(snapshot(&store), before, "nothing changed on the server");
+    // Read-write adds packs; an index that does not decode is refused (plain remotes).
+    assert!(matches!(
+        call(port, RW, &put(&junk_pack, junk)),
+        Ok(Response::Done)
+    ));
+    let junk_idx = junk_pack.replace(".pack", ".idx");
+    refused(port, RW, &put(&junk_idx, junk), "refused to write");
+    assert!(!store.join(&junk_idx).exists());
 
     // An admin token for some volumes cannot delete what every volume shares.
     let admin_qa = "admin-qa-token-1234";
