@@ -3,7 +3,8 @@
 //!
 //! A token file holds either one bare token (admin on every volume, the original form) or one
 //! token per line: `TOKEN SCOPE PATTERN`, scope `read-only`, `read-write` or `admin`, pattern a
-//! volume name in which `*` and `?` may appear (`crate::names::matches`); `#` starts a comment.
+//! volume name in which `*` and `?` may appear (`crate::names::matches`); a word starting with
+//! `#` starts a comment.
 //! Tokens are compared in constant time against every line (a hash of each, so neither the
 //! matching line nor a token's length shows in the timing).
 //!
@@ -101,8 +102,7 @@ impl Tokens {
         let lines: Vec<(usize, Vec<&str>)> = text
             .lines()
             .enumerate()
-            .map(|(i, l)| (i + 1, l.split('#').next().unwrap_or("")))
-            .map(|(n, l)| (n, l.split_whitespace().collect::<Vec<_>>()))
+            .map(|(i, l)| (i + 1, words(l)))
             .filter(|(_, words)| !words.is_empty())
             .collect();
         if lines.is_empty() {
@@ -153,6 +153,14 @@ impl Tokens {
         }
         found.map(|i| &self.entries[i].1)
     }
+}
+
+/// The words of a token file line before a comment (a word starting with `#`; a `#` inside a
+/// token is part of it, as in the single-token form).
+fn words(line: &str) -> Vec<&str> {
+    line.split_whitespace()
+        .take_while(|w| !w.starts_with('#'))
+        .collect()
 }
 
 fn parse_grant(scope: &str, pattern: &str) -> std::result::Result<Grant, String> {
@@ -296,6 +304,11 @@ mod tests {
 
     #[test]
     fn token_files() {
+        let t = Tokens::parse("  # the token\nwith#hash-token\n").unwrap();
+        assert_eq!(
+            t.authenticate(b"with#hash-token"),
+            Some(&Grant::full("token"))
+        );
         let t = Tokens::parse("just-one-token\n").unwrap();
         assert_eq!(
             t.authenticate(b"just-one-token"),

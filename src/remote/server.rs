@@ -3,7 +3,8 @@
 //! [`scope::authorize`] and with the rules that keep pushed history safe from a client that
 //! may write:
 //! - a pack or index that exists is never replaced (created with a hard link; a byte-identical
-//!   retry is accepted), a pack's name must be the hash of its bytes, an index needs its pack;
+//!   retry is accepted), a pack's name must be the hash of its bytes, an index needs its pack
+//!   and (plain remotes) must decode;
 //! - refs move only by compare-and-swap (a put of a ref is refused); below admin, a move must
 //!   be a fast-forward, checked by walking the remote's own commits (plain remotes) under the
 //!   compare-and-swap lock, so the check and the move are one step;
