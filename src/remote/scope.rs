@@ -16,7 +16,7 @@
 
 use crate::{Error, Result};
 use std::path::Path;
-use subtle::ConstantTimeEq;
+use subtle::{ConditionallySelectable, ConstantTimeEq};
 
 /// Shortest accepted token.
 pub const MIN_TOKEN_LEN: usize = 8;
@@ -146,12 +146,13 @@ impl Tokens {
     /// time, as hashes), whichever matches.
     pub fn authenticate(&self, given: &[u8]) -> Option<&Grant> {
         let hash = token_hash(given);
-        let mut found = None;
+        // No line matched: an index past the end.
+        let mut found = u64::MAX;
         for (i, (h, _)) in self.entries.iter().enumerate() {
-            let eq: bool = h.ct_eq(&hash).into();
-            found = if eq { Some(i) } else { found };
+            found.conditional_assign(&(i as u64), h.ct_eq(&hash));
         }
-        found.map(|i| &self.entries[i].1)
+        let found = usize::try_from(found).ok()?;
+        self.entries.get(found).map(|e| &e.1)
     }
 }
 
