@@ -202,8 +202,10 @@ pub enum Command {
     },
     /// Serve a remote store: over stdin/stdout (for ssh) or HTTP(S) with a bearer token.
     Serve {
+        /// Answer the framed protocol on stdin/stdout (the far side of ssh:// remotes).
         #[arg(long)]
         stdio: bool,
+        /// Serve HTTP(S) on this address (needs --token-file).
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
         /// Bearer tokens: one bare token (admin on every volume), or lines of
