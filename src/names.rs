@@ -5,6 +5,10 @@
 //! a 4-64 digit hex string (a commit id prefix), or anything with `^`, `~`, `@{` or `:`.
 //! Names made before this rule keep working; [`revision_like`] says why one is ambiguous so
 //! `dvol branch` can mark it.
+//!
+//! Volume patterns (the scopes of `dvol serve` tokens, [`validate_pattern`], [`matches`]) are
+//! names in which `*` stands for any run of characters and `?` for one character; neither can
+//! appear in a name, so a pattern without them matches only that name.
 
 use crate::{Error, Result};
 
@@ -74,9 +78,75 @@ pub fn validate_new_ref(what: &'static str, name: &str) -> Result<()> {
     }
 }
 
+/// Check a volume pattern: a volume name in which `*` and `?` may also appear.
+pub fn validate_pattern(pattern: &str) -> Result<()> {
+    // Wildcards stand for name characters: the pattern with each replaced by one must be a
+    // name (no slash, no dot-dot, not empty...).
+    let sample: String = pattern
+        .chars()
+        .map(|c| if c == '*' || c == '?' { 'x' } else { c })
+        .collect();
+    validate("volume pattern", &sample).map_err(|_| Error::InvalidName {
+        what: "volume pattern",
+        name: pattern.to_string(),
+        reason: "it must be a volume name in which * and ? may also appear",
+    })
+}
+
+/// Whether `name` matches `pattern` (`*`: any run of characters, `?`: one character).
+/// Iterative with one backtrack point, so linear-ish in the lengths whatever the pattern.
+pub fn matches(pattern: &str, name: &str) -> bool {
+    let (p, n) = (pattern.as_bytes(), name.as_bytes());
+    let (mut pi, mut ni) = (0, 0);
+    // Position after the last `*` and the name position it is tried against.
+    let mut star: Option<(usize, usize)> = None;
+    while ni < n.len() {
+        if pi < p.len() && (p[pi] == b'?' || p[pi] == n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if pi < p.len() && p[pi] == b'*' {
+            star = Some((pi + 1, ni));
+            pi += 1;
+        } else if let Some((sp, sn)) = star {
+            pi = sp;
+            ni = sn + 1;
+            star = Some((sp, sn + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&b| b == b'*')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn volume_patterns() {
+        for (pat, name, yes) in [
+            ("*", "db", true),
+            ("prod-*", "prod-db", true),
+            ("prod-*", "prod-", true),
+            ("prod-*", "qa-db", false),
+            ("qa-?", "qa-1", true),
+            ("qa-?", "qa-12", false),
+            ("*-db", "prod-db", true),
+            ("*-db", "prod-dbx", false),
+            ("a*b*c", "axxbyyc", true),
+            ("a*b*c", "axxbyy", false),
+            ("db", "db", true),
+            ("db", "db2", false),
+        ] {
+            assert_eq!(matches(pat, name), yes, "{pat} {name}");
+        }
+        for ok in ["*", "prod-*", "qa-?", "db"] {
+            validate_pattern(ok).unwrap();
+        }
+        for bad in ["", "a/*", "..*", "-*", "a b", "[ab]", "*@*"] {
+            assert!(validate_pattern(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn refuses_new_refs_that_read_as_revisions() {

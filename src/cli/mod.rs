@@ -211,12 +211,23 @@ pub enum Command {
     },
     /// Serve a remote store: over stdin/stdout (for ssh) or HTTP(S) with a bearer token.
     Serve {
+        /// Answer the framed protocol on stdin/stdout (the far side of ssh:// remotes).
         #[arg(long)]
         stdio: bool,
+        /// Serve HTTP(S) on this address (needs --token-file).
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
+        /// Bearer tokens: one bare token (admin on every volume), or lines of
+        /// `TOKEN SCOPE PATTERN` (scope read-only, read-write or admin; pattern e.g. prod-*).
         #[arg(long, value_name = "FILE")]
         token_file: Option<PathBuf>,
+        /// With --stdio: limit this connection (e.g. an ssh forced command) to a scope:
+        /// read-only, read-write or admin (the default).
+        #[arg(long, value_name = "SCOPE", requires = "stdio")]
+        scope: Option<String>,
+        /// With --stdio: limit this connection to volumes matching a pattern (default *).
+        #[arg(long, value_name = "PATTERN", requires = "stdio")]
+        volumes: Option<String>,
         #[arg(long, value_name = "PEM")]
         tls_cert: Option<PathBuf>,
         #[arg(long, value_name = "PEM")]
@@ -335,6 +346,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             stdio,
             listen,
             token_file,
+            scope,
+            volumes,
             tls_cert,
             tls_key,
             path,
@@ -342,6 +355,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             stdio,
             listen: listen.as_deref(),
             token_file: token_file.as_deref(),
+            scope: scope.as_deref(),
+            volumes: volumes.as_deref(),
             tls_cert,
             tls_key,
             path: &path,

@@ -1,7 +1,8 @@
-//! `serve --stdio PATH` (the far side of ssh remotes) and `serve --listen ADDR --token-file
+//! `serve --stdio [--scope S --volumes P] PATH` (the far side of ssh remotes) and `serve --listen ADDR --token-file
 //! FILE PATH` (the HTTP(S) server).
 
 use anyhow::bail;
+use dvol::remote::scope::{Grant, Scope};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -10,6 +11,8 @@ pub struct ServeArgs<'a> {
     pub stdio: bool,
     pub listen: Option<&'a str>,
     pub token_file: Option<&'a Path>,
+    pub scope: Option<&'a str>,
+    pub volumes: Option<&'a str>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub path: &'a Path,
@@ -20,7 +23,8 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         if args.listen.is_some() {
             bail!("--stdio and --listen cannot be combined");
         }
-        dvol::remote::ssh::serve_stdio(args.path)?;
+        let grant = stdio_grant(args.scope, args.volumes)?;
+        dvol::remote::ssh::serve_stdio(args.path, &grant)?;
         return Ok(ExitCode::SUCCESS);
     }
     let Some(listen) = args.listen else {
@@ -35,11 +39,11 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         _ => bail!("--tls-cert and --tls-key go together"),
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let token = dvol::remote::http::read_token(token_file)?;
+    let tokens = dvol::remote::scope::Tokens::read(token_file)?;
     dvol::remote::http::serve(
         dvol::remote::http::ServeOptions {
             listen: listen.to_string(),
-            token,
+            tokens,
             store: args.path.to_path_buf(),
             tls,
         },
@@ -49,4 +53,19 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         },
     )?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The grant of `serve --stdio`: admin on every volume unless `--scope`/`--volumes` narrow it.
+fn stdio_grant(scope: Option<&str>, volumes: Option<&str>) -> anyhow::Result<Grant> {
+    let mut grant = Grant::full("ssh access");
+    if let Some(s) = scope {
+        grant.scope = Scope::parse(s).ok_or_else(|| {
+            anyhow::anyhow!("unknown --scope {s:?} (use read-only, read-write or admin)")
+        })?;
+    }
+    if let Some(p) = volumes {
+        dvol::names::validate_pattern(p)?;
+        grant.pattern = p.to_string();
+    }
+    Ok(grant)
 }

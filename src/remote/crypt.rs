@@ -44,6 +44,8 @@ pub const MIN_KEY_FILE_LEN: usize = 32;
 
 const NONCE_LEN: usize = 24;
 const TAG_LEN: usize = 16;
+/// Bytes of a sealed ref value (before hex): nonce, commit id, tag.
+pub const SEALED_REF_LEN: usize = NONCE_LEN + 32 + TAG_LEN;
 /// argon2id cost of new passphrase keys: 64 MiB, 3 passes, 1 lane.
 const ARGON2_M_KIB: u32 = 64 * 1024;
 const ARGON2_T: u32 = 3;

@@ -1,6 +1,9 @@
 //! The filesystem carrier: a remote that is a directory (a local path, `file://`, and the far
 //! side of `ssh://` and `http(s)://`). Puts go to a temporary file that is fsynced and renamed;
-//! compare-and-swap holds an exclusive lock file while it reads, compares and renames.
+//! compare-and-swap holds an exclusive lock file while it reads, compares and renames (and,
+//! for `dvol serve`, runs the server's checks: [`FsBackend::cas_checked`]); keys that must
+//! never be replaced are created with a hard link, which fails if the name exists
+//! ([`FsBackend::put_new`]).
 
 use super::{check_key, check_prefix, Backend, CasOutcome};
 use crate::error::IoContext;
@@ -39,20 +42,76 @@ impl FsBackend {
         Ok(self.root.join(key))
     }
 
+    /// Whether `key` exists.
+    pub fn exists(&self, key: &str) -> Result<bool> {
+        let path = self.path(key)?;
+        path.try_exists().at("stat", &path)
+    }
+
+    /// Compare-and-swap that runs `check` under the lock once the key holds `expected`,
+    /// before the write: whatever `check` verifies cannot change before the key does (every
+    /// compare-and-swap of this remote takes the same lock). An error from `check` leaves the
+    /// key as it was.
+    pub fn cas_checked(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: Vec<u8>,
+        check: &mut dyn FnMut(Option<&[u8]>) -> Result<()>,
+    ) -> Result<CasOutcome> {
+        let path = self.path(key)?;
+        mkdirs(&self.root)?;
+        let _lock = crate::lock::acquire(
+            &self.root.join(".lock"),
+            "remote refs",
+            true,
+            crate::lock::DEFAULT_TIMEOUT,
+        )?;
+        let current = self.get(key)?;
+        if current.as_deref() != expected {
+            return Ok(CasOutcome::Conflict { current });
+        }
+        check(current.as_deref())?;
+        self.write_atomic(&path, &new)?;
+        Ok(CasOutcome::Updated)
+    }
+
+    /// Create `key` with `data` only if it does not exist (a hard link of a synced temporary
+    /// file, which fails if the name is taken, so two writers cannot both succeed). Returns
+    /// false, changing nothing, when the key exists.
+    pub fn put_new(&self, key: &str, data: &[u8]) -> Result<bool> {
+        let path = self.path(key)?;
+        let dir = path.parent().expect("key has a parent");
+        let tmp = synced_temp(dir, data)?;
+        match std::fs::hard_link(tmp.path(), &path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
+            Err(e) => return Err(e).at("link into place", &path),
+        }
+        crate::store::pack::sync_dir(dir)?;
+        Ok(true)
+    }
+
     fn write_atomic(&self, path: &Path, data: &[u8]) -> Result<()> {
         let dir = path.parent().expect("key has a parent");
-        mkdirs(dir)?;
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".tmp-")
-            .tempfile_in(dir)
-            .at("create temp file in", dir)?;
-        tmp.write_all(data).at("write", tmp.path())?;
-        tmp.as_file().sync_all().at("fsync", tmp.path())?;
+        let tmp = synced_temp(dir, data)?;
         tmp.persist(path)
             .map_err(|e| e.error)
             .at("rename into place", path)?;
         crate::store::pack::sync_dir(dir)
     }
+}
+
+/// A temporary file in `dir` (created if needed) holding `data`, fsynced.
+fn synced_temp(dir: &Path, data: &[u8]) -> Result<tempfile::NamedTempFile> {
+    mkdirs(dir)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)
+        .at("create temp file in", dir)?;
+    tmp.write_all(data).at("write", tmp.path())?;
+    tmp.as_file().sync_all().at("fsync", tmp.path())?;
+    Ok(tmp)
 }
 
 /// Create directories without group or world write whatever the umask (files are created
@@ -138,20 +197,7 @@ impl Backend for FsBackend {
     }
 
     fn cas(&self, key: &str, expected: Option<&[u8]>, new: Vec<u8>) -> Result<CasOutcome> {
-        let path = self.path(key)?;
-        mkdirs(&self.root)?;
-        let _lock = crate::lock::acquire(
-            &self.root.join(".lock"),
-            "remote refs",
-            true,
-            crate::lock::DEFAULT_TIMEOUT,
-        )?;
-        let current = self.get(key)?;
-        if current.as_deref() != expected {
-            return Ok(CasOutcome::Conflict { current });
-        }
-        self.write_atomic(&path, &new)?;
-        Ok(CasOutcome::Updated)
+        self.cas_checked(key, expected, new, &mut |_| Ok(()))
     }
 
     fn delete(&self, key: &str) -> Result<()> {

@@ -1,16 +1,19 @@
 //! The HTTP carrier: `dvol serve --listen ADDR --token-file FILE PATH` (axum, optional TLS)
 //! answers `POST /v1/rpc` with the protocol of [`super::proto`] against a directory; every
-//! route requires `Authorization: Bearer <token>` (compared in constant time). The client
+//! route requires `Authorization: Bearer <token>` of the token file ([`super::scope`]), and
+//! each request runs within that token's grant ([`super::server`]; a refusal is a 403 whose
+//! body is one line the client shows). The client
 //! reads the token from `DVOL_TOKEN` and trusts an extra CA from `DVOL_TLS_CA` (PEM), and
 //! reads at most one protocol frame per response. Connection caps and timeouts live in
 //! [`super::http_limits`]; a declared body over the limit is refused before it is read.
 
-use super::fs::FsBackend;
 use super::http_limits::{HyperTimer, LimitAcceptor, HEADER_TIMEOUT};
 use super::proto::{self, Call, Request, Response, RpcBackend, MAX_FRAME, PROTO_VERSION};
+use super::scope::{Grant, Tokens};
+use super::server::{Outcome, Server};
 use crate::{Error, Result};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 /// Client side: one HTTP request per protocol request.
@@ -92,6 +95,11 @@ impl Call for HttpConn {
                 )));
             }
             let bytes = read_bounded(resp, &self.base).await?;
+            if status == reqwest::StatusCode::FORBIDDEN {
+                let why = String::from_utf8_lossy(&bytes[..bytes.len().min(500)]);
+                let why = why.trim().replace(['\n', '\r'], " ");
+                return Err(Error::Remote(format!("remote {}: {why}", self.base)));
+            }
             if !status.is_success() {
                 return Err(Error::Remote(format!(
                     "{} answered {status}: {}",
@@ -145,29 +153,15 @@ fn chain(e: &dyn std::error::Error) -> String {
 /// Settings of `dvol serve --listen`.
 pub struct ServeOptions {
     pub listen: String,
-    pub token: String,
+    pub tokens: Tokens,
     pub store: PathBuf,
     pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 #[derive(Clone)]
 struct AppState {
-    token: Arc<String>,
-    backend: Arc<FsBackend>,
-}
-
-/// Read and check a token file.
-pub fn read_token(path: &Path) -> Result<String> {
-    let t = std::fs::read_to_string(path)
-        .map_err(|e| Error::Remote(format!("cannot read token file {}: {e}", path.display())))?;
-    let t = t.trim().to_string();
-    if t.len() < 8 {
-        return Err(Error::Remote(format!(
-            "token file {} holds an empty or too short token (at least 8 characters)",
-            path.display()
-        )));
-    }
-    Ok(t)
+    tokens: Arc<Tokens>,
+    server: Arc<Server>,
 }
 
 /// Run the HTTP server until the process is stopped. `on_ready` gets the bound address.
@@ -177,11 +171,11 @@ pub fn serve(opts: ServeOptions, on_ready: impl FnOnce(SocketAddr)) -> Result<()
         .enable_all()
         .build()
         .map_err(|e| Error::Remote(format!("cannot start the server runtime: {e}")))?;
-    let backend = FsBackend::new(&opts.store);
-    backend.create_private_root()?;
+    let server = Server::new(&opts.store);
+    server.backend().create_private_root()?;
     let state = AppState {
-        token: Arc::new(opts.token),
-        backend: Arc::new(backend),
+        tokens: Arc::new(opts.tokens),
+        server: Arc::new(server),
     };
     let app = axum::Router::new()
         .route("/v1/rpc", axum::routing::post(rpc))
@@ -248,26 +242,25 @@ const MAX_BODY: usize = MAX_FRAME + 4096;
 
 async fn auth(
     axum::extract::State(state): axum::extract::State<AppState>,
-    req: axum::extract::Request,
+    mut req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    use subtle::ConstantTimeEq;
     let given = req
         .headers()
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    let ok: bool = given.as_bytes().ct_eq(state.token.as_bytes()).into();
-    if !ok {
+    let Some(grant) = state.tokens.authenticate(given.as_bytes()).cloned() else {
         return (
             axum::http::StatusCode::UNAUTHORIZED,
             [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
             "missing or wrong bearer token\n",
         )
             .into_response();
-    }
+    };
+    req.extensions_mut().insert(grant);
     // A declared body over the limit is refused before any of it is read.
     let declared = req
         .headers()
@@ -287,27 +280,40 @@ async fn auth(
 
 async fn rpc(
     axum::extract::State(state): axum::extract::State<AppState>,
+    axum::Extension(grant): axum::Extension<Grant>,
     body: axum::body::Bytes,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    let backend = state.backend.clone();
+    let server = state.server.clone();
     let start = std::time::Instant::now();
     let bytes_in = body.len();
-    let (resp, op) = tokio::task::spawn_blocking(move || match proto::decode::<Request>(&body) {
-        Ok(req) => {
-            let op = req.op_name();
-            (proto::handle(backend.as_ref(), req), op)
+    let scope = grant.scope.name();
+    let (outcome, op) =
+        tokio::task::spawn_blocking(move || match proto::decode::<Request>(&body) {
+            Ok(req) => {
+                let op = req.op_name();
+                (server.handle(&grant, req), op)
+            }
+            Err(e) => (Outcome::Answer(Response::Error(e.to_string())), "malformed"),
+        })
+        .await
+        .unwrap_or_else(|e| {
+            let failed = Response::Error(format!("handler failed: {e}"));
+            (Outcome::Answer(failed), "panic")
+        });
+    let resp = match outcome {
+        Outcome::Answer(resp) => resp,
+        Outcome::Refused(why) => {
+            tracing::info!(target: "dvol::serve", "rpc op={op} scope={scope} refused: {why}");
+            return (axum::http::StatusCode::FORBIDDEN, format!("{why}\n")).into_response();
         }
-        Err(e) => (Response::Error(e.to_string()), "malformed"),
-    })
-    .await
-    .unwrap_or_else(|e| (Response::Error(format!("handler failed: {e}")), "panic"));
+    };
     let failed = matches!(resp, Response::Error(_));
     let body = proto::encode(&resp);
     // One access-log line per request (DVOL_LOG=dvol=info shows them).
     tracing::info!(
         target: "dvol::serve",
-        "rpc op={op} bytes_in={bytes_in} bytes_out={} us={} error={failed}",
+        "rpc op={op} scope={scope} bytes_in={bytes_in} bytes_out={} us={} error={failed}",
         body.len(),
         start.elapsed().as_micros()
     );

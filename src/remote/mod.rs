@@ -14,6 +14,8 @@
 //!   compare-and-swap after every object it reaches is listed in an index.
 //! - `expired/<volume>`: commits whose tree prune expired (see [`prune`]); `gc/pending`: packs
 //!   remote gc found unreachable and when.
+//! - `reflog/<volume>/heads/<branch>`: written only by `dvol serve` ([`server`]), every value
+//!   the ref held before a move, so no token short of admin can erase pushed history.
 
 pub mod crypt;
 pub mod fs;
@@ -26,6 +28,8 @@ pub mod ops;
 pub mod proto;
 pub mod prune;
 pub mod s3;
+pub mod scope;
+pub mod server;
 pub mod ssh;
 pub mod transfer;
 
@@ -99,7 +103,7 @@ pub fn check_key(key: &str) -> Result<()> {
                 Err(bad())
             }
         }
-        ["refs", volume, "heads", branch] => {
+        ["refs" | "reflog", volume, "heads", branch] => {
             names::validate("volume", volume)?;
             names::validate("branch", branch)
         }

@@ -44,6 +44,8 @@ pub enum Request {
     Delete {
         key: String,
     },
+    /// The volumes that have refs (remote gc); a scoped token sees only those it matches.
+    ListVolumes,
 }
 
 impl Request {
@@ -57,6 +59,7 @@ impl Request {
             Request::Put { .. } => "put",
             Request::Cas { .. } => "cas",
             Request::Delete { .. } => "delete",
+            Request::ListVolumes => "list_volumes",
         }
     }
 }
@@ -88,6 +91,7 @@ pub fn handle(backend: &dyn Backend, req: Request) -> Response {
             .cas(&key, expected.as_deref(), new)
             .map(Response::Cas),
         Request::Delete { key } => backend.delete(&key).map(|()| Response::Done),
+        Request::ListVolumes => backend.list_volumes().map(Response::Keys),
     };
     result.unwrap_or_else(|e| Response::Error(e.to_string()))
 }
@@ -234,5 +238,12 @@ impl<C: Call> Backend for RpcBackend<C> {
     fn delete(&self, key: &str) -> Result<()> {
         super::check_key(key)?;
         expect_done(self.0.call(Request::Delete { key: key.into() })?)
+    }
+    fn list_volumes(&self) -> Result<Vec<String>> {
+        let volumes = expect_keys(self.0.call(Request::ListVolumes)?)?;
+        Ok(volumes
+            .into_iter()
+            .filter(|v| crate::names::validate("volume", v).is_ok())
+            .collect())
     }
 }

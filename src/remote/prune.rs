@@ -22,7 +22,8 @@
 use super::crypt::Seal;
 use super::idx::IdxEntry;
 use super::transfer::{
-    read_objects, remote_branches, remote_index, remote_packs, PackOut, Remote, RemoteIndex,
+    read_objects, remote_branches, remote_index, remote_packs, walk_commits, PackOut, Remote,
+    RemoteIndex,
 };
 use super::{cache_dir, check_format, open, Backend, CasOutcome};
 use crate::repo::prune::{decisions, select, Candidate, Policy, PruneReport};
@@ -42,7 +43,8 @@ fn expired_key(volume: &str) -> String {
     format!("{EXPIRED_PREFIX}{volume}")
 }
 
-fn parse_list(key: &str, bytes: &[u8]) -> Result<BTreeSet<ObjectId>> {
+/// Parse an expired list (`dvol serve` checks that one only grows).
+pub fn parse_list(key: &str, bytes: &[u8]) -> Result<BTreeSet<ObjectId>> {
     let text = std::str::from_utf8(bytes)
         .map_err(|_| Error::Remote(format!("remote {key} is not text")))?;
     text.lines()
@@ -171,31 +173,16 @@ fn load_graph(backend: &dyn Backend, index: &RemoteIndex) -> Result<Graph> {
         }
     }
     let mut commits = HashMap::new();
-    let mut queue: Vec<ObjectId> = heads.iter().map(|h| h.2).collect();
-    while !queue.is_empty() {
-        let mut want: Vec<ObjectId> = queue
-            .drain(..)
-            .filter(|id| !commits.contains_key(id))
-            .collect();
-        want.sort();
-        want.dedup();
-        let mut next = Vec::new();
-        read_objects(
-            &Remote {
-                backend,
-                index,
-                seal: &Seal::Plain,
-            },
-            &with_kind(&want, Kind::Commit),
-            |h, payload| {
-                let c = Commit::decode(&h.id, &decode_payload(&h.id, &h, &payload)?)?;
-                next.extend(c.parents.iter().copied());
-                commits.insert(h.id, c);
-                Ok(())
-            },
-        )?;
-        queue = next;
-    }
+    let roots: Vec<ObjectId> = heads.iter().map(|h| h.2).collect();
+    let remote = Remote {
+        backend,
+        index,
+        seal: &Seal::Plain,
+    };
+    walk_commits(&remote, &roots, |id, c| {
+        commits.insert(id, c.clone());
+        Ok(true)
+    })?;
     Ok(Graph { commits, heads })
 }
 

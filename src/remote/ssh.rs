@@ -3,8 +3,9 @@
 //! protocol of [`super::proto`] over its stdin/stdout. `DVOL_SSH_COMMAND` replaces `ssh` (a
 //! shell command line, like `GIT_SSH_COMMAND`); `DVOL_REMOTE_DVOL` names the remote binary.
 
-use super::fs::FsBackend;
 use super::proto::{self, Call, Request, Response, RpcBackend, PROTO_VERSION};
+use super::scope::Grant;
+use super::server::{Outcome, Server};
 use crate::{Error, Result};
 use std::io::{BufReader, BufWriter, Read};
 use std::path::Path;
@@ -164,9 +165,11 @@ impl Drop for SshConn {
     }
 }
 
-/// `dvol serve --stdio PATH`: answer framed requests on stdin/stdout against the directory.
-pub fn serve_stdio(path: &Path) -> Result<()> {
-    let backend = FsBackend::new(path);
+/// `dvol serve --stdio PATH`: answer framed requests on stdin/stdout against the directory,
+/// each within `grant` (admin on every volume unless `--scope`/`--volumes` narrow it, e.g. in
+/// an `authorized_keys` forced command).
+pub fn serve_stdio(path: &Path, grant: &Grant) -> Result<()> {
+    let server = Server::new(path);
     let stdin = std::io::stdin();
     let stdout = std::io::stdout();
     let mut input = BufReader::new(stdin.lock());
@@ -178,7 +181,10 @@ pub fn serve_stdio(path: &Path) -> Result<()> {
             Err(e) => return Err(Error::Remote(format!("reading request: {e}"))),
         };
         let resp = match proto::decode::<Request>(&frame) {
-            Ok(req) => proto::handle(&backend, req),
+            Ok(req) => match server.handle(grant, req) {
+                Outcome::Answer(r) => r,
+                Outcome::Refused(m) => Response::Error(m),
+            },
             Err(e) => Response::Error(e.to_string()),
         };
         drop(frame);

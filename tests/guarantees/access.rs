@@ -93,13 +93,25 @@ fn server_needs_the_token_on_every_route_and_method() {
 
 #[test]
 fn server_compares_the_token_in_constant_time() {
-    // Timing is too noisy to measure in a test: check that the comparison is subtle's.
+    // Timing is too noisy to measure in a test: check that the comparison is subtle's, over
+    // every token of the file without an early exit.
     let src = include_str!("../../src/remote/http.rs");
     let auth = &src[src.find("async fn auth(").expect("auth middleware")..];
     let auth = &auth[..auth.find("\n}\n").unwrap()];
-    assert!(auth.contains("use subtle::ConstantTimeEq;"), "{auth}");
-    assert!(auth.contains(".ct_eq(state.token.as_bytes())"), "{auth}");
-    assert!(!auth.contains("== state.token") && !auth.contains("token =="));
+    assert!(
+        auth.contains("state.tokens.authenticate(given.as_bytes())"),
+        "{auth}"
+    );
+    assert!(!auth.contains("==") && !auth.contains("ct_eq"), "{auth}");
+    let scope = include_str!("../../src/remote/scope.rs");
+    let check = &scope[scope.find("pub fn authenticate(").expect("authenticate")..];
+    let check = &check[..check.find("\n    }\n").unwrap()];
+    assert!(scope.contains("use subtle::{ConditionallySelectable, ConstantTimeEq};"));
+    assert!(check.contains(".ct_eq(&hash)"), "{check}");
+    assert!(
+        !check.contains("return") && !check.contains("break") && !check.contains("=="),
+        "{check}"
+    );
     // And the router puts auth around every route, including the fallback.
     let router = &src[src.find("let app = axum::Router::new()").unwrap()..];
     let router = &router[..router.find(';').unwrap()];

@@ -30,8 +30,13 @@ impl Drop for Server {
 
 /// Start `dvol serve` on `store` (umask applied through `sh`, for the permission tests).
 pub fn serve(store: &Path, umask: &str) -> Server {
+    serve_tokens(store, umask, &format!("{TOKEN}\n"))
+}
+
+/// [`serve`] with a token file of `tokens`.
+pub fn serve_tokens(store: &Path, umask: &str, tokens: &str) -> Server {
     let token_file = store.with_file_name("token");
-    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    std::fs::write(&token_file, tokens).unwrap();
     let port = free_port();
     let mut child = Command::new("sh")
         .arg("-c")
@@ -146,8 +151,8 @@ fn diverging(url: &str, vars: &Vars, volume: &str, round: u64) -> (Host, Host, S
 
 /// Race two pushes of diverging histories `rounds` times: exactly one wins each time, the
 /// loser is rejected as non-fast-forward and keeps its commit, the remote names the winner's
-/// commit and a fresh clone reads it back.
-fn race_same_volume(url: &str, vars: &Vars, rounds: u64) -> (u64, u64) {
+/// commit and a fresh clone reads it back; then the loser force-pushes with `force_vars`.
+fn race_same_volume(url: &str, vars: &Vars, force_vars: &Vars, rounds: u64) -> (u64, u64) {
     let seed = Host::new(vars);
     seed.ok(&["init", "shared"]);
     fill(&seed.live(), 1);
@@ -191,7 +196,14 @@ fn race_same_volume(url: &str, vars: &Vars, rounds: u64) -> (u64, u64) {
         // The loser can still get its work in: pull is refused (diverged), force works.
         let err = loser.0.fails(&["pull"]);
         assert!(err.contains("diverged"), "{err}");
-        loser.0.ok(&["push", "--force"]);
+        let mut force = loser.0.env.dvol();
+        force.envs(force_vars.iter().map(|(k, v)| (k, v)));
+        let out = force.args(["push", "--force"]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     (a_wins, b_wins)
 }
@@ -204,7 +216,7 @@ fn concurrent_clients_against_one_server() {
     let vars: Vars = vec![("DVOL_TOKEN".into(), TOKEN.into())];
 
     // Same volume: racing pushes of diverging histories.
-    let (a, b) = race_same_volume(&url, &vars, 4);
+    let (a, b) = race_same_volume(&url, &vars, &vars, 4);
     eprintln!("racing pushes to one volume over HTTP: 4 rounds, first host won {a}, second {b}");
 
     // Different volumes: 4 pushers (8 MiB each) and 2 pullers of the shared volume at once.
@@ -279,12 +291,33 @@ fn concurrent_clients_against_one_server() {
     assert!(st.requests > 20);
 }
 
+/// The same race with read-write tokens: the server's fast-forward check runs under the
+/// compare-and-swap lock, so each round still has exactly one winner and the loser is told
+/// non-fast-forward; a read-write force-push is refused, an admin one lands.
+#[test]
+fn concurrent_read_write_pushes_move_forward_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let rw_token = "race-read-write-0123";
+    let tokens = format!("{rw_token} read-write shared\n{TOKEN} admin *\n");
+    let server = serve_tokens(&dir.path().join("store"), "022", &tokens);
+    let url = format!("http://127.0.0.1:{}", server.port);
+    let rw: Vars = vec![("DVOL_TOKEN".into(), rw_token.into())];
+    let admin: Vars = vec![("DVOL_TOKEN".into(), TOKEN.into())];
+    let (a, b) = race_same_volume(&url, &rw, &admin, 3);
+    eprintln!("racing read-write pushes over HTTP: 3 rounds, first won {a}, second {b}");
+    let (x, y, _, _) = diverging(&url, &rw, "shared", 9);
+    x.ok(&["push"]);
+    let err = y.fails(&["push", "--force"]);
+    assert!(err.contains("not a fast-forward"), "{err}");
+    assert_eq!(stats(&server.log.lock().unwrap()).errors, 0);
+}
+
 #[test]
 fn concurrent_pushes_to_a_path_remote() {
     let dir = tempfile::tempdir().unwrap();
     let url = dir.path().join("remote").to_str().unwrap().to_string();
     let vars = Vars::new();
-    let (a, b) = race_same_volume(&url, &vars, 3);
+    let (a, b) = race_same_volume(&url, &vars, &vars, 3);
     eprintln!("racing pushes to one volume on a path remote: 3 rounds, first won {a}, second {b}");
     // Different branches of one volume at once: both land.
     let (x, y) = (Host::new(&vars), Host::new(&vars));

@@ -10,9 +10,18 @@ pub(super) fn server(
     store: &std::path::Path,
     tls: Option<(&std::path::Path, &std::path::Path)>,
 ) -> (Daemon, u16) {
+    server_with_tokens(store, tls, &format!("{TOKEN}\n"))
+}
+
+/// `dvol serve --listen` on a free port with a token file of `tokens`.
+pub(super) fn server_with_tokens(
+    store: &std::path::Path,
+    tls: Option<(&std::path::Path, &std::path::Path)>,
+    tokens: &str,
+) -> (Daemon, u16) {
     let dir = store.parent().unwrap();
     let token_file = dir.join("token");
-    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    std::fs::write(&token_file, tokens).unwrap();
     let port = free_port();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_dvol"));
     cmd.args([

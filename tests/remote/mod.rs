@@ -6,6 +6,7 @@ mod malicious;
 mod path;
 mod prune;
 pub(crate) mod s3;
+mod scoped;
 mod ssh;
 
 use crate::support::{write, Env};

@@ -1,6 +1,6 @@
 //! `dvol prune --remote` on carriers other than a path (tests/core/prune.rs covers path
 //! remotes in depth): s3:// (s3s-fs), where remote gc must see every volume of the bucket, and
-//! `dvol serve`, which cannot list volumes, so remote gc is refused before anything changes.
+//! `dvol serve` with an admin token (tests/remote/scoped.rs: refused to lesser tokens).
 
 use super::s3::{aws_vars, s3s_fs, AK, SK};
 use super::{Host, Vars};
@@ -67,39 +67,39 @@ fn remote_prune_on_s3_keeps_other_volumes() {
 }
 
 #[test]
-fn remote_prune_over_dvol_serve_is_refused_before_any_change() {
+fn remote_prune_over_dvol_serve_with_the_admin_token() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     let (_server, port) = super::http::server(&store, None);
     let vars: Vars = vec![("DVOL_TOKEN".into(), super::http::TOKEN.into())];
+    let url = format!("http://127.0.0.1:{port}");
     let host = Host::new(&vars);
     host.ok(&["init", "db"]);
     commits(&host, 3, 0);
-    host.ok(&[
-        "remote",
-        "add",
-        "origin",
-        &format!("http://127.0.0.1:{port}"),
-    ]);
+    host.ok(&["remote", "add", "origin", &url]);
     host.ok(&["push"]);
-    let err = host.fails(&["prune", "--remote", "origin", "--keep-last", "1"]);
-    assert!(
-        err.contains("remote gc (prune --remote) is supported on path and s3:// remotes only"),
-        "{err}"
-    );
-    assert!(!store.join("expired").exists(), "nothing was published");
+    // The single-token file's token is admin on every volume: the server lists the volumes
+    // (ListVolumes) and remote gc runs.
+    let out = host.ok(&[
+        "prune",
+        "--remote",
+        "origin",
+        "--keep-last",
+        "1",
+        "--grace",
+        "0",
+    ]);
+    assert!(out.contains("expired 2 commits"), "{out}");
+    assert!(store.join("expired/db").exists());
+    let qa = Host::new(&vars);
+    qa.ok(&["clone", &url, "db"]);
+    assert_eq!(expired_count(&qa), 2);
     // Local prune and a push of the expiry still work over http.
     host.ok(&["prune", "--keep-last", "1"]);
     host.ok(&["gc"]);
     commits(&host, 1, 50);
     host.ok(&["push"]);
-    let qa = Host::new(&vars);
-    qa.ok(&["clone", &format!("http://127.0.0.1:{port}"), "db"]);
-    assert_eq!(
-        expired_count(&qa),
-        0,
-        "the remote had every tree before the local prune"
-    );
+    qa.ok(&["pull"]);
 }
 
 #[test]

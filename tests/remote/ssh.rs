@@ -14,7 +14,11 @@ fn remote_ssh_round_trip() {
     let keygen = need_binary("ssh-keygen", "apt-get install openssh-client");
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    for (name, kind) in [("host_key", "ed25519"), ("user_key", "ed25519")] {
+    for (name, kind) in [
+        ("host_key", "ed25519"),
+        ("user_key", "ed25519"),
+        ("ro_key", "ed25519"),
+    ] {
         let st = Command::new(&keygen)
             .args(["-q", "-t", kind, "-N", "", "-f"])
             .arg(d.join(name))
@@ -22,7 +26,16 @@ fn remote_ssh_round_trip() {
             .unwrap();
         assert!(st.success());
     }
-    std::fs::copy(d.join("user_key.pub"), d.join("authorized_keys")).unwrap();
+    // A second key is limited by a forced command to read-only access to volumes d*.
+    let store = d.join("remote store");
+    let forced = format!(
+        "command=\"{} serve --stdio --scope read-only --volumes 'd*' '{}'\",restrict {}",
+        env!("CARGO_BIN_EXE_dvol"),
+        store.display(),
+        std::fs::read_to_string(d.join("ro_key.pub")).unwrap()
+    );
+    let keys = std::fs::read_to_string(d.join("user_key.pub")).unwrap() + &forced;
+    std::fs::write(d.join("authorized_keys"), keys).unwrap();
     let port = free_port();
     let user = String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout)
         .unwrap()
@@ -57,7 +70,6 @@ fn remote_ssh_round_trip() {
         ("DVOL_SSH_COMMAND".into(), ssh_cmd.clone()),
         ("DVOL_REMOTE_DVOL".into(), env!("CARGO_BIN_EXE_dvol").into()),
     ];
-    let store = d.join("remote store");
     round_trip(
         &format!("ssh://{user}@127.0.0.1:{port}{}", store.display()).replace(' ', "%20"),
         &vars,
@@ -78,6 +90,22 @@ fn remote_ssh_round_trip() {
     let host = super::Host::new(&vars);
     let url = format!("ssh://127.0.0.1{}", store.display()).replace(' ', "%20");
     host.ok(&["clone", &url, "db"]);
+
+    // The read-only key clones and fetches, and is refused on every write.
+    let ro_vars: Vars = vec![(
+        "DVOL_SSH_COMMAND".into(),
+        format!("{} -p {port}", ssh_cmd.replace("user_key", "ro_key")),
+    )];
+    let ro = super::Host::new(&ro_vars);
+    ro.ok(&["clone", &url, "db"]);
+    ro.ok(&["fetch"]);
+    crate::support::write(&ro.live().join("ro.txt"), "ro\n");
+    ro.commit("ro");
+    let err = ro.fails(&["push"]);
+    assert!(
+        err.contains("ssh access is read-only: refused to write"),
+        "{err}"
+    );
 
     // A wrong key: the error says what ssh said.
     let vars: Vars = vec![(

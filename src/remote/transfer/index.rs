@@ -55,7 +55,8 @@ impl RemoteIndex {
         out
     }
 
-    fn add_pack(&mut self, pack: &Arc<str>, entries: Vec<IdxEntry>) {
+    /// Add the entries of one pack's index.
+    pub fn add_pack(&mut self, pack: &Arc<str>, entries: Vec<IdxEntry>) {
         for entry in entries {
             self.add(RemoteLoc {
                 pack: pack.clone(),

@@ -17,9 +17,9 @@ mod records;
 mod verify;
 
 pub use fetch::{download_history, Downloaded, FetchReport};
-pub use index::{remote_index, remote_packs, RemoteIndex, RemoteLoc};
+pub use index::{fresh_remote_index, remote_index, remote_packs, RemoteIndex, RemoteLoc};
 pub use push::{plan_push, push, PushReport, PushRequest, PushStatus, PUSH_PACK_SIZE};
-pub use records::{read_objects, PackOut, Remote};
+pub use records::{get_idx, read_objects, walk_commits, PackOut, Remote};
 pub use verify::{fsck_remote, RemoteFsckReport};
 
 use super::crypt::Seal;

@@ -147,6 +147,42 @@ pub fn read_objects(
     }
 }
 
+/// Read commits from the remote breadth-first from `start` through their parents (each once,
+/// verified), handing each to `visit`, which returns false to end the walk. A commit that is
+/// not in any index fails the walk (the remote is incomplete).
+pub fn walk_commits(
+    remote: &Remote,
+    start: &[ObjectId],
+    mut visit: impl FnMut(ObjectId, &crate::repo::Commit) -> Result<bool>,
+) -> Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    let mut queue: Vec<ObjectId> = start.to_vec();
+    let mut going = true;
+    while going && !queue.is_empty() {
+        let mut want: Vec<(ObjectId, Kind)> = queue
+            .drain(..)
+            .filter(|id| seen.insert(*id))
+            .map(|id| (id, Kind::Commit))
+            .collect();
+        want.sort_by_key(|w| w.0);
+        let mut next = Vec::new();
+        read_objects(remote, &want, |h, payload| {
+            if !going {
+                return Ok(());
+            }
+            let c = crate::repo::Commit::decode(
+                &h.id,
+                &crate::store::decode_payload(&h.id, &h, &payload)?,
+            )?;
+            next.extend(c.parents.iter().copied());
+            going = visit(h.id, &c)?;
+            Ok(())
+        })?;
+        queue = next;
+    }
+    Ok(())
+}
+
 /// Entries grouped by the pack holding copy `copy` of each.
 fn group<'a>(
     index: &'a RemoteIndex,
