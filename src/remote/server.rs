@@ -206,7 +206,7 @@ impl Server {
         let mut refused = None;
         let mut check = |current: Option<&[u8]>| -> Result<()> {
             let verdict = match scope::classify(key) {
-                KeyClass::Ref(_) => self.ref_move(admin, key, current, &new),
+                KeyClass::Ref(_) => self.ref_move(grant, key, current, &new),
                 KeyClass::Expired(_) if !admin => self.expiring(key, current, &new),
                 KeyClass::Marker if !admin && current.is_some() => refuse(format!(
                     "{} is {}: replacing {FORMAT_KEY} needs an admin token",
@@ -241,17 +241,14 @@ impl Server {
     /// The checks of a ref move, run under the compare-and-swap lock: below admin, a value
     /// of the remote's kind that fast-forwards (plain remotes); for everyone, the old value
     /// goes to the reflog first.
-    fn ref_move(&self, admin: bool, key: &str, current: Option<&[u8]>, new: &[u8]) -> Step<()> {
-        let encrypted = self.encrypted()?;
-        if !admin {
-            if encrypted {
-                check_sealed_ref(key, new)?;
-            } else {
-                let new = super::parse_ref(key, new).or_else(|e| refuse(e.to_string()))?;
-                if let Some(old) = current {
-                    self.fast_forward(key, old, new)?;
+    fn ref_move(&self, grant: &Grant, key: &str, current: Option<&[u8]>, new: &[u8]) -> Step<()> {
+        if grant.scope < Scope::Admin {
+            self.forward_only(key, current, new).or_else(|d| match d {
+                Denied::Refused(m) => {
+                    refuse(format!("{} is {}: {m}", grant.holder, grant.scope.name()))
                 }
-            }
+                failed @ Denied::Failed(_) => Err(failed),
+            })?;
         }
         if let Some(old) = current {
             self.append_reflog(key, old)?;
@@ -291,6 +288,18 @@ impl Server {
             backend: &self.backend,
             index,
             seal: &PLAIN,
+        }
+    }
+
+    /// Below admin: a value of the remote's kind that (plain remotes) fast-forwards.
+    fn forward_only(&self, key: &str, current: Option<&[u8]>, new: &[u8]) -> Step<()> {
+        if self.encrypted()? {
+            return check_sealed_ref(key, new);
+        }
+        let new = super::parse_ref(key, new).or_else(|e| refuse(e.to_string()))?;
+        match current {
+            Some(old) => self.fast_forward(key, old, new),
+            None => Ok(()),
         }
     }
 
