@@ -13,7 +13,7 @@ pub mod pack;
 pub(crate) use chunk::check_node;
 pub use chunk::{
     build_content, chunks, decode_list, is_zero_chunk, stored_bytes, zero_chunk_id, Chunks,
-    ListEntry, ListNode, CHUNK_SIZE, LIST_FANOUT,
+    ListBuilder, ListEntry, ListNode, CHUNK_SIZE, LIST_FANOUT,
 };
 pub use id::ObjectId;
 pub use pack::{IndexEntry, Record, WrittenPack};
