@@ -8,8 +8,9 @@ use super::tree::{Entry, Meta, Node, Tree};
 use crate::error::IoContext;
 use crate::live::{Dir, Found, Kind, Stat};
 use crate::progress::Progress;
+use crate::store::pack::MAX_BLOCK_CHUNKS;
 use crate::store::CHUNK_SIZE;
-use crate::store::{Kind as ObjKind, ListBuilder, ListEntry, ObjectId, ObjectSink, Record};
+use crate::store::{ListBuilder, ListEntry, ObjectId, ObjectSink, Record};
 use crate::Result;
 use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
@@ -314,28 +315,35 @@ impl Reader<'_> {
         Ok((read, false))
     }
 
-    /// Hashes and compresses the first `n` bytes of the buffer chunk by chunk in parallel,
-    /// hands the new chunks to the sink and appends them all to `list`.
+    /// Hashes the first `n` bytes of the buffer chunk by chunk in parallel, hands each run
+    /// of up to [`MAX_BLOCK_CHUNKS`] consecutive new chunks to the sink as one block
+    /// (compressed in parallel) and appends every chunk to `list`.
     fn store_chunks(&self, list: &mut ListBuilder, n: usize) -> Result<()> {
-        let block: Vec<(ListEntry, Option<Record>)> = self.buf[..n]
-            .par_chunks(CHUNK_SIZE)
-            .map(|c| {
-                let id = ObjectId::hash(c);
-                let rec = if self.known.contains(&id) {
-                    None
-                } else {
-                    self.sink.prepare(id, ObjKind::Chunk, c)?
-                };
-                let entry = ListEntry {
+        let data = &self.buf[..n];
+        let ids: Vec<ObjectId> = data.par_chunks(CHUNK_SIZE).map(ObjectId::hash).collect();
+        let records: Vec<Record> = data
+            .par_chunks(CHUNK_SIZE * MAX_BLOCK_CHUNKS)
+            .zip(ids.par_chunks(MAX_BLOCK_CHUNKS))
+            .map(|(bytes, ids)| {
+                let run: Vec<(ObjectId, &[u8])> = ids
+                    .iter()
+                    .copied()
+                    .zip(bytes.chunks(CHUNK_SIZE))
+                    .filter(|(id, _)| !self.known.contains(id))
+                    .collect();
+                self.sink.prepare_run(&run)
+            })
+            .filter_map(Result::transpose)
+            .collect::<Result<_>>()?;
+        self.sink.submit(records)?;
+        ids.into_iter()
+            .zip(data.chunks(CHUNK_SIZE))
+            .try_for_each(|(id, c)| {
+                list.push(ListEntry {
                     id,
                     len: c.len() as u64,
-                };
-                Ok((entry, rec))
+                })
             })
-            .collect::<Result<_>>()?;
-        let (entries, records): (Vec<ListEntry>, Vec<Option<Record>>) = block.into_iter().unzip();
-        self.sink.submit(records.into_iter().flatten().collect())?;
-        entries.into_iter().try_for_each(|e| list.push(e))
     }
 }
 
