@@ -139,7 +139,7 @@ fn train(dir: &Path) -> Result<Vec<u8>> {
     let mut sizes = Vec::new();
     let mut i = 0u64;
     unique_chunks(dir, &mut HashSet::new(), |c| {
-        if i % 16 == 0 && samples.len() < 16 << 20 {
+        if i.is_multiple_of(16) && samples.len() < 16 << 20 {
             samples.extend_from_slice(c);
             sizes.push(c.len());
         }

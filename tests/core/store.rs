@@ -229,15 +229,16 @@ fn concurrent_commits_and_gc_lose_nothing() {
 
 /// Text rows like a table's: compressible, and different in every 8 KiB chunk.
 fn rows(n: usize) -> String {
-    (0..n)
-        .map(|i| {
-            format!(
-                "row {i:06} value {} name customer-{}\n",
-                i * 7 % 1000,
-                i % 97
-            )
-        })
-        .collect()
+    use std::fmt::Write;
+    (0..n).fold(String::new(), |mut s, i| {
+        let _ = writeln!(
+            s,
+            "row {i:06} value {} name customer-{}",
+            i * 7 % 1000,
+            i % 97
+        );
+        s
+    })
 }
 
 /// Offset of the first block record ("DVBK") in `bytes`.
