@@ -470,7 +470,10 @@ pub fn make_block(chunks: &[(ObjectId, &[u8])]) -> Result<Record> {
     if let [(id, data)] = chunks {
         return make_record(*id, Kind::Chunk, data);
     }
-    let data: Vec<u8> = chunks.iter().flat_map(|c| c.1.iter().copied()).collect();
+    let mut data = Vec::with_capacity(chunks.iter().map(|c| c.1.len()).sum());
+    for (_, bytes) in chunks {
+        data.extend_from_slice(bytes);
+    }
     let payload = zstd_frame(&data).map_err(|e| Error::Other(e.to_string()))?;
     Ok(Record {
         id: chunks[0].0,
