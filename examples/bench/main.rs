@@ -1,15 +1,20 @@
 //! dvol beside cp -a, tar|zstd, restic and borg on the same deterministic data (issue 4).
 //!
 //!     cargo run --release --example bench -- [--size-gib 1] [--runs 3] [--seed 42]
-//!         [--work DIR] [--sets db,small,unchanged] [--tools dvol,cp,tar,restic,borg]
-//!         [--scaling] [--out docs/benchmarks]
+//!         [--work DIR] [--sets pg,mariadb,db,small,unchanged]
+//!         [--tools dvol,cp,tar,restic,borg] [--pg-scale 64] [--db-secs 30]
+//!         [--maria-tables 8] [--maria-rows 400000] [--scaling] [--out docs/benchmarks]
 //!
-//! It installs nothing: the peers must be on PATH (Debian: restic, borgbackup, rsync, zstd).
+//! The peers must be on PATH (Debian: restic, borgbackup, rsync, zstd). The real database
+//! sets (`pg`, `mariadb`, see dbs.rs) install postgresql-15, mariadb-server and sysbench with
+//! apt-get when they are missing and the bench runs as root.
 //! All runs are warm-cache (dropping the page cache needs root and is not reliable on a
 //! shared machine). Results: a table on stdout, and results.md / results.json / *.svg in --out.
 
 mod chunking;
+mod compression;
 mod data;
+mod dbs;
 mod measure;
 mod report;
 mod tools;
@@ -37,8 +42,24 @@ struct Args {
     /// Scratch directory (data sets and stores; needs ~6x --size-gib, ~15 GB with --scaling).
     #[arg(long, default_value = "/tmp/dvol-bench")]
     work: PathBuf,
-    #[arg(long, value_delimiter = ',', default_value = "db,small,unchanged")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "pg,mariadb,db,small,unchanged"
+    )]
     sets: Vec<String>,
+    /// `pgbench -i -s N` for the PostgreSQL set (64: about 1 GiB of tables, 1.8 GB with WAL).
+    #[arg(long, default_value_t = 64)]
+    pg_scale: u32,
+    /// Seconds of client traffic (pgbench, sysbench) between the two snapshots.
+    #[arg(long, default_value_t = 30)]
+    db_secs: u32,
+    /// sysbench tables for the MariaDB set.
+    #[arg(long, default_value_t = 8)]
+    maria_tables: u32,
+    /// sysbench rows per table for the MariaDB set.
+    #[arg(long, default_value_t = 400_000)]
+    maria_rows: u32,
     #[arg(long, value_delimiter = ',', default_value = "dvol,cp,tar,restic,borg")]
     tools: Vec<String>,
     /// Also measure dvol commit time and memory against volume size and changed fraction.
@@ -50,6 +71,9 @@ struct Args {
     /// Skip the fixed-vs-content-defined chunking comparison.
     #[arg(long)]
     no_chunking: bool,
+    /// Skip the compression-unit comparison on the real database sets.
+    #[arg(long)]
+    no_compression: bool,
     /// The dvol binary (default: `cargo build --release --bin dvol`, then target/release/dvol).
     #[arg(long)]
     dvol: Option<PathBuf>,
@@ -98,10 +122,15 @@ pub struct Results {
     pub runs: usize,
     pub seed: u64,
     pub data_bytes: Vec<(String, u64)>,
+    /// How each real database set was generated (set, description).
+    #[serde(default)]
+    pub loads: Vec<(String, String)>,
     pub zstd1_ratio: Option<f64>,
     pub tools: Vec<ToolRuns>,
     pub extras: Vec<DvolExtras>,
     pub chunking: Vec<chunking::ChunkRow>,
+    #[serde(default)]
+    pub compression: Vec<compression::CompRow>,
     pub scaling: Vec<ScalePoint>,
 }
 
@@ -113,8 +142,16 @@ struct Ctx {
 
 /// What changes between the two snapshots.
 enum Change {
-    Pages { segments: u64, pages: BTreeSet<u64> },
+    Pages {
+        segments: u64,
+        pages: BTreeSet<u64>,
+    },
     Files(BTreeSet<usize>),
+    /// A real database set: version 1 replays the server's `after` state, 0 its `before`.
+    Replay {
+        before: PathBuf,
+        after: PathBuf,
+    },
     Nothing,
 }
 
@@ -123,6 +160,9 @@ impl Change {
         match self {
             Change::Pages { pages, .. } => data::rewrite_pages(dir, seed, pages, version),
             Change::Files(files) => data::write_small_files(dir, seed, files, version),
+            Change::Replay { before, after } => {
+                dbs::replay(if version == 0 { before } else { after }, dir)
+            }
             Change::Nothing => Ok(()),
         }
     }
@@ -207,6 +247,12 @@ fn main() -> Result<()> {
         if args.tools.iter().any(|t| t == "dvol") {
             res.extras.push(extras);
         }
+        if let Change::Replay { before, after } = &change {
+            if !args.no_compression {
+                res.compression
+                    .extend(compression::compare(set, before, after)?);
+            }
+        }
         if set == "db" && !args.no_chunking {
             if let Change::Pages { segments, pages } = &change {
                 eprintln!("[chunking] fixed vs FastCDC");
@@ -280,7 +326,25 @@ fn prepare_set(
             };
             Ok((src, change))
         }
-        other => bail!("unknown set {other} (db, small, unchanged)"),
+        "pg" | "mariadb" => {
+            let args = &ctx.args;
+            let (set_dirs, load) = if set == "pg" {
+                dbs::postgres(work, args.pg_scale, args.db_secs)?
+            } else {
+                dbs::mariadb(work, args.maria_tables, args.maria_rows, args.db_secs)?
+            };
+            res.data_bytes
+                .push((set.into(), data::dir_size(&set_dirs.src)?));
+            res.loads.push((set.into(), load.description));
+            Ok((
+                set_dirs.src,
+                Change::Replay {
+                    before: set_dirs.before,
+                    after: set_dirs.after,
+                },
+            ))
+        }
+        other => bail!("unknown set {other} (pg, mariadb, db, small, unchanged)"),
     }
 }
 

@@ -22,6 +22,7 @@ struct Row {
     first: f64,
     incr: f64,
     restore: f64,
+    store_first: f64,
     store: f64,
     growth: f64,
     /// Median over runs of the largest maxrss of the run's three steps, MiB.
@@ -51,6 +52,7 @@ fn row(t: &ToolRuns) -> Row {
         first: secs(&t.first),
         incr: secs(&t.incr),
         restore: secs(&t.restore),
+        store_first: bytes(&t.store_after_first),
         store: bytes(&t.store),
         growth: bytes(&growth),
         peak: median(&mut peaks.clone()),
@@ -84,6 +86,121 @@ fn fmt_bytes(b: f64) -> String {
 
 const PEERS: [&str; 4] = ["cp -a", "tar|zstd", "restic", "borg"];
 
+/// One row of a targets table: the measured value, the goal, met or not.
+fn target(s: &mut String, name: &str, v: Option<f64>, goal: &str, ok: fn(f64) -> bool, unit: &str) {
+    let (m, met) = match v {
+        Some(v) if v.is_finite() => (
+            format!("{v:.3}{unit}"),
+            if ok(v) { "yes" } else { "**no**" },
+        ),
+        _ => ("n/a".into(), "not measured"),
+    };
+    let _ = writeln!(s, "| {} | {m} | {goal} | {met} |", name.replace('|', "\\|"));
+}
+
+/// The targets of issue 11, for each real database set that ran.
+fn real_db_targets(s: &mut String, r: &Results) {
+    let get = |set: &str, tool: &str| find(r, set, tool).map(row);
+    for set in ["pg", "mariadb"] {
+        let Some(d) = get(set, "dvol") else {
+            continue;
+        };
+        let _ = writeln!(s, "\n## Targets of issue 11 on `{set}`\n");
+        let _ = writeln!(s, "| target | measured | goal | met |");
+        let _ = writeln!(s, "| --- | ---: | ---: | --- |");
+        let over = |peer: &str, f: fn(&Row) -> f64| get(set, peer).map(|p| f(&d) / f(&p));
+        let under = |peer: &str, f: fn(&Row) -> f64| get(set, peer).map(|p| f(&p) / f(&d));
+        type Goal = (&'static str, fn(f64) -> bool, &'static str);
+        let rows: [(String, Option<f64>, Goal); 7] = [
+            (
+                "store after first snapshot, dvol/restic".into(),
+                over("restic", |w| w.store_first),
+                ("<= 1.0", |v| v <= 1.0, ""),
+            ),
+            (
+                "store growth after the change, dvol/restic".into(),
+                over("restic", |w| w.growth),
+                ("<= 1.0", |v| v <= 1.0, ""),
+            ),
+            (
+                "first commit, dvol/tar|zstd".into(),
+                over("tar|zstd", |w| w.first),
+                ("<= 0.8", |v| v <= 0.8, ""),
+            ),
+            (
+                "first commit, restic/dvol".into(),
+                under("restic", |w| w.first),
+                (">= 3", |v| v >= 3.0, "x"),
+            ),
+            (
+                "commit after the change, dvol/tar|zstd".into(),
+                over("tar|zstd", |w| w.incr),
+                ("<= 0.5", |v| v <= 0.5, ""),
+            ),
+            (
+                "commit after the change, restic/dvol".into(),
+                under("restic", |w| w.incr),
+                (">= 5", |v| v >= 5.0, "x"),
+            ),
+            (
+                "full restore, dvol/(cp -a + sync)".into(),
+                over("cp -a", |w| w.restore),
+                ("<= 1.0", |v| v <= 1.0, ""),
+            ),
+        ];
+        for (name, v, (goal, ok, unit)) in rows {
+            target(s, &name, v, goal, ok, unit);
+        }
+        target(
+            s,
+            "dvol peak memory (MiB)",
+            Some(d.peak_max),
+            "< 256",
+            |v| v < 256.0,
+            "",
+        );
+    }
+}
+
+fn compression_table(s: &mut String, r: &Results) {
+    if r.compression.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "\n## Compression unit (unique 8 KiB chunks; payload bytes only, no headers)\n"
+    );
+    let _ = writeln!(
+        s,
+        "| set | scheme | first snapshot | change | first / format 1 | compress s (1 core) |"
+    );
+    let _ = writeln!(s, "| --- | --- | ---: | ---: | ---: | ---: |");
+    for c in &r.compression {
+        let base = r
+            .compression
+            .iter()
+            .find(|b| b.set == c.set)
+            .map_or(f64::NAN, |b| b.first_bytes as f64);
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {:.2} |",
+            c.set,
+            c.scheme,
+            fmt_bytes(c.first_bytes as f64),
+            fmt_bytes(c.growth_bytes as f64),
+            ratio(c.first_bytes as f64, base),
+            c.secs
+        );
+    }
+    if let Some(c) = r.compression.first() {
+        let _ = writeln!(
+            s,
+            "\n{} unique chunks in the first snapshot, {} new after the change (`{}`).",
+            c.unique_chunks, c.new_chunks, c.set
+        );
+    }
+}
+
 pub fn markdown(r: &Results, push_available: bool) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "Command: `{}`  ", r.command);
@@ -98,9 +215,16 @@ pub fn markdown(r: &Results, push_available: bool) -> String {
     if let Some(z) = r.zstd1_ratio {
         let _ = write!(s, "A db segment compresses {z:.2}:1 with `zstd -1`.");
     }
-    let _ = writeln!(s, "\n\n## Results (medians)\n");
-    let _ = writeln!(s, "| set | tool | first snapshot s | incremental s | full restore s | store after both | store growth | peak MiB |");
-    let _ = writeln!(s, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    let _ = writeln!(s);
+    for (set, how) in &r.loads {
+        let _ = writeln!(s, "- `{set}`: {how}");
+    }
+    let _ = writeln!(s, "\n## Results (medians)\n");
+    let _ = writeln!(s, "| set | tool | first snapshot s | incremental s | full restore s | store after first | store after both | store growth | peak MiB |");
+    let _ = writeln!(
+        s,
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
     for t in &r.tools {
         if t.first.is_empty() {
             continue;
@@ -108,12 +232,13 @@ pub fn markdown(r: &Results, push_available: bool) -> String {
         let w = row(t);
         let _ = writeln!(
             s,
-            "| {} | {} | {:.3} | {:.3} | {:.3} | {} | {} | {:.0} |",
+            "| {} | {} | {:.3} | {:.3} | {:.3} | {} | {} | {} | {:.0} |",
             t.set,
             t.tool.replace('|', "\\|"),
             w.first,
             w.incr,
             w.restore,
+            fmt_bytes(w.store_first),
             fmt_bytes(w.store),
             fmt_bytes(w.growth),
             w.peak
@@ -150,10 +275,11 @@ pub fn markdown(r: &Results, push_available: bool) -> String {
         }
         let _ = writeln!(s);
         type Pick = fn(&Row) -> f64;
-        let figures: [(&str, Pick); 6] = [
+        let figures: [(&str, Pick); 7] = [
             ("first snapshot time", |w| w.first),
             ("incremental snapshot time", |w| w.incr),
             ("full restore time", |w| w.restore),
+            ("store after first snapshot", |w| w.store_first),
             ("store after both", |w| w.store),
             ("store growth (incremental)", |w| w.growth),
             ("peak memory", |w| w.peak),
@@ -204,21 +330,6 @@ pub fn markdown(r: &Results, push_available: bool) -> String {
     let _ = writeln!(s, "\n## Targets of issue 4\n");
     let _ = writeln!(s, "| target | measured | goal | met |");
     let _ = writeln!(s, "| --- | ---: | ---: | --- |");
-    let target = |s: &mut String,
-                  name: &str,
-                  v: Option<f64>,
-                  goal: &str,
-                  ok: fn(f64) -> bool,
-                  unit: &str| {
-        let (m, met) = match v {
-            Some(v) if v.is_finite() => (
-                format!("{v:.3}{unit}"),
-                if ok(v) { "yes" } else { "**no**" },
-            ),
-            _ => ("n/a".into(), "not measured"),
-        };
-        let _ = writeln!(s, "| {} | {m} | {goal} | {met} |", name.replace('|', "\\|"));
-    };
     let get = |set: &str, tool: &str| find(r, set, tool).map(row);
     let d = get("db", "dvol");
     let both = |a: Option<&Row>, b: Option<Row>, f: fn(&Row) -> f64| -> Option<f64> {
@@ -331,6 +442,9 @@ pub fn markdown(r: &Results, push_available: bool) -> String {
         |v| v < 256.0,
         "",
     );
+
+    real_db_targets(&mut s, r);
+    compression_table(&mut s, r);
 
     if !r.chunking.is_empty() {
         let _ = writeln!(

@@ -132,13 +132,16 @@ impl Tool for CpA {
         let c = &mut Command::new("cp");
         Ok(run(c.arg("-a").arg(src).arg(self.store.join("2")), &self.logs)?.0)
     }
+    /// `cp -a` then `sync -f` (syncfs of the destination's file system): dvol's restore ends
+    /// with a syncfs too, so the peer's timing includes writing the data out.
     fn restore(&mut self, dest: &Path) -> Result<Meas> {
-        let c = &mut Command::new("cp");
-        Ok(run(
-            c.arg("-a").arg(self.store.join("2/.")).arg(dest),
-            &self.logs,
-        )?
-        .0)
+        let script = format!(
+            "cp -a {} {} && sync -f {}",
+            q(&self.store.join("2/.")),
+            q(dest),
+            q(dest)
+        );
+        Ok(run(&mut sh(&script), &self.logs)?.0)
     }
     fn store_size(&self) -> Result<u64> {
         dir_size(&self.store)

@@ -5,15 +5,17 @@ use crate::{Error, Result};
 use rusqlite::{Connection, OptionalExtension};
 use std::path::Path;
 
-/// On-disk format version written at creation and checked on every open.
-pub const FORMAT_VERSION: u32 = 1;
+/// On-disk format version written at creation and checked on every open. Version 2 adds
+/// blocks (several chunks compressed together, `objects.boff`); a version 1 store is
+/// upgraded in place when opened (its packs stay as they are).
+pub const FORMAT_VERSION: u32 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS packs(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, size INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS objects(
     id BLOB PRIMARY KEY, pack INTEGER NOT NULL, offset INTEGER NOT NULL,
-    kind INTEGER NOT NULL, clen INTEGER NOT NULL, ulen INTEGER NOT NULL) WITHOUT ROWID;
+    kind INTEGER NOT NULL, clen INTEGER NOT NULL, ulen INTEGER NOT NULL, boff INTEGER) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS volumes(name TEXT PRIMARY KEY, branch TEXT NOT NULL, created INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS branches(volume TEXT NOT NULL, name TEXT NOT NULL, head TEXT, PRIMARY KEY(volume, name));
 CREATE TABLE IF NOT EXISTS tags(volume TEXT NOT NULL, name TEXT NOT NULL, target TEXT NOT NULL, PRIMARY KEY(volume, name));
@@ -39,6 +41,7 @@ pub fn open(path: &Path) -> Result<Connection> {
     match version {
         None => set_meta(&conn, "format_version", &FORMAT_VERSION.to_string())?,
         Some(v) if v == FORMAT_VERSION.to_string() => {}
+        Some(v) if v == "1" => upgrade_from_1(&conn)?,
         Some(v) => {
             return Err(Error::Format(format!(
                 "{} has format version {v}; this dvol reads version {FORMAT_VERSION}",
@@ -47,6 +50,26 @@ pub fn open(path: &Path) -> Result<Connection> {
         }
     }
     Ok(conn)
+}
+
+/// Format 1 to 2: objects gain `boff` (NULL: a record of its own), in one transaction that
+/// checks the version again (another dvol may have upgraded it meanwhile).
+fn upgrade_from_1(conn: &Connection) -> Result<()> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let upgraded = (|| -> Result<()> {
+        if get_meta(conn, "format_version")?.as_deref() == Some("1") {
+            conn.execute_batch("ALTER TABLE objects ADD COLUMN boff INTEGER")?;
+            set_meta(conn, "format_version", &FORMAT_VERSION.to_string())?;
+        }
+        Ok(())
+    })();
+    match upgraded {
+        Ok(()) => Ok(conn.execute_batch("COMMIT")?),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
 }
 
 pub fn get_meta(conn: &Connection, key: &str) -> Result<Option<String>> {

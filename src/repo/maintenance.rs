@@ -186,6 +186,7 @@ impl Repo {
                     codec: header.codec,
                     ulen: header.ulen,
                     payload,
+                    members: Vec::new(),
                 })?;
             }
             report.objects_removed += dead as u64;
@@ -300,7 +301,7 @@ impl Repo {
         report.problems.extend(self.audit_metadata()?);
         let mut bad = HashSet::new();
         let mut stmt = self.conn.prepare(
-            "SELECT p.name, o.id, o.offset, o.kind, o.clen, o.ulen FROM objects o \
+            "SELECT p.name, o.id, o.offset, o.kind, o.clen, o.ulen, o.boff FROM objects o \
              JOIN packs p ON p.id = o.pack ORDER BY p.name, o.offset",
         )?;
         let mut packs_seen = HashSet::new();
@@ -312,10 +313,11 @@ impl Repo {
                 r.get::<_, u8>(3)?,
                 r.get::<_, u32>(4)?,
                 r.get::<_, u32>(5)?,
+                r.get::<_, Option<u32>>(6)?,
             ))
         })?;
         for row in rows {
-            let (pack, id, offset, kind, clen, ulen) = row?;
+            let (pack, id, offset, kind, clen, ulen, boff) = row?;
             let Some(id) = ObjectId::from_slice(&id) else {
                 report
                     .problems
@@ -330,6 +332,7 @@ impl Repo {
                 kind: Kind::from_u8(kind).unwrap_or(Kind::Chunk),
                 clen,
                 ulen,
+                boff,
             };
             if let Err(e) = self.store.read_at(&id, &loc) {
                 report.problems.push(e.to_string());

@@ -260,11 +260,12 @@ fn write_file(ctx: &Ctx, dir: &Dir, name: &[u8], path: &Path, w: &Want) -> Resul
     };
     let file = dir.create_file(name, 0o600)?;
     let mut out = BufWriter::with_capacity((size as usize).clamp(CHUNK_SIZE, 1 << 20), file);
-    // Only a file ending in a hole needs its length set explicitly.
-    let mut ends_in_hole = false;
+    // Zero chunks become holes: one seek per run of them, and only a file ending in a hole
+    // needs its length set explicitly.
+    let mut hole = 0u64;
     if let Some(chunks) = chunks.as_mut() {
         // 128 chunks (1 MiB) at a time, streamed from the list: located together, read and
-        // verified in parallel, written in order; all-zero chunks become holes.
+        // verified in parallel, written in order.
         loop {
             let batch: Vec<ListEntry> = chunks.by_ref().take(128).collect::<Result<_>>()?;
             if batch.is_empty() {
@@ -275,12 +276,15 @@ fn write_file(ctx: &Ctx, dir: &Dir, name: &[u8], path: &Path, w: &Want) -> Resul
                 .filter(|c| !is_zero_chunk(&c.id))
                 .map(|c| c.id)
                 .collect();
-            let mut data = ctx.store.get_many(&wanted)?.into_iter();
+            let mut data = if wanted.is_empty() {
+                Vec::new()
+            } else {
+                ctx.store.get_many(&wanted)?
+            }
+            .into_iter();
             for chunk in &batch {
                 if is_zero_chunk(&chunk.id) {
-                    out.seek(SeekFrom::Current(chunk.len as i64))
-                        .at("write", path)?;
-                    ends_in_hole = true;
+                    hole += chunk.len;
                     continue;
                 }
                 let bytes = data.next().expect("one result per wanted chunk");
@@ -290,8 +294,13 @@ fn write_file(ctx: &Ctx, dir: &Dir, name: &[u8], path: &Path, w: &Want) -> Resul
                         detail: "chunk length differs from its list entry".into(),
                     });
                 }
+                if hole > 0 {
+                    let skip = i64::try_from(std::mem::take(&mut hole))
+                        .map_err(|_| std::io::Error::from(std::io::ErrorKind::FileTooLarge))
+                        .at("write", path)?;
+                    out.seek(SeekFrom::Current(skip)).at("write", path)?;
+                }
                 out.write_all(&bytes).at("write", path)?;
-                ends_in_hole = false;
             }
         }
     }
@@ -299,7 +308,7 @@ fn write_file(ctx: &Ctx, dir: &Dir, name: &[u8], path: &Path, w: &Want) -> Resul
         .into_inner()
         .map_err(|e| e.into_error())
         .at("write", path)?;
-    if ends_in_hole {
+    if hole > 0 {
         file.set_len(size).at("write", path)?;
     }
     if size >= WRITEBACK_MIN {

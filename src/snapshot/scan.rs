@@ -8,13 +8,15 @@ use super::tree::{Entry, Meta, Node, Tree};
 use crate::error::IoContext;
 use crate::live::{Dir, Found, Kind, Stat};
 use crate::progress::Progress;
+use crate::store::pack::MAX_BLOCK_CHUNKS;
 use crate::store::CHUNK_SIZE;
-use crate::store::{build_content, Kind as ObjKind, ListEntry, ObjectId, ObjectSink, Record};
+use crate::store::{ListBuilder, ListEntry, ObjectId, ObjectSink, Record};
 use crate::Result;
 use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -219,6 +221,11 @@ fn scan_file(ctx: &Ctx, dir: &Dir, name: &[u8], st: &Stat, rel: &[u8]) -> Result
 /// Chunk, hash and store one open file (`expected` bytes long, as far as its stat knew);
 /// returns its content id and the bytes read. Chunks in `known` are already stored and skip
 /// the index lookup. `path` is for messages only.
+///
+/// Holes are not read: `SEEK_DATA`/`SEEK_HOLE` find the file's data, and every whole chunk
+/// of a hole is added as the all-zero chunk (whole zero subtrees where aligned), the same
+/// content a read of the hole would give. A file system without hole reporting reports the
+/// whole file as data.
 pub fn store_file(
     sink: &dyn ObjectSink,
     f: &mut File,
@@ -226,42 +233,118 @@ pub fn store_file(
     expected: u64,
     known: &HashSet<ObjectId>,
 ) -> Result<(Option<ObjectId>, u64)> {
-    let mut chunks: Vec<ListEntry> = Vec::new();
+    let mut list = ListBuilder::new(sink);
     // A whole number of chunks (so chunk boundaries stay aligned to the file start), no
     // bigger than the file needs: small files must not pay for a 1 MiB buffer.
     let want = expected as usize + 1;
-    let mut buf = vec![0u8; want.next_multiple_of(CHUNK_SIZE).min(READ_BLOCK)];
-    let mut size = 0u64;
+    let mut reader = Reader {
+        sink,
+        known,
+        path,
+        buf: vec![0u8; want.next_multiple_of(CHUNK_SIZE).min(READ_BLOCK)],
+    };
+    let chunk = CHUNK_SIZE as u64;
+    // Only a file with fewer blocks than bytes can have holes: the others are read straight.
+    let meta = f.metadata().at("read", path)?;
+    if meta.blocks().saturating_mul(512) >= meta.len() {
+        let (read, _) = reader.range(f, &mut list, 0, u64::MAX)?;
+        return Ok((list.finish()?, read));
+    }
+    let mut pos = 0u64;
     loop {
-        let n = read_full(f, &mut buf).at("read", path)?;
-        if n == 0 {
-            break;
-        }
-        let block: Vec<(ListEntry, Option<Record>)> = buf[..n]
-            .par_chunks(CHUNK_SIZE)
-            .map(|c| {
-                let id = ObjectId::hash(c);
-                let rec = if known.contains(&id) {
-                    None
-                } else {
-                    sink.prepare(id, ObjKind::Chunk, c)?
-                };
-                let entry = ListEntry {
-                    id,
-                    len: c.len() as u64,
-                };
-                Ok((entry, rec))
-            })
-            .collect::<Result<_>>()?;
-        let (block, records): (Vec<ListEntry>, Vec<Option<Record>>) = block.into_iter().unzip();
-        sink.submit(records.into_iter().flatten().collect())?;
-        chunks.extend(block);
-        size += n as u64;
-        if n < buf.len() {
+        // `pos` is chunk-aligned: skip the whole chunks of a hole, read up to the next hole.
+        let (data, hole) = next_data(f, pos).at("read", path)?;
+        let zeros = (data / chunk * chunk).saturating_sub(pos) / chunk;
+        list.push_zeros(zeros)?;
+        pos += zeros * chunk;
+        let end = hole.map_or(u64::MAX, |h| h.next_multiple_of(chunk));
+        let (read, eof) = reader.range(f, &mut list, pos, end)?;
+        pos += read;
+        if eof {
             break;
         }
     }
-    Ok((build_content(sink, chunks)?, size))
+    Ok((list.finish()?, pos))
+}
+
+/// From chunk-aligned `pos`: where the next data starts and where the hole after it begins
+/// (`None`: read to the end of the file). Past the last data, the data start is the end of
+/// the file, so only its last partial chunk is read.
+fn next_data(f: &File, pos: u64) -> std::io::Result<(u64, Option<u64>)> {
+    use rustix::fs::{seek, SeekFrom};
+    match seek(f, SeekFrom::Data(pos)) {
+        Ok(data) => Ok((data, seek(f, SeekFrom::Hole(data)).ok())),
+        Err(rustix::io::Errno::NXIO) => Ok((f.metadata()?.len().max(pos), None)),
+        // No hole reporting here: all of it is data.
+        Err(rustix::io::Errno::INVAL | rustix::io::Errno::OPNOTSUPP) => Ok((pos, None)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Reads one file's data into chunks.
+struct Reader<'a> {
+    sink: &'a dyn ObjectSink,
+    known: &'a HashSet<ObjectId>,
+    path: &'a Path,
+    buf: Vec<u8>,
+}
+
+impl Reader<'_> {
+    /// Reads, hashes and stores the chunks of `pos..end` (chunk-aligned) into `list`, a
+    /// buffer at a time; returns the bytes read and whether the file ended.
+    fn range(
+        &mut self,
+        f: &mut File,
+        list: &mut ListBuilder,
+        pos: u64,
+        end: u64,
+    ) -> Result<(u64, bool)> {
+        f.seek(SeekFrom::Start(pos)).at("read", self.path)?;
+        let mut read = 0u64;
+        while pos + read < end {
+            let room = usize::try_from(end - pos - read)
+                .unwrap_or(usize::MAX)
+                .min(self.buf.len());
+            let n = read_full(f, &mut self.buf[..room]).at("read", self.path)?;
+            self.store_chunks(list, n)?;
+            read += n as u64;
+            if n < room {
+                return Ok((read, true));
+            }
+        }
+        Ok((read, false))
+    }
+
+    /// Hashes the first `n` bytes of the buffer chunk by chunk in parallel, hands each run
+    /// of up to [`MAX_BLOCK_CHUNKS`] consecutive new chunks to the sink as one block
+    /// (compressed in parallel) and appends every chunk to `list`.
+    fn store_chunks(&self, list: &mut ListBuilder, n: usize) -> Result<()> {
+        let data = &self.buf[..n];
+        let ids: Vec<ObjectId> = data.par_chunks(CHUNK_SIZE).map(ObjectId::hash).collect();
+        let records: Vec<Record> = data
+            .par_chunks(CHUNK_SIZE * MAX_BLOCK_CHUNKS)
+            .zip(ids.par_chunks(MAX_BLOCK_CHUNKS))
+            .map(|(bytes, ids)| {
+                let run: Vec<(ObjectId, &[u8])> = ids
+                    .iter()
+                    .copied()
+                    .zip(bytes.chunks(CHUNK_SIZE))
+                    .filter(|(id, _)| !self.known.contains(id))
+                    .collect();
+                self.sink.prepare_run(&run)
+            })
+            .filter_map(Result::transpose)
+            .collect::<Result<_>>()?;
+        self.sink.submit(records)?;
+        ids.into_iter()
+            .zip(data.chunks(CHUNK_SIZE))
+            .try_for_each(|(id, c)| {
+                list.push(ListEntry {
+                    id,
+                    len: c.len() as u64,
+                })
+            })
+    }
 }
 
 /// Read until `buf` is full or the file ends.
@@ -276,4 +359,47 @@ fn read_full(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
         }
     }
     Ok(filled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::HashOnly;
+    use std::os::unix::fs::FileExt;
+
+    /// A file with holes stores the same content as the same bytes written out in full,
+    /// whatever the alignment of its data and holes to chunks.
+    #[test]
+    fn holes_give_the_same_content_as_written_zeros() {
+        let layouts: &[(u64, &[(u64, usize)])] = &[
+            (10 << 20, &[]),
+            (10 << 20, &[(0, 100)]),
+            (10 << 20, &[(4096, 4096), (3 << 20, 70_000)]),
+            ((10 << 20) + 123, &[((10 << 20) - 5, 5)]),
+            ((9 << 20) + 77, &[(8 << 20, 1)]),
+            (300 << 20, &[(1 << 20, 8192), (256 << 20, 3)]),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        for (len, writes) in layouts {
+            let sparse_path = dir.path().join("sparse");
+            let sparse = File::create(&sparse_path).unwrap();
+            sparse.set_len(*len).unwrap();
+            let mut dense_bytes = vec![0u8; usize::try_from(*len).unwrap()];
+            for (i, &(at, n)) in writes.iter().enumerate() {
+                let data: Vec<u8> = (0..n).map(|j| (i * 31 + j % 251 + 1) as u8).collect();
+                sparse.write_all_at(&data, at).unwrap();
+                let at = usize::try_from(at).unwrap();
+                dense_bytes[at..at + n].copy_from_slice(&data);
+            }
+            let dense_path = dir.path().join("dense");
+            std::fs::write(&dense_path, &dense_bytes).unwrap();
+            let hash = |p: &Path| {
+                let sink = HashOnly::default();
+                let mut f = File::open(p).unwrap();
+                store_file(&sink, &mut f, p, *len, &HashSet::new()).unwrap()
+            };
+            assert_eq!(hash(&sparse_path), hash(&dense_path), "{len} {writes:?}");
+            assert_eq!(hash(&sparse_path).1, *len);
+        }
+    }
 }

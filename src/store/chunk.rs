@@ -43,30 +43,134 @@ pub fn is_zero_chunk(id: &ObjectId) -> bool {
 /// Store the list tree for a file's chunks and return the file's content id: the chunk itself
 /// for a single-chunk file, otherwise the root list node. `None` for an empty file.
 pub fn build_content(session: &dyn ObjectSink, chunks: Vec<ListEntry>) -> Result<Option<ObjectId>> {
-    if chunks.len() <= 1 {
-        return Ok(chunks.first().map(|c| c.id));
+    let mut list = ListBuilder::new(session);
+    for c in chunks {
+        list.push(c)?;
     }
-    let mut level = 0u8;
-    let mut entries = chunks;
-    loop {
-        let mut parents = Vec::with_capacity(entries.len() / LIST_FANOUT + 1);
-        for group in entries.chunks(LIST_FANOUT) {
-            let node = ListNode {
-                level,
-                entries: group.to_vec(),
+    list.finish()
+}
+
+/// Builds a file's chunk-list tree while its chunks arrive, storing each node as soon as it
+/// is full: memory is one unfinished node per level, whatever the file's size. A run of
+/// all-zero chunks (a hole) is appended without visiting each chunk: where the run is
+/// aligned, whole all-zero subtrees are added at once. The tree is the same, node for node,
+/// as the one built from the chunks one at a time.
+pub struct ListBuilder<'a> {
+    sink: &'a dyn ObjectSink,
+    /// `pending[l]`: entries of level `l` (chunks for 0) not yet in a node.
+    pending: Vec<Vec<ListEntry>>,
+    /// `pushed[l]`: entries ever added at level `l`.
+    pushed: Vec<u64>,
+    /// `zeros[j]`: the entry covering `LIST_FANOUT^j` zero chunks (stored once it is made).
+    zeros: Vec<ListEntry>,
+}
+
+/// Deepest level a zero subtree is added at (a level-15 subtree covers 2^75 chunks).
+const MAX_ZERO_LEVEL: usize = 15;
+
+impl<'a> ListBuilder<'a> {
+    pub fn new(sink: &'a dyn ObjectSink) -> Self {
+        ListBuilder {
+            sink,
+            pending: Vec::new(),
+            pushed: Vec::new(),
+            zeros: Vec::new(),
+        }
+    }
+
+    /// Appends the next chunk of the file.
+    pub fn push(&mut self, chunk: ListEntry) -> Result<()> {
+        self.push_at(0, chunk)
+    }
+
+    /// Appends `count` full-size all-zero chunks.
+    pub fn push_zeros(&mut self, mut count: u64) -> Result<()> {
+        let fanout = LIST_FANOUT as u64;
+        while count > 0 {
+            // The highest level whose whole subtree fits and below which nothing is pending.
+            let mut level = 0;
+            while level < MAX_ZERO_LEVEL
+                && self.pending.get(level).is_none_or(Vec::is_empty)
+                && fanout.pow(level as u32 + 1) <= count
+            {
+                level += 1;
+            }
+            let entry = self.zero_entry(level)?;
+            self.push_at(level, entry)?;
+            count -= fanout.pow(level as u32);
+        }
+        Ok(())
+    }
+
+    /// The file's content id (see [`build_content`]).
+    pub fn finish(mut self) -> Result<Option<ObjectId>> {
+        let mut level = 0;
+        loop {
+            let higher = self.pushed.iter().skip(level + 1).any(|&n| n > 0);
+            let here = self.pending.get(level).map_or(0, Vec::len);
+            if !higher && (here == 1 || (level == 0 && here == 0)) {
+                return Ok(self
+                    .pending
+                    .get(level)
+                    .and_then(|p| p.first())
+                    .map(|e| e.id));
+            }
+            if here > 0 {
+                let node = self.close(level)?;
+                self.push_at(level + 1, node)?;
+            }
+            level += 1;
+        }
+    }
+
+    fn push_at(&mut self, level: usize, entry: ListEntry) -> Result<()> {
+        if self.pending.len() <= level {
+            self.pending.resize_with(level + 1, Vec::new);
+            self.pushed.resize(level + 1, 0);
+        }
+        self.pending[level].push(entry);
+        self.pushed[level] += 1;
+        if self.pending[level].len() == LIST_FANOUT {
+            let node = self.close(level)?;
+            self.push_at(level + 1, node)?;
+        }
+        Ok(())
+    }
+
+    /// Stores the pending entries of `level` as one node; returns its entry one level up.
+    fn close(&mut self, level: usize) -> Result<ListEntry> {
+        let entries = std::mem::take(&mut self.pending[level]);
+        self.store_node(level, entries)
+    }
+
+    fn store_node(&self, level: usize, entries: Vec<ListEntry>) -> Result<ListEntry> {
+        let len = entries.iter().map(|e| e.len).sum();
+        let node = ListNode {
+            level: u8::try_from(level).expect("list depth below 256"),
+            entries,
+        };
+        let bytes = postcard::to_stdvec(&node).expect("list node serializes");
+        let id = self.sink.put(Kind::List, &bytes)?;
+        Ok(ListEntry { id, len })
+    }
+
+    /// The entry for `LIST_FANOUT^level` zero chunks, storing it (and those below) once.
+    fn zero_entry(&mut self, level: usize) -> Result<ListEntry> {
+        while self.zeros.len() <= level {
+            let entry = match self.zeros.last() {
+                None => {
+                    let chunk = [0u8; CHUNK_SIZE];
+                    self.sink.put_hashed(zero_chunk_id(), Kind::Chunk, &chunk)?;
+                    ListEntry {
+                        id: zero_chunk_id(),
+                        len: CHUNK_SIZE as u64,
+                    }
+                }
+                Some(&below) => self.store_node(self.zeros.len() - 1, vec![below; LIST_FANOUT])?,
             };
-            let bytes = postcard::to_stdvec(&node).expect("list node serializes");
-            let id = session.put(Kind::List, &bytes)?;
-            parents.push(ListEntry {
-                id,
-                len: group.iter().map(|e| e.len).sum(),
-            });
+            self.zeros.push(entry);
         }
-        if parents.len() == 1 {
-            return Ok(Some(parents[0].id));
-        }
-        entries = parents;
-        level += 1;
+        Ok(self.zeros[level])
     }
 }
 
@@ -254,4 +358,100 @@ pub fn stored_bytes(store: &Store, content: &ObjectId, size: u64) -> Result<u64>
         }
     }
     Ok(memo[content])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::HashOnly;
+
+    /// The content id of `entries` as format 1 defines it: all chunks grouped by 32 into
+    /// level-0 nodes, those by 32 into level-1 nodes, until one node is left (the reference
+    /// the streaming builder must match).
+    fn flat(entries: &[ListEntry]) -> Option<ObjectId> {
+        if entries.len() <= 1 {
+            return entries.first().map(|c| c.id);
+        }
+        let mut level = 0u8;
+        let mut entries = entries.to_vec();
+        loop {
+            let parents: Vec<ListEntry> = entries
+                .chunks(LIST_FANOUT)
+                .map(|group| {
+                    let node = ListNode {
+                        level,
+                        entries: group.to_vec(),
+                    };
+                    ListEntry {
+                        id: ObjectId::hash(&postcard::to_stdvec(&node).unwrap()),
+                        len: group.iter().map(|e| e.len).sum(),
+                    }
+                })
+                .collect();
+            if parents.len() == 1 {
+                return Some(parents[0].id);
+            }
+            entries = parents;
+            level += 1;
+        }
+    }
+
+    fn data_chunk(i: u64) -> ListEntry {
+        ListEntry {
+            id: ObjectId::hash(&i.to_le_bytes()),
+            len: CHUNK_SIZE as u64,
+        }
+    }
+
+    fn zero() -> ListEntry {
+        ListEntry {
+            id: zero_chunk_id(),
+            len: CHUNK_SIZE as u64,
+        }
+    }
+
+    /// Holes added as zero runs give the same tree as zero chunks added one by one, for runs
+    /// aligned or not, at the start, middle and end, and spanning several levels.
+    #[test]
+    fn zero_runs_build_the_same_tree_as_zero_chunks() {
+        let shapes: &[&[(bool, u64)]] = &[
+            &[(false, 1)],
+            &[(false, 32)],
+            &[(false, 33)],
+            &[(false, 1024)],
+            &[(false, 1025)],
+            &[(true, 1), (false, 3)],
+            &[(true, 31), (false, 1), (false, 40)],
+            &[(true, 5), (false, 2000), (true, 7)],
+            &[(true, 3000), (true, 32 * 32 * 3 + 17)],
+            &[(true, 32), (true, 1024)],
+        ];
+        for shape in shapes {
+            let mut reference = Vec::new();
+            let sink = HashOnly::default();
+            let mut list = ListBuilder::new(&sink);
+            let mut next = 0;
+            for &(data, n) in *shape {
+                if data {
+                    for _ in 0..n {
+                        let c = data_chunk(next);
+                        next += 1;
+                        reference.push(c);
+                        list.push(c).unwrap();
+                    }
+                } else {
+                    reference.extend(std::iter::repeat_n(zero(), n as usize));
+                    list.push_zeros(n).unwrap();
+                }
+            }
+            assert_eq!(list.finish().unwrap(), flat(&reference), "{shape:?}");
+        }
+    }
+
+    #[test]
+    fn empty_and_single_chunk_contents() {
+        assert_eq!(flat(&[]), None);
+        let c = data_chunk(7);
+        assert_eq!(flat(&[c]), Some(c.id));
+    }
 }

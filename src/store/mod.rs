@@ -13,14 +13,17 @@ pub mod pack;
 pub(crate) use chunk::check_node;
 pub use chunk::{
     build_content, chunks, decode_list, is_zero_chunk, stored_bytes, zero_chunk_id, Chunks,
-    ListEntry, ListNode, CHUNK_SIZE, LIST_FANOUT,
+    ListBuilder, ListEntry, ListNode, CHUNK_SIZE, LIST_FANOUT,
 };
 pub use id::ObjectId;
 pub use pack::{IndexEntry, Record, WrittenPack};
 
 use crate::error::IoContext;
 use crate::{Error, Result};
-use pack::{PackWriter, RecordHeader, CODEC_RAW, CODEC_ZSTD, RECORD_HEADER_LEN};
+use pack::{
+    BlockHeader, PackWriter, RecordHeader, BLOCK_MEMBER_LEN, CODEC_RAW, CODEC_ZSTD,
+    RECORD_HEADER_LEN,
+};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -65,6 +68,8 @@ pub struct Location {
     pub kind: Kind,
     pub clen: u32,
     pub ulen: u32,
+    /// A block member's start in its block's data (`offset`, `clen`: the block's).
+    pub boff: Option<u32>,
 }
 
 /// Read access to the packs plus the means to start writing new ones.
@@ -102,7 +107,7 @@ impl Store {
     pub fn locate_many(&self, ids: &[ObjectId]) -> Result<Vec<Option<Location>>> {
         let conn = self.index.lock().expect("index lock poisoned");
         let mut stmt = conn.prepare_cached(
-            "SELECT p.name, o.offset, o.kind, o.clen, o.ulen FROM objects o \
+            "SELECT p.name, o.offset, o.kind, o.clen, o.ulen, o.boff FROM objects o \
              JOIN packs p ON p.id = o.pack WHERE o.id = ?1",
         )?;
         ids.iter()
@@ -115,6 +120,7 @@ impl Store {
                             kind: Kind::from_u8(r.get::<_, u8>(2)?).unwrap_or(Kind::Chunk),
                             clen: r.get(3)?,
                             ulen: r.get(4)?,
+                            boff: r.get(5)?,
                         })
                     })
                     .optional()?)
@@ -146,12 +152,32 @@ impl Store {
     }
 
     /// Read and verify many objects (in parallel); missing ones are an error naming them.
+    /// A block holding several of them is read and decompressed once.
     pub fn get_many(&self, ids: &[ObjectId]) -> Result<Vec<Vec<u8>>> {
         use rayon::prelude::*;
         let locs = self.locate_many(ids)?;
+        let mut slots: HashMap<(&str, u64), usize> = HashMap::new();
+        let mut wanted: Vec<&Location> = Vec::new();
+        for loc in locs.iter().flatten().filter(|l| l.boff.is_some()) {
+            slots.entry((&loc.pack, loc.offset)).or_insert_with(|| {
+                wanted.push(loc);
+                wanted.len() - 1
+            });
+        }
+        let blocks: Vec<std::result::Result<Block, String>> =
+            wanted.par_iter().map(|l| self.read_block(l)).collect();
         ids.par_iter()
             .zip(locs.par_iter())
             .map(|(id, loc)| match loc {
+                Some(loc) if loc.boff.is_some() => {
+                    match &blocks[slots[&(&*loc.pack, loc.offset)]] {
+                        Ok(block) => block.member(id, loc),
+                        Err(detail) => Err(Error::CorruptObject {
+                            id: id.to_hex(),
+                            detail: detail.clone(),
+                        }),
+                    }
+                }
                 Some(loc) => self.read_at(id, loc),
                 None => Err(Error::MissingObject { id: id.to_hex() }),
             })
@@ -160,11 +186,75 @@ impl Store {
 
     /// Read the object described by `loc` and check it hashes to `id`.
     pub fn read_at(&self, id: &ObjectId, loc: &Location) -> Result<Vec<u8>> {
+        if loc.boff.is_some() {
+            let block = self
+                .read_block(loc)
+                .map_err(|detail| Error::CorruptObject {
+                    id: id.to_hex(),
+                    detail,
+                })?;
+            return block.member(id, loc);
+        }
         let (header, payload) = self.read_record(id, loc)?;
         decode_payload(id, &header, &payload)
     }
 
+    /// Read a block (header, member table, payload) and decompress it, all bounded by its
+    /// checked header; the error says what is wrong with it (callers name the object).
+    fn read_block(&self, loc: &Location) -> std::result::Result<Block, String> {
+        let corrupt = |detail: String| format!("{detail} in pack {}", loc.pack);
+        let file = self.pack_file(&loc.pack).map_err(|e| e.to_string())?;
+        let mut head = [0u8; RECORD_HEADER_LEN];
+        file.read_exact_at(&mut head, loc.offset)
+            .map_err(|e| corrupt(format!("cannot read block: {e}")))?;
+        let header = BlockHeader::decode(&head).map_err(corrupt)?;
+        if header.clen != loc.clen {
+            return Err(corrupt("block header does not match the index".into()));
+        }
+        let table_len = usize::from(header.count) * BLOCK_MEMBER_LEN;
+        let mut buf = vec![0u8; table_len + header.clen as usize];
+        file.read_exact_at(&mut buf, loc.offset + RECORD_HEADER_LEN as u64)
+            .map_err(|e| corrupt(format!("cannot read block: {e}")))?;
+        let members: Vec<(ObjectId, u32)> = buf[..table_len]
+            .chunks_exact(BLOCK_MEMBER_LEN)
+            .map(|m| {
+                let id = ObjectId::from_slice(&m[..32]).expect("32 bytes");
+                (id, u32::from_le_bytes(m[32..].try_into().expect("4 bytes")))
+            })
+            .collect();
+        let total = members.iter().try_fold(0u32, |acc, m| {
+            (m.1 as usize <= CHUNK_SIZE)
+                .then(|| acc.checked_add(m.1))
+                .flatten()
+        });
+        if total != Some(header.ulen) {
+            return Err(corrupt("block members do not add up to its length".into()));
+        }
+        let data = decompress(&buf[table_len..], header.ulen as usize)
+            .map_err(|e| corrupt(format!("cannot decompress block: {e}")))?;
+        if data.len() != header.ulen as usize {
+            return Err(corrupt(
+                "block has the wrong length after decompression".into(),
+            ));
+        }
+        Ok(Block { members, data })
+    }
+
+    /// The raw record of an object: as stored, or, for a block member, a record of its own
+    /// (compressed alone), which is what remotes and repacking take.
     fn read_record(&self, id: &ObjectId, loc: &Location) -> Result<(RecordHeader, Vec<u8>)> {
+        if loc.boff.is_some() {
+            let data = self.read_at(id, loc)?;
+            let rec = make_record(*id, loc.kind, &data)?;
+            let header = RecordHeader {
+                id: *id,
+                kind: rec.kind,
+                codec: rec.codec,
+                ulen: rec.ulen,
+                clen: u32::try_from(rec.payload.len()).expect("one chunk"),
+            };
+            return Ok((header, rec.payload));
+        }
         let corrupt = |detail: String| Error::CorruptObject {
             id: id.to_hex(),
             detail: format!("{detail} in pack {}", loc.pack),
@@ -273,8 +363,8 @@ impl Store {
             tx.prepare_cached("INSERT OR IGNORE INTO packs(name, size) VALUES (?1, ?2)")?;
         let mut pack_id = tx.prepare_cached("SELECT id FROM packs WHERE name = ?1")?;
         let mut add_obj = tx.prepare_cached(
-            "INSERT OR IGNORE INTO objects(id, pack, offset, kind, clen, ulen) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT OR IGNORE INTO objects(id, pack, offset, kind, clen, ulen, boff) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?;
         for pack in packs {
             add_pack.execute(params![pack.name, pack.size as i64])?;
@@ -289,7 +379,8 @@ impl Store {
                     e.offset as i64,
                     e.kind as u8,
                     e.clen,
-                    e.ulen
+                    e.ulen,
+                    e.boff
                 ])?;
             }
         }
@@ -327,13 +418,73 @@ thread_local! {
 
 /// Compress with a per-thread zstd context; `None` when compression does not help.
 fn compress(data: &[u8]) -> std::io::Result<Option<Vec<u8>>> {
+    let out = zstd_frame(data)?;
+    Ok((out.len() < data.len()).then_some(out))
+}
+
+/// One zstd frame of `data`, with a per-thread context.
+fn zstd_frame(data: &[u8]) -> std::io::Result<Vec<u8>> {
     COMPRESSOR.with(|c| {
         let mut c = c.borrow_mut();
         if c.is_none() {
             *c = Some(zstd::bulk::Compressor::new(ZSTD_LEVEL)?);
         }
-        let out = c.as_mut().expect("set above").compress(data)?;
-        Ok((out.len() < data.len()).then_some(out))
+        c.as_mut().expect("set above").compress(data)
+    })
+}
+
+/// A decompressed block: its member table and data.
+struct Block {
+    members: Vec<(ObjectId, u32)>,
+    data: Vec<u8>,
+}
+
+impl Block {
+    /// The bytes of member `id`, which the index places at `loc.boff`, checked against the
+    /// member table and its id.
+    fn member(&self, id: &ObjectId, loc: &Location) -> Result<Vec<u8>> {
+        let corrupt = |detail: &str| Error::CorruptObject {
+            id: id.to_hex(),
+            detail: format!("{detail} in pack {}", loc.pack),
+        };
+        let boff = loc.boff.unwrap_or(u32::MAX);
+        let mut at = 0u32;
+        for (m, len) in &self.members {
+            if at == boff && m == id && *len == loc.ulen {
+                let bytes = &self.data[at as usize..(at + len) as usize];
+                if ObjectId::hash(bytes) != *id {
+                    return Err(corrupt("content does not match its blake3 id"));
+                }
+                return Ok(bytes.to_vec());
+            }
+            at += len;
+        }
+        Err(corrupt(
+            "block does not hold the object where the index says",
+        ))
+    }
+}
+
+/// Turn a run of new chunks into one block record (a single chunk into a plain record).
+pub fn make_block(chunks: &[(ObjectId, &[u8])]) -> Result<Record> {
+    if let [(id, data)] = chunks {
+        return make_record(*id, Kind::Chunk, data);
+    }
+    let mut data = Vec::with_capacity(chunks.iter().map(|c| c.1.len()).sum());
+    for (_, bytes) in chunks {
+        data.extend_from_slice(bytes);
+    }
+    let payload = zstd_frame(&data).map_err(|e| Error::Other(e.to_string()))?;
+    Ok(Record {
+        id: chunks[0].0,
+        kind: Kind::Chunk,
+        codec: CODEC_ZSTD,
+        ulen: u32::try_from(data.len()).expect("at most 16 chunks"),
+        payload,
+        members: chunks
+            .iter()
+            .map(|(id, c)| (*id, u32::try_from(c.len()).expect("one chunk")))
+            .collect(),
     })
 }
 
@@ -368,6 +519,7 @@ pub fn make_record(id: ObjectId, kind: Kind, data: &[u8]) -> Result<Record> {
         codec,
         ulen: data.len() as u32,
         payload,
+        members: Vec::new(),
     })
 }
 
@@ -377,6 +529,13 @@ pub trait ObjectSink: Sync {
     /// Claim and encode `data`, already hashed to `id`, for a later [`ObjectSink::submit`];
     /// `None` when nothing needs writing (already stored, or a sink that stores nothing).
     fn prepare(&self, id: ObjectId, kind: Kind, data: &[u8]) -> Result<Option<Record>>;
+
+    /// Claim a run of consecutive chunks of a file and encode the new ones together as one
+    /// block (see `pack`); nothing when none is new.
+    fn prepare_run(&self, chunks: &[(ObjectId, &[u8])]) -> Result<Option<Record>> {
+        let _ = chunks;
+        Ok(None)
+    }
 
     /// Write prepared records (one hand-off for many objects).
     fn submit(&self, records: Vec<Record>) -> Result<()>;
@@ -409,6 +568,19 @@ impl ObjectSink for WriteSession {
             return Ok(Some(make_record(id, kind, data)?));
         }
         Ok(None)
+    }
+
+    fn prepare_run(&self, chunks: &[(ObjectId, &[u8])]) -> Result<Option<Record>> {
+        let mut new = Vec::with_capacity(chunks.len());
+        for c in chunks {
+            if self.claim(&c.0)? {
+                new.push(*c);
+            }
+        }
+        if new.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(make_block(&new)?))
     }
 
     fn submit(&self, records: Vec<Record>) -> Result<()> {
@@ -487,6 +659,7 @@ impl WriteSession {
             codec: header.codec,
             ulen: header.ulen,
             payload,
+            members: Vec::new(),
         }])?;
         Ok(true)
     }

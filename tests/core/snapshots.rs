@@ -164,6 +164,56 @@ fn sparse_files_stay_sparse() {
     assert_eq!(&data[data.len() - 3..], b"end");
 }
 
+/// A 64 GiB file holding 64 MiB of data: commit finds the data with SEEK_DATA/SEEK_HOLE
+/// instead of reading 64 GiB of holes (reading them would also list 8 million zero chunks,
+/// hundreds of MiB), status sees it unchanged, and reset brings it back sparse and exact.
+#[test]
+fn a_64_gib_sparse_file_commits_without_reading_its_holes() {
+    let env = Env::new();
+    let live = env.init("v");
+    let path = live.join("disk.img");
+    let f = std::fs::File::create(&path).unwrap();
+    f.set_len(64 << 30).unwrap();
+    // 1 MiB at every GiB, the last region starting off a chunk boundary.
+    let regions: Vec<(u64, Vec<u8>)> = (0..64u64)
+        .map(|i| {
+            (
+                i << 30 | if i == 63 { 12_345 } else { 0 },
+                noise(i, 1 << 20),
+            )
+        })
+        .collect();
+    for (at, data) in &regions {
+        std::os::unix::fs::FileExt::write_at(&f, data, *at).unwrap();
+    }
+    drop(f);
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let rss = env.ok_measured(&["commit", "-m", "sparse"]);
+    assert!(rss < 200 * 1024, "commit took {rss} KiB");
+    // A new ctime (same mode, same mtime) makes status hash the file again, holes and all.
+    chmod(
+        &path,
+        std::fs::metadata(&path).unwrap().permissions().mode(),
+    );
+    let status: serde_json::Value = serde_json::from_str(&env.ok(&["status", "--json"])).unwrap();
+    assert_eq!(status["modified"], serde_json::json!([]), "{status}");
+    std::fs::remove_file(&path).unwrap();
+    env.ok(&["reset", "--hard", "HEAD"]);
+    let f = std::fs::File::open(&path).unwrap();
+    let md = f.metadata().unwrap();
+    assert_eq!(md.len(), 64 << 30);
+    assert!(
+        md.blocks() * 512 < 80 << 20,
+        "holes were filled: {} blocks",
+        md.blocks()
+    );
+    for (at, data) in &regions {
+        let mut back = vec![0u8; data.len()];
+        std::os::unix::fs::FileExt::read_exact_at(&f, &mut back, *at).unwrap();
+        assert!(back == *data, "region at {at} differs");
+    }
+}
+
 #[test]
 fn unchanged_files_are_not_reread_and_reset_rewrites_only_changes() {
     let env = Env::new();

@@ -13,6 +13,7 @@ fn decode_all(bytes: &[u8]) {
     let _ = decode_list(&id, bytes);
     let _ = Commit::decode(&id, bytes);
     let _ = pack::RecordHeader::decode(bytes);
+    let _ = pack::BlockHeader::decode(bytes);
     let _ = pack::check_pack_header(bytes, "input");
 }
 

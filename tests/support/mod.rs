@@ -51,6 +51,28 @@ impl Env {
         c
     }
 
+    /// Run `dvol args…` under GNU time, assert success, return its peak RSS in KiB.
+    pub fn ok_measured(&self, args: &[&str]) -> u64 {
+        let rss_file = self.dir.path().join("rss");
+        let out = std::process::Command::new("/usr/bin/time")
+            .args(["-f", "%M", "-o"])
+            .arg(&rss_file)
+            .arg(bin())
+            .arg("--disable-docker-integration")
+            .args(args)
+            .env("DVOL_ROOT", self.root())
+            .env_remove("DVOL_LOG")
+            .output()
+            .expect("run /usr/bin/time dvol");
+        assert!(
+            out.status.success(),
+            "dvol {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let rss = std::fs::read_to_string(&rss_file).unwrap();
+        rss.lines().last().unwrap().trim().parse().unwrap()
+    }
+
     /// Run `dvol args…`, assert success, return stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.dvol().args(args).output().expect("run dvol");
