@@ -36,6 +36,12 @@ pub struct Cli {
     /// Key file of an encrypted remote (else DVOL_PASSPHRASE or DVOL_PASSPHRASE_FILE).
     #[arg(long, env = "DVOL_KEY_FILE", global = true, value_name = "FILE")]
     pub key_file: Option<PathBuf>,
+    /// How new branches and volumes get their live data: `reflink` (share extents: XFS with
+    /// reflink, btrfs), `overlay` (an overlayfs over a base shared per commit: ext4, needs
+    /// root), `full` (a whole copy), `auto` (the first of these that works here).
+    #[arg(long, env = "DVOL_CLONE_METHOD", global = true, value_name = "METHOD",
+          default_value = "auto", value_parser = clap::builder::PossibleValuesParser::new(dvol::repo::CloneMethod::NAMES))]
+    pub clone_method: String,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -159,6 +165,12 @@ pub enum Command {
     },
     /// Print the live directory of a volume's current branch.
     Path { volume: Option<String> },
+    /// Show how each branch's live data is stored (full copy, reflink or overlay clone) and
+    /// how much disk it uses and shares.
+    Info {
+        #[arg(long)]
+        json: bool,
+    },
     /// List remotes (-v with URLs), or add / remove one.
     Remote {
         #[arg(short = 'v', long = "verbose")]
@@ -268,6 +280,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Switch { name } => volume::switch(&ctx, &name),
         Command::Rm { force, name } => volume::rm(&ctx, &name, force),
         Command::Path { volume } => volume::path(&ctx, volume.as_deref()),
+        Command::Info { json } => volume::info(&ctx, json),
         Command::Commit { message, pause } => history::commit(&ctx, message.as_deref(), pause),
         Command::Log { oneline, json } => history::log(&ctx, oneline, json),
         Command::Branch { name, delete, json } => {
@@ -350,6 +363,7 @@ pub struct Context {
     pub quiet: bool,
     pub docker: bool,
     pub key_file: Option<PathBuf>,
+    pub clone_method: dvol::repo::CloneMethod,
     engine: std::cell::OnceCell<Option<dvol::docker::Engine>>,
 }
 
@@ -361,13 +375,16 @@ impl Context {
             quiet: cli.quiet,
             docker: !cli.disable_docker_integration,
             key_file: cli.key_file.clone(),
+            clone_method: dvol::repo::CloneMethod::parse(&cli.clone_method)?,
             engine: std::cell::OnceCell::new(),
         })
     }
 
     /// Open the repository at the root.
     pub fn repo(&self) -> anyhow::Result<dvol::repo::Repo> {
-        Ok(dvol::repo::Repo::open(&self.root)?)
+        let mut repo = dvol::repo::Repo::open(&self.root)?;
+        repo.set_clone_method(self.clone_method);
+        Ok(repo)
     }
 
     /// The Docker engine, when integration is on and a daemon answers (connected once).

@@ -2,7 +2,9 @@
 //! config in SQLite, objects in the [`Store`], live data in `ROOT/<volume>/branches/<branch>`.
 //!
 //! Layout (see docs/format.md): `ROOT/.dvol/dvol.db` (metadata), `ROOT/.dvol/packs/` (objects),
-//! `ROOT/.dvol/cache/<volume>/<branch>` (stat caches), `ROOT/.dvol/locks/`, `ROOT/.dvol/trash/`.
+//! `ROOT/.dvol/cache/<volume>/<branch>` (stat caches), `ROOT/.dvol/locks/`, `ROOT/.dvol/trash/`,
+//! `ROOT/.dvol/bases/<commit>/` (overlay bases) and `ROOT/<volume>/overlays/<branch>/`
+//! (overlay upper and work directories).
 //! Volume names cannot start with a dot, so `.dvol` never collides with a volume.
 
 mod audit;
@@ -21,6 +23,7 @@ mod refs;
 mod remote;
 mod rewrite;
 mod summary;
+mod thin;
 mod volume;
 
 pub use commit::Commit;
@@ -30,6 +33,7 @@ pub use history::{CommitResult, LogEntry};
 pub use maintenance::{FsckReport, GcReport};
 pub use prune::{Policy, PruneReport};
 pub use summary::VolumeSummary;
+pub use thin::{BranchLayout, CloneMethod, Layout};
 pub use volume::VolumeInfo;
 
 use crate::error::IoContext;
@@ -51,6 +55,8 @@ pub struct Repo {
     meta: PathBuf,
     conn: Connection,
     store: Arc<Store>,
+    /// How new live data is made (see [`thin`]).
+    clone_method: CloneMethod,
 }
 
 /// Locks held while a command changes one volume. Functions that must run under the lock
@@ -89,6 +95,7 @@ impl Repo {
             meta,
             conn,
             store,
+            clone_method: CloneMethod::default(),
         })
     }
 
@@ -194,7 +201,9 @@ impl Repo {
     }
 
     /// Move a path to the trash and delete it; a crash in between leaves only trash for gc.
+    /// Overlay clones mounted below it are unmounted first.
     fn discard_dir(&self, path: &Path) -> Result<()> {
+        crate::overlay::unmount_under(path)?;
         crate::live::discard(path, &self.meta.join("trash"))
     }
 }

@@ -8,3 +8,4 @@ mod refs;
 mod schedule;
 mod snapshots;
 mod store;
+mod thin;
