@@ -210,20 +210,22 @@ impl Repo {
         Ok(cloned.cache)
     }
 
-    /// The branch to clone extents from: one whose head is `head` (of the same volume as
-    /// `source` first), else `source` itself (files it shares with `head` are still cloned).
+    /// The branch to clone extents from: one whose head is `head` (`source` itself first,
+    /// then its volume's), else `source` anyway (files it shares with `head` are still
+    /// cloned).
     fn seed_branch(
         &self,
         head: &ObjectId,
         source: Option<&Source>,
     ) -> Result<Option<(String, String)>> {
-        let preferred = source.map_or("", |s| s.volume);
+        let (volume, branch) = source.map_or(("", ""), |s| (s.volume, s.branch));
         let at_head: Option<(String, String)> = self
             .conn
             .query_row(
                 "SELECT volume, name FROM branches WHERE head = ?1
-                 ORDER BY volume = ?2 DESC, volume, name LIMIT 1",
-                [head.to_hex().as_str(), preferred],
+                 ORDER BY volume = ?2 AND name = ?3 DESC, volume = ?2 DESC, volume, name
+                 LIMIT 1",
+                [head.to_hex().as_str(), volume, branch],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?;

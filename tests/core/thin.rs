@@ -162,6 +162,8 @@ fn branch_workflow(fs: &LoopFs, method: &str) {
     )
     .unwrap();
     std::os::unix::fs::symlink("/etc/passwd", master.join("base/1/16384.evil")).unwrap();
+    // An uncommitted edit of the same size: the clone gets the committed bytes.
+    std::fs::write(master.join("PG_VERSION"), "16\n").unwrap();
     if method == "overlay" {
         // The first clone of a commit materializes its base; later ones share it.
         env.ok(&["--clone-method", method, "branch", "warm"]);
@@ -178,6 +180,7 @@ fn branch_workflow(fs: &LoopFs, method: &str) {
     assert_ne!(qa, master);
     assert_eq!(std::fs::read(qa.join("base/1/16384")).unwrap(), original);
     assert!(!qa.join("fifo").exists() && !qa.join("base/1/16384.evil").exists());
+    assert_eq!(std::fs::read_to_string(qa.join("PG_VERSION")).unwrap(), "15\n");
     assert_eq!(std::fs::read_link(qa.join("link")).unwrap(), Path::new("base/1"));
     let fresh = env.ok(&["status"]);
     assert!(!fresh.contains("16384") && !fresh.contains("fifo"), "{fresh}");
