@@ -162,13 +162,19 @@ impl Repo {
         let tree = super::prune::kept_tree(&self.conn, head)?;
         let live = self.branch_dir(volume, branch);
         let staging = live.with_file_name(format!(".new-{branch}"));
-        // Leftovers of an interrupted attempt (an overlay may still be mounted there).
-        self.discard_dir(&staging)?;
+        // The layers of an interrupted overlay attempt (its mount is detached first).
         self.discard_dir(&self.overlay_dir(volume, branch))?;
         let method = self.resolve_method()?;
+        // An interrupted attempt's staging copy is finished rather than started again.
+        let resume = staging.exists();
         let seed = match method {
-            CloneMethod::Reflink => self.reflink_seed(head, source, &tree, &staging)?,
-            CloneMethod::Overlay => return self.overlay_branch(volume, branch, head, &tree, opts),
+            CloneMethod::Overlay => {
+                self.discard_dir(&staging)?;
+                return self.overlay_branch(volume, branch, head, &tree, opts);
+            }
+            CloneMethod::Reflink if !resume => {
+                self.reflink_seed(head, source, &tree, &staging)?
+            }
             _ => StatCache::default(),
         };
         let done = snapshot::materialize_with(&self.store, &tree, &staging, &seed, opts)
@@ -248,7 +254,10 @@ impl Repo {
         self.mount_overlay(volume, branch, &base)?;
         let cache = StatCache::load(&base.join("cache"));
         let done = snapshot::materialize_with(&self.store, tree, &live, &cache, opts)?;
+        // The same crash points as a full copy: the data is in place, the row is not.
+        crate::failpoint::hit("checkout.before-rename");
         done.cache.save(&self.cache_path(volume, branch))?;
+        crate::failpoint::hit("checkout.before-branch-row");
         Ok(Layout::Overlay { base: *head })
     }
 
@@ -268,41 +277,35 @@ impl Repo {
     }
 
     /// The base of commit `head` (its tree `tree`), materialized now if missing: into a
-    /// hidden directory, then renamed into place; a concurrent builder's copy wins.
+    /// hidden directory, then renamed into place. One builder per base at a time (a lock
+    /// file beside it, which gc removes with unused bases); a killed build is finished by the
+    /// next one, a failed one is removed.
     fn ensure_base(&self, head: &ObjectId, tree: &ObjectId) -> Result<PathBuf> {
-        let base = self.bases_dir().join(head.to_hex());
+        let hex = head.to_hex();
+        let base = self.bases_dir().join(&hex);
         if base.join("data").is_dir() {
             return Ok(base);
         }
-        let staging = self.bases_dir().join(format!(
-            ".new-{}-{}-{}",
-            head.to_hex(),
-            std::process::id(),
-            crate::live::now_ns()
-        ));
-        let build = || -> Result<()> {
-            let done = snapshot::materialize(
-                &self.store,
-                tree,
-                &staging.join("data"),
-                &StatCache::default(),
-            )?;
-            done.cache.save(&staging.join("cache"))
-        };
-        if let Err(e) = build() {
+        std::fs::create_dir_all(self.bases_dir()).at("create", &self.bases_dir())?;
+        let lock_path = self.bases_dir().join(format!(".lock-{hex}"));
+        let _one = super::lock::acquire(&lock_path, "base", true)?;
+        if base.join("data").is_dir() {
+            return Ok(base);
+        }
+        let staging = self.bases_dir().join(format!(".new-{hex}"));
+        let built = snapshot::materialize(
+            &self.store,
+            tree,
+            &staging.join("data"),
+            &StatCache::default(),
+        )
+        .and_then(|done| done.cache.save(&staging.join("cache")));
+        if let Err(e) = built {
+            // Best effort, as for a full copy: no half-written base taking space.
             let _ = self.discard_dir(&staging);
             return Err(e);
         }
-        if std::fs::rename(&staging, &base).is_err() {
-            self.discard_dir(&staging)?;
-            if !base.join("data").is_dir() {
-                return Err(Error::Other(format!(
-                    "could not put the base of commit {} in place at {}",
-                    head.to_hex(),
-                    base.display()
-                )));
-            }
-        }
+        std::fs::rename(&staging, &base).at("rename into place", &base)?;
         Ok(base)
     }
 

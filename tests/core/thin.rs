@@ -340,7 +340,12 @@ fn overlay_survives_restart_and_gc_reclaims_bases() {
     assert_eq!(std::fs::read_to_string(qa.join("work")).unwrap(), "uncommitted");
 
     let bases = env.root().join(".dvol/bases");
-    let count = || std::fs::read_dir(&bases).unwrap().count();
+    let count = || {
+        std::fs::read_dir(&bases)
+            .unwrap()
+            .filter(|e| !e.as_ref().unwrap().file_name().to_string_lossy().starts_with('.'))
+            .count()
+    };
     assert_eq!(count(), 1);
     env.ok(&["gc"]);
     assert_eq!(count(), 1, "a base in use is kept");
