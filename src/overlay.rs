@@ -65,25 +65,38 @@ pub fn unmount(path: &Path) -> Result<()> {
     }
 }
 
-/// Detach every mount at or below `dir` (deepest first), so the directory can be moved and
-/// deleted: a volume or branch being removed, or the leftovers of an interrupted clone.
+/// Detach every mount at or below `dir` (deepest first, and again while some remain: one
+/// path may carry several stacked mounts), so the directory can be moved and deleted: a
+/// volume or branch being removed, or the leftovers of an interrupted clone.
 pub fn unmount_under(dir: &Path) -> Result<()> {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return Ok(());
-    };
     // mountinfo names mount points by their resolved path.
     let Ok(dir) = std::fs::canonicalize(dir) else {
         return Ok(());
+    };
+    for _ in 0..8 {
+        let below = mounts_under(&dir);
+        if below.is_empty() {
+            break;
+        }
+        below.iter().try_for_each(|p| unmount(p))?;
+    }
+    Ok(())
+}
+
+/// Mount points at or below `dir`, deepest first.
+fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return Vec::new();
     };
     let mut below: Vec<PathBuf> = info
         .lines()
         .filter_map(|l| l.split(' ').nth(4))
         .map(unescape)
-        .filter(|p| p.starts_with(&dir))
+        .filter(|p| p.starts_with(dir))
         .collect();
     below.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
     below.dedup();
-    below.iter().try_for_each(|p| unmount(p))
+    below
 }
 
 /// A mount point as mountinfo writes it (space, tab, newline and backslash as `\ooo`).

@@ -19,10 +19,7 @@ impl Drop for Managed {
             let prop = format!("/var/lib/docker/plugins/{id}/propagated-mount");
             let _ = std::process::Command::new("umount").arg(&prop).status();
         }
-        let _ = std::process::Command::new("umount")
-            .args(["-R", "-l"])
-            .arg(&self.host_root)
-            .status();
+        let _ = dvol::overlay::unmount_under(&self.host_root);
     }
 }
 
