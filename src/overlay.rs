@@ -106,7 +106,9 @@ fn unescape(field: &str) -> PathBuf {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        let octal = b.get(i + 1..i + 4).filter(|d| d.iter().all(u8::is_ascii_digit));
+        let octal = b
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(u8::is_ascii_digit));
         match (b[i], octal) {
             (b'\\', Some(d)) => {
                 out.push(d.iter().fold(0u8, |n, c| n.wrapping_mul(8) + (c - b'0')));

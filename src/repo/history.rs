@@ -70,12 +70,7 @@ impl Repo {
         let branch = branch.to_string();
         let cache = self.load_cache(volume, &branch);
         let session = self.store.writer_indexing()?;
-        let scan = snapshot::scan(
-            &session,
-            &self.live_dir(volume, &branch)?,
-            &cache,
-            progress,
-        )?;
+        let scan = snapshot::scan(&session, &self.live_dir(volume, &branch)?, &cache, progress)?;
         tracing::debug!(
             files_read = scan.files_read,
             bytes_read = scan.bytes_read,

@@ -90,13 +90,8 @@ impl Repo {
         if self.head(volume, branch)? != Head::Absent {
             return Err(crate::Error::BranchExists(branch.to_string()));
         }
-        let layout = self.make_branch_data(
-            volume,
-            branch,
-            target,
-            how.restore,
-            how.source.as_ref(),
-        )?;
+        let layout =
+            self.make_branch_data(volume, branch, target, how.restore, how.source.as_ref())?;
         failpoint::hit(&format!("{}.before-branch-row", how.op));
         let tx = self
             .conn

@@ -75,7 +75,9 @@ pub enum Layout {
     Full,
     Reflink,
     /// Mounted over the base of this commit.
-    Overlay { base: ObjectId },
+    Overlay {
+        base: ObjectId,
+    },
 }
 
 impl Layout {
@@ -172,9 +174,7 @@ impl Repo {
                 self.discard_dir(&staging)?;
                 return self.overlay_branch(volume, branch, head, &tree, opts);
             }
-            CloneMethod::Reflink if !resume => {
-                self.reflink_seed(head, source, &tree, &staging)?
-            }
+            CloneMethod::Reflink if !resume => self.reflink_seed(head, source, &tree, &staging)?,
             _ => StatCache::default(),
         };
         let done = snapshot::materialize_with(&self.store, &tree, &staging, &seed, opts)
@@ -286,7 +286,8 @@ impl Repo {
         if base.join("data").is_dir() {
             return Ok(base);
         }
-        std::fs::create_dir_all(self.bases_dir()).at("create", &self.bases_dir())?;
+        let bases = self.bases_dir();
+        std::fs::create_dir_all(&bases).at("create", &bases)?;
         let lock_path = self.bases_dir().join(format!(".lock-{hex}"));
         let _one = super::lock::acquire(&lock_path, "base", true)?;
         if base.join("data").is_dir() {

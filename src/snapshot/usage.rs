@@ -69,7 +69,8 @@ fn walk(dir: &Dir, u: &mut Usage) -> Result<()> {
                     u.files += 1;
                     u.bytes += o.stat.size();
                     u.allocated += o.stat.allocated();
-                    u.shared += shared_bytes(&o.file).at("map extents of", dir.child_path(&name))?;
+                    u.shared +=
+                        shared_bytes(&o.file).at("map extents of", dir.child_path(&name))?;
                 }
             }
             _ => {}

@@ -180,10 +180,19 @@ fn branch_workflow(fs: &LoopFs, method: &str) {
     assert_ne!(qa, master);
     assert_eq!(std::fs::read(qa.join("base/1/16384")).unwrap(), original);
     assert!(!qa.join("fifo").exists() && !qa.join("base/1/16384.evil").exists());
-    assert_eq!(std::fs::read_to_string(qa.join("PG_VERSION")).unwrap(), "15\n");
-    assert_eq!(std::fs::read_link(qa.join("link")).unwrap(), Path::new("base/1"));
+    assert_eq!(
+        std::fs::read_to_string(qa.join("PG_VERSION")).unwrap(),
+        "15\n"
+    );
+    assert_eq!(
+        std::fs::read_link(qa.join("link")).unwrap(),
+        Path::new("base/1")
+    );
     let fresh = env.ok(&["status"]);
-    assert!(!fresh.contains("16384") && !fresh.contains("fifo"), "{fresh}");
+    assert!(
+        !fresh.contains("16384") && !fresh.contains("fifo"),
+        "{fresh}"
+    );
 
     // A page rewrite in the clone: the source keeps its bytes.
     let mut f = std::fs::OpenOptions::new()
@@ -194,10 +203,16 @@ fn branch_workflow(fs: &LoopFs, method: &str) {
     f.write_all(&[9u8; 8192]).unwrap();
     drop(f);
     std::fs::write(qa.join("new"), "qa only").unwrap();
-    assert_eq!(std::fs::read(master.join("base/1/16384")).unwrap(), original);
+    assert_eq!(
+        std::fs::read(master.join("base/1/16384")).unwrap(),
+        original
+    );
     assert!(!master.join("new").exists());
     let status = env.ok(&["status"]);
-    assert!(status.contains("base/1/16384") && status.contains("new"), "{status}");
+    assert!(
+        status.contains("base/1/16384") && status.contains("new"),
+        "{status}"
+    );
     assert!(env.ok(&["diff"]).contains("base/1/16384"));
     env.ok(&["commit", "-m", "qa edit"]);
     assert!(!env.ok(&["status"]).contains("16384"));
@@ -205,7 +220,10 @@ fn branch_workflow(fs: &LoopFs, method: &str) {
     assert_eq!(std::fs::read(qa.join("base/1/16384")).unwrap(), original);
     assert!(!qa.join("new").exists());
     env.ok(&["checkout", "master"]);
-    assert_eq!(std::fs::read(master.join("base/1/16384")).unwrap(), original);
+    assert_eq!(
+        std::fs::read(master.join("base/1/16384")).unwrap(),
+        original
+    );
     env.ok(&["branch", "-d", "qa"]);
     assert!(!qa.exists());
 }
@@ -236,7 +254,11 @@ fn overlay_branch_on_ext4() {
 /// refused there with a clear message and nothing is created.
 #[test]
 fn auto_picks_the_file_systems_method() {
-    for (kind, want) in [("xfs", "reflink"), ("btrfs", "reflink"), ("ext4", "overlay")] {
+    for (kind, want) in [
+        ("xfs", "reflink"),
+        ("btrfs", "reflink"),
+        ("ext4", "overlay"),
+    ] {
         let Some(fs) = LoopFs::new(kind) else { return };
         let env = fs.env();
         committed_volume(&env);
@@ -247,7 +269,10 @@ fn auto_picks_the_file_systems_method() {
         if kind == "ext4" {
             let err = env.fails(&["--clone-method", "reflink", "checkout", "-b", "c"]);
             assert!(err.contains("does not share extents"), "{err}");
-            assert!(!env.ok(&["branch"]).lines().any(|l| l.trim_start_matches("* ").trim() == "c"));
+            assert!(!env
+                .ok(&["branch"])
+                .lines()
+                .any(|l| l.trim_start_matches("* ").trim() == "c"));
         }
     }
 }
@@ -255,7 +280,11 @@ fn auto_picks_the_file_systems_method() {
 /// `-o from=` through the plugin on each file system: a thin clone of another volume.
 #[test]
 fn plugin_create_from_is_thin() {
-    for (kind, method) in [("xfs", "reflink"), ("btrfs", "reflink"), ("ext4", "overlay")] {
+    for (kind, method) in [
+        ("xfs", "reflink"),
+        ("btrfs", "reflink"),
+        ("ext4", "overlay"),
+    ] {
         let Some(fs) = LoopFs::new(kind) else { return };
         let env = fs.env();
         let master = committed_volume(&env);
@@ -269,9 +298,7 @@ fn plugin_create_from_is_thin() {
             socket.exists()
         });
         let create = |name: &str, clone: &str| {
-            let body = format!(
-                r#"{{"Name":"{name}","Opts":{{"from":"v","clone":"{clone}"}}}}"#
-            );
+            let body = format!(r#"{{"Name":"{name}","Opts":{{"from":"v","clone":"{clone}"}}}}"#);
             crate::docker::plugin_call(&socket, "VolumeDriver.Create", &body).1
         };
         if method == "overlay" {
@@ -281,18 +308,29 @@ fn plugin_create_from_is_thin() {
         let r = create("qa", method);
         let used = before.saturating_sub(fs.free());
         assert_eq!(r["Err"], "", "{kind}: {r}");
-        let m = crate::docker::plugin_call(&socket, "VolumeDriver.Mount", r#"{"Name":"qa","ID":"x"}"#).1;
+        let m =
+            crate::docker::plugin_call(&socket, "VolumeDriver.Mount", r#"{"Name":"qa","ID":"x"}"#)
+                .1;
         let mountpoint = PathBuf::from(m["Mountpoint"].as_str().unwrap());
         assert_eq!(
             std::fs::read(mountpoint.join("base/1/16384")).unwrap(),
             std::fs::read(master.join("base/1/16384")).unwrap()
         );
         let bad = create("bad", "zfs");
-        assert!(bad["Err"].as_str().unwrap().contains("unknown clone method"), "{bad}");
+        assert!(
+            bad["Err"]
+                .as_str()
+                .unwrap()
+                .contains("unknown clone method"),
+            "{bad}"
+        );
         // Stop the plugin this test started (by its pid).
         plugin.kill().unwrap();
         plugin.wait().unwrap();
-        assert!(used < (DATA as u64) / 8, "{kind}: -o from= used {used} bytes");
+        assert!(
+            used < (DATA as u64) / 8,
+            "{kind}: -o from= used {used} bytes"
+        );
         assert_eq!(method_of_volume(&env, "qa"), method, "{kind}");
     }
 }
@@ -321,7 +359,10 @@ fn overlay_survives_restart_and_gc_reclaims_bases() {
     // Any command that reads the live data mounts it again first.
     let status = env.ok(&["status"]);
     assert!(status.contains("work"), "{status}");
-    assert_eq!(std::fs::read_to_string(qa.join("work")).unwrap(), "uncommitted");
+    assert_eq!(
+        std::fs::read_to_string(qa.join("work")).unwrap(),
+        "uncommitted"
+    );
 
     // The plugin at start.
     run("umount", &[qa.to_str().unwrap()]);
@@ -337,13 +378,22 @@ fn overlay_survives_restart_and_gc_reclaims_bases() {
     plugin.kill().unwrap();
     plugin.wait().unwrap();
     assert!(is_mount(&qa));
-    assert_eq!(std::fs::read_to_string(qa.join("work")).unwrap(), "uncommitted");
+    assert_eq!(
+        std::fs::read_to_string(qa.join("work")).unwrap(),
+        "uncommitted"
+    );
 
     let bases = env.root().join(".dvol/bases");
     let count = || {
         std::fs::read_dir(&bases)
             .unwrap()
-            .filter(|e| !e.as_ref().unwrap().file_name().to_string_lossy().starts_with('.'))
+            .filter(|e| {
+                !e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with('.')
+            })
             .count()
     };
     assert_eq!(count(), 1);

@@ -202,7 +202,11 @@ fn kill_after_every_file_of_a_reset_and_a_checkout() {
             }
             tried += 1;
             assert_fsck_clean(&env, args[0]);
-            assert_eq!(env.ok(&["branch"]), branches, "{args:?}: branch moved early");
+            assert_eq!(
+                env.ok(&["branch"]),
+                branches,
+                "{args:?}: branch moved early"
+            );
         }
         assert!(finished, "{args:?} never completed");
         assert_eq!(listing(&env.live()), one, "{args:?}: wrong result");
