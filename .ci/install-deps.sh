@@ -55,7 +55,8 @@ fi
 # --------------------------------------------------------------------------
 want_pkgs=(openssh-server openssh-client rsync restic borgbackup zstd
            busybox-static debootstrap docker-compose iproute2 hyperfine time
-           systemd)  # systemd: systemd-analyze verify for the package's unit files
+           systemd  # systemd: systemd-analyze verify for the package's unit files
+           xfsprogs btrfs-progs curl)  # thin-clone tests and bench: XFS/btrfs images, plugin calls
 missing=()
 for p in "${want_pkgs[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then

@@ -8,7 +8,9 @@
 #
 # 1. Build a rootfs with our binary and the shared libraries it links (ldd), stripped.
 # 2. `docker plugin create NAME DIR` (rootfs + plugin/config.json), then
-# 3. bind-mount DVOL_HOST_ROOT onto the plugin's propagated-mount directory and
+# 3. make DVOL_HOST_ROOT a shared mount (overlay clones mounted below it by the host CLI or
+#    the plugin then show on both sides), bind-mount it onto the plugin's propagated-mount
+#    directory and
 #    `docker plugin enable NAME`: the plugin serves /var/lib/dvol, which IS the host's
 #    DVOL_HOST_ROOT, so the host `dvol` CLI sees the same volumes and history.
 #
@@ -33,6 +35,13 @@ bind_and_enable() {
     id=$(docker plugin inspect -f '{{.Id}}' "$name")
     prop="$docker_root/plugins/$id/propagated-mount"
     mkdir -p "$host_root" "$prop"
+    # Overlay clones are mounted below the root by whichever side makes them (the host CLI or
+    # the plugin): make the root a shared mount first, so the bind below joins its peer group
+    # and mounts propagate both ways.
+    if ! mountpoint -q "$host_root"; then
+        mount --bind "$host_root" "$host_root"
+    fi
+    mount --make-rshared "$host_root"
     if ! mountpoint -q "$prop"; then
         mount --bind "$host_root" "$prop"
     fi

@@ -6,6 +6,7 @@
 //! - [`store`]: content-addressed objects (blake3 ids, zstd, pack files, verify on read).
 //! - [`live`]: the only access to live directories: handles opened beneath the live root,
 //!   never following a symlink.
+//! - [`overlay`]: overlayfs mounts of thin clones on file systems without shared extents.
 //! - [`snapshot`]: turning a live directory into trees of objects and back (scan, stat cache,
 //!   materialize, diff).
 //! - [`lock`]: advisory file locks with a wait limit.
@@ -21,6 +22,7 @@ pub mod failpoint;
 pub mod live;
 pub mod lock;
 pub mod names;
+pub mod overlay;
 pub mod plugin;
 pub mod progress;
 pub mod remote;

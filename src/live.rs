@@ -119,6 +119,10 @@ impl Stat {
     pub fn ino(&self) -> u64 {
         self.0.st_ino as u64
     }
+    /// Bytes allocated on disk (`st_blocks` × 512).
+    pub fn allocated(&self) -> u64 {
+        (self.0.st_blocks as u64).saturating_mul(512)
+    }
     pub fn nlink(&self) -> u64 {
         self.0.st_nlink as u64
     }
@@ -335,6 +339,31 @@ impl Dir {
             .map(File::from)
             .map_err(err)
             .at("create", self.child_path(name))
+    }
+
+    /// Create `name` as a new file sharing the extents of the open regular file `src`
+    /// (`FICLONE`: no data is copied). `Ok(None)` when the file system cannot share them
+    /// (nothing is left behind); the caller then writes the file another way.
+    pub fn clone_file(&self, name: &[u8], src: &File) -> Result<Option<File>> {
+        let out = self.create_file(name, 0o600)?;
+        match rustix::fs::ioctl_ficlone(&out, src) {
+            Ok(()) => Ok(Some(out)),
+            Err(e) => {
+                drop(out);
+                self.unlink(name, AtFlags::empty())?;
+                match e {
+                    Errno::OPNOTSUPP | Errno::XDEV | Errno::INVAL | Errno::NOSYS => Ok(None),
+                    e => Err(err(e)).at("clone", self.child_path(name)),
+                }
+            }
+        }
+    }
+
+    /// A path naming this very directory (`/proc/self/fd/N`) for calls that take paths, such
+    /// as `mount(2)`: it stays this directory whatever is renamed meanwhile. Valid while the
+    /// handle lives.
+    pub fn proc_path(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/self/fd/{}", self.fd.as_raw_fd()))
     }
 
     pub fn create_dir(&self, name: &[u8], mode: u32) -> Result<()> {

@@ -45,6 +45,12 @@ pub struct Cli {
         default_value_t = 60
     )]
     pub lock_timeout: u64,
+    /// How new branches and volumes get their live data: `reflink` (share extents: XFS with
+    /// reflink, btrfs), `overlay` (an overlayfs over a base shared per commit: ext4, needs
+    /// root), `full` (a whole copy), `auto` (the first of these that works here).
+    #[arg(long, env = "DVOL_CLONE_METHOD", global = true, value_name = "METHOD",
+          default_value = "auto", value_parser = clap::builder::PossibleValuesParser::new(dvol::repo::CloneMethod::NAMES))]
+    pub clone_method: String,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -168,6 +174,12 @@ pub enum Command {
     },
     /// Print the live directory of a volume's current branch.
     Path { volume: Option<String> },
+    /// Show how each branch's live data is stored (full copy, reflink or overlay clone) and
+    /// how much disk it uses and shares.
+    Info {
+        #[arg(long)]
+        json: bool,
+    },
     /// List remotes (-v with URLs), or add / remove one.
     Remote {
         #[arg(short = 'v', long = "verbose")]
@@ -288,6 +300,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Switch { name } => volume::switch(&ctx, &name),
         Command::Rm { force, name } => volume::rm(&ctx, &name, force),
         Command::Path { volume } => volume::path(&ctx, volume.as_deref()),
+        Command::Info { json } => volume::info(&ctx, json),
         Command::Commit { message, pause } => history::commit(&ctx, message.as_deref(), pause),
         Command::Log { oneline, json } => history::log(&ctx, oneline, json),
         Command::Branch { name, delete, json } => {
@@ -375,6 +388,7 @@ pub struct Context {
     pub docker: bool,
     pub key_file: Option<PathBuf>,
     pub lock_timeout: std::time::Duration,
+    pub clone_method: dvol::repo::CloneMethod,
     engine: std::cell::OnceCell<Option<dvol::docker::Engine>>,
 }
 
@@ -387,6 +401,7 @@ impl Context {
             docker: !cli.disable_docker_integration,
             key_file: cli.key_file.clone(),
             lock_timeout: std::time::Duration::from_secs(cli.lock_timeout),
+            clone_method: dvol::repo::CloneMethod::parse(&cli.clone_method)?,
             engine: std::cell::OnceCell::new(),
         })
     }
@@ -403,6 +418,7 @@ impl Context {
     pub fn repo_options(&self) -> dvol::repo::Options {
         dvol::repo::Options {
             lock_timeout: self.lock_timeout,
+            clone_method: self.clone_method,
         }
     }
 

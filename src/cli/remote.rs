@@ -1,6 +1,6 @@
 //! `remote`, `push`, `pull`, `fetch`, `clone`.
 
-use super::output::{escape, quote};
+use super::output::{escape, human, quote};
 use super::{progress, Context};
 use anyhow::bail;
 use clap::Subcommand;
@@ -34,21 +34,6 @@ pub enum RemoteAction {
 
 fn short(id: &ObjectId) -> String {
     id.to_hex()[..12].to_string()
-}
-
-fn human(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = bytes as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
 }
 
 pub fn remote(

@@ -1,6 +1,6 @@
-//! `init`, `list`, `switch`, `rm`, `path`.
+//! `init`, `list`, `switch`, `rm`, `path`, `info`.
 
-use super::output::{print_json, print_table, quote};
+use super::output::{human, print_json, print_table, quote};
 use super::Context;
 use anyhow::bail;
 use std::io::{BufRead, IsTerminal, Write};
@@ -116,7 +116,53 @@ pub fn path(ctx: &Context, volume: Option<&str>) -> anyhow::Result<ExitCode> {
     let repo = ctx.repo()?;
     let volume = repo.resolve_volume(volume.or(ctx.volume.as_deref()))?;
     let branch = repo.current_branch(&volume)?;
-    let dir = repo.branch_dir(&volume, &branch);
+    // A thin clone whose overlay is gone is mounted again before anyone writes there.
+    let dir = repo.live_dir(&volume, &branch)?;
     println!("{}", quote(&dir.to_string_lossy()));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `dvol info`: per branch of the volume, how its live data is stored and its disk use.
+pub fn info(ctx: &Context, json: bool) -> anyhow::Result<ExitCode> {
+    let repo = ctx.repo()?;
+    let volume = ctx.volume(&repo)?;
+    let rows = repo.layouts(&volume)?;
+    if json {
+        let rows: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "volume": r.volume, "branch": r.branch, "method": r.method,
+                    "base": r.base, "mounted": r.mounted,
+                    "files": r.usage.files, "bytes": r.usage.bytes,
+                    "allocated": r.usage.allocated, "shared": r.usage.shared,
+                    "private": r.usage.private(),
+                })
+            })
+            .collect();
+        print_json(&rows)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let current = repo.current_branch(&volume)?;
+    let rows: Vec<(String, Vec<String>)> = rows
+        .iter()
+        .map(|r| {
+            let prefix = if r.branch == current { "* " } else { "  " };
+            let method = match (&r.base, r.mounted) {
+                (Some(b), Some(false)) => format!("{} of {} (not mounted)", r.method, &b[..12]),
+                (Some(b), _) => format!("{} of {}", r.method, &b[..12]),
+                _ => r.method.to_string(),
+            };
+            let cells = vec![
+                quote(&r.branch).into_owned(),
+                method,
+                human(r.usage.bytes),
+                human(r.usage.shared),
+                human(r.usage.private()),
+            ];
+            (prefix.to_string(), cells)
+        })
+        .collect();
+    print_table(&["BRANCH", "METHOD", "SIZE", "SHARED", "OWN DISK"], &rows);
     Ok(ExitCode::SUCCESS)
 }

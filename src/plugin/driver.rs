@@ -2,7 +2,7 @@
 //! blocking (it opens the repository), returning a typed error whose text Docker shows.
 
 use crate::names;
-use crate::repo::Repo;
+use crate::repo::{CloneMethod, Repo};
 use crate::{Error, Result};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -10,6 +10,17 @@ use std::sync::Mutex;
 
 /// The `Opts` key of `docker volume create -o from=VOLUME[@REF]`.
 pub const OPT_FROM: &str = "from";
+
+/// The `Opts` key of `docker volume create -o from=… -o clone=auto|full|reflink|overlay`.
+pub const OPT_CLONE: &str = "clone";
+
+/// What a `VolumeDriver.Create` asks for, checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CreateRequest<'a> {
+    /// `from=VOLUME[@REF]`: the source volume and ref.
+    pub from: Option<(&'a str, Option<&'a str>)>,
+    pub clone: CloneMethod,
+}
 
 /// One volume as `Get` and `List` report it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,8 +56,14 @@ impl Driver {
             source,
         })?;
         let root = crate::docker::canonical(root);
+        let keeper = Repo::open_with(&root, options.clone())?;
+        // After a host or plugin restart the overlay clones' mounts are gone: make them again
+        // before Docker restarts the containers that use them.
+        for e in keeper.remount_all() {
+            tracing::warn!("{e}");
+        }
         Ok(Driver {
-            _keeper: Mutex::new(Repo::open_with(&root, options.clone())?),
+            _keeper: Mutex::new(keeper),
             options,
             root,
             mounts: Mutex::new(HashMap::new()),
@@ -66,9 +83,10 @@ impl Driver {
     /// master starts at a branch or commit of another volume (shared storage). Creating a
     /// volume that exists without options succeeds (Docker and Compose re-create freely).
     pub fn create(&self, name: &str, opts: &BTreeMap<String, String>) -> Result<()> {
-        let from = check_create(name, opts)?;
+        let req = check_create(name, opts)?;
         let mut repo = self.repo()?;
-        match from {
+        repo.set_clone_method(req.clone);
+        match req.from {
             None => {
                 // Docker re-creates freely: an existing volume needs no write at all.
                 if repo.volume_exists(name)? {
@@ -102,6 +120,8 @@ impl Driver {
     pub fn mount(&self, name: &str, id: &str) -> Result<PathBuf> {
         let v = self.view(name)?;
         crate::live::Dir::create_root(&v.mountpoint)?;
+        // A thin clone whose overlay is gone is mounted again before Docker binds it.
+        self.repo()?.live_dir(name, &v.branch)?;
         self.mounts
             .lock()
             .expect("mounts lock")
@@ -186,17 +206,33 @@ impl Driver {
 }
 
 /// Check a `VolumeDriver.Create` request without touching the repository: the name, the
-/// option keys, and the syntax of `from=VOLUME[@REF]`. Returns the source and ref of `from`.
+/// option keys, the syntax of `from=VOLUME[@REF]` and the `clone=` method.
 pub fn check_create<'a>(
     name: &str,
     opts: &'a BTreeMap<String, String>,
-) -> Result<Option<(&'a str, Option<&'a str>)>> {
+) -> Result<CreateRequest<'a>> {
     names::validate("volume", name)?;
-    if let Some(key) = opts.keys().find(|k| k.as_str() != OPT_FROM) {
+    if let Some(key) = opts
+        .keys()
+        .find(|k| k.as_str() != OPT_FROM && k.as_str() != OPT_CLONE)
+    {
         return Err(Error::Other(format!(
-            "unknown option {key:?} for a dvol volume (known: from=VOLUME[@REF])"
+            "unknown option {key:?} for a dvol volume (known: from=VOLUME[@REF], \
+             clone=auto|full|reflink|overlay)"
         )));
     }
+    let clone = match opts.get(OPT_CLONE) {
+        Some(m) => CloneMethod::parse(m)?,
+        None => CloneMethod::Auto,
+    };
+    Ok(CreateRequest {
+        from: check_from(opts)?,
+        clone,
+    })
+}
+
+/// The source and ref of `from=VOLUME[@REF]`, if given.
+fn check_from(opts: &BTreeMap<String, String>) -> Result<Option<(&str, Option<&str>)>> {
     let Some(from) = opts.get(OPT_FROM) else {
         return Ok(None);
     };

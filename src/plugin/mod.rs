@@ -7,7 +7,7 @@
 
 mod driver;
 
-pub use driver::{check_create, Driver, VolumeView, OPT_FROM};
+pub use driver::{check_create, CreateRequest, Driver, VolumeView, OPT_CLONE, OPT_FROM};
 
 use crate::error::IoContext;
 use crate::{Error, Result};

@@ -37,6 +37,7 @@ pub fn open(path: &Path) -> Result<Connection> {
     conn.pragma_update(None, "cache_size", -65536)?;
     conn.execute_batch(SCHEMA)?;
     conn.execute_batch(super::prune::SCHEMA)?;
+    conn.execute_batch(super::thin::SCHEMA)?;
     let version: Option<String> = get_meta(&conn, "format_version")?;
     match version {
         None => set_meta(&conn, "format_version", &FORMAT_VERSION.to_string())?,

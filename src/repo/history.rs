@@ -3,6 +3,8 @@
 //! rewrites live data, so an interrupted reset is finished by running it again.
 
 use super::heads::{self, Head};
+use super::rewrite::NewBranch;
+use super::thin::Source;
 use super::{commit, guarded, prune, Commit, LiveGuard, Repo};
 use crate::names;
 use crate::progress::Progress;
@@ -68,12 +70,7 @@ impl Repo {
         let branch = branch.to_string();
         let cache = self.load_cache(volume, &branch);
         let session = self.store.writer_indexing()?;
-        let scan = snapshot::scan(
-            &session,
-            &self.branch_dir(volume, &branch),
-            &cache,
-            progress,
-        )?;
+        let scan = snapshot::scan(&session, &self.live_dir(volume, &branch)?, &cache, progress)?;
         tracing::debug!(
             files_read = scan.files_read,
             bytes_read = scan.bytes_read,
@@ -195,65 +192,23 @@ impl Repo {
                 .branch_head(volume, &current)?
                 .ok_or(Error::NoCommitYet)?,
         };
+        let mut create = |switch: bool| {
+            let source = Source {
+                volume,
+                branch: &current,
+            };
+            let how = NewBranch {
+                switch,
+                op: "checkout",
+                restore: &RestoreOptions::default(),
+                source: Some(source),
+            };
+            self.create_branch_at(&lock, new, &head, &how)
+        };
         match switch {
-            None => self.create_branch_at(
-                &lock,
-                new,
-                &head,
-                false,
-                "checkout",
-                &RestoreOptions::default(),
-            ),
-            Some(guard) => guarded(guard, volume, "checkout", || {
-                self.create_branch_at(
-                    &lock,
-                    new,
-                    &head,
-                    true,
-                    "checkout",
-                    &RestoreOptions::default(),
-                )
-            }),
+            None => create(false),
+            Some(guard) => guarded(guard, volume, "checkout", || create(true)),
         }
-    }
-
-    /// Write commit `head` as the live data of a branch that has no row yet: into a hidden
-    /// directory first, renamed into place when complete.
-    pub(crate) fn materialize_branch(
-        &self,
-        volume: &str,
-        branch: &str,
-        head: &ObjectId,
-    ) -> Result<()> {
-        self.materialize_branch_with(volume, branch, head, &Default::default())
-    }
-
-    /// [`Self::materialize_branch`] with a restore policy (clone and pull from a remote).
-    pub(crate) fn materialize_branch_with(
-        &self,
-        volume: &str,
-        branch: &str,
-        head: &ObjectId,
-        opts: &RestoreOptions,
-    ) -> Result<()> {
-        let tree = prune::kept_tree(&self.conn, head)?;
-        let live = self.branch_dir(volume, branch);
-        let staging = live.with_file_name(format!(".new-{branch}"));
-        let done =
-            snapshot::materialize_with(&self.store, &tree, &staging, &StatCache::default(), opts)
-                .inspect_err(|_| {
-                // Best effort: do not leave a half-written copy taking space (e.g. disk full).
-                let _ = self.discard_dir(&staging);
-            })?;
-        crate::failpoint::hit("checkout.before-rename");
-        self.discard_dir(&live)?;
-        std::fs::rename(&staging, &live).map_err(|source| Error::Io {
-            context: "rename into place",
-            path: live.clone(),
-            source,
-        })?;
-        crate::failpoint::hit("checkout.before-branch-row");
-        done.cache.save(&self.cache_path(volume, branch))
     }
 
     /// Delete a branch that is not current.
@@ -271,9 +226,10 @@ impl Repo {
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         heads::swap(&tx, volume, branch, head, Head::Absent)?;
+        super::thin::record_layout(&tx, volume, branch, &super::Layout::Full)?;
         tx.commit()?;
         crate::failpoint::hit("branch-delete.after-row");
-        self.discard_dir(&self.branch_dir(volume, branch))?;
+        self.discard_branch_data(volume, branch)?;
         StatCache::remove(&self.cache_path(volume, branch))
     }
 
@@ -424,7 +380,7 @@ impl Repo {
         let cache = self.load_cache(volume, branch);
         let scan = snapshot::scan(
             &sink,
-            &self.branch_dir(volume, branch),
+            &self.live_dir(volume, branch)?,
             &cache,
             &crate::progress::NoProgress,
         )?;

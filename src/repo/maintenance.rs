@@ -19,6 +19,8 @@ pub struct GcReport {
     pub commits_removed: u64,
     pub packs_rewritten: u64,
     pub bytes_reclaimed: u64,
+    /// Of `bytes_reclaimed`, the overlay bases no clone used any more.
+    pub base_bytes_reclaimed: u64,
 }
 
 /// What fsck found.
@@ -223,6 +225,8 @@ impl Repo {
             std::fs::remove_file(&path).at("remove", &path)?;
         }
         report.bytes_reclaimed += self.remove_orphan_files()?;
+        report.base_bytes_reclaimed = self.gc_bases()?;
+        report.bytes_reclaimed += report.base_bytes_reclaimed;
         Ok(report)
     }
 

@@ -2,7 +2,9 @@
 //! config in SQLite, objects in the [`Store`], live data in `ROOT/<volume>/branches/<branch>`.
 //!
 //! Layout (see docs/format.md): `ROOT/.dvol/dvol.db` (metadata), `ROOT/.dvol/packs/` (objects),
-//! `ROOT/.dvol/cache/<volume>/<branch>` (stat caches), `ROOT/.dvol/locks/`, `ROOT/.dvol/trash/`.
+//! `ROOT/.dvol/cache/<volume>/<branch>` (stat caches), `ROOT/.dvol/locks/`, `ROOT/.dvol/trash/`,
+//! `ROOT/.dvol/bases/<commit>/` (overlay bases) and `ROOT/<volume>/overlays/<branch>/`
+//! (overlay upper and work directories).
 //! Volume names cannot start with a dot, so `.dvol` never collides with a volume.
 
 mod audit;
@@ -22,6 +24,7 @@ mod rewrite;
 mod summary;
 #[cfg(test)]
 mod tests;
+mod thin;
 mod volume;
 
 pub use commit::Commit;
@@ -31,6 +34,7 @@ pub use history::{CommitResult, LogEntry};
 pub use maintenance::{FsckReport, GcReport};
 pub use prune::{Policy, PruneReport};
 pub use summary::VolumeSummary;
+pub use thin::{BranchLayout, CloneMethod, Layout};
 pub use volume::VolumeInfo;
 
 use crate::error::IoContext;
@@ -53,12 +57,15 @@ pub const DEFAULT_ROOT: &str = "/var/lib/dvol";
 pub struct Options {
     /// How long a command waits for a volume or store lock another command holds.
     pub lock_timeout: Duration,
+    /// How new branches and volumes get their live data (see [`thin`]).
+    pub clone_method: CloneMethod,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Options {
             lock_timeout: lock::DEFAULT_TIMEOUT,
+            clone_method: CloneMethod::default(),
         }
     }
 }
@@ -70,6 +77,8 @@ pub struct Repo {
     conn: Connection,
     store: Arc<Store>,
     options: Options,
+    /// How new live data is made (see [`thin`]).
+    clone_method: CloneMethod,
 }
 
 /// Locks held while a command changes one volume. Functions that must run under the lock
@@ -114,6 +123,7 @@ impl Repo {
             meta,
             conn,
             store,
+            clone_method: options.clone_method,
             options,
         })
     }
@@ -225,7 +235,9 @@ impl Repo {
     }
 
     /// Move a path to the trash and delete it; a crash in between leaves only trash for gc.
+    /// Overlay clones mounted below it are unmounted first.
     fn discard_dir(&self, path: &Path) -> Result<()> {
+        crate::overlay::unmount_under(path)?;
         crate::live::discard(path, &self.meta.join("trash"))
     }
 }

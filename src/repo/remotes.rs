@@ -225,7 +225,7 @@ impl Repo {
             Some(h) => Some(prune::kept_tree(&self.conn, &h)?),
             None => None,
         };
-        let dir = self.branch_dir(volume, branch);
+        let dir = self.live_dir(volume, branch)?;
         if !dir.exists() {
             return Ok(Vec::new());
         }
@@ -254,7 +254,15 @@ impl Repo {
     ) -> Result<()> {
         names::validate("branch", branch)?;
         match expected {
-            Head::Absent => self.create_branch_at(lock, branch, target, false, "pull", restore),
+            Head::Absent => {
+                let how = super::rewrite::NewBranch {
+                    switch: false,
+                    op: "pull",
+                    restore,
+                    source: None,
+                };
+                self.create_branch_at(lock, branch, target, &how)
+            }
             _ => self.rewrite_branch(lock, branch, expected, target, "pull", restore),
         }
     }

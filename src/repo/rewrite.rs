@@ -14,11 +14,23 @@
 //! [`LiveGuard`]: super::LiveGuard
 
 use super::heads::{self, Head};
+use super::thin::Source;
 use super::{prune, Repo, VolumeLock};
 use crate::failpoint;
 use crate::snapshot::{self, RestoreOptions};
 use crate::store::ObjectId;
 use crate::Result;
+
+/// How [`Repo::create_branch_at`] makes a branch.
+pub(crate) struct NewBranch<'a> {
+    /// Make it the volume's current branch.
+    pub switch: bool,
+    /// `checkout`, `pull`, …: names the failpoint.
+    pub op: &'a str,
+    pub restore: &'a RestoreOptions,
+    /// A branch at or near the target whose files a reflink clone may share.
+    pub source: Option<Source<'a>>,
+}
 
 impl Repo {
     /// Make the live data of `branch` (which exists, at `expected`) the tree of `target` and
@@ -48,7 +60,7 @@ impl Repo {
         tx.commit()?;
         failpoint::hit(&format!("{op}.after-pending"));
         let cache = self.load_cache(volume, branch);
-        let live = self.branch_dir(volume, branch);
+        let live = self.live_dir(volume, branch)?;
         let done = snapshot::materialize_with(&self.store, &tree, &live, &cache, restore)?;
         failpoint::hit(&format!("{op}.before-head-move"));
         done.cache.save(&self.cache_path(volume, branch))?;
@@ -64,28 +76,29 @@ impl Repo {
         Ok(())
     }
 
-    /// Create `branch` (which must not exist) at `target` with its live data, and make it the
-    /// volume's current branch if `switch`. `op` (`checkout`, `pull`, …) names the failpoint.
+    /// Create `branch` (which must not exist) at `target` with its live data (a thin clone
+    /// where the clone method allows, see `thin.rs`), and make it the volume's current branch
+    /// if `how.switch`.
     pub(crate) fn create_branch_at(
         &mut self,
         lock: &VolumeLock,
         branch: &str,
         target: &ObjectId,
-        switch: bool,
-        op: &str,
-        restore: &RestoreOptions,
+        how: &NewBranch,
     ) -> Result<()> {
         let volume = lock.volume();
         if self.head(volume, branch)? != Head::Absent {
             return Err(crate::Error::BranchExists(branch.to_string()));
         }
-        self.materialize_branch_with(volume, branch, target, restore)?;
-        failpoint::hit(&format!("{op}.before-branch-row"));
+        let layout =
+            self.make_branch_data(volume, branch, target, how.restore, how.source.as_ref())?;
+        failpoint::hit(&format!("{}.before-branch-row", how.op));
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         heads::swap(&tx, volume, branch, Head::Absent, Head::At(*target))?;
-        if switch {
+        super::thin::record_layout(&tx, volume, branch, &layout)?;
+        if how.switch {
             tx.execute(
                 "UPDATE volumes SET branch = ?2 WHERE name = ?1",
                 [volume, branch],

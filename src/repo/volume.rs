@@ -91,8 +91,9 @@ impl Repo {
 
     /// Create volume `name` whose `master` starts at a commit of `source`: `at` is a branch,
     /// tag, commit id or prefix, `HEAD`-relative spec (default: the head of the source's
-    /// current branch). Only rows are added and the live data is materialized: the stored
-    /// objects are shared with the source, nothing in the store is copied.
+    /// current branch). Only rows are added and the live data is made by the clone method
+    /// (a thin clone of the source's data where it can be): the stored objects are shared
+    /// with the source, nothing in the store is copied.
     pub fn create_volume_from(&mut self, name: &str, source: &str, at: Option<&str>) -> Result<()> {
         names::validate("volume", name)?;
         names::validate("volume", source)?;
@@ -113,13 +114,19 @@ impl Repo {
             })?,
         };
         self.discard_dir(&self.root.join(name))?;
-        self.materialize_branch(name, "master", &head)?;
+        let source = super::thin::Source {
+            volume: source,
+            branch: &source_branch,
+        };
+        let layout =
+            self.make_branch_data(name, "master", &head, &Default::default(), Some(&source))?;
         let tx = self.conn.transaction()?;
         tx.execute(
             "INSERT INTO volumes(name, branch, created) VALUES (?1, 'master', strftime('%s','now'))",
             [name],
         )?;
         heads::swap(&tx, name, "master", Head::Absent, Head::At(head))?;
+        super::thin::record_layout(&tx, name, "master", &layout)?;
         tx.commit()?;
         Ok(())
     }
@@ -171,6 +178,7 @@ impl Repo {
             "pending_clones WHERE volume",
             "remotes WHERE volume",
             "remote_refs WHERE volume",
+            "layouts WHERE volume",
         ] {
             tx.execute(&format!("DELETE FROM {table} = ?1"), [name])?;
         }

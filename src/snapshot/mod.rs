@@ -4,9 +4,11 @@
 
 pub mod diff;
 pub mod materialize;
+pub mod reflink;
 pub mod scan;
 pub mod statcache;
 pub mod tree;
+pub mod usage;
 
 pub use diff::{diff, Change, ChangeKind};
 pub use materialize::{materialize, materialize_with, Materialized, RestoreOptions};

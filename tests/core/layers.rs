@@ -16,6 +16,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("remote_url", &["error"]),
     ("store", &["error", "failpoint"]),
     ("live", &["error", "failpoint"]),
+    ("overlay", &["error", "live"]),
     (
         "snapshot",
         &["error", "failpoint", "live", "progress", "store"],
@@ -28,6 +29,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "live",
             "lock",
             "names",
+            "overlay",
             "progress",
             "remote_url",
             "snapshot",

@@ -9,3 +9,4 @@ mod refs;
 mod schedule;
 mod snapshots;
 mod store;
+mod thin;

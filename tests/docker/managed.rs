@@ -5,6 +5,8 @@ use super::*;
 
 struct Managed {
     name: String,
+    /// The host root build.sh made a shared mount of itself.
+    host_root: PathBuf,
 }
 
 impl Drop for Managed {
@@ -17,6 +19,7 @@ impl Drop for Managed {
             let prop = format!("/var/lib/docker/plugins/{id}/propagated-mount");
             let _ = std::process::Command::new("umount").arg(&prop).status();
         }
+        let _ = dvol::overlay::unmount_under(&self.host_root);
     }
 }
 
@@ -38,7 +41,10 @@ fn managed_plugin_serves_host_root() {
             .env("DVOL_HOST_ROOT", host_root.path())
             .output()
             .unwrap();
-    let _guard = Managed { name: name.clone() };
+    let _guard = Managed {
+        name: name.clone(),
+        host_root: host_root.path().to_path_buf(),
+    };
     assert!(
         build.status.success(),
         "plugin/build.sh failed: {}{}",

@@ -310,6 +310,13 @@ impl Drop for Scope {
                 .concat(),
             );
         }
+        // `docker volume rm` keeps dvol data; remove it too, which unmounts overlay clones.
+        for v in vs.iter() {
+            let _ = self
+                .dvol()
+                .args(["--disable-docker-integration", "rm", "-f", v])
+                .output();
+        }
     }
 }
 

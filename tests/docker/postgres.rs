@@ -131,4 +131,11 @@ fn postgres_commit_reset_branch_workflow() {
     ]);
     wait_ready(&qc);
     assert_eq!(rows(&qc), "a,b,feature-only");
+    // The QA copy is a thin clone (the test root is on ext4: an overlay over the commit's
+    // base), and what QA writes stays in it.
+    let info = s.dvol_ok(&["--volume", &qa, "info", "--json"]);
+    assert!(info.contains(r#""method": "overlay""#), "{info}");
+    psql(&qc, "insert into t values ('qa-only')");
+    assert_eq!(rows(&qc), "a,b,feature-only,qa-only");
+    assert_eq!(rows(&c), "a,b,feature-only");
 }

@@ -114,6 +114,8 @@ impl Drop for TestPlugin {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // `-o from=` volumes are overlay clones when the root is on ext4 and we are root.
+        let _ = dvol::overlay::unmount_under(self.dir.path());
     }
 }
 

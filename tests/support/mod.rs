@@ -19,6 +19,14 @@ pub struct Env {
     pub dir: TempDir,
 }
 
+impl Drop for Env {
+    /// Overlay clones (made as root on a file system without reflinks) are unmounted so the
+    /// temporary directory can go.
+    fn drop(&mut self) {
+        let _ = dvol::overlay::unmount_under(self.dir.path());
+    }
+}
+
 impl Env {
     pub fn new() -> Env {
         Env {
