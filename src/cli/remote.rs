@@ -328,7 +328,7 @@ fn secret(ctx: &Context) -> anyhow::Result<Option<Secret>> {
     Ok(None)
 }
 
-fn options(ctx: &Context, keep_special_bits: bool) -> anyhow::Result<RemoteOptions> {
+pub(super) fn options(ctx: &Context, keep_special_bits: bool) -> anyhow::Result<RemoteOptions> {
     Ok(RemoteOptions {
         secret: secret(ctx)?,
         keep_special_bits,

@@ -19,7 +19,7 @@ pub struct RemoteOptions {
 }
 
 impl RemoteOptions {
-    fn open_request(&self, expect_encrypted: bool, create: bool) -> OpenRequest<'_> {
+    pub(crate) fn open_request(&self, expect_encrypted: bool, create: bool) -> OpenRequest<'_> {
         OpenRequest {
             secret: self.secret.as_ref(),
             expect_encrypted,
@@ -91,6 +91,31 @@ pub fn push(
     opts: &RemoteOptions,
     progress: &dyn Progress,
 ) -> Result<(String, PushReport)> {
+    push_with(
+        repo,
+        volume,
+        remote,
+        what,
+        flags,
+        opts,
+        progress,
+        Vec::new(),
+    )
+}
+
+/// [`push`], also sending the objects of the `extra` commits (a group push: the member
+/// commits its group commits name).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn push_with(
+    repo: &Repo,
+    volume: &str,
+    remote: &str,
+    what: PushWhat,
+    flags: PushFlags,
+    opts: &RemoteOptions,
+    progress: &dyn Progress,
+    extra: Vec<ObjectId>,
+) -> Result<(String, PushReport)> {
     let url = repo.remote_url(volume, remote)?;
     let remote_volume = repo.remote_volume(volume, remote)?;
     let branches = match what {
@@ -128,6 +153,7 @@ pub fn push(
             repair: flags.repair,
             cache: &cache,
             seal: &seal,
+            extra,
         },
         progress,
     )?;
@@ -167,7 +193,7 @@ fn remember_encrypted(
 }
 
 /// Open a remote that must already exist, and its seal.
-fn open_existing(
+pub(crate) fn open_existing(
     url: &str,
     opts: &RemoteOptions,
     expect_encrypted: bool,
@@ -451,7 +477,7 @@ pub fn clone(
 }
 
 /// How clone and pull write files that came from a remote.
-fn restore_options(opts: &RemoteOptions) -> crate::snapshot::RestoreOptions {
+pub(crate) fn restore_options(opts: &RemoteOptions) -> crate::snapshot::RestoreOptions {
     crate::snapshot::RestoreOptions {
         strip_special_bits: !opts.keep_special_bits,
     }

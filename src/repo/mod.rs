@@ -8,6 +8,7 @@
 mod audit;
 pub mod commit;
 pub mod db;
+pub mod group;
 mod guard;
 pub mod heads;
 mod history;
@@ -24,7 +25,8 @@ mod summary;
 mod volume;
 
 pub use commit::Commit;
-pub use guard::{guarded, LiveGuard, Unguarded};
+pub use group::{GroupCommit, GroupCommitResult, GroupInfo, GroupLogEntry, Member};
+pub use guard::{describe as describe_volumes, guarded, guarded_all, LiveGuard, Unguarded};
 pub use heads::Head;
 pub use history::{CommitResult, LogEntry};
 pub use maintenance::{FsckReport, GcReport};

@@ -72,7 +72,7 @@ impl Repo {
 }
 
 /// Parse one `^`, `^^…` or `~N` step: (number of first-parent steps, rest).
-fn parse_step(s: &str) -> Option<(usize, &str)> {
+pub(crate) fn parse_step(s: &str) -> Option<(usize, &str)> {
     if let Some(rest) = s.strip_prefix('^') {
         return Some((1, rest));
     }

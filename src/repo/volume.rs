@@ -160,6 +160,11 @@ impl Repo {
                 "Volume '{name}' does not exist, cannot remove it"
             )));
         }
+        if let Some(group) = self.groups_of(name)?.first() {
+            return Err(Error::Other(format!(
+                "volume {name} is a member of group {group}: remove the group first (dvol group rm {group})"
+            )));
+        }
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
