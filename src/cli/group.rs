@@ -120,6 +120,10 @@ pub enum GroupAction {
 }
 
 pub fn run(ctx: &Context, action: GroupAction) -> anyhow::Result<ExitCode> {
+    if let Some(name) = action.group() {
+        // An interrupted group reset is finished before the group is read or changed.
+        ctx.repo()?.recover_group(name, &ctx.guard(Quiesce::Stop))?;
+    }
     match action {
         GroupAction::Create {
             name,
@@ -181,6 +185,25 @@ pub fn run(ctx: &Context, action: GroupAction) -> anyhow::Result<ExitCode> {
             localname,
             keep_special_bits,
         } => clone(ctx, &url, &group, localname.as_deref(), keep_special_bits),
+    }
+}
+
+impl GroupAction {
+    /// The existing group the action reads or changes.
+    fn group(&self) -> Option<&str> {
+        match self {
+            GroupAction::Create { .. } | GroupAction::Ls { .. } | GroupAction::Clone { .. } => None,
+            GroupAction::Show { name, .. }
+            | GroupAction::Rm { name }
+            | GroupAction::Commit { name, .. }
+            | GroupAction::Log { name, .. }
+            | GroupAction::Branch { name }
+            | GroupAction::Checkout { name, .. }
+            | GroupAction::Reset { name, .. }
+            | GroupAction::Tag { name, .. }
+            | GroupAction::Remote { name, .. }
+            | GroupAction::Push { name, .. } => Some(name),
+        }
     }
 }
 

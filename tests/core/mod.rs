@@ -1,6 +1,7 @@
 //! Core CLI: every command and every exact message of the original dvol, plus the additions.
 
 mod assets;
+mod groups;
 mod messages;
 mod ownership;
 mod prune;

@@ -55,6 +55,13 @@ impl Repo {
         Ok(target)
     }
 
+    /// Finish the interrupted group resets of group `name`, if any (every group command runs
+    /// this first, so a group is never seen half-reset).
+    pub fn recover_group(&mut self, name: &str, guard: &dyn LiveGuard) -> Result<()> {
+        let lock = self.lock_group(name)?;
+        self.finish_group_pending(&lock, guard)
+    }
+
     /// Finish every interrupted group reset of the locked group (roll it forward).
     pub(crate) fn finish_group_pending(
         &mut self,
