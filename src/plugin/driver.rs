@@ -10,6 +10,25 @@ use std::sync::Mutex;
 
 /// The `Opts` key of `docker volume create -o from=VOLUME[@REF]`.
 pub const OPT_FROM: &str = "from";
+/// The `Opts` key of `-o from=GROUP[@REF] -o member=KEY`: the new volume starts at member
+/// KEY's commit in the group commit REF of group GROUP.
+pub const OPT_MEMBER: &str = "member";
+
+/// Where a new volume starts (the `from` and `member` options).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source<'a> {
+    /// `from=VOLUME[@REF]`.
+    Volume {
+        volume: &'a str,
+        at: Option<&'a str>,
+    },
+    /// `from=GROUP[@REF] member=KEY`.
+    Group {
+        group: &'a str,
+        at: Option<&'a str>,
+        member: &'a str,
+    },
+}
 
 /// One volume as `Get` and `List` report it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,7 +97,10 @@ impl Driver {
                 }
             }
             // Not serialized: materializing the source's data may take long.
-            Some((source, at)) => repo.create_volume_from(name, source, at),
+            Some(Source::Volume { volume, at }) => repo.create_volume_from(name, volume, at),
+            Some(Source::Group { group, at, member }) => {
+                repo.create_volume_from_group(name, group, at, member)
+            }
         }
     }
 
@@ -183,18 +205,29 @@ impl Driver {
 }
 
 /// Check a `VolumeDriver.Create` request without touching the repository: the name, the
-/// option keys, and the syntax of `from=VOLUME[@REF]`. Returns the source and ref of `from`.
+/// option keys, and the syntax of `from=VOLUME[@REF]` (or `from=GROUP[@REF]` with
+/// `member=KEY`). Returns where the volume starts.
 pub fn check_create<'a>(
     name: &str,
     opts: &'a BTreeMap<String, String>,
-) -> Result<Option<(&'a str, Option<&'a str>)>> {
+) -> Result<Option<Source<'a>>> {
     names::validate("volume", name)?;
-    if let Some(key) = opts.keys().find(|k| k.as_str() != OPT_FROM) {
+    if let Some(key) = opts
+        .keys()
+        .find(|k| k.as_str() != OPT_FROM && k.as_str() != OPT_MEMBER)
+    {
         return Err(Error::Other(format!(
-            "unknown option {key:?} for a dvol volume (known: from=VOLUME[@REF])"
+            "unknown option {key:?} for a dvol volume (known: from=VOLUME[@REF], or \
+             from=GROUP[@REF] with member=MEMBER)"
         )));
     }
+    let member = opts.get(OPT_MEMBER).map(String::as_str);
     let Some(from) = opts.get(OPT_FROM) else {
+        if member.is_some() {
+            return Err(Error::Other(
+                "member=MEMBER needs from=GROUP[@REF]".to_string(),
+            ));
+        }
         return Ok(None);
     };
     let (source, at) = match from.split_once('@') {
@@ -206,6 +239,19 @@ pub fn check_create<'a>(
             "from={from}: give a branch, tag or commit after @"
         )));
     }
-    names::validate("volume", source)?;
-    Ok(Some((source, at)))
+    Ok(Some(match member {
+        None => {
+            names::validate("volume", source)?;
+            Source::Volume { volume: source, at }
+        }
+        Some(member) => {
+            names::validate("group", source)?;
+            names::validate("volume", member)?;
+            Source::Group {
+                group: source,
+                at,
+                member,
+            }
+        }
+    }))
 }

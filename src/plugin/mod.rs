@@ -7,7 +7,7 @@
 
 mod driver;
 
-pub use driver::{check_create, Driver, VolumeView, OPT_FROM};
+pub use driver::{check_create, Driver, Source, VolumeView, OPT_FROM, OPT_MEMBER};
 
 use crate::error::IoContext;
 use crate::{Error, Result};

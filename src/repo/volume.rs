@@ -94,12 +94,7 @@ impl Repo {
     /// current branch). Only rows are added and the live data is materialized: the stored
     /// objects are shared with the source, nothing in the store is copied.
     pub fn create_volume_from(&mut self, name: &str, source: &str, at: Option<&str>) -> Result<()> {
-        names::validate("volume", name)?;
         names::validate("volume", source)?;
-        let _lock = self.lock_volume(name)?;
-        if self.volume_exists(name)? {
-            return Err(Error::VolumeExists(name.to_string()));
-        }
         if !self.volume_exists(source)? {
             return Err(Error::NoSuchVolume(source.to_string()));
         }
@@ -112,14 +107,49 @@ impl Repo {
                 ))
             })?,
         };
+        self.create_volume_at(name, &head)
+    }
+
+    /// Create volume `name` whose `master` starts at member `member`'s commit in group
+    /// revision `at` (default: the head of the group's current branch) of group `group`:
+    /// the plugin's `-o from=GROUP[@REF] -o member=MEMBER`, one call per member.
+    pub fn create_volume_from_group(
+        &mut self,
+        name: &str,
+        group: &str,
+        at: Option<&str>,
+        member: &str,
+    ) -> Result<()> {
+        let branch = self.group(group)?.branch;
+        let id = self.resolve_group(group, &branch, at.unwrap_or("HEAD"))?;
+        let head = self
+            .group_commit(group, &id)?
+            .member(member)
+            .ok_or_else(|| {
+                Error::Other(format!(
+                    "group commit {} of group {group} has no member {member}",
+                    &id.to_hex()[..12]
+                ))
+            })?;
+        self.create_volume_at(name, &head)
+    }
+
+    /// Create volume `name` with `master` at commit `head` (its live data materialized; only
+    /// rows are added, the stored objects are shared).
+    fn create_volume_at(&mut self, name: &str, head: &crate::store::ObjectId) -> Result<()> {
+        names::validate("volume", name)?;
+        let _lock = self.lock_volume(name)?;
+        if self.volume_exists(name)? {
+            return Err(Error::VolumeExists(name.to_string()));
+        }
         self.discard_dir(&self.root.join(name))?;
-        self.materialize_branch(name, "master", &head)?;
+        self.materialize_branch(name, "master", head)?;
         let tx = self.conn.transaction()?;
         tx.execute(
             "INSERT INTO volumes(name, branch, created) VALUES (?1, 'master', strftime('%s','now'))",
             [name],
         )?;
-        heads::swap(&tx, name, "master", Head::Absent, Head::At(head))?;
+        heads::swap(&tx, name, "master", Head::Absent, Head::At(*head))?;
         tx.commit()?;
         Ok(())
     }

@@ -176,5 +176,49 @@ fn group_commits_under_load_restore_consistently_and_single_commits_do_not() {
         inconsistent > 0,
         "committing the members one after the other never showed a mismatch: the check cannot fail"
     );
+
+    // The plugin makes a copy of the app from one group commit, one volume per member.
+    let first = entries.last().expect("first group commit")["id"]
+        .as_str()
+        .expect("id");
+    let copy = |member: &str| {
+        let v = s.volume(&format!("copy{member}"));
+        docker_ok(&[
+            "volume",
+            "create",
+            "-d",
+            s.driver(),
+            "-o",
+            &format!("from={group}@{}", &first[..12]),
+            "-o",
+            &format!("member={member}"),
+            &v,
+        ]);
+        v
+    };
+    let (copy_files, copy_index) = (copy("files"), copy("index"));
+    let (missing, unindexed) = mismatch(&s.live(&copy_files), &s.live(&copy_index));
+    assert!(
+        missing.is_empty() && unindexed <= 20,
+        "{missing:?} {unindexed}"
+    );
+    let ids = read(&s.live(&copy_index).join("ids")).lines().count();
+    assert!(ids >= 20, "the copy holds {ids} ids");
+    let out = docker(&[
+        "volume",
+        "create",
+        "-d",
+        s.driver(),
+        "-o",
+        &format!("from={group}"),
+        "-o",
+        "member=nope",
+        &s.volume("copynope"),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("no member nope"),
+        "{err}"
+    );
     s.dvol_ok(&["group", "rm", &group]);
 }
