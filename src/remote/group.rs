@@ -67,6 +67,16 @@ pub fn push_group(
         ))
     })?;
     let url = common_url(repo, &info.volumes(), remote)?;
+    for m in &info.members {
+        let remote_volume = repo.remote_volume(&m.volume, remote)?;
+        if remote_volume != m.key {
+            return Err(Error::Remote(format!(
+                "member {} pushes to remote volume {remote_volume}, not to its member key {}: \
+                 a group's members are stored under their keys (dvol group remote)",
+                m.volume, m.key
+            )));
+        }
+    }
     let encrypted = repo.remote_encrypted(&info.members[0].volume, remote)?;
     let backend = super::open(&url)?;
     let seal = crypt::open(backend.as_ref(), &opts.open_request(encrypted, true))?
@@ -258,6 +268,26 @@ fn download_chain(
         let c = GroupCommit::decode(&id, &seal.open_group_commit(group, &id, &key, stored)?)?;
         todo.extend(c.parents.iter().copied());
         out.push((id, c));
+    }
+    Ok(out)
+}
+
+/// Every (member key, commit) the group commits of `group` name on a plain remote (remote gc
+/// keeps them). A group commit that does not match its key is an error: gc deletes nothing on
+/// doubt.
+pub(crate) fn member_commits(
+    backend: &dyn Backend,
+    group: &str,
+) -> Result<Vec<(String, ObjectId)>> {
+    let prefix = format!("groups/{group}/commits/");
+    let mut out = Vec::new();
+    for key in backend.list(&prefix)? {
+        let id = ObjectId::from_hex(&key[prefix.len()..])
+            .ok_or_else(|| Error::Remote(format!("remote key {key} is not a group commit id")))?;
+        let body = backend
+            .get(&key)?
+            .ok_or_else(|| Error::Remote(format!("remote group commit {key} vanished")))?;
+        out.extend(GroupCommit::decode(&id, &body)?.members);
     }
     Ok(out)
 }

@@ -78,6 +78,11 @@ pub trait Backend: Send + Sync {
             self.describe()
         )))
     }
+    /// The groups that have keys (`groups/<group>/`), for remote gc, which keeps what every
+    /// group commit names. Carriers that cannot list them refuse remote gc.
+    fn list_groups(&self) -> Result<Vec<String>> {
+        self.list_volumes().map(|_| Vec::new())
+    }
 }
 
 /// Check that a key follows the remote layout, so no key can name a path outside the remote.

@@ -334,3 +334,36 @@ fn a_tampered_group_commit_on_the_remote_is_refused() {
     assert_eq!(other.ok(&["group", "ls"]).lines().count(), 1);
     assert_eq!(other.ok(&["list"]).lines().count(), 1);
 }
+
+#[test]
+fn remote_gc_keeps_what_group_commits_name() {
+    let env = Env::new();
+    let remote = env.dir.path().join("remote");
+    let (one, _) = pushed_app(&env, &remote);
+    env.ok(&["group", "push", "app"]);
+    // Member a alone goes back to the first group commit and force-pushes a new history:
+    // its remote branch no longer reaches the member commit the group head names.
+    let first_a = members_of(&env, &one)[0].clone();
+    env.ok(&["reset", "--volume", "a", "--hard", &first_a]);
+    let a = PathBuf::from(env.ok(&["path", "a"]).trim());
+    write(&a.join("other"), "x");
+    env.ok(&["commit", "--volume", "a", "-m", "other"]);
+    env.ok(&["push", "--volume", "a", "--force"]);
+    let out = env.ok(&[
+        "prune",
+        "--volume",
+        "a",
+        "--remote",
+        "origin",
+        "--keep-last",
+        "1",
+        "--grace",
+        "0",
+    ]);
+    assert!(out.contains("of group app"), "{out}");
+    let other = Env::new();
+    other.ok(&["group", "clone", remote.to_str().unwrap(), "app"]);
+    let live = |v: &str| PathBuf::from(other.ok(&["path", v]).trim());
+    assert_eq!(state(&live("a"), &live("b")), ("2".into(), true, 2));
+    other.ok(&["fsck"]);
+}
