@@ -5,6 +5,7 @@ use super::Context;
 use anyhow::bail;
 use clap::Subcommand;
 use dvol::docker::Quiesce;
+use dvol::remote::group::GroupPulled;
 use dvol::remote::transfer::PushStatus;
 use dvol::repo::Member;
 use std::process::ExitCode;
@@ -96,6 +97,9 @@ pub enum GroupAction {
         name: String,
         remote: String,
         url: String,
+        /// Make the remote encrypted (DVOL_PASSPHRASE, DVOL_PASSPHRASE_FILE or --key-file).
+        #[arg(long)]
+        encrypt: bool,
     },
     /// Send a group branch (default: the current one) to a remote (default: origin): every
     /// member first, then the group ref, by compare-and-swap.
@@ -106,6 +110,15 @@ pub enum GroupAction {
         /// Overwrite the remote group and member branches even when not a fast-forward.
         #[arg(short, long)]
         force: bool,
+    },
+    /// Fetch the group's branch from a remote (default: origin) and fast-forward the group
+    /// and every member (the app's containers are stopped and started again).
+    Pull {
+        name: String,
+        remote: Option<String>,
+        /// Keep setuid/setgid bits of files from the remote (dropped by default).
+        #[arg(long)]
+        keep_special_bits: bool,
     },
     /// Make a local group (and its member volumes) from a remote group.
     Clone {
@@ -166,7 +179,12 @@ pub fn run(ctx: &Context, action: GroupAction) -> anyhow::Result<ExitCode> {
             commit.as_deref(),
             delete.as_deref(),
         ),
-        GroupAction::Remote { name, remote, url } => remote_add(ctx, &name, &remote, &url),
+        GroupAction::Remote {
+            name,
+            remote,
+            url,
+            encrypt,
+        } => remote_add(ctx, &name, &remote, &url, encrypt),
         GroupAction::Push {
             name,
             remote,
@@ -178,6 +196,16 @@ pub fn run(ctx: &Context, action: GroupAction) -> anyhow::Result<ExitCode> {
             remote.as_deref().unwrap_or("origin"),
             branch.as_deref(),
             force,
+        ),
+        GroupAction::Pull {
+            name,
+            remote,
+            keep_special_bits,
+        } => pull(
+            ctx,
+            &name,
+            remote.as_deref().unwrap_or("origin"),
+            keep_special_bits,
         ),
         GroupAction::Clone {
             url,
@@ -202,7 +230,8 @@ impl GroupAction {
             | GroupAction::Reset { name, .. }
             | GroupAction::Tag { name, .. }
             | GroupAction::Remote { name, .. }
-            | GroupAction::Push { name, .. } => Some(name),
+            | GroupAction::Push { name, .. }
+            | GroupAction::Pull { name, .. } => Some(name),
         }
     }
 }
@@ -406,10 +435,24 @@ fn tags(
     Ok(ExitCode::SUCCESS)
 }
 
-fn remote_add(ctx: &Context, name: &str, remote: &str, url: &str) -> anyhow::Result<ExitCode> {
+fn remote_add(
+    ctx: &Context,
+    name: &str,
+    remote: &str,
+    url: &str,
+    encrypt: bool,
+) -> anyhow::Result<ExitCode> {
     let repo = ctx.repo()?;
+    let secret = super::remote::encrypt_secret(ctx, encrypt)?;
     for m in repo.group(name)?.members {
-        dvol::remote::ops::add_remote(&repo, &m.volume, remote, url, Some(&m.key), None)?;
+        dvol::remote::ops::add_remote(
+            &repo,
+            &m.volume,
+            remote,
+            url,
+            Some(&m.key),
+            secret.as_ref(),
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -447,6 +490,28 @@ fn push(
             eprintln!("  ! [rejected] group {} ({})", quote(name), escape(&reason));
             return Ok(ExitCode::FAILURE);
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn pull(
+    ctx: &Context,
+    name: &str,
+    remote: &str,
+    keep_special_bits: bool,
+) -> anyhow::Result<ExitCode> {
+    let mut repo = ctx.repo()?;
+    let bar = super::progress::for_terminal(ctx.quiet);
+    let opts = super::remote::options(ctx, keep_special_bits)?;
+    let guard = ctx.guard(Quiesce::Stop);
+    match dvol::remote::group::pull_group(&mut repo, name, remote, &opts, bar.as_ref(), &guard)? {
+        GroupPulled::UpToDate => println!("Already up to date."),
+        GroupPulled::FastForward { old, new } => println!(
+            "Fast-forward group {} {}..{}",
+            quote(name),
+            old.map_or_else(|| "(none)".to_string(), |o| o.to_hex()[..12].to_string()),
+            &new.to_hex()[..12]
+        ),
     }
     Ok(ExitCode::SUCCESS)
 }

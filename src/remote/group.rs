@@ -95,7 +95,7 @@ pub fn push_group(
         });
     }
     if let Some(r) = theirs {
-        if !force && !group_descends(repo, name, &r, &head)? {
+        if !force && !group_descends(repo, name, &[], &r, &head)? {
             return Ok(GroupPushed {
                 url,
                 members: Vec::new(),
@@ -178,18 +178,29 @@ fn common_url(repo: &Repo, volumes: &[&str], remote: &str) -> Result<String> {
         .ok_or_else(|| Error::Remote("a group has at least one member".into()))
 }
 
-/// Is group commit `ancestor` reachable from `head` through local group commits?
-fn group_descends(repo: &Repo, name: &str, ancestor: &ObjectId, head: &ObjectId) -> Result<bool> {
+/// Is group commit `ancestor` reachable from `head` through local group commits and those
+/// of `fetched`?
+fn group_descends(
+    repo: &Repo,
+    name: &str,
+    fetched: &[(ObjectId, GroupCommit)],
+    ancestor: &ObjectId,
+    head: &ObjectId,
+) -> Result<bool> {
     let mut todo = vec![*head];
     let mut seen = HashSet::new();
     while let Some(id) = todo.pop() {
         if id == *ancestor {
             return Ok(true);
         }
-        if !seen.insert(id) || !repo.has_group_commit(name, &id)? {
+        if !seen.insert(id) {
             continue;
         }
-        todo.extend(repo.group_commit(name, &id)?.parents);
+        if let Some((_, c)) = fetched.iter().find(|f| f.0 == id) {
+            todo.extend(c.parents.iter().copied());
+        } else if repo.has_group_commit(name, &id)? {
+            todo.extend(repo.group_commit(name, &id)?.parents);
+        }
     }
     Ok(false)
 }
@@ -270,6 +281,85 @@ fn download_chain(
         out.push((id, c));
     }
     Ok(out)
+}
+
+/// What a group pull did.
+pub enum GroupPulled {
+    UpToDate,
+    FastForward {
+        old: Option<ObjectId>,
+        new: ObjectId,
+    },
+}
+
+/// Fetch group branch `branch` (default: current) of `name` from `remote` and fast-forward
+/// the group and every member to it: the member objects are fetched first, then the group
+/// moves through the group reset protocol (pending group record, each member rewritten,
+/// group head moved), with the app's containers stopped. Refused when the histories diverged
+/// or a member has uncommitted changes.
+pub fn pull_group(
+    repo: &mut Repo,
+    name: &str,
+    remote: &str,
+    opts: &RemoteOptions,
+    progress: &dyn Progress,
+    guard: &dyn LiveGuard,
+) -> Result<GroupPulled> {
+    let info = repo.group(name)?;
+    let branch = info.branch.clone();
+    let url = common_url(repo, &info.volumes(), remote)?;
+    let encrypted = repo.remote_encrypted(&info.members[0].volume, remote)?;
+    let (backend, seal) = ops::open_existing(&url, opts, encrypted)?;
+    let key = group_ref_key(name, &branch);
+    let stored = backend.get(&key)?.ok_or_else(|| {
+        Error::Remote(format!(
+            "remote {remote} has no group branch {name}/{branch}"
+        ))
+    })?;
+    let theirs = seal.parse_ref(&ref_owner(name), &branch, &key, &stored)?;
+    let ours = repo.group_head(name, &branch)?.commit();
+    if let Some(o) = ours {
+        if group_descends(repo, name, &[], &theirs, &o)? {
+            return Ok(GroupPulled::UpToDate);
+        }
+    }
+    let have = |id: &ObjectId| repo.has_group_commit(name, id);
+    let chain = download_chain(backend.as_ref(), &seal, name, theirs, &have)?;
+    if let Some(o) = ours {
+        if !group_descends(repo, name, &chain, &o, &theirs)? {
+            return Err(diverged(name, &branch, ours, theirs));
+        }
+    }
+    for m in &info.members {
+        let changes = repo.live_changes(&m.volume, &branch)?;
+        if !changes.is_empty() {
+            return Err(Error::Remote(format!(
+                "Cannot pull group {name}: member {} has uncommitted changes (e.g. {}); \
+                 commit the group or reset it first",
+                m.volume, changes[0].path
+            )));
+        }
+        let commits: Vec<ObjectId> = chain.iter().filter_map(|(_, c)| c.member(&m.key)).collect();
+        fetch_commits(repo, backend.as_ref(), &seal, &url, &commits, progress)?;
+    }
+    repo.record_group_commits(name, &chain)?;
+    repo.reset_group_hard(name, &theirs.to_hex(), guard)?;
+    Ok(GroupPulled::FastForward {
+        old: ours,
+        new: theirs,
+    })
+}
+
+fn diverged(name: &str, branch: &str, ours: Option<ObjectId>, theirs: ObjectId) -> Error {
+    let short =
+        |id: Option<ObjectId>| id.map_or_else(String::new, |i| i.to_hex()[..12].to_string());
+    Error::Remote(format!(
+        "Cannot pull group {name}/{branch}: the histories have diverged (local {}, remote {}); \
+         keep your work on a new group branch (dvol group checkout NAME -b BRANCH), or push \
+         --force to overwrite the remote",
+        short(ours),
+        short(Some(theirs))
+    ))
 }
 
 /// Every (member key, commit) the group commits of `group` name on a plain remote (remote gc

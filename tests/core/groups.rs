@@ -367,3 +367,90 @@ fn remote_gc_keeps_what_group_commits_name() {
     assert_eq!(state(&live("a"), &live("b")), ("2".into(), true, 2));
     other.ok(&["fsck"]);
 }
+
+#[test]
+fn group_pull_and_an_encrypted_remote_round_trip() {
+    let env = Env::new();
+    let remote = env.dir.path().join("remote");
+    let url = remote.to_str().unwrap();
+    let (a, b) = app(&env);
+    generation(&a, &b, 1);
+    group_commit(&env, "one");
+    let pass = [("DVOL_PASSPHRASE", "correct horse")];
+    let run = |e: &Env, args: &[&str]| {
+        let out = e.dvol().envs(pass).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    run(
+        &env,
+        &["group", "remote", "app", "origin", url, "--encrypt"],
+    );
+    run(&env, &["group", "push", "app"]);
+    // Sealed: the group commit's encoding and the member names inside it are not readable.
+    for entry in walk(&remote.join("groups")) {
+        let bytes = std::fs::read(&entry).unwrap();
+        assert!(
+            !bytes.windows(3).any(|w| w == b"one"),
+            "{}",
+            entry.display()
+        );
+    }
+    let other = Env::new();
+    let err = other.fails(&["group", "clone", url, "app"]);
+    assert!(err.contains("encrypted"), "{err}");
+    run(&other, &["group", "clone", url, "app"]);
+    let live = |e: &Env, v: &str| PathBuf::from(e.ok(&["path", v]).trim());
+    assert_eq!(
+        state(&live(&other, "a"), &live(&other, "b")),
+        ("1".into(), true, 1)
+    );
+
+    generation(&a, &b, 2);
+    let two = group_commit(&env, "two");
+    run(&env, &["group", "push", "app"]);
+    let out = run(&other, &["group", "pull", "app"]);
+    assert!(out.contains(&two[..12]), "{out}");
+    assert_eq!(
+        state(&live(&other, "a"), &live(&other, "b")),
+        ("2".into(), true, 2)
+    );
+    assert!(run(&other, &["group", "pull", "app"]).contains("Already up to date"));
+    other.ok(&["fsck"]);
+
+    // Diverged: both sides commit; the pull is refused and nothing changes.
+    write(&live(&other, "a").join("n"), "x");
+    group_commit(&other, "theirs");
+    generation(&a, &b, 3);
+    group_commit(&env, "three");
+    run(&env, &["group", "push", "app"]);
+    let out = other
+        .dvol()
+        .envs(pass)
+        .args(["group", "pull", "app"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("diverged"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(live(&other, "a").join("n")).unwrap(),
+        "x"
+    );
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

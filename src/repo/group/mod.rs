@@ -557,6 +557,22 @@ impl Repo {
         Ok(())
     }
 
+    /// Record fetched group commits (no group head moves).
+    pub fn record_group_commits(
+        &mut self,
+        name: &str,
+        chain: &[(ObjectId, GroupCommit)],
+    ) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        for (id, c) in chain {
+            Repo::record_group_commit(&tx, name, id, c)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Record fetched group commits (`chain`, newest first) and point the group's `branch`
     /// at the first, in one transaction.
     pub fn record_group_chain(
