@@ -116,7 +116,16 @@ pub fn push(
     };
     let bar = progress::for_terminal(ctx.quiet);
     let opts = options(ctx, false)?;
-    let (url, report) = ops::push(&repo, &volume, remote, what, flags, &opts, bar.as_ref())?;
+    let (url, report) = ops::push(
+        &repo,
+        &volume,
+        remote,
+        what,
+        flags,
+        &opts,
+        bar.as_ref(),
+        Vec::new(),
+    )?;
     for w in &report.warnings {
         eprintln!("warning: {}", escape(w));
     }

@@ -114,7 +114,7 @@ pub fn push_group(
             force,
             repair: false,
         };
-        let (_, report) = ops::push_with(
+        let (_, report) = ops::push(
             repo,
             &m.volume,
             remote,

@@ -81,32 +81,10 @@ pub fn fsck_remote(
     Ok((url, report))
 }
 
-/// Push to a named remote. Rejections are in the report, not errors.
-pub fn push(
-    repo: &Repo,
-    volume: &str,
-    remote: &str,
-    what: PushWhat,
-    flags: PushFlags,
-    opts: &RemoteOptions,
-    progress: &dyn Progress,
-) -> Result<(String, PushReport)> {
-    push_with(
-        repo,
-        volume,
-        remote,
-        what,
-        flags,
-        opts,
-        progress,
-        Vec::new(),
-    )
-}
-
-/// [`push`], also sending the objects of the `extra` commits (a group push: the member
-/// commits its group commits name).
+/// Push to a named remote, also sending the objects of the `extra` commits (a group push:
+/// the member commits its group commits name). Rejections are in the report, not errors.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn push_with(
+pub fn push(
     repo: &Repo,
     volume: &str,
     remote: &str,

@@ -162,16 +162,6 @@ fn group_input_errors_name_what_is_wrong() {
     assert!(err.contains("on different branches"), "{err}");
 }
 
-fn run_killed(env: &Env, point: &str, args: &[&str]) {
-    let out = env
-        .process()
-        .env("DVOL_FAILPOINT", point)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(!out.status.success(), "{point}: {args:?} was not killed");
-}
-
 #[test]
 fn kill_during_a_group_commit_leaves_the_old_or_the_new_group_state() {
     for (point, new) in [
@@ -184,7 +174,7 @@ fn kill_during_a_group_commit_leaves_the_old_or_the_new_group_state() {
         generation(&a, &b, 1);
         let one = group_commit(&env, "one");
         generation(&a, &b, 2);
-        run_killed(&env, point, &["group", "commit", "app", "-m", "two"]);
+        env.run_killed(point, &["group", "commit", "app", "-m", "two"]);
         let (group, _, _) = heads(&env);
         assert_eq!(group == one, !new, "{point}: group head {group}");
         assert_consistent(&env, point);
@@ -280,7 +270,7 @@ fn group_push_and_clone_round_trip_on_a_path_remote() {
     let remote = env.dir.path().join("remote");
     let (one, two) = pushed_app(&env, &remote);
     // Killed before the group ref moves: the members are there, the group is not.
-    run_killed(&env, "group-push.before-ref-cas", &["group", "push", "app"]);
+    env.run_killed("group-push.before-ref-cas", &["group", "push", "app"]);
     assert!(remote.join("refs/a/heads/master").exists());
     assert!(!remote.join("groups/app/refs/master").exists());
     let other = Env::new();

@@ -44,22 +44,7 @@ volumes:
 "#;
 
 fn compose(s: &Scope, file: &Path, project: &str, args: &[&str]) {
-    let out = std::process::Command::new("docker-compose")
-        .arg("-p")
-        .arg(project)
-        .arg("-f")
-        .arg(file)
-        .args(args)
-        .env("DVOL_DRIVER", s.driver())
-        .env("BUSYBOX_IMAGE", BUSYBOX)
-        .output()
-        .expect("docker-compose (apt-get install docker-compose)");
-    assert!(
-        out.status.success(),
-        "docker-compose {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    compose::compose_file(s, file, project, args);
 }
 
 /// Ids in the index whose file is missing, and files not in the index.

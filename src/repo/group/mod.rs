@@ -419,30 +419,12 @@ impl Repo {
     /// Resolve a group revision: `HEAD`, a group branch or tag, a group commit id or unique
     /// prefix, each optionally followed by `^` or `~N` (first parents).
     pub fn resolve_group(&self, name: &str, branch: &str, spec: &str) -> Result<ObjectId> {
-        let split = spec.find(['^', '~']).unwrap_or(spec.len());
-        let (base, mut suffix) = spec.split_at(split);
-        if base.trim().is_empty() {
-            return Err(Error::EmptyRevision(spec.into()));
-        }
-        let mut id = self.resolve_group_base(name, branch, base, spec)?;
-        while !suffix.is_empty() {
-            let (steps, rest) =
-                super::refs::parse_step(suffix).ok_or_else(|| Error::UnknownRef(spec.into()))?;
-            for _ in 0..steps {
-                id = *self
-                    .group_commit(name, &id)?
-                    .parents
-                    .first()
-                    .ok_or_else(|| {
-                        Error::Other(format!(
-                            "{spec}: group commit {} has no parent",
-                            &id.to_hex()[..12]
-                        ))
-                    })?;
-            }
-            suffix = rest;
-        }
-        Ok(id)
+        super::refs::resolve_spec(
+            spec,
+            "group commit",
+            |base| self.resolve_group_base(name, branch, base, spec),
+            |id| Ok(self.group_commit(name, id)?.parents.first().copied()),
+        )
     }
 
     fn resolve_group_base(
@@ -468,23 +450,13 @@ impl Repo {
         if let Some(id) = self.group_tag_target(name, base)? {
             return Ok(id);
         }
-        let hexish =
-            base.len() >= 4 && base.len() <= 64 && base.bytes().all(|b| b.is_ascii_hexdigit());
-        if !hexish {
-            return Err(Error::UnknownRef(spec.into()));
-        }
-        let lower = base.to_ascii_lowercase();
-        let mut stmt = self.conn.prepare(
+        super::refs::resolve_prefix_in(
+            &self.conn,
             "SELECT id FROM group_commits WHERE grp = ?1 AND id >= ?2 AND id < ?3 LIMIT 2",
-        )?;
-        let ids: Vec<String> = stmt
-            .query_map([name, &lower, &format!("{lower}g")], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        match ids.as_slice() {
-            [one] => ObjectId::from_hex(one).ok_or_else(|| Error::UnknownRef(spec.into())),
-            [] => Err(Error::UnknownRef(spec.into())),
-            _ => Err(Error::AmbiguousRef(spec.into())),
-        }
+            &[name],
+            base,
+            spec,
+        )
     }
 
     fn group_tag_target(&self, name: &str, tag: &str) -> Result<Option<ObjectId>> {
