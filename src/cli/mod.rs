@@ -3,6 +3,7 @@
 //! on stderr with exit code 1.
 
 mod assets;
+mod group;
 mod history;
 mod maintenance;
 mod output;
@@ -247,6 +248,11 @@ pub enum Command {
         /// Directory holding the remote store.
         path: PathBuf,
     },
+    /// Groups of volumes committed, branched, reset and moved together (one app).
+    Group {
+        #[command(subcommand)]
+        action: group::GroupAction,
+    },
     /// The Docker volume plugin.
     Plugin {
         #[command(subcommand)]
@@ -374,6 +380,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             tls_key,
             path: &path,
         }),
+        Command::Group { action } => group::run(&ctx, action),
         Command::Plugin {
             command: PluginCommand::Serve { socket },
         } => plugin::serve(&ctx, &socket),

@@ -50,15 +50,7 @@ pub fn remote(
             remote_volume,
             encrypt,
         }) => {
-            let secret = if encrypt {
-                Some(secret(ctx)?.ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "--encrypt needs a passphrase or key file: set DVOL_PASSPHRASE or DVOL_PASSPHRASE_FILE, or give --key-file FILE (DVOL_KEY_FILE)"
-                    )
-                })?)
-            } else {
-                None
-            };
+            let secret = encrypt_secret(ctx, encrypt)?;
             ops::add_remote(
                 &repo,
                 &volume,
@@ -111,7 +103,16 @@ pub fn push(
     };
     let bar = progress::for_terminal(ctx.quiet);
     let opts = options(ctx, false)?;
-    let (url, report) = ops::push(&repo, &volume, remote, what, flags, &opts, bar.as_ref())?;
+    let (url, report) = ops::push(
+        &repo,
+        &volume,
+        remote,
+        what,
+        flags,
+        &opts,
+        bar.as_ref(),
+        Vec::new(),
+    )?;
     for w in &report.warnings {
         eprintln!("warning: {}", escape(w));
     }
@@ -287,6 +288,18 @@ pub fn clone(
 
 /// The secret of an encrypted remote, from `--key-file` / DVOL_KEY_FILE, DVOL_PASSPHRASE or
 /// DVOL_PASSPHRASE_FILE (in that order); None when none is set.
+/// The secret `remote add --encrypt` needs (None without `--encrypt`).
+pub(super) fn encrypt_secret(ctx: &Context, encrypt: bool) -> anyhow::Result<Option<Secret>> {
+    if !encrypt {
+        return Ok(None);
+    }
+    Ok(Some(secret(ctx)?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "--encrypt needs a passphrase or key file: set DVOL_PASSPHRASE or DVOL_PASSPHRASE_FILE, or give --key-file FILE (DVOL_KEY_FILE)"
+        )
+    })?))
+}
+
 fn secret(ctx: &Context) -> anyhow::Result<Option<Secret>> {
     use anyhow::Context as _;
     use zeroize::Zeroizing;
@@ -315,7 +328,7 @@ fn secret(ctx: &Context) -> anyhow::Result<Option<Secret>> {
     Ok(None)
 }
 
-fn options(ctx: &Context, keep_special_bits: bool) -> anyhow::Result<RemoteOptions> {
+pub(super) fn options(ctx: &Context, keep_special_bits: bool) -> anyhow::Result<RemoteOptions> {
     Ok(RemoteOptions {
         secret: secret(ctx)?,
         keep_special_bits,

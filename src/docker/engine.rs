@@ -164,36 +164,107 @@ impl Engine {
         Ok(self.usage(root)?.remove(volume).unwrap_or_default())
     }
 
+    /// The volumes of Compose project `project` (found by the label Compose puts on them):
+    /// (volume name, name in the Compose file), sorted.
+    pub fn compose_volumes(&self, project: &str) -> Result<Vec<(String, String)>> {
+        let found = super::inspect::compose_volumes(project)
+            .unwrap_or_else(|| Err("the engine is not on a unix socket (DOCKER_HOST)".to_string()));
+        let mut out = found
+            .map_err(|e| Error::Docker(format!("listing the volumes of project {project}: {e}")))?;
+        out.sort();
+        Ok(out)
+    }
+
+    /// Running (or paused) containers using any of `volumes`, each once, sorted by name.
+    pub fn containers_using_any(&self, root: &Path, volumes: &[&str]) -> Result<Vec<Container>> {
+        let mut usage = self.usage(root)?;
+        let mut out: Vec<Container> = volumes
+            .iter()
+            .filter_map(|v| usage.remove(*v))
+            .flatten()
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
+        out.dedup_by(|a, b| a.id == b.id);
+        Ok(out)
+    }
+
+    /// Apply `action` to every container concurrently (a group is frozen at one instant, not
+    /// one container after the other); the result of each, in order.
+    pub fn each(&self, action: Action, containers: &[Container]) -> Vec<Result<()>> {
+        let tasks: Vec<_> = containers
+            .iter()
+            .map(|c| {
+                let (docker, c) = (self.docker.clone(), c.clone());
+                self.rt.spawn(async move { action.run(&docker, &c).await })
+            })
+            .collect();
+        self.rt.block_on(async {
+            let mut out = Vec::with_capacity(tasks.len());
+            for t in tasks {
+                out.push(t.await.unwrap_or_else(|e| {
+                    Err(Error::Docker(format!("{} task failed: {e}", action.verb())))
+                }));
+            }
+            out
+        })
+    }
+
     /// Graceful stop: the container's stop signal, then SIGKILL after its stop timeout
     /// (`docker run --stop-timeout`, default 10 s).
     pub fn stop(&self, c: &Container) -> Result<()> {
-        self.rt
-            .block_on(
-                self.docker
-                    .stop_container(&c.id, None::<StopContainerOptions>),
-            )
-            .map_err(|e| Error::Docker(format!("stopping container {}: {e}", c.name)))
+        self.rt.block_on(Action::Stop.run(&self.docker, c))
     }
 
     pub fn start(&self, c: &Container) -> Result<()> {
-        self.rt
-            .block_on(
-                self.docker
-                    .start_container(&c.id, None::<StartContainerOptions>),
-            )
-            .map_err(|e| Error::Docker(format!("starting container {}: {e}", c.name)))
+        self.rt.block_on(Action::Start.run(&self.docker, c))
     }
 
     pub fn pause(&self, c: &Container) -> Result<()> {
-        self.rt
-            .block_on(self.docker.pause_container(&c.id))
-            .map_err(|e| Error::Docker(format!("pausing container {}: {e}", c.name)))
+        self.rt.block_on(Action::Pause.run(&self.docker, c))
     }
 
     pub fn unpause(&self, c: &Container) -> Result<()> {
-        self.rt
-            .block_on(self.docker.unpause_container(&c.id))
-            .map_err(|e| Error::Docker(format!("unpausing container {}: {e}", c.name)))
+        self.rt.block_on(Action::Unpause.run(&self.docker, c))
+    }
+}
+
+/// What dvol does to a container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Graceful stop: the container's stop signal, then SIGKILL after its stop timeout.
+    Stop,
+    Start,
+    Pause,
+    Unpause,
+}
+
+impl Action {
+    fn verb(self) -> &'static str {
+        match self {
+            Action::Stop => "stopping",
+            Action::Start => "starting",
+            Action::Pause => "pausing",
+            Action::Unpause => "unpausing",
+        }
+    }
+
+    async fn run(self, docker: &Docker, c: &Container) -> Result<()> {
+        let id = c.id.as_str();
+        let r = match self {
+            Action::Stop => {
+                docker
+                    .stop_container(id, None::<StopContainerOptions>)
+                    .await
+            }
+            Action::Start => {
+                docker
+                    .start_container(id, None::<StartContainerOptions>)
+                    .await
+            }
+            Action::Pause => docker.pause_container(id).await,
+            Action::Unpause => docker.unpause_container(id).await,
+        };
+        r.map_err(|e| Error::Docker(format!("{} container {}: {e}", self.verb(), c.name)))
     }
 }
 

@@ -13,7 +13,7 @@
 mod engine;
 mod inspect;
 
-pub use engine::{canonical, Container, Engine};
+pub use engine::{canonical, Action, Container, Engine};
 
 use crate::{Error, Result};
 use std::path::Path;
@@ -38,8 +38,8 @@ pub struct ContainerGuard<'a> {
 }
 
 impl crate::repo::LiveGuard for ContainerGuard<'_> {
-    fn hold(&self, volume: &str, what: &str, op: &mut dyn FnMut() -> Result<()>) -> Result<()> {
-        with_containers_stopped(self.engine, self.root, volume, self.how, what, op)
+    fn hold(&self, volumes: &[&str], what: &str, op: &mut dyn FnMut() -> Result<()>) -> Result<()> {
+        with_containers_stopped(self.engine, self.root, volumes, self.how, what, op)
     }
 }
 
@@ -52,8 +52,11 @@ pub fn names(containers: &[Container]) -> String {
         .join(",")
 }
 
-/// Run `op` while the containers using `volume` (of the dvol root `root`) are stopped or
-/// paused, then bring exactly those containers back. `what` names the operation in errors.
+/// Run `op` while the containers using any of `volumes` (of the dvol root `root`) are
+/// stopped or paused, then bring exactly those containers back. `what` names the operation
+/// in errors. The containers are stopped (or paused) concurrently and all of them before
+/// `op` starts, so a group of volumes is frozen at one instant; each container once, however
+/// many of the volumes it uses.
 ///
 /// - No engine (integration off, or no daemon): just `op`.
 /// - A container cannot be stopped: the ones already stopped are started again, `op` is not
@@ -63,7 +66,7 @@ pub fn names(containers: &[Container]) -> String {
 pub fn with_containers_stopped<T>(
     engine: Option<&Engine>,
     root: &Path,
-    volume: &str,
+    volumes: &[&str],
     how: Quiesce,
     what: &str,
     op: impl FnOnce() -> Result<T>,
@@ -71,31 +74,45 @@ pub fn with_containers_stopped<T>(
     let Some(engine) = engine else {
         return op();
     };
-    let mut using = engine.containers_using(root, volume)?;
+    let label = crate::repo::describe_volumes(volumes);
+    let mut using = engine.containers_using_any(root, volumes)?;
     if how == Quiesce::Pause {
         using.retain(|c| !c.paused);
     }
+    let action = match how {
+        Quiesce::Stop => Action::Stop,
+        Quiesce::Pause => Action::Pause,
+    };
+    let frozen = std::time::Instant::now();
     let mut held: Vec<Container> = Vec::new();
-    for c in &using {
-        let r = match how {
-            Quiesce::Stop => engine.stop(c),
-            Quiesce::Pause => engine.pause(c),
-        };
-        if let Err(e) = r {
-            let back = release(engine, how, &held);
-            return Err(Error::Docker(format!(
-                "{what} of volume {volume} not started: {e}; {}",
-                describe_release(how, &held, &back)
-            )));
+    let mut first_error = None;
+    for (c, r) in using.iter().zip(engine.each(action, &using)) {
+        match r {
+            Ok(()) => held.push(c.clone()),
+            Err(e) => first_error = first_error.or(Some(e)),
         }
-        held.push(c.clone());
+    }
+    if let Some(e) = first_error {
+        let back = release(engine, how, &held);
+        return Err(Error::Docker(format!(
+            "{what} of {label} not started: {e}; {}",
+            describe_release(how, &held, &back)
+        )));
     }
     let result = op();
     let back = release(engine, how, &held);
+    // What the freeze cost the app, from the first stop/pause to the last start/unpause
+    // (`DVOL_LOG=dvol::freeze=info`; the benchmark reads it).
+    tracing::info!(
+        target: "dvol::freeze",
+        ms = frozen.elapsed().as_secs_f64() * 1000.0,
+        containers = held.len(),
+        "{what} of {label}: containers held"
+    );
     match result {
         Ok(v) if back.is_empty() => Ok(v),
         Ok(_) => Err(Error::Docker(format!(
-            "{what} of volume {volume} done, but {}",
+            "{what} of {label} done, but {}",
             describe_release(how, &held, &back)
         ))),
         Err(e) if held.is_empty() => Err(e),
@@ -106,16 +123,16 @@ pub fn with_containers_stopped<T>(
     }
 }
 
-/// Start (or unpause) every container in `held`; the errors of those that failed.
+/// Start (or unpause) every container in `held`, concurrently; the errors of those that
+/// failed.
 fn release(engine: &Engine, how: Quiesce, held: &[Container]) -> Vec<(String, Error)> {
+    let action = match how {
+        Quiesce::Stop => Action::Start,
+        Quiesce::Pause => Action::Unpause,
+    };
     held.iter()
-        .filter_map(|c| {
-            let r = match how {
-                Quiesce::Stop => engine.start(c),
-                Quiesce::Pause => engine.unpause(c),
-            };
-            r.err().map(|e| (c.name.clone(), e))
-        })
+        .zip(engine.each(action, held))
+        .filter_map(|(c, r)| r.err().map(|e| (c.name.clone(), e)))
         .collect()
 }
 

@@ -10,6 +10,25 @@ use std::sync::Mutex;
 
 /// The `Opts` key of `docker volume create -o from=VOLUME[@REF]`.
 pub const OPT_FROM: &str = "from";
+/// The `Opts` key of `-o from=GROUP[@REF] -o member=KEY`: the new volume starts at member
+/// KEY's commit in the group commit REF of group GROUP.
+pub const OPT_MEMBER: &str = "member";
+
+/// Where a new volume starts (the `from` and `member` options).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source<'a> {
+    /// `from=VOLUME[@REF]`.
+    Volume {
+        volume: &'a str,
+        at: Option<&'a str>,
+    },
+    /// `from=GROUP[@REF] member=KEY`.
+    Group {
+        group: &'a str,
+        at: Option<&'a str>,
+        member: &'a str,
+    },
+}
 
 /// The `Opts` key of `docker volume create -o from=… -o clone=auto|full|reflink|overlay`.
 pub const OPT_CLONE: &str = "clone";
@@ -17,8 +36,8 @@ pub const OPT_CLONE: &str = "clone";
 /// What a `VolumeDriver.Create` asks for, checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CreateRequest<'a> {
-    /// `from=VOLUME[@REF]`: the source volume and ref.
-    pub from: Option<(&'a str, Option<&'a str>)>,
+    /// `from=VOLUME[@REF]` or `from=GROUP[@REF] member=KEY`: where the volume starts.
+    pub from: Option<Source<'a>>,
     pub clone: CloneMethod,
 }
 
@@ -99,7 +118,10 @@ impl Driver {
                 }
             }
             // Not serialized: materializing the source's data may take long.
-            Some((source, at)) => repo.create_volume_from(name, source, at),
+            Some(Source::Volume { volume, at }) => repo.create_volume_from(name, volume, at),
+            Some(Source::Group { group, at, member }) => {
+                repo.create_volume_from_group(name, group, at, member)
+            }
         }
     }
 
@@ -206,7 +228,8 @@ impl Driver {
 }
 
 /// Check a `VolumeDriver.Create` request without touching the repository: the name, the
-/// option keys, the syntax of `from=VOLUME[@REF]` and the `clone=` method.
+/// option keys, the syntax of `from=VOLUME[@REF]` (or `from=GROUP[@REF]` with
+/// `member=KEY`) and the `clone=` method.
 pub fn check_create<'a>(
     name: &str,
     opts: &'a BTreeMap<String, String>,
@@ -214,11 +237,11 @@ pub fn check_create<'a>(
     names::validate("volume", name)?;
     if let Some(key) = opts
         .keys()
-        .find(|k| k.as_str() != OPT_FROM && k.as_str() != OPT_CLONE)
+        .find(|k| ![OPT_FROM, OPT_MEMBER, OPT_CLONE].contains(&k.as_str()))
     {
         return Err(Error::Other(format!(
-            "unknown option {key:?} for a dvol volume (known: from=VOLUME[@REF], \
-             clone=auto|full|reflink|overlay)"
+            "unknown option {key:?} for a dvol volume (known: from=VOLUME[@REF], or \
+             from=GROUP[@REF] with member=MEMBER; clone=auto|full|reflink|overlay)"
         )));
     }
     let clone = match opts.get(OPT_CLONE) {
@@ -231,9 +254,15 @@ pub fn check_create<'a>(
     })
 }
 
-/// The source and ref of `from=VOLUME[@REF]`, if given.
-fn check_from(opts: &BTreeMap<String, String>) -> Result<Option<(&str, Option<&str>)>> {
+/// Where `from=VOLUME[@REF]` or `from=GROUP[@REF] member=KEY` says the volume starts.
+fn check_from(opts: &BTreeMap<String, String>) -> Result<Option<Source<'_>>> {
+    let member = opts.get(OPT_MEMBER).map(String::as_str);
     let Some(from) = opts.get(OPT_FROM) else {
+        if member.is_some() {
+            return Err(Error::Other(
+                "member=MEMBER needs from=GROUP[@REF]".to_string(),
+            ));
+        }
         return Ok(None);
     };
     let (source, at) = match from.split_once('@') {
@@ -245,6 +274,19 @@ fn check_from(opts: &BTreeMap<String, String>) -> Result<Option<(&str, Option<&s
             "from={from}: give a branch, tag or commit after @"
         )));
     }
-    names::validate("volume", source)?;
-    Ok(Some((source, at)))
+    Ok(Some(match member {
+        None => {
+            names::validate("volume", source)?;
+            Source::Volume { volume: source, at }
+        }
+        Some(member) => {
+            names::validate("group", source)?;
+            names::validate("volume", member)?;
+            Source::Group {
+                group: source,
+                at,
+                member,
+            }
+        }
+    }))
 }

@@ -7,7 +7,9 @@
 
 mod driver;
 
-pub use driver::{check_create, CreateRequest, Driver, VolumeView, OPT_CLONE, OPT_FROM};
+pub use driver::{
+    check_create, CreateRequest, Driver, Source, VolumeView, OPT_CLONE, OPT_FROM, OPT_MEMBER,
+};
 
 use crate::error::IoContext;
 use crate::{Error, Result};

@@ -215,6 +215,10 @@ fn ref_aad(volume: &str, branch: &str) -> Vec<u8> {
     format!("dvol-ref-v1\0{volume}\0{branch}").into_bytes()
 }
 
+fn group_commit_aad(group: &str, id: &ObjectId) -> Vec<u8> {
+    format!("dvol-group-commit-v1\0{group}\0{}", id.to_hex()).into_bytes()
+}
+
 impl Keys {
     fn from_master(master: &[u8; 32]) -> Keys {
         let sub = |ctx: &str| Zeroizing::new(blake3::derive_key(ctx, master));
@@ -319,6 +323,34 @@ impl Seal {
                     .into()
                 })
             }
+        }
+    }
+
+    /// The bytes stored for group commit `id` of group `group` (its encoding `body`).
+    pub fn seal_group_commit(&self, group: &str, id: &ObjectId, body: Vec<u8>) -> Vec<u8> {
+        match self {
+            Seal::Plain => body,
+            Seal::Encrypted(k) => seal_bytes(&k.refs, &group_commit_aad(group, id), &body),
+        }
+    }
+
+    /// The encoding of group commit `id` of `group` from the bytes stored under `key`.
+    pub fn open_group_commit(
+        &self,
+        group: &str,
+        id: &ObjectId,
+        key: &str,
+        stored: Vec<u8>,
+    ) -> crate::Result<Vec<u8>> {
+        match self {
+            Seal::Plain => Ok(stored),
+            Seal::Encrypted(k) => open_bytes(&k.refs, &group_commit_aad(group, id), &stored)
+                .ok_or_else(|| {
+                    CryptError::Tampered {
+                        what: format!("group commit {key}"),
+                    }
+                    .into()
+                }),
         }
     }
 

@@ -125,6 +125,27 @@ fn mkdirs(dir: &Path) -> Result<()> {
         .at("create", dir)
 }
 
+impl FsBackend {
+    /// The valid `what` names directly under directory `top` of the remote.
+    fn list_names(&self, top: &str, what: &'static str) -> Result<Vec<String>> {
+        let dir = self.root.join(top);
+        let rd = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e).at("list", &dir),
+        };
+        let mut out = Vec::new();
+        for entry in rd {
+            let name = entry.at("list", &dir)?.file_name();
+            let name = name.to_string_lossy();
+            if crate::names::validate(what, &name).is_ok() {
+                out.push(name.into_owned());
+            }
+        }
+        Ok(out)
+    }
+}
+
 impl Backend for FsBackend {
     fn describe(&self) -> String {
         self.root.display().to_string()
@@ -154,21 +175,11 @@ impl Backend for FsBackend {
     }
 
     fn list_volumes(&self) -> Result<Vec<String>> {
-        let dir = self.root.join("refs");
-        let rd = match std::fs::read_dir(&dir) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e).at("list", &dir),
-        };
-        let mut out = Vec::new();
-        for entry in rd {
-            let name = entry.at("list", &dir)?.file_name();
-            let name = name.to_string_lossy();
-            if crate::names::validate("volume", &name).is_ok() {
-                out.push(name.into_owned());
-            }
-        }
-        Ok(out)
+        self.list_names("refs", "volume")
+    }
+
+    fn list_groups(&self) -> Result<Vec<String>> {
+        self.list_names("groups", "group")
     }
 
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {

@@ -16,9 +16,14 @@
 //!   remote gc found unreachable and when.
 //! - `reflog/<volume>/heads/<branch>`: written only by `dvol serve` ([`server`]), every value
 //!   the ref held before a move, so no token short of admin can erase pushed history.
+//! - `groups/<group>/commits/<id>`: a group commit's encoding (sealed on encrypted remotes,
+//!   listed under its remote id); `groups/<group>/refs/<branch>`: a group branch, a ref value
+//!   naming a group commit, moved by compare-and-swap only after every member's objects and
+//!   refs are on the remote (see [`group`]). Every group key lies under `groups/`.
 
 pub mod crypt;
 pub mod fs;
+pub mod group;
 pub mod http;
 mod http_limits;
 pub mod idx;
@@ -80,6 +85,11 @@ pub trait Backend: Send + Sync {
             self.describe()
         )))
     }
+    /// The groups that have keys (`groups/<group>/`), for remote gc, which keeps what every
+    /// group commit names. Carriers that cannot list them refuse remote gc.
+    fn list_groups(&self) -> Result<Vec<String>> {
+        self.list_volumes().map(|_| Vec::new())
+    }
 }
 
 /// Check that a key follows the remote layout, so no key can name a path outside the remote.
@@ -92,12 +102,7 @@ pub fn check_key(key: &str) -> Result<()> {
     match parts.as_slice() {
         ["packs", file] => {
             let (hash, ext) = file.split_once('.').ok_or_else(bad)?;
-            if hash.len() == 64
-                && hash
-                    .bytes()
-                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-                && (ext == "pack" || ext == "idx")
-            {
+            if is_hex_id(hash) && (ext == "pack" || ext == "idx") {
                 Ok(())
             } else {
                 Err(bad())
@@ -111,9 +116,21 @@ pub fn check_key(key: &str) -> Result<()> {
             Ok(())
         }
         ["expired", volume] => names::validate("volume", volume),
+        ["groups", group, "refs", branch] => {
+            names::validate("group", group)?;
+            names::validate("branch", branch)
+        }
+        ["groups", group, "commits", id] if is_hex_id(id) => names::validate("group", group),
         ["gc", "pending"] => Ok(()),
         _ => Err(bad()),
     }
+}
+
+/// 64 lowercase hex digits.
+fn is_hex_id(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
 /// Check a list prefix: `packs/`, `refs/<volume>/heads/`, `probe/` or `expired/`.
@@ -124,6 +141,7 @@ pub fn check_prefix(prefix: &str) -> Result<()> {
     match parts.as_slice() {
         ["packs"] | ["probe"] | ["expired"] => Ok(()),
         ["refs", volume, "heads"] => names::validate("volume", volume),
+        ["groups", group, "refs" | "commits"] => names::validate("group", group),
         _ => Err(bad()),
     }
 }
@@ -243,6 +261,9 @@ mod tests {
         check_key("dvol-remote.json").unwrap();
         check_key(&format!("packs/{}.pack", "a".repeat(64))).unwrap();
         check_key("refs/db/heads/master").unwrap();
+        check_key("groups/app/refs/master").unwrap();
+        check_key(&format!("groups/app/commits/{}", "b".repeat(64))).unwrap();
+        check_prefix("groups/app/refs/").unwrap();
         for bad in [
             "../x",
             "packs/../../etc",
@@ -250,6 +271,10 @@ mod tests {
             "refs/a/heads/..",
             "/etc/passwd",
             "packs/x.pack",
+            "groups/../refs/x",
+            "groups/app/refs/..",
+            "groups/app/commits/xyz",
+            "groups/app/other/master",
         ] {
             assert!(check_key(bad).is_err(), "{bad}");
         }

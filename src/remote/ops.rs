@@ -21,7 +21,7 @@ pub struct RemoteOptions {
 }
 
 impl RemoteOptions {
-    fn open_request(&self, expect_encrypted: bool, create: bool) -> OpenRequest<'_> {
+    pub(crate) fn open_request(&self, expect_encrypted: bool, create: bool) -> OpenRequest<'_> {
         OpenRequest {
             secret: self.secret.as_ref(),
             expect_encrypted,
@@ -84,7 +84,9 @@ pub fn fsck_remote(
     Ok((url, report))
 }
 
-/// Push to a named remote. Rejections are in the report, not errors.
+/// Push to a named remote, also sending the objects of the `extra` commits (a group push:
+/// the member commits its group commits name). Rejections are in the report, not errors.
+#[allow(clippy::too_many_arguments)]
 pub fn push(
     repo: &Repo,
     volume: &str,
@@ -93,6 +95,7 @@ pub fn push(
     flags: PushFlags,
     opts: &RemoteOptions,
     progress: &dyn Progress,
+    extra: Vec<ObjectId>,
 ) -> Result<(String, PushReport)> {
     let url = repo.remote_url(volume, remote)?;
     let remote_volume = repo.remote_volume(volume, remote)?;
@@ -131,6 +134,7 @@ pub fn push(
             repair: flags.repair,
             cache: &cache,
             seal: &seal,
+            extra,
         },
         progress,
     )?;
@@ -170,7 +174,7 @@ fn remember_encrypted(
 }
 
 /// Open a remote that must already exist, and its seal.
-fn open_existing(
+pub(crate) fn open_existing(
     url: &str,
     opts: &RemoteOptions,
     expect_encrypted: bool,
@@ -454,7 +458,7 @@ pub fn clone(
 }
 
 /// How clone and pull write files that came from a remote.
-fn restore_options(opts: &RemoteOptions) -> crate::snapshot::RestoreOptions {
+pub(crate) fn restore_options(opts: &RemoteOptions) -> crate::snapshot::RestoreOptions {
     crate::snapshot::RestoreOptions {
         strip_special_bits: !opts.keep_special_bits,
     }

@@ -172,6 +172,12 @@ fn load_graph(backend: &dyn Backend, index: &RemoteIndex) -> Result<Graph> {
             heads.push((volume.clone(), branch, head));
         }
     }
+    // The member commits every group commit names are kept like branch heads.
+    for group in backend.list_groups()? {
+        for (key, commit) in super::group::member_commits(backend, &group)? {
+            heads.push((key, format!("of group {group}"), commit));
+        }
+    }
     let mut commits = HashMap::new();
     let roots: Vec<ObjectId> = heads.iter().map(|h| h.2).collect();
     let remote = Remote {

@@ -164,6 +164,26 @@ impl WithPayload for PutOptions {
     }
 }
 
+impl S3Backend {
+    /// The valid `what` names directly under `top/` of the remote.
+    fn list_names(&self, top: &str, what: &'static str) -> Result<Vec<String>> {
+        let dir = self.path(top);
+        self.rt.block_on(async {
+            let listing = self
+                .store
+                .list_with_delimiter(Some(&dir))
+                .await
+                .map_err(|e| self.err("list", &format!("{top}/"), e))?;
+            Ok(listing
+                .common_prefixes
+                .iter()
+                .filter_map(|p| p.filename().map(str::to_string))
+                .filter(|v| crate::names::validate(what, v).is_ok())
+                .collect())
+        })
+    }
+}
+
 impl Backend for S3Backend {
     fn describe(&self) -> String {
         if self.prefix.is_empty() {
@@ -197,20 +217,11 @@ impl Backend for S3Backend {
     }
 
     fn list_volumes(&self) -> Result<Vec<String>> {
-        let dir = self.path("refs");
-        self.rt.block_on(async {
-            let listing = self
-                .store
-                .list_with_delimiter(Some(&dir))
-                .await
-                .map_err(|e| self.err("list", "refs/", e))?;
-            Ok(listing
-                .common_prefixes
-                .iter()
-                .filter_map(|p| p.filename().map(str::to_string))
-                .filter(|v| crate::names::validate("volume", v).is_ok())
-                .collect())
-        })
+        self.list_names("refs", "volume")
+    }
+
+    fn list_groups(&self) -> Result<Vec<String>> {
+        self.list_names("groups", "group")
     }
 
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {

@@ -1,6 +1,7 @@
 //! Checking the metadata that gc would trust before it deletes anything: every branch head,
 //! tag, pending target and remote-tracking ref parses and names a commit whose row and object
-//! both exist, and every `commits` row parses and matches its commit object. gc refuses to run
+//! both exist, every `commits` row parses and matches its commit object, and every group
+//! commit matches its id and names member commits that exist (see `group`). gc refuses to run
 //! when anything is wrong (never delete on doubt); fsck reports each problem by name. This
 //! module reads only; it changes nothing and does not walk trees (that is gc's reachability
 //! walk).
@@ -41,6 +42,7 @@ impl Repo {
                 problems.push(e.to_string());
             }
         }
+        problems.extend(self.audit_groups()?);
         Ok(problems)
     }
 

@@ -26,6 +26,12 @@ CREATE TABLE IF NOT EXISTS pending(volume TEXT NOT NULL, branch TEXT NOT NULL, o
 CREATE TABLE IF NOT EXISTS pending_clones(volume TEXT PRIMARY KEY, url TEXT NOT NULL, remote_volume TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS remotes(volume TEXT NOT NULL, name TEXT NOT NULL, url TEXT NOT NULL, PRIMARY KEY(volume, name));
 CREATE TABLE IF NOT EXISTS remote_refs(volume TEXT NOT NULL, remote TEXT NOT NULL, branch TEXT NOT NULL, head TEXT NOT NULL, PRIMARY KEY(volume, remote, branch));
+CREATE TABLE IF NOT EXISTS groups(name TEXT PRIMARY KEY, branch TEXT NOT NULL, created INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS group_members(grp TEXT NOT NULL, member TEXT NOT NULL, volume TEXT NOT NULL, PRIMARY KEY(grp, member));
+CREATE TABLE IF NOT EXISTS group_branches(grp TEXT NOT NULL, name TEXT NOT NULL, head TEXT, PRIMARY KEY(grp, name));
+CREATE TABLE IF NOT EXISTS group_tags(grp TEXT NOT NULL, name TEXT NOT NULL, target TEXT NOT NULL, PRIMARY KEY(grp, name));
+CREATE TABLE IF NOT EXISTS group_commits(grp TEXT NOT NULL, id TEXT NOT NULL, body BLOB NOT NULL, PRIMARY KEY(grp, id));
+CREATE TABLE IF NOT EXISTS group_pending(grp TEXT NOT NULL, branch TEXT NOT NULL, op TEXT NOT NULL, target TEXT NOT NULL, PRIMARY KEY(grp, branch));
 ";
 
 /// Open (creating if needed) the database and check its format version.

@@ -7,12 +7,13 @@
 
 use crate::{Error, Result};
 
-/// Keeps the users of a volume's live data away while `op` runs.
+/// Keeps the users of volumes' live data away while `op` runs.
 pub trait LiveGuard {
-    /// Run `op` with the users of `volume` kept off its live data, then let them back,
-    /// whatever `op` returned. `what` names the operation (`reset`, `pull`, …) in errors. If
-    /// the users cannot be kept off, `op` must not run.
-    fn hold(&self, volume: &str, what: &str, op: &mut dyn FnMut() -> Result<()>) -> Result<()>;
+    /// Run `op` with the users of every volume in `volumes` kept off their live data (all of
+    /// them at once, before `op` starts: a group of volumes is held as one), then let them
+    /// back, whatever `op` returned. `what` names the operation (`reset`, `pull`, …) in
+    /// errors. If the users cannot be kept off, `op` must not run.
+    fn hold(&self, volumes: &[&str], what: &str, op: &mut dyn FnMut() -> Result<()>) -> Result<()>;
 }
 
 /// No users to keep off (no container engine, or a test).
@@ -20,7 +21,12 @@ pub trait LiveGuard {
 pub struct Unguarded;
 
 impl LiveGuard for Unguarded {
-    fn hold(&self, _volume: &str, _what: &str, op: &mut dyn FnMut() -> Result<()>) -> Result<()> {
+    fn hold(
+        &self,
+        _volumes: &[&str],
+        _what: &str,
+        op: &mut dyn FnMut() -> Result<()>,
+    ) -> Result<()> {
         op()
     }
 }
@@ -32,12 +38,30 @@ pub fn guarded<T>(
     what: &str,
     op: impl FnOnce() -> Result<T>,
 ) -> Result<T> {
+    guarded_all(guard, &[volume], what, op)
+}
+
+/// Run a one-shot `op` returning a value with the users of all `volumes` held at once.
+pub fn guarded_all<T>(
+    guard: &dyn LiveGuard,
+    volumes: &[&str],
+    what: &str,
+    op: impl FnOnce() -> Result<T>,
+) -> Result<T> {
     let mut op = Some(op);
     let mut out = None;
-    guard.hold(volume, what, &mut || {
+    guard.hold(volumes, what, &mut || {
         let op = op.take().expect("a guard runs its operation once");
         out = Some(op()?);
         Ok(())
     })?;
-    out.ok_or_else(|| Error::Other(format!("{what} of volume {volume} was not run")))
+    out.ok_or_else(|| Error::Other(format!("{what} of {} was not run", describe(volumes))))
+}
+
+/// `volume a` or `volumes a, b` for messages.
+pub fn describe(volumes: &[&str]) -> String {
+    match volumes {
+        [one] => format!("volume {one}"),
+        many => format!("volumes {}", many.join(", ")),
+    }
 }

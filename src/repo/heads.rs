@@ -46,14 +46,41 @@ impl Head {
     }
 }
 
+/// A table of heads: the branches of volumes, or the branches of groups (`group_branches`,
+/// whose owner column is the group). Both move by the same compare-and-swap.
+#[derive(Clone, Copy, Debug)]
+pub struct Table {
+    name: &'static str,
+    owner: &'static str,
+    /// How an owner is named in errors (`VOL` or `group G`).
+    label: &'static str,
+}
+
+/// The branches of volumes.
+pub const BRANCHES: Table = Table {
+    name: "branches",
+    owner: "volume",
+    label: "",
+};
+
+/// The branches of volume groups.
+pub const GROUP_BRANCHES: Table = Table {
+    name: "group_branches",
+    owner: "grp",
+    label: "group ",
+};
+
 /// The raw `head` column of a branch: `None` when there is no row, `Some(None)` for a NULL
 /// head (a branch with no commit yet): the two cases differ, so the nesting is the point.
 #[allow(clippy::option_option)]
-fn raw(conn: &Connection, volume: &str, branch: &str) -> Result<Option<Option<String>>> {
+fn raw(t: Table, conn: &Connection, owner: &str, branch: &str) -> Result<Option<Option<String>>> {
     Ok(conn
         .query_row(
-            "SELECT head FROM branches WHERE volume = ?1 AND name = ?2",
-            [volume, branch],
+            &format!(
+                "SELECT head FROM {} WHERE {} = ?1 AND name = ?2",
+                t.name, t.owner
+            ),
+            [owner, branch],
             |r| r.get(0),
         )
         .optional()?)
@@ -69,10 +96,18 @@ pub fn parse_ref(what: &str, value: &str) -> Result<ObjectId> {
 
 /// Read the head of `volume/branch` exactly.
 pub fn read(conn: &Connection, volume: &str, branch: &str) -> Result<Head> {
-    Ok(match raw(conn, volume, branch)? {
+    read_in(BRANCHES, conn, volume, branch)
+}
+
+/// Read the head of `owner/branch` in table `t` exactly.
+pub fn read_in(t: Table, conn: &Connection, owner: &str, branch: &str) -> Result<Head> {
+    Ok(match raw(t, conn, owner, branch)? {
         None => Head::Absent,
         Some(None) => Head::Unborn,
-        Some(Some(h)) => Head::At(parse_ref(&format!("head of {volume}/{branch}"), &h)?),
+        Some(Some(h)) => Head::At(parse_ref(
+            &format!("head of {}{owner}/{branch}", t.label),
+            &h,
+        )?),
     })
 }
 
@@ -80,26 +115,41 @@ pub fn read(conn: &Connection, volume: &str, branch: &str) -> Result<Head> {
 /// `from` is [`Head::Absent`], delete it when `to` is). Fails with [`Error::HeadMoved`], having
 /// changed nothing, when the head is not `from`.
 pub fn swap(tx: &Connection, volume: &str, branch: &str, from: Head, to: Head) -> Result<()> {
+    swap_in(BRANCHES, tx, volume, branch, from, to)
+}
+
+/// [`swap`] for the heads of table `t`.
+pub fn swap_in(
+    t: Table,
+    tx: &Connection,
+    owner: &str,
+    branch: &str,
+    from: Head,
+    to: Head,
+) -> Result<()> {
     let (old, new) = (from.column(), to.column());
+    let (table, col) = (t.name, t.owner);
     let changed = match (from, to) {
         (Head::Absent, Head::Absent) => return Ok(()),
         (Head::Absent, _) => tx.execute(
-            "INSERT INTO branches(volume, name, head) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
-            rusqlite::params![volume, branch, new],
+            &format!(
+                "INSERT INTO {table}({col}, name, head) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING"
+            ),
+            rusqlite::params![owner, branch, new],
         )?,
         (_, Head::Absent) => tx.execute(
-            "DELETE FROM branches WHERE volume = ?1 AND name = ?2 AND head IS ?3",
-            rusqlite::params![volume, branch, old],
+            &format!("DELETE FROM {table} WHERE {col} = ?1 AND name = ?2 AND head IS ?3"),
+            rusqlite::params![owner, branch, old],
         )?,
         _ => tx.execute(
-            "UPDATE branches SET head = ?4 WHERE volume = ?1 AND name = ?2 AND head IS ?3",
-            rusqlite::params![volume, branch, old, new],
+            &format!("UPDATE {table} SET head = ?4 WHERE {col} = ?1 AND name = ?2 AND head IS ?3"),
+            rusqlite::params![owner, branch, old, new],
         )?,
     };
     if changed == 1 {
         return Ok(());
     }
-    let found = match raw(tx, volume, branch)? {
+    let found = match raw(t, tx, owner, branch)? {
         None => Head::Absent.describe(),
         Some(None) => Head::Unborn.describe(),
         Some(Some(h)) => match ObjectId::from_hex(&h) {
@@ -108,7 +158,7 @@ pub fn swap(tx: &Connection, volume: &str, branch: &str, from: Head, to: Head) -
         },
     };
     Err(Error::HeadMoved {
-        volume: volume.to_string(),
+        volume: format!("{}{owner}", t.label),
         branch: branch.to_string(),
         expected: from.describe(),
         found,

@@ -13,6 +13,7 @@ use crate::store::{HashOnly, ObjectId};
 use crate::{Error, Result};
 use rusqlite::OptionalExtension;
 use serde::Serialize;
+use std::path::PathBuf;
 
 /// What `commit` did.
 #[derive(Debug)]
@@ -37,6 +38,98 @@ pub struct LogEntry {
     pub expired: bool,
 }
 
+/// What staging a commit of one branch needs (see [`Repo::stage_job`]).
+pub(crate) struct StageJob {
+    pub volume: String,
+    pub branch: String,
+    pub parent: Head,
+    live: PathBuf,
+    cache: StatCache,
+    cache_path: PathBuf,
+}
+
+/// Author, date and message shared by the commits of one command.
+#[derive(Clone, Debug)]
+pub(crate) struct CommitMeta {
+    pub author: String,
+    pub time: i64,
+    pub tz_offset_min: i32,
+    pub message: String,
+}
+
+/// A snapshot of one branch, durable in the store but not yet recorded: no `commits` row, no
+/// head move (see [`record_staged`]).
+pub(crate) struct Staged {
+    pub job: StageJob,
+    pub id: ObjectId,
+    pub commit: Commit,
+    scan: snapshot::Scan,
+}
+
+/// Scan the live data of `job` into the store and write its commit object (packs fsynced).
+/// Needs no database connection, so several run at once.
+pub(crate) fn stage(
+    store: &std::sync::Arc<crate::store::Store>,
+    job: StageJob,
+    meta: &CommitMeta,
+    progress: &dyn Progress,
+) -> Result<Staged> {
+    let session = store.writer_indexing()?;
+    let scan = snapshot::scan(&session, &job.live, &job.cache, progress)?;
+    tracing::debug!(
+        files_read = scan.files_read,
+        bytes_read = scan.bytes_read,
+        "scanned"
+    );
+    crate::failpoint::hit("commit.after-scan");
+    let commit = Commit {
+        tree: scan.tree,
+        parents: job.parent.commit().into_iter().collect(),
+        author: meta.author.clone(),
+        time: meta.time,
+        tz_offset_min: meta.tz_offset_min,
+        message: meta.message.clone(),
+    };
+    let id = commit.put(&session)?;
+    let packs = session.finish()?;
+    tracing::debug!(packs = packs.len(), "packs durable");
+    Ok(Staged {
+        job,
+        id,
+        commit,
+        scan,
+    })
+}
+
+/// Record a staged commit and move its branch from the head it was staged on (inside the
+/// caller's transaction).
+pub(crate) fn record_staged(tx: &rusqlite::Connection, s: &Staged) -> Result<()> {
+    commit::record(tx, &s.id, &s.commit)?;
+    heads::swap(
+        tx,
+        &s.job.volume,
+        &s.job.branch,
+        s.job.parent,
+        Head::At(s.id),
+    )
+}
+
+impl Staged {
+    /// After the transaction: keep the new stat cache and say what was done.
+    pub(crate) fn finish(self) -> Result<CommitResult> {
+        if self.scan.cache != self.job.cache {
+            self.scan.cache.save(&self.job.cache_path)?;
+        }
+        Ok(CommitResult {
+            id: self.id,
+            branch: self.job.branch,
+            skipped: self.scan.skipped,
+            files_read: self.scan.files_read,
+            bytes_read: self.scan.bytes_read,
+        })
+    }
+}
+
 impl Repo {
     /// Snapshot the live data of the volume's current branch; the scan runs inside `guard`
     /// (containers stopped or paused).
@@ -54,60 +147,51 @@ impl Repo {
             Head::Absent => return Err(Error::NoSuchBranch(branch)),
             head => head,
         };
+        let job = self.stage_job(volume, &branch, parent)?;
+        let meta = self.commit_meta(message)?;
         guarded(guard, volume, "commit", || {
-            self.commit_branch(volume, &branch, parent, message, progress)
+            let staged = stage(&self.store, job, &meta, progress)?;
+            crate::failpoint::hit("commit.before-transaction");
+            let tx = self
+                .conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            record_staged(&tx, &staged)?;
+            tx.commit()?;
+            tracing::debug!("metadata committed");
+            crate::failpoint::hit("commit.before-cache-save");
+            staged.finish()
         })
     }
 
-    fn commit_branch(
-        &mut self,
+    /// What staging a commit of `volume/branch` (whose head is `parent`) needs from the
+    /// repository, read before the scan so that several volumes can be scanned on threads.
+    /// The live directory is found through [`Repo::live_dir`], so a thin clone's missing
+    /// overlay mount is made again first.
+    pub(crate) fn stage_job(
+        &self,
         volume: &str,
         branch: &str,
         parent: Head,
-        message: &str,
-        progress: &dyn Progress,
-    ) -> Result<CommitResult> {
-        let branch = branch.to_string();
-        let cache = self.load_cache(volume, &branch);
-        let session = self.store.writer_indexing()?;
-        let scan = snapshot::scan(&session, &self.live_dir(volume, &branch)?, &cache, progress)?;
-        tracing::debug!(
-            files_read = scan.files_read,
-            bytes_read = scan.bytes_read,
-            "scanned"
-        );
-        crate::failpoint::hit("commit.after-scan");
+    ) -> Result<StageJob> {
+        Ok(StageJob {
+            volume: volume.to_string(),
+            branch: branch.to_string(),
+            parent,
+            live: self.live_dir(volume, branch)?,
+            cache: self.load_cache(volume, branch),
+            cache_path: self.cache_path(volume, branch),
+        })
+    }
+
+    /// Author, date and message of a new commit.
+    pub(crate) fn commit_meta(&self, message: &str) -> Result<CommitMeta> {
         let (name, email) = self.identity()?;
         let now = prune::commit_clock();
-        let c = Commit {
-            tree: scan.tree,
-            parents: parent.commit().into_iter().collect(),
+        Ok(CommitMeta {
             author: format!("{name} <{email}>"),
             time: now.timestamp(),
             tz_offset_min: now.offset().local_minus_utc() / 60,
             message: message.to_string(),
-        };
-        let id = c.put(&session)?;
-        let packs = session.finish()?;
-        tracing::debug!(packs = packs.len(), "packs durable");
-        crate::failpoint::hit("commit.before-transaction");
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        commit::record(&tx, &id, &c)?;
-        heads::swap(&tx, volume, &branch, parent, Head::At(id))?;
-        tx.commit()?;
-        tracing::debug!("metadata committed");
-        crate::failpoint::hit("commit.before-cache-save");
-        if scan.cache != cache {
-            scan.cache.save(&self.cache_path(volume, &branch))?;
-        }
-        Ok(CommitResult {
-            id,
-            branch,
-            skipped: scan.skipped,
-            files_read: scan.files_read,
-            bytes_read: scan.bytes_read,
         })
     }
 
@@ -258,7 +342,7 @@ impl Repo {
         Ok(target)
     }
 
-    fn check_no_pending(&self, volume: &str, branch: &str) -> Result<()> {
+    pub(crate) fn check_no_pending(&self, volume: &str, branch: &str) -> Result<()> {
         let pending: Option<(String, String)> = self
             .conn
             .query_row(

@@ -118,7 +118,8 @@ impl reach::Visit for LocalVisit<'_> {
 }
 
 impl Repo {
-    /// Every commit id a ref points at: branch heads, tags, pending resets, remote-tracking refs.
+    /// Every commit id a ref points at: branch heads, tags, pending resets, remote-tracking refs,
+    /// and the member commits of every group commit.
     pub fn ref_roots(&self) -> Result<Vec<(String, ObjectId)>> {
         let mut out = Vec::new();
         let queries = [
@@ -138,6 +139,7 @@ impl Repo {
                 }
             }
         }
+        out.extend(self.group_roots()?);
         Ok(out)
     }
 

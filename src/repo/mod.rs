@@ -10,6 +10,7 @@
 mod audit;
 pub mod commit;
 pub mod db;
+pub mod group;
 mod guard;
 pub mod heads;
 mod history;
@@ -28,7 +29,8 @@ mod thin;
 mod volume;
 
 pub use commit::Commit;
-pub use guard::{guarded, LiveGuard, Unguarded};
+pub use group::{GroupCommit, GroupCommitResult, GroupInfo, GroupLogEntry, Member};
+pub use guard::{describe as describe_volumes, guarded, guarded_all, LiveGuard, Unguarded};
 pub use heads::Head;
 pub use history::{CommitResult, LogEntry};
 pub use maintenance::{FsckReport, GcReport};
@@ -36,6 +38,7 @@ pub use prune::{Policy, PruneReport};
 pub use summary::VolumeSummary;
 pub use thin::{BranchLayout, CloneMethod, Layout};
 pub use volume::VolumeInfo;
+pub(crate) use rewrite::NewBranch;
 
 use crate::error::IoContext;
 use crate::lock::{self, LockGuard};

@@ -9,26 +9,12 @@ use crate::{Error, Result};
 impl Repo {
     /// Resolve `spec` in the context of `volume`'s `branch`.
     pub fn resolve(&self, volume: &str, branch: &str, spec: &str) -> Result<ObjectId> {
-        let split = spec.find(['^', '~']).unwrap_or(spec.len());
-        let (base, mut suffix) = spec.split_at(split);
-        if base.trim().is_empty() {
-            return Err(Error::EmptyRevision(spec.into()));
-        }
-        let mut id = self.resolve_base(volume, branch, base, spec)?;
-        while !suffix.is_empty() {
-            let (steps, rest) = parse_step(suffix).ok_or_else(|| Error::UnknownRef(spec.into()))?;
-            for _ in 0..steps {
-                let c = commit::lookup(&self.conn, &id)?;
-                id = *c.parents.first().ok_or_else(|| {
-                    Error::Other(format!(
-                        "{spec}: commit {} has no parent",
-                        &id.to_hex()[..12]
-                    ))
-                })?;
-            }
-            suffix = rest;
-        }
-        Ok(id)
+        resolve_spec(
+            spec,
+            "commit",
+            |base| self.resolve_base(volume, branch, base, spec),
+            |id| Ok(commit::lookup(&self.conn, id)?.parents.first().copied()),
+        )
     }
 
     fn resolve_base(&self, volume: &str, branch: &str, base: &str, spec: &str) -> Result<ObjectId> {
@@ -49,25 +35,71 @@ impl Repo {
     }
 
     fn resolve_prefix(&self, prefix: &str, spec: &str) -> Result<ObjectId> {
-        let hexish = prefix.len() >= 4
-            && prefix.len() <= 64
-            && prefix.bytes().all(|b| b.is_ascii_hexdigit());
-        if !hexish {
-            return Err(Error::UnknownRef(spec.into()));
+        resolve_prefix_in(
+            &self.conn,
+            "SELECT id FROM commits WHERE id >= ?1 AND id < ?2 LIMIT 2",
+            &[],
+            prefix,
+            spec,
+        )
+    }
+}
+
+/// Resolve `spec`: its base (before any `^`/`~`) by `base`, then each step by `first_parent`
+/// (`None`: no parent). `what` names the kind of commit in errors.
+pub(crate) fn resolve_spec(
+    spec: &str,
+    what: &str,
+    base: impl FnOnce(&str) -> Result<ObjectId>,
+    first_parent: impl Fn(&ObjectId) -> Result<Option<ObjectId>>,
+) -> Result<ObjectId> {
+    let split = spec.find(['^', '~']).unwrap_or(spec.len());
+    let (head, mut suffix) = spec.split_at(split);
+    if head.trim().is_empty() {
+        return Err(Error::EmptyRevision(spec.into()));
+    }
+    let mut id = base(head)?;
+    while !suffix.is_empty() {
+        let (steps, rest) = parse_step(suffix).ok_or_else(|| Error::UnknownRef(spec.into()))?;
+        for _ in 0..steps {
+            id = first_parent(&id)?.ok_or_else(|| {
+                Error::Other(format!(
+                    "{spec}: {what} {} has no parent",
+                    &id.to_hex()[..12]
+                ))
+            })?;
         }
-        let lower = prefix.to_ascii_lowercase();
-        let mut stmt = self
-            .conn
-            .prepare("SELECT id FROM commits WHERE id >= ?1 AND id < ?2 LIMIT 2")?;
-        let upper = format!("{lower}g");
-        let ids: Vec<String> = stmt
-            .query_map([&lower, &upper], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        match ids.as_slice() {
-            [one] => ObjectId::from_hex(one).ok_or_else(|| Error::UnknownRef(spec.into())),
-            [] => Err(Error::UnknownRef(spec.into())),
-            _ => Err(Error::AmbiguousRef(spec.into())),
-        }
+        suffix = rest;
+    }
+    Ok(id)
+}
+
+/// The one id `query` (bound to `params`, then the lower and upper bound of the prefix) finds
+/// for a hex `prefix` of at least 4 digits; unknown or ambiguous otherwise.
+pub(crate) fn resolve_prefix_in(
+    conn: &rusqlite::Connection,
+    query: &str,
+    params: &[&str],
+    prefix: &str,
+    spec: &str,
+) -> Result<ObjectId> {
+    let hexish =
+        prefix.len() >= 4 && prefix.len() <= 64 && prefix.bytes().all(|b| b.is_ascii_hexdigit());
+    if !hexish {
+        return Err(Error::UnknownRef(spec.into()));
+    }
+    let lower = prefix.to_ascii_lowercase();
+    let upper = format!("{lower}g");
+    let mut bound: Vec<&str> = params.to_vec();
+    bound.extend([lower.as_str(), upper.as_str()]);
+    let mut stmt = conn.prepare(query)?;
+    let ids: Vec<String> = stmt
+        .query_map(rusqlite::params_from_iter(bound), |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    match ids.as_slice() {
+        [one] => ObjectId::from_hex(one).ok_or_else(|| Error::UnknownRef(spec.into())),
+        [] => Err(Error::UnknownRef(spec.into())),
+        _ => Err(Error::AmbiguousRef(spec.into())),
     }
 }
 

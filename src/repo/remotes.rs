@@ -167,10 +167,7 @@ impl Repo {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        Store::record(&tx, packs)?;
-        for (id, c) in commits {
-            commit::record(&tx, id, c)?;
-        }
+        record_objects(&tx, packs, commits)?;
         tx.execute(
             "DELETE FROM remote_refs WHERE volume = ?1 AND remote = ?2",
             [volume, remote],
@@ -182,6 +179,21 @@ impl Repo {
             )?;
         }
         crate::failpoint::hit("fetch.before-record-commit");
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Record downloaded packs and commits that no remote-tracking ref names (the member
+    /// commits of fetched group commits), in one transaction.
+    pub fn record_commits(
+        &mut self,
+        packs: &[WrittenPack],
+        commits: &[(ObjectId, Commit)],
+    ) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        record_objects(&tx, packs, commits)?;
         tx.commit()?;
         Ok(())
     }
@@ -288,4 +300,17 @@ fn remote_volume_key(volume: &str, remote: &str) -> String {
 
 fn remote_encrypted_key(volume: &str, remote: &str) -> String {
     format!("remote_encrypted/{volume}/{remote}")
+}
+
+/// Index downloaded packs and record their commits (inside the caller's transaction).
+fn record_objects(
+    tx: &rusqlite::Transaction,
+    packs: &[WrittenPack],
+    commits: &[(ObjectId, Commit)],
+) -> Result<()> {
+    Store::record(tx, packs)?;
+    for (id, c) in commits {
+        commit::record(tx, id, c)?;
+    }
+    Ok(())
 }

@@ -95,12 +95,7 @@ impl Repo {
     /// (a thin clone of the source's data where it can be): the stored objects are shared
     /// with the source, nothing in the store is copied.
     pub fn create_volume_from(&mut self, name: &str, source: &str, at: Option<&str>) -> Result<()> {
-        names::validate("volume", name)?;
         names::validate("volume", source)?;
-        let _lock = self.lock_volume(name)?;
-        if self.volume_exists(name)? {
-            return Err(Error::VolumeExists(name.to_string()));
-        }
         if !self.volume_exists(source)? {
             return Err(Error::NoSuchVolume(source.to_string()));
         }
@@ -113,19 +108,59 @@ impl Repo {
                 ))
             })?,
         };
-        self.discard_dir(&self.root.join(name))?;
         let source = super::thin::Source {
             volume: source,
             branch: &source_branch,
         };
-        let layout =
-            self.make_branch_data(name, "master", &head, &Default::default(), Some(&source))?;
+        self.create_volume_at(name, &head, Some(&source))
+    }
+
+    /// Create volume `name` whose `master` starts at member `member`'s commit in group
+    /// revision `at` (default: the head of the group's current branch) of group `group`:
+    /// the plugin's `-o from=GROUP[@REF] -o member=MEMBER`, one call per member.
+    pub fn create_volume_from_group(
+        &mut self,
+        name: &str,
+        group: &str,
+        at: Option<&str>,
+        member: &str,
+    ) -> Result<()> {
+        let branch = self.group(group)?.branch;
+        let id = self.resolve_group(group, &branch, at.unwrap_or("HEAD"))?;
+        let head = self
+            .group_commit(group, &id)?
+            .member(member)
+            .ok_or_else(|| {
+                Error::Other(format!(
+                    "group commit {} of group {group} has no member {member}",
+                    &id.to_hex()[..12]
+                ))
+            })?;
+        self.create_volume_at(name, &head, None)
+    }
+
+    /// Create volume `name` with `master` at commit `head`, its live data made by the clone
+    /// method (from `source`'s live data where a thin clone can use it); only rows are added,
+    /// the stored objects are shared.
+    fn create_volume_at(
+        &mut self,
+        name: &str,
+        head: &crate::store::ObjectId,
+        source: Option<&super::thin::Source>,
+    ) -> Result<()> {
+        names::validate("volume", name)?;
+        let _lock = self.lock_volume(name)?;
+        if self.volume_exists(name)? {
+            return Err(Error::VolumeExists(name.to_string()));
+        }
+        self.discard_dir(&self.root.join(name))?;
+        let layout = self.make_branch_data(name, "master", head, &Default::default(), source)?;
         let tx = self.conn.transaction()?;
         tx.execute(
             "INSERT INTO volumes(name, branch, created) VALUES (?1, 'master', strftime('%s','now'))",
             [name],
         )?;
-        heads::swap(&tx, name, "master", Head::Absent, Head::At(head))?;
+        heads::swap(&tx, name, "master", Head::Absent, Head::At(*head))?;
         super::thin::record_layout(&tx, name, "master", &layout)?;
         tx.commit()?;
         Ok(())
@@ -165,6 +200,11 @@ impl Repo {
         if !self.volume_exists(name)? {
             return Err(Error::Other(format!(
                 "Volume '{name}' does not exist, cannot remove it"
+            )));
+        }
+        if let Some(group) = self.groups_of(name)?.first() {
+            return Err(Error::Other(format!(
+                "volume {name} is a member of group {group}: remove the group first (dvol group rm {group})"
             )));
         }
         let tx = self

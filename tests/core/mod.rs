@@ -2,6 +2,7 @@
 
 mod assets;
 mod layers;
+mod groups;
 mod messages;
 mod ownership;
 mod prune;

@@ -4,11 +4,16 @@ use super::*;
 
 fn compose(s: &Scope, project: &str, args: &[&str]) -> String {
     let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/compose/docker-compose.yml");
+    compose_file(s, &file, project, args)
+}
+
+/// `docker-compose -p PROJECT -f FILE ARGS…` with the test driver and image; stdout.
+pub fn compose_file(s: &Scope, file: &Path, project: &str, args: &[&str]) -> String {
     let out = std::process::Command::new("docker-compose")
         .arg("-p")
         .arg(project)
         .arg("-f")
-        .arg(&file)
+        .arg(file)
         .args(args)
         .env("DVOL_DRIVER", s.driver())
         .env("BUSYBOX_IMAGE", BUSYBOX)

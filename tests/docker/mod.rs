@@ -10,6 +10,7 @@
 
 mod cli;
 mod compose;
+mod groups;
 mod load;
 mod managed;
 mod ownership;

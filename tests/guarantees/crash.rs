@@ -6,13 +6,7 @@ use crate::support::{listing, noise, write, Env};
 use std::path::Path;
 
 fn run_killed(env: &Env, point: &str, args: &[&str]) {
-    let out = env
-        .process()
-        .env("DVOL_FAILPOINT", point)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(!out.status.success(), "{point}: {args:?} was not killed");
+    env.run_killed(point, args);
 }
 
 fn assert_fsck_clean(env: &Env, point: &str) {

@@ -103,6 +103,17 @@ impl Env {
         String::from_utf8(out.stderr).expect("utf8 stderr")
     }
 
+    /// Run `dvol args…` with the failpoint `point` (kill -9 there); assert it was killed.
+    pub fn run_killed(&self, point: &str, args: &[&str]) {
+        let out = self
+            .process()
+            .env("DVOL_FAILPOINT", point)
+            .args(args)
+            .output()
+            .expect("run dvol");
+        assert!(!out.status.success(), "{point}: {args:?} was not killed");
+    }
+
     /// Live directory of the current branch of the current volume.
     pub fn live(&self) -> PathBuf {
         PathBuf::from(self.ok(&["path"]).trim())

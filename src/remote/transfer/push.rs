@@ -58,6 +58,9 @@ pub struct PushRequest<'a> {
     pub cache: &'a Path,
     /// How data is sealed on this remote (the caller opened its marker).
     pub seal: &'a Seal,
+    /// More commits whose objects are sent (no ref moves to them): the member commits of
+    /// the group commits a group push sends.
+    pub extra: Vec<ObjectId>,
 }
 
 /// Push branches of a local volume to a remote.
@@ -103,7 +106,7 @@ pub fn push(
         }
         to_send.push((branch.clone(), key, raw, remote, local));
     }
-    if to_send.is_empty() && !req.repair {
+    if to_send.is_empty() && req.extra.is_empty() && !req.repair {
         return Ok(report);
     }
     let remote_has = remote_index(backend, req.cache, seal)?;
@@ -121,7 +124,8 @@ pub fn push(
         };
         repair_plan(store, &remote, &heads, &expired, &mut report)?
     } else {
-        let heads: Vec<ObjectId> = to_send.iter().map(|t| t.4).collect();
+        let mut heads: Vec<ObjectId> = to_send.iter().map(|t| t.4).collect();
+        heads.extend(&req.extra);
         plan_push(
             store,
             &heads,

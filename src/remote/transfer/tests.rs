@@ -32,6 +32,7 @@ fn push_master(repo: &Repo, remote: &MemBackend, cache: &std::path::Path) -> Pus
         repair: false,
         cache,
         seal: &Seal::Plain,
+        extra: Vec::new(),
     };
     push(repo, remote, &req, &NoProgress).unwrap()
 }

@@ -1,0 +1,209 @@
+//! Groups of volumes with a real Compose app: two services whose volumes depend on each other
+//! (an uploader writes `files/<n>`; an indexer appends `n` to `index/ids` once `files/<n>`
+//! exists), written continuously. Group commits taken under load restore, as a group, to a
+//! state where every indexed id has its file and at most a second's files are not indexed
+//! yet; committing the members one after the other does not (the test shows the mismatch, so
+//! the check can fail).
+
+use super::*;
+
+const APP: &str = r#"version: "3.7"
+services:
+  uploader:
+    image: ${BUSYBOX_IMAGE}
+    command:
+      - sh
+      - -c
+      - >-
+        trap 'exit 0' TERM;
+        i=$$(ls /files | wc -l);
+        while true; do i=$$((i+1)); echo $$i > /files/$$i; sleep 0.05; done
+    volumes:
+      - files:/files
+    stop_grace_period: 1s
+  indexer:
+    image: ${BUSYBOX_IMAGE}
+    command:
+      - sh
+      - -c
+      - >-
+        trap 'exit 0' TERM;
+        touch /index/ids; n=$$(tail -n 1 /index/ids); n=$${n:-0};
+        while true; do
+        while [ -e /files/$$((n+1)) ]; do n=$$((n+1)); echo $$n >> /index/ids; done;
+        sleep 0.1; done
+    volumes:
+      - files:/files:ro
+      - index:/index
+    stop_grace_period: 1s
+volumes:
+  files:
+    driver: ${DVOL_DRIVER}
+  index:
+    driver: ${DVOL_DRIVER}
+"#;
+
+fn compose(s: &Scope, file: &Path, project: &str, args: &[&str]) {
+    compose::compose_file(s, file, project, args);
+}
+
+/// Ids in the index whose file is missing, and files not in the index.
+fn mismatch(files: &Path, index: &Path) -> (Vec<u64>, usize) {
+    let ids: Vec<u64> = read(&index.join("ids"))
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    let present: std::collections::HashSet<u64> = std::fs::read_dir(files)
+        .expect("files dir")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    let missing = ids
+        .iter()
+        .copied()
+        .filter(|i| !present.contains(i))
+        .collect();
+    let indexed: std::collections::HashSet<u64> = ids.into_iter().collect();
+    let unindexed = present.iter().filter(|f| !indexed.contains(f)).count();
+    (missing, unindexed)
+}
+
+#[test]
+fn group_commits_under_load_restore_consistently_and_single_commits_do_not() {
+    if !(crate::support::require_docker()
+        && crate::support::require_binary("docker-compose", "apt-get install docker-compose"))
+    {
+        return;
+    }
+    let s = Scope::new("groups");
+    let project = format!("{}g", s.tag);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("docker-compose.yml");
+    std::fs::write(&file, APP).expect("compose file");
+    s.projects
+        .borrow_mut()
+        .push((project.clone(), file.clone()));
+    let files = s.track_volume(&format!("{project}_files"));
+    let index = s.track_volume(&format!("{project}_index"));
+    compose(&s, &file, &project, &["up", "-d"]);
+    wait_for(Duration::from_secs(30), "the app indexing files", || {
+        read(&s.live(&index).join("ids")).lines().count() >= 20
+    });
+
+    let group = format!("{project}app");
+    let created = s.dvol_ok(&["group", "create", &group, "--compose-project", &project]);
+    assert!(
+        created.contains(&files) && created.contains(&index),
+        "{created}"
+    );
+    let shown = s.dvol_ok(&["group", "show", &group]);
+    assert!(
+        shown.contains(&format!("member files (volume {files})")),
+        "{shown}"
+    );
+
+    // Group commits under load (containers paused together), then the members one after
+    // the other (each volume's containers paused on their own, at a different instant).
+    for i in 0..3 {
+        s.dvol_ok(&["group", "commit", &group, "-m", &format!("group {i}")]);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let mut singles = Vec::new();
+    for i in 0..3 {
+        let f = s.dvol_ok(&[
+            "commit",
+            "--pause",
+            "--volume",
+            &files,
+            "-m",
+            &format!("alone {i}"),
+        ]);
+        let x = s.dvol_ok(&[
+            "commit",
+            "--pause",
+            "--volume",
+            &index,
+            "-m",
+            &format!("alone {i}"),
+        ]);
+        singles.push((f.trim().to_string(), x.trim().to_string()));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // Committing a member alone did not move the group.
+    let log: serde_json::Value =
+        serde_json::from_str(&s.dvol_ok(&["group", "log", &group, "--json"])).expect("json");
+    let entries = log.as_array().expect("log entries");
+    assert_eq!(entries.len(), 3, "{log}");
+
+    // Restore with the app stopped, so the checks read exactly what was committed.
+    compose(&s, &file, &project, &["stop", "-t", "1"]);
+    for e in entries {
+        let id = e["id"].as_str().expect("id");
+        s.dvol_ok(&["group", "reset", &group, "--hard", id]);
+        let (missing, unindexed) = mismatch(&s.live(&files), &s.live(&index));
+        assert!(
+            missing.is_empty(),
+            "group commit {id}: indexed ids without their file: {missing:?}"
+        );
+        // The uploader writes 20 files a second; the indexer looks every 0.1 s.
+        assert!(
+            unindexed <= 20,
+            "group commit {id}: {unindexed} files not indexed"
+        );
+    }
+    let mut inconsistent = 0;
+    for (f, x) in &singles {
+        s.dvol_ok(&["reset", "--hard", f, "--volume", &files]);
+        s.dvol_ok(&["reset", "--hard", x, "--volume", &index]);
+        let (missing, _) = mismatch(&s.live(&files), &s.live(&index));
+        inconsistent += usize::from(!missing.is_empty());
+    }
+    assert!(
+        inconsistent > 0,
+        "committing the members one after the other never showed a mismatch: the check cannot fail"
+    );
+
+    // The plugin makes a copy of the app from one group commit, one volume per member.
+    let first = entries.last().expect("first group commit")["id"]
+        .as_str()
+        .expect("id");
+    let copy = |member: &str| {
+        let v = s.volume(&format!("copy{member}"));
+        docker_ok(&[
+            "volume",
+            "create",
+            "-d",
+            s.driver(),
+            "-o",
+            &format!("from={group}@{}", &first[..12]),
+            "-o",
+            &format!("member={member}"),
+            &v,
+        ]);
+        v
+    };
+    let (copy_files, copy_index) = (copy("files"), copy("index"));
+    let (missing, unindexed) = mismatch(&s.live(&copy_files), &s.live(&copy_index));
+    assert!(
+        missing.is_empty() && unindexed <= 20,
+        "{missing:?} {unindexed}"
+    );
+    let ids = read(&s.live(&copy_index).join("ids")).lines().count();
+    assert!(ids >= 20, "the copy holds {ids} ids");
+    let out = docker(&[
+        "volume",
+        "create",
+        "-d",
+        s.driver(),
+        "-o",
+        &format!("from={group}"),
+        "-o",
+        "member=nope",
+        &s.volume("copynope"),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("no member nope"),
+        "{err}"
+    );
+    s.dvol_ok(&["group", "rm", &group]);
+}
