@@ -154,9 +154,11 @@ fn clone_file(
     if !cached.matches(&opened.stat) {
         return Ok(());
     }
+    crate::failpoint::pause("reflink.before-clone");
     let Some(out) = dst.clone_file(name, &opened.file)? else {
         return Ok(());
     };
+
     let source_path = src.child_path(name);
     if !cached.matches(&Stat::of(&opened.file, &source_path)?) {
         // Written while it was cloned: the copy's content is unknown, let it be rewritten.

@@ -409,3 +409,45 @@ fn overlay_survives_restart_and_gc_reclaims_bases() {
     env.ok(&["rm", "-f", "v"]);
     assert!(!env.root().join("v").exists());
 }
+
+/// A container writing to the source while it is cloned (at a pause between the check of a
+/// file's stat and its `FICLONE`, the source file is overwritten in place, same size): the
+/// clone still gets the committed bytes, because a file whose stat changed by the end of its
+/// clone is written from the store instead.
+#[test]
+fn a_source_written_during_the_clone_does_not_leak_into_it() {
+    let Some(fs) = LoopFs::new("xfs") else { return };
+    let env = fs.env();
+    let master = committed_volume(&env);
+    let original = std::fs::read(master.join("base/1/16384")).unwrap();
+    let marker = env.dir.path().join("paused");
+    let mut child = env
+        .process()
+        .env("DVOL_FAILPOINT_PAUSE", "reflink.before-clone")
+        .env("DVOL_FAILPOINT_PAUSE_FILE", &marker)
+        .args(["--clone-method", "reflink", "checkout", "-b", "qa"])
+        .spawn()
+        .unwrap();
+    let mut pauses = 0;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if marker.exists() {
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(master.join("base/1/16384"))
+                .unwrap();
+            f.write_all(&[0xEE; 8192]).unwrap();
+            drop(f);
+            pauses += 1;
+            std::fs::remove_file(&marker).unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    };
+    assert!(status.success());
+    assert!(pauses >= 1, "the clone never paused");
+    let qa = env.live();
+    assert_eq!(std::fs::read(qa.join("base/1/16384")).unwrap(), original);
+    assert!(!env.ok(&["status"]).contains("16384"));
+}
