@@ -238,6 +238,8 @@ pub enum PluginCommand {
         /// The socket; Docker names the driver after its file name.
         #[arg(long, default_value = dvol::plugin::DEFAULT_SOCKET)]
         socket: PathBuf,
+        #[command(flatten)]
+        cluster: plugin::ClusterArgs,
     },
 }
 
@@ -347,8 +349,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             path: &path,
         }),
         Command::Plugin {
-            command: PluginCommand::Serve { socket },
-        } => plugin::serve(&ctx, &socket),
+            command: PluginCommand::Serve { socket, cluster },
+        } => plugin::serve(&ctx, &socket, &cluster),
     }
 }
 
