@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use std::time::Duration;
 
 /// How long one request to one endpoint may take.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Where etcd answers: base URLs such as `http://10.0.0.1:2379`.
 #[derive(Clone, Debug)]
@@ -122,7 +122,9 @@ impl Etcd {
     /// field is an error (etcd's own refusal, not worth retrying elsewhere).
     fn call(&self, path: &str, body: &Value) -> Result<Value> {
         let rt = crate::runtime::client_runtime("etcd")?;
+        // etcd members are named directly by the operator: no HTTP proxy in between.
         let client = reqwest::Client::builder()
+            .no_proxy()
             .timeout(REQUEST_TIMEOUT)
             .build()
             .map_err(|e| Error::Other(format!("etcd client: {e}")))?;
