@@ -19,10 +19,17 @@ ETCD=http://$(ip_of 1):2379,http://$(ip_of 2):2379,http://$(ip_of 3):2379
 TOKEN=cluster-test-token-0123456789abcdef
 IMG=spx/busybox:1
 pids=()
-# One run at a time on this machine (the fixture's namespace and socket names are fixed);
-# taken before the teardown trap, so a run that waits in vain tears nothing down.
-exec 9>/run/dvol-multihost.lock
-flock -w 600 9 || { echo "FAILED: another multihost run holds /run/dvol-multihost.lock" >&2; exit 1; }
+# One run at a time on this machine (the fixture's namespace and socket names are fixed): a
+# lock directory holding the owner's pid (a lock file descriptor would be inherited by the
+# daemons), taken before the teardown trap, so a run that cannot have it tears nothing down.
+LOCK=/run/dvol-multihost.lock.d
+for _ in $(seq 1 600); do
+    mkdir "$LOCK" 2>/dev/null && { echo $$ > "$LOCK/pid"; break; }
+    owner=$(cat "$LOCK/pid" 2>/dev/null || true)
+    [ -n "$owner" ] && ! kill -0 "$owner" 2>/dev/null && rm -rf "$LOCK"
+    sleep 1
+done
+[ "$(cat "$LOCK/pid" 2>/dev/null)" = $$ ] || { echo "FAILED: another multihost run holds $LOCK" >&2; exit 1; }
 
 cleanup() {
     rc=$?
@@ -30,9 +37,13 @@ cleanup() {
         for n in $NODES; do echo "--- plugin log node$n (tail)"; tail -n 25 "$P/n$n/dvol.log" 2>/dev/null; done
     fi
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${pids[@]}"; do for _ in $(seq 1 20); do kill -0 "$p" 2>/dev/null || break; sleep 0.25; done; done
+    for p in "${pids[@]}"; do
+        for _ in $(seq 1 20); do kill -0 "$p" 2>/dev/null || break; sleep 0.25; done
+        kill -0 "$p" 2>/dev/null && kill -KILL "$p"   # etcd without quorum ignores TERM
+    done
     "$FIX/down.sh" >/dev/null 2>&1 || true
-    rm -rf "$P/etcd" "$P/remote" "$P/token"
+    rm -rf "$SPX_STATE"
+    rm -rf "$LOCK"
     exit $rc
 }
 trap cleanup EXIT
