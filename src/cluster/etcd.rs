@@ -15,6 +15,20 @@ use std::time::Duration;
 /// How long one request to one endpoint may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Rounds over all endpoints before a call fails.
+const ATTEMPTS: u32 = 3;
+
+/// Pause between rounds (an etcd election takes about one election timeout, 1 s by default).
+const RETRY_PAUSE: Duration = Duration::from_millis(500);
+
+/// etcd refusals that a moment later (or another member) may not repeat.
+const TRANSIENT: [&str; 4] = [
+    "leader changed",
+    "no leader",
+    "timed out",
+    "not capable",
+];
+
 /// Where etcd answers: base URLs such as `http://10.0.0.1:2379`.
 #[derive(Clone, Debug)]
 pub struct Etcd {
@@ -118,8 +132,9 @@ impl Etcd {
         Ok(Etcd { endpoints })
     }
 
-    /// POST `body` to `path` on the first endpoint that answers; an answer with an `error`
-    /// field is an error (etcd's own refusal, not worth retrying elsewhere).
+    /// POST `body` to `path` on the first endpoint that answers. Unreachable members and
+    /// etcd's transient refusals (a leader election under way) are retried on the next
+    /// endpoint, for [`ATTEMPTS`] rounds; any other refusal is an error at once.
     fn call(&self, path: &str, body: &Value) -> Result<Value> {
         let rt = crate::runtime::client_runtime("etcd")?;
         // etcd members are named directly by the operator: no HTTP proxy in between.
@@ -129,19 +144,28 @@ impl Etcd {
             .build()
             .map_err(|e| Error::Other(format!("etcd client: {e}")))?;
         let mut failures = Vec::new();
-        for endpoint in &self.endpoints {
-            let url = format!("{endpoint}{path}");
-            let answer = rt.block_on(async {
-                let resp = client.post(&url).json(body).send().await?;
-                resp.json::<Value>().await
-            });
-            match answer {
-                Ok(v) if v.get("error").is_some() || v.get("code").is_some() => {
-                    let msg = v["error"].as_str().or(v["message"].as_str()).unwrap_or("?");
-                    return Err(Error::Other(format!("etcd {url}: {msg}")));
+        for round in 0..ATTEMPTS {
+            if round > 0 {
+                std::thread::sleep(RETRY_PAUSE);
+            }
+            failures.clear();
+            for endpoint in &self.endpoints {
+                let url = format!("{endpoint}{path}");
+                let answer = rt.block_on(async {
+                    let resp = client.post(&url).json(body).send().await?;
+                    resp.json::<Value>().await
+                });
+                match answer {
+                    Ok(v) if v.get("error").is_some() || v.get("code").is_some() => {
+                        let msg = v["error"].as_str().or(v["message"].as_str()).unwrap_or("?");
+                        if !TRANSIENT.iter().any(|t| msg.contains(t)) {
+                            return Err(Error::Other(format!("etcd {url}: {msg}")));
+                        }
+                        failures.push(format!("{endpoint}: {msg}"));
+                    }
+                    Ok(v) => return Ok(v),
+                    Err(e) => failures.push(format!("{endpoint}: {e}")),
                 }
-                Ok(v) => return Ok(v),
-                Err(e) => failures.push(format!("{endpoint}: {e}")),
             }
         }
         Err(Error::Other(format!(

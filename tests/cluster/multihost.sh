@@ -18,6 +18,8 @@ REMOTE=http://$REMOTE_IP:7900
 ETCD=http://$(ip_of 1):2379,http://$(ip_of 2):2379,http://$(ip_of 3):2379
 TOKEN=cluster-test-token-0123456789abcdef
 IMG=spx/busybox:1
+# Every run names the driver: a host that never saw a volume must not make a local one.
+DV="--volume-driver dvol"
 pids=()
 # One run at a time on this machine (the fixture's namespace and socket names are fixed): a
 # lock directory holding the owner's pid (a lock file descriptor would be inherited by the
@@ -104,23 +106,23 @@ for n in $NODES; do dk $n volume create -d dvol dvol-warmup >/dev/null; done
 
 step "1. a volume created on node1 runs on node2 with its data, moved through the remote"
 dk 1 volume create -d dvol -o sync-interval=2s data1 >/dev/null
-dk 1 run --rm -v data1:/data $IMG sh -c 'echo from-node1 > /data/f; head -c 1048576 /dev/urandom > /data/blob'
+dk 1 run --rm $DV -v data1:/data $IMG sh -c 'echo from-node1 > /data/f; head -c 1048576 /dev/urandom > /data/blob'
 dk 2 volume ls -q | grep -qx data1 || fail "node2 does not list data1"
 dk 3 volume ls -q | grep -qx data1 || fail "node3 does not list data1"
-got=$(dk 2 run --rm -v data1:/data $IMG sh -c 'cat /data/f; wc -c < /data/blob')
+got=$(dk 2 run --rm $DV -v data1:/data $IMG sh -c 'cat /data/f; wc -c < /data/blob')
 [ "$got" = "$(printf 'from-node1\n1048576')" ] || fail "node2 read [$got] from data1"
 bytes=$(fetched 2 data1)
 [ "$bytes" -ge 1000000 ] && [ "$bytes" -lt 1200000 ] || fail "node2 fetched $bytes bytes for data1 (expected about 1 MiB, once)"
 # back on node1: only what it lacks (nothing: node2 changed nothing)
 before=$(fetched 1 data1)
-dk 1 run --rm -v data1:/data $IMG cat /data/f >/dev/null
+dk 1 run --rm $DV -v data1:/data $IMG cat /data/f >/dev/null
 bytes=$(( $(fetched 1 data1) - before ))
 [ "$bytes" -lt 100000 ] || fail "node1 fetched $bytes bytes moving data1 back unchanged"
 
 step "2. fencing: another host's Mount and CLI are refused with the holder's name"
-cid=$(dk 1 run -d -v data1:/data $IMG sleep 600)
+cid=$(dk 1 run -d $DV -v data1:/data $IMG sleep 600)
 for _ in $(seq 1 20); do [ "$(etcd_get dvol/v1/holders/data1 | grep -c node1)" = 1 ] && break; sleep 0.25; done
-if out=$(dk 2 run --rm -v data1:/data $IMG true 2>&1); then fail "node2 mounted data1 while node1 holds it"; fi
+if out=$(dk 2 run --rm $DV -v data1:/data $IMG true 2>&1); then fail "node2 mounted data1 while node1 holds it"; fi
 echo "$out" | grep -q "in use on host node1" || fail "node2's refused mount does not name node1: $out"
 if out=$(dvol_on 2 --volume data1 commit -m x 2>&1); then fail "dvol commit on node2 moved data1's head"; fi
 echo "$out" | grep -q "held by host node1" || fail "node2's refused commit does not name node1: $out"
@@ -131,8 +133,8 @@ dk 1 rm -f "$cid" >/dev/null
 step "3. two hosts race for one lease: exactly one wins, every round"
 dk 1 volume create -d dvol race >/dev/null
 for round in 1 2 3 4 5; do
-    dk 1 run --rm -v race:/data $IMG sh -c 'sleep 4' >"$P/race1" 2>&1 & a=$!
-    dk 2 run --rm -v race:/data $IMG sh -c 'sleep 4' >"$P/race2" 2>&1 & b=$!
+    dk 1 run --rm $DV -v race:/data $IMG sh -c 'sleep 4' >"$P/race1" 2>&1 & a=$!
+    dk 2 run --rm $DV -v race:/data $IMG sh -c 'sleep 4' >"$P/race2" 2>&1 & b=$!
     wins=0; wait $a && wins=$((wins+1)); wait $b && wins=$((wins+1))
     [ $wins = 1 ] || fail "race round $round: $wins winners ($(cat "$P/race1" "$P/race2"))"
     grep -qh "in use on host node" "$P/race1" "$P/race2" || fail "race round $round: the loser's error names no holder"
@@ -164,14 +166,14 @@ dk 1 node update --availability active "$first" >/dev/null
 
 step "5. a partitioned holder loses the lease after expiry and cannot move the head"
 dk 2 volume create -d dvol -o sync-interval=1s part >/dev/null
-cid=$(dk 2 run -d -v part:/data $IMG sh -c 'i=0; while true; do i=$((i+1)); echo $i > /data/n; sleep 0.2; done')
+cid=$(dk 2 run -d $DV -v part:/data $IMG sh -c 'i=0; while true; do i=$((i+1)); echo $i > /data/n; sleep 0.2; done')
 sleep 4
 etcd_get dvol/v1/heads/part | grep -q '"host":"node2"' || fail "node2 never published part"
 ip -n spx-n2 link set eth0 down
 t0=$SECONDS
 # node3 gets the lease only once node2's has expired, and starts from the last pushed commit
 for _ in $(seq 1 30); do
-    n3=$(dk 3 run --rm -v part:/data $IMG cat /data/n 2>/dev/null) && break
+    n3=$(dk 3 run --rm $DV -v part:/data $IMG cat /data/n 2>/dev/null) && break
     sleep 1
 done
 [ -n "${n3:-}" ] || fail "node3 never got part after node2 was cut off"
