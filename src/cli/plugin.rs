@@ -15,20 +15,45 @@ pub struct ClusterArgs {
     #[arg(long, env = "DVOL_CLUSTER_ETCD", value_name = "URL[,URL..]", requires_all = ["cluster_remote", "host_name"])]
     cluster_etcd: Option<String>,
     /// Cluster mode: the shared remote every host pushes to and fetches from.
-    #[arg(long, env = "DVOL_CLUSTER_REMOTE", value_name = "URL", requires = "cluster_etcd")]
+    #[arg(
+        long,
+        env = "DVOL_CLUSTER_REMOTE",
+        value_name = "URL",
+        requires = "cluster_etcd"
+    )]
     cluster_remote: Option<String>,
     /// Cluster mode: this host's name (letters, digits, - and _).
-    #[arg(long, env = "DVOL_HOST_NAME", value_name = "NAME", requires = "cluster_etcd")]
+    #[arg(
+        long,
+        env = "DVOL_HOST_NAME",
+        value_name = "NAME",
+        requires = "cluster_etcd"
+    )]
     host_name: Option<String>,
     /// Cluster mode: seconds a lease lives without renewal.
-    #[arg(long, env = "DVOL_CLUSTER_LEASE_TTL", value_name = "SECS", default_value_t = 15)]
+    #[arg(
+        long,
+        env = "DVOL_CLUSTER_LEASE_TTL",
+        value_name = "SECS",
+        default_value_t = 15
+    )]
     cluster_lease_ttl: u64,
     /// Cluster mode: seconds a Mount waits for another host's lease before it fails.
-    #[arg(long, env = "DVOL_CLUSTER_MOUNT_WAIT", value_name = "SECS", default_value_t = 60)]
+    #[arg(
+        long,
+        env = "DVOL_CLUSTER_MOUNT_WAIT",
+        value_name = "SECS",
+        default_value_t = 60
+    )]
     cluster_mount_wait: u64,
     /// Cluster mode: background commit+push interval of volumes created without
     /// `-o sync-interval`.
-    #[arg(long, env = "DVOL_CLUSTER_SYNC_INTERVAL", value_name = "DURATION", default_value = "60s")]
+    #[arg(
+        long,
+        env = "DVOL_CLUSTER_SYNC_INTERVAL",
+        value_name = "DURATION",
+        default_value = "60s"
+    )]
     cluster_sync_interval: String,
 }
 

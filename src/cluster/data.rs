@@ -167,7 +167,11 @@ pub fn bring(
             head.commit
         ))
     })?;
-    let local = commit_changes(repo, volume, &format!("cluster: work found on {host} at mount"))?;
+    let local = commit_changes(
+        repo,
+        volume,
+        &format!("cluster: work found on {host} at mount"),
+    )?;
     if local == Some(target) {
         return Ok(out);
     }

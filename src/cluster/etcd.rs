@@ -22,12 +22,7 @@ const ATTEMPTS: u32 = 3;
 const RETRY_PAUSE: Duration = Duration::from_millis(500);
 
 /// etcd refusals that a moment later (or another member) may not repeat.
-const TRANSIENT: [&str; 4] = [
-    "leader changed",
-    "no leader",
-    "timed out",
-    "not capable",
-];
+const TRANSIENT: [&str; 4] = ["leader changed", "no leader", "timed out", "not capable"];
 
 /// Where etcd answers: base URLs such as `http://10.0.0.1:2379`.
 #[derive(Clone, Debug)]

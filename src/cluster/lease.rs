@@ -209,7 +209,10 @@ impl Held {
     /// Give the lease back (only if it is still ours) and end the etcd lease.
     pub fn release(self, etcd: &Etcd) -> Result<()> {
         let hkey = holder_key(&self.volume);
-        etcd.txn(&[Compare::Created(&hkey, self.token)], &[Put::Delete(&hkey)])?;
+        etcd.txn(
+            &[Compare::Created(&hkey, self.token)],
+            &[Put::Delete(&hkey)],
+        )?;
         etcd.revoke(self.lease_id)
     }
 }

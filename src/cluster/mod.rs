@@ -57,7 +57,11 @@ pub struct ClusterOptions {
 /// Check a host name: a plain name without dots (it is joined to volume names with one).
 pub fn check_host(host: &str) -> Result<()> {
     names::validate("host", host)?;
-    if host.len() > MAX_HOST_LEN || !host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+    if host.len() > MAX_HOST_LEN
+        || !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
         return Err(Error::Other(format!(
             "host name {host:?}: use at most {MAX_HOST_LEN} letters, digits, - and _"
         )));
@@ -121,10 +125,16 @@ pub struct ClusterVolume {
 impl Cluster {
     /// Join the cluster: check the options, reach etcd, and record in the root that it belongs
     /// to this host of this cluster (the CLI reads that to refuse head moves elsewhere).
-    pub fn new(root: &Path, repo_options: crate::repo::Options, opts: ClusterOptions) -> Result<Cluster> {
+    pub fn new(
+        root: &Path,
+        repo_options: crate::repo::Options,
+        opts: ClusterOptions,
+    ) -> Result<Cluster> {
         check_host(&opts.host)?;
         if opts.lease_ttl < 3 {
-            return Err(Error::Other("the lease TTL must be at least 3 seconds".into()));
+            return Err(Error::Other(
+                "the lease TTL must be at least 3 seconds".into(),
+            ));
         }
         let etcd = Etcd::new(&opts.etcd)?;
         lease::volumes(&etcd)?;
@@ -208,13 +218,20 @@ impl Cluster {
             self.opts.lease_ttl,
             self.opts.mount_wait,
         )?;
-        let session = match self.start(volume, held) {
-            Ok(s) => s,
-            Err((e, held)) => {
+        let rev = match self.bring_data(volume) {
+            Ok(rev) => rev,
+            Err(e) => {
                 let _ = held.release(&self.etcd);
                 return Err(e);
             }
         };
+        let session = Arc::new(Session {
+            lease: held,
+            head_rev: Mutex::new(rev),
+            lost: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            keeper: Mutex::new(None),
+        });
         let interval = Duration::from_secs(record.sync_interval.max(1));
         let me = Arc::clone(self);
         let s = Arc::clone(&session);
@@ -230,34 +247,20 @@ impl Cluster {
         Ok(())
     }
 
-    /// Bring the data under a fresh lease; on failure the lease comes back to be released.
-    fn start(&self, volume: &str, held: Held) -> std::result::Result<Arc<Session>, (Error, Held)> {
-        let brought = (|| {
-            let (head, rev) = lease::head(&self.etcd, volume)?;
-            let mut repo = self.repo()?;
-            let b = data::bring(
-                &mut repo,
-                volume,
-                &self.opts.host,
-                head.as_ref(),
-                &self.opts.remote,
-                &self.opts.remote_options,
-            )?;
-            Ok((b, rev))
-        })();
-        match brought {
-            Ok((b, rev)) => {
-                tracing::info!(volume, bytes = b.bytes, kept = ?b.kept, "cluster: mounted");
-                Ok(Arc::new(Session {
-                    lease: held,
-                    head_rev: Mutex::new(rev),
-                    lost: AtomicBool::new(false),
-                    stop: AtomicBool::new(false),
-                    keeper: Mutex::new(None),
-                }))
-            }
-            Err(e) => Err((e, held)),
-        }
+    /// Bring the data to the cluster head (under a fresh lease); the head's etcd revision.
+    fn bring_data(&self, volume: &str) -> Result<i64> {
+        let (head, rev) = lease::head(&self.etcd, volume)?;
+        let mut repo = self.repo()?;
+        let b = data::bring(
+            &mut repo,
+            volume,
+            &self.opts.host,
+            head.as_ref(),
+            &self.opts.remote,
+            &self.opts.remote_options,
+        )?;
+        tracing::info!(volume, bytes = b.bytes, kept = ?b.kept, "cluster: mounted");
+        Ok(rev)
     }
 
     /// Commit, push, and move the cluster head by compare-and-swap under the lease.
@@ -369,8 +372,12 @@ impl Cluster {
         }
         if s.lost.load(Ordering::SeqCst) {
             // Docker cannot do anything about it; the container has stopped already.
-            tracing::warn!(volume, "cluster: unmounted after this host lost the lease; \
-                its unsynced work is kept as a branch {}-unsynced-TIME", self.opts.host);
+            tracing::warn!(
+                volume,
+                "cluster: unmounted after this host lost the lease; \
+                its unsynced work is kept as a branch {}-unsynced-TIME",
+                self.opts.host
+            );
             return Ok(());
         }
         let synced = self.sync(&s);

@@ -208,11 +208,7 @@ impl Driver {
     /// `dvol init`.
     pub fn list(&self) -> Result<Vec<VolumeView>> {
         if let Some(c) = &self.cluster {
-            return c
-                .list()?
-                .into_iter()
-                .map(|v| self.view(&v.name))
-                .collect();
+            return c.list()?.into_iter().map(|v| self.view(&v.name)).collect();
         }
         let repo = self.repo()?;
         Ok(repo
@@ -234,7 +230,10 @@ pub fn check_create_clustered(
     opts: &BTreeMap<String, String>,
 ) -> Result<Option<std::time::Duration>> {
     names::validate("volume", name)?;
-    if let Some(key) = opts.keys().find(|k| k.as_str() != cluster::OPT_SYNC_INTERVAL) {
+    if let Some(key) = opts
+        .keys()
+        .find(|k| k.as_str() != cluster::OPT_SYNC_INTERVAL)
+    {
         return Err(Error::Other(format!(
             "unknown option {key:?} for a cluster dvol volume (known: {}=DURATION)",
             cluster::OPT_SYNC_INTERVAL

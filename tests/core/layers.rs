@@ -51,10 +51,15 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     (
         "cluster",
-        &["error", "names", "progress", "remote", "repo", "runtime", "store"],
+        &[
+            "error", "names", "progress", "remote", "repo", "runtime", "store",
+        ],
     ),
     ("docker", &["error", "names", "repo", "runtime"]),
-    ("plugin", &["cluster", "error", "docker", "live", "names", "repo"]),
+    (
+        "plugin",
+        &["cluster", "error", "docker", "live", "names", "repo"],
+    ),
     // The one upward edge: the library error wraps the remote layer's typed `CryptError`.
     ("error", &["remote"]),
 ];
