@@ -56,7 +56,9 @@ fi
 want_pkgs=(openssh-server openssh-client rsync restic borgbackup zstd
            busybox-static debootstrap docker-compose iproute2 hyperfine time
            systemd  # systemd: systemd-analyze verify for the package's unit files
-           xfsprogs btrfs-progs curl)  # thin-clone tests and bench: XFS/btrfs images, plugin calls
+           xfsprogs btrfs-progs curl  # thin-clone tests and bench: XFS/btrfs images, plugin calls
+           etcd-server etcd-client  # cluster mode (issue 15): a 3-member etcd in the multihost test
+           bc util-linux)  # the multihost fixture (../shared/multihost): bc, nsenter, unshare
 missing=()
 for p in "${want_pkgs[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then

@@ -16,6 +16,7 @@
 //! - [`docker`]: the Docker engine client and the "with containers stopped" wrapper.
 //! - [`progress`]: how long operations report progress without knowing about terminals.
 
+pub mod cluster;
 pub mod docker;
 pub mod error;
 pub mod failpoint;

@@ -13,6 +13,7 @@ pub fn commit(ctx: &Context, message: Option<&str>, pause: bool) -> anyhow::Resu
     };
     let mut repo = ctx.repo()?;
     let volume = ctx.volume(&repo)?;
+    dvol::cluster::check_may_move(&repo, &volume)?;
     let how = if pause { Quiesce::Pause } else { Quiesce::Stop };
     let bar = progress::for_terminal(ctx.quiet);
     let result = repo.commit(&volume, message, bar.as_ref(), &ctx.guard(how))?;
@@ -116,6 +117,7 @@ pub fn branch(
 pub fn checkout(ctx: &Context, branch: &str, create: bool) -> anyhow::Result<ExitCode> {
     let mut repo = ctx.repo()?;
     let volume = ctx.volume(&repo)?;
+    dvol::cluster::check_may_move(&repo, &volume)?;
     let guard = ctx.guard(Quiesce::Stop);
     if create {
         repo.checkout_new(&volume, branch, &guard)?;
@@ -131,6 +133,7 @@ pub fn reset(ctx: &Context, spec: &str, hard: bool) -> anyhow::Result<ExitCode> 
     }
     let mut repo = ctx.repo()?;
     let volume = ctx.volume(&repo)?;
+    dvol::cluster::check_may_move(&repo, &volume)?;
     let id = repo.reset_hard(&volume, spec, &ctx.guard(Quiesce::Stop))?;
     println!("HEAD is now at {}", &id.to_hex()[..12]);
     Ok(ExitCode::SUCCESS)

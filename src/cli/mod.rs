@@ -267,6 +267,8 @@ pub enum PluginCommand {
         /// The socket; Docker names the driver after its file name.
         #[arg(long, default_value = dvol::plugin::DEFAULT_SOCKET)]
         socket: PathBuf,
+        #[command(flatten)]
+        cluster: plugin::ClusterArgs,
     },
 }
 
@@ -382,8 +384,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }),
         Command::Group { action } => group::run(&ctx, action),
         Command::Plugin {
-            command: PluginCommand::Serve { socket },
-        } => plugin::serve(&ctx, &socket),
+            command: PluginCommand::Serve { socket, cluster },
+        } => plugin::serve(&ctx, &socket, &cluster),
     }
 }
 

@@ -8,7 +8,79 @@ use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::process::ExitCode;
 
-pub fn serve(ctx: &Context, socket: &Path) -> anyhow::Result<ExitCode> {
+/// Cluster mode (issue 15): all three of etcd, remote and host name, or none.
+#[derive(clap::Args, Debug)]
+pub struct ClusterArgs {
+    /// Cluster mode: etcd endpoints, comma-separated (e.g. http://10.0.0.1:2379,...).
+    #[arg(long, env = "DVOL_CLUSTER_ETCD", value_name = "URL[,URL..]", requires_all = ["cluster_remote", "host_name"])]
+    cluster_etcd: Option<String>,
+    /// Cluster mode: the shared remote every host pushes to and fetches from.
+    #[arg(
+        long,
+        env = "DVOL_CLUSTER_REMOTE",
+        value_name = "URL",
+        requires = "cluster_etcd"
+    )]
+    cluster_remote: Option<String>,
+    /// Cluster mode: this host's name (letters, digits, - and _).
+    #[arg(
+        long,
+        env = "DVOL_HOST_NAME",
+        value_name = "NAME",
+        requires = "cluster_etcd"
+    )]
+    host_name: Option<String>,
+    /// Cluster mode: seconds a lease lives without renewal.
+    #[arg(
+        long,
+        env = "DVOL_CLUSTER_LEASE_TTL",
+        value_name = "SECS",
+        default_value_t = 15
+    )]
+    cluster_lease_ttl: u64,
+    /// Cluster mode: seconds a Mount waits for another host's lease before it fails.
+    #[arg(
+        long,
+        env = "DVOL_CLUSTER_MOUNT_WAIT",
+        value_name = "SECS",
+        default_value_t = 60
+    )]
+    cluster_mount_wait: u64,
+    /// Cluster mode: background commit+push interval of volumes created without
+    /// `-o sync-interval`.
+    #[arg(
+        long,
+        env = "DVOL_CLUSTER_SYNC_INTERVAL",
+        value_name = "DURATION",
+        default_value = "60s"
+    )]
+    cluster_sync_interval: String,
+}
+
+impl ClusterArgs {
+    fn options(&self) -> anyhow::Result<Option<dvol::cluster::ClusterOptions>> {
+        let (Some(etcd), Some(remote), Some(host)) =
+            (&self.cluster_etcd, &self.cluster_remote, &self.host_name)
+        else {
+            return Ok(None);
+        };
+        Ok(Some(dvol::cluster::ClusterOptions {
+            etcd: etcd.clone(),
+            remote: remote.clone(),
+            host: host.clone(),
+            lease_ttl: self.cluster_lease_ttl,
+            mount_wait: std::time::Duration::from_secs(self.cluster_mount_wait),
+            sync_interval: dvol::cluster::parse_interval(&self.cluster_sync_interval)?,
+            remote_options: std::sync::Arc::new(dvol::remote::ops::RemoteOptions {
+                connect: super::remote::connect_options(),
+                ..Default::default()
+            }),
+        }))
+    }
+}
+
+pub fn serve(ctx: &Context, socket: &Path, cluster: &ClusterArgs) -> anyhow::Result<ExitCode> {
+    let cluster = cluster.options()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -16,6 +88,7 @@ pub fn serve(ctx: &Context, socket: &Path) -> anyhow::Result<ExitCode> {
     rt.block_on(dvol::plugin::serve(
         &ctx.root,
         ctx.repo_options(),
+        cluster,
         socket,
         activated,
         shutdown_signal(),

@@ -26,6 +26,17 @@ pub fn list(ctx: &Context, json: bool) -> anyhow::Result<ExitCode> {
         }
         None => Default::default(),
     };
+    // Cluster hosts: who holds each cluster volume ("-": nobody; local volumes: empty).
+    let holders = dvol::cluster::holders(&repo).unwrap_or_else(|e| {
+        eprintln!("warning: cluster holders unknown: {e}");
+        None
+    });
+    let holder = |name: &str| -> Option<String> {
+        holders
+            .as_ref()
+            .and_then(|h| h.get(name))
+            .map(|h| h.clone().unwrap_or_else(|| "-".into()))
+    };
     if json {
         let rows: Vec<_> = volumes
             .iter()
@@ -36,7 +47,7 @@ pub fn list(ctx: &Context, json: bool) -> anyhow::Result<ExitCode> {
                     .unwrap_or_default();
                 serde_json::json!({
                     "name": v.name, "branch": v.branch, "current": v.current,
-                    "containers": containers,
+                    "containers": containers, "holder": holder(&v.name),
                 })
             })
             .collect();
@@ -51,12 +62,20 @@ pub fn list(ctx: &Context, json: bool) -> anyhow::Result<ExitCode> {
                 .remove(&v.name)
                 .map(|cs| dvol::docker::names(&cs))
                 .unwrap_or_default();
-            let cells = [v.name.as_str(), v.branch.as_str(), containers.as_str()];
+            let held = holder(&v.name).unwrap_or_default();
+            let mut cells = vec![v.name.as_str(), v.branch.as_str(), containers.as_str()];
+            if holders.is_some() {
+                cells.push(held.as_str());
+            }
             let cells = cells.iter().map(|c| quote(c).into_owned()).collect();
             (prefix.to_string(), cells)
         })
         .collect();
-    print_table(&["VOLUME", "BRANCH", "CONTAINERS"], &rows);
+    if holders.is_some() {
+        print_table(&["VOLUME", "BRANCH", "CONTAINERS", "HOLDER"], &rows);
+    } else {
+        print_table(&["VOLUME", "BRANCH", "CONTAINERS"], &rows);
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,12 +1,13 @@
 //! The volume driver itself, independent of HTTP: each method is one `VolumeDriver.*` call,
 //! blocking (it opens the repository), returning a typed error whose text Docker shows.
 
+use crate::cluster::{self, Cluster};
 use crate::names;
 use crate::repo::{CloneMethod, Repo};
 use crate::{Error, Result};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// The `Opts` key of `docker volume create -o from=VOLUME[@REF]`.
 pub const OPT_FROM: &str = "from";
@@ -63,6 +64,8 @@ pub struct Driver {
     _keeper: Mutex<Repo>,
     /// How every repository this driver opens is configured.
     options: crate::repo::Options,
+    /// Cluster mode: volumes registered in etcd, mounted only under their lease.
+    cluster: Option<Arc<Cluster>>,
 }
 
 impl Driver {
@@ -87,7 +90,19 @@ impl Driver {
             root,
             mounts: Mutex::new(HashMap::new()),
             creates: Mutex::new(()),
+            cluster: None,
         })
+    }
+
+    /// A driver in cluster mode (see `crate::cluster`).
+    pub fn new_clustered(
+        root: &Path,
+        options: crate::repo::Options,
+        cluster: cluster::ClusterOptions,
+    ) -> Result<Driver> {
+        let mut d = Driver::new(root, options.clone())?;
+        d.cluster = Some(Arc::new(Cluster::new(&d.root, options, cluster)?));
+        Ok(d)
     }
 
     pub fn root(&self) -> &Path {
@@ -102,6 +117,9 @@ impl Driver {
     /// master starts at a branch or commit of another volume (shared storage). Creating a
     /// volume that exists without options succeeds (Docker and Compose re-create freely).
     pub fn create(&self, name: &str, opts: &BTreeMap<String, String>) -> Result<()> {
+        if let Some(c) = &self.cluster {
+            return c.create(name, check_create_clustered(name, opts)?);
+        }
         let req = check_create(name, opts)?;
         let mut repo = self.repo()?;
         repo.set_clone_method(req.clone);
@@ -140,6 +158,12 @@ impl Driver {
     /// `VolumeDriver.Mount`: the live directory of the volume's current branch, looked up at
     /// every call, so a container started after `dvol checkout` gets the new branch.
     pub fn mount(&self, name: &str, id: &str) -> Result<PathBuf> {
+        if let Some(c) = &self.cluster {
+            names::validate("volume", name)?;
+            if c.knows(name)? {
+                c.mount(name)?;
+            }
+        }
         let v = self.view(name)?;
         crate::live::Dir::create_root(&v.mountpoint)?;
         // A thin clone whose overlay is gone is mounted again before Docker binds it.
@@ -155,7 +179,10 @@ impl Driver {
     pub fn unmount(&self, name: &str, id: &str) -> Result<()> {
         names::validate("volume", name)?;
         self.mounts.lock().expect("mounts lock").remove(id);
-        Ok(())
+        match &self.cluster {
+            Some(c) if self.mount_count(name) == 0 => c.unmount(name),
+            _ => Ok(()),
+        }
     }
 
     /// Number of live mounts of a volume (for `Get`'s Status).
@@ -172,7 +199,12 @@ impl Driver {
     pub fn view(&self, name: &str) -> Result<VolumeView> {
         names::validate("volume", name)?;
         let repo = self.repo()?;
-        if !repo.volume_exists(name)? {
+        let known = repo.volume_exists(name)?
+            || match &self.cluster {
+                Some(c) => c.knows(name)?,
+                None => false,
+            };
+        if !known {
             return Err(Error::Other(format!("dvol volume {name} does not exist")));
         }
         let branch = repo.current_branch(name)?;
@@ -208,12 +240,18 @@ impl Driver {
             put("ExpiredCommits", s.expired.into());
         }
         put("Mounts", self.mount_count(name).into());
+        if let Some(c) = &self.cluster {
+            put("Holder", c.holder(name)?.unwrap_or_default().into());
+        }
         Ok((view, status.into()))
     }
 
     /// `VolumeDriver.List`: every dvol volume under the root, including those made by
     /// `dvol init`.
     pub fn list(&self) -> Result<Vec<VolumeView>> {
+        if let Some(c) = &self.cluster {
+            return c.list()?.into_iter().map(|v| self.view(&v.name)).collect();
+        }
         let repo = self.repo()?;
         Ok(repo
             .list_volumes()?
@@ -225,6 +263,27 @@ impl Driver {
             })
             .collect())
     }
+}
+
+/// Check a cluster `VolumeDriver.Create` request: the name and `sync-interval`, the only
+/// option (a clone `from` another volume is not a cluster operation yet).
+pub fn check_create_clustered(
+    name: &str,
+    opts: &BTreeMap<String, String>,
+) -> Result<Option<std::time::Duration>> {
+    names::validate("volume", name)?;
+    if let Some(key) = opts
+        .keys()
+        .find(|k| k.as_str() != cluster::OPT_SYNC_INTERVAL)
+    {
+        return Err(Error::Other(format!(
+            "unknown option {key:?} for a cluster dvol volume (known: {}=DURATION)",
+            cluster::OPT_SYNC_INTERVAL
+        )));
+    }
+    opts.get(cluster::OPT_SYNC_INTERVAL)
+        .map(|s| cluster::parse_interval(s))
+        .transpose()
 }
 
 /// Check a `VolumeDriver.Create` request without touching the repository: the name, the

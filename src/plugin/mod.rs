@@ -361,18 +361,27 @@ pub fn bind(socket: &Path) -> Result<tokio::net::UnixListener> {
     Ok(listener)
 }
 
-/// Serve the plugin for the dvol root `root` until `shutdown` resolves: on `activated`, the
+/// Serve the plugin (in cluster mode with `cluster`) for the dvol root `root` until `shutdown` resolves: on `activated`, the
 /// socket systemd passed (socket activation: Docker's calls queue in the kernel while the
 /// plugin restarts, and the socket stays when it exits), else on `socket`, which is bound
 /// here and removed at the end.
 pub async fn serve(
     root: &Path,
     options: crate::repo::Options,
+    cluster: Option<crate::cluster::ClusterOptions>,
     socket: &Path,
     activated: Option<std::os::unix::net::UnixListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let driver = Arc::new(Driver::new(root, options)?);
+    let (root, opts) = (root.to_path_buf(), options);
+    let driver = Arc::new(
+        tokio::task::spawn_blocking(move || match cluster {
+            Some(c) => Driver::new_clustered(&root, opts, c),
+            None => Driver::new(&root, opts),
+        })
+        .await
+        .map_err(|e| Error::Other(format!("plugin start: {e}")))??,
+    );
     let (listener, owned) = match activated {
         Some(l) => (
             tokio::net::UnixListener::from_std(l).at("socket activation", socket)?,

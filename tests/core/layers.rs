@@ -51,8 +51,17 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "store",
         ],
     ),
+    (
+        "cluster",
+        &[
+            "error", "names", "progress", "remote", "repo", "runtime", "store",
+        ],
+    ),
     ("docker", &["error", "names", "repo", "runtime"]),
-    ("plugin", &["error", "docker", "live", "names", "repo"]),
+    (
+        "plugin",
+        &["cluster", "error", "docker", "live", "names", "repo"],
+    ),
     // The one upward edge: the library error wraps the remote layer's typed `CryptError`.
     ("error", &["remote"]),
 ];

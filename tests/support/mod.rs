@@ -215,7 +215,7 @@ fn test_name() -> String {
 
 /// Report that the running test cannot run here: `false` after printing
 /// `SKIPPED <test>: needs <what>`, or a panic when [`REQUIRE_ALL`] is set.
-fn skip(what: &str) -> bool {
+pub fn skip(what: &str) -> bool {
     let test = test_name();
     assert!(
         std::env::var(REQUIRE_ALL).as_deref() != Ok("1"),

@@ -1,0 +1,195 @@
+#!/bin/bash
+# End-to-end test of cluster mode (issue 15) on three Docker hosts: the multihost fixture
+# (../shared/multihost: three dockerds in network namespaces joined as a Swarm), a 3-member
+# etcd (one member per host namespace), the shared remote (`dvol serve` in the hub namespace)
+# and `dvol plugin serve --cluster-*` on every host instead of the fixture's toy plugin.
+#
+# usage: multihost.sh DVOL_BINARY FIXTURE_DIR
+# State goes to $SPX_STATE (a fresh directory by default). Stops only what it started (by
+# pid) and tears the fixture down with its down.sh, even on failure. Exit 0 = every scenario
+# passed; the failing check is named on stderr otherwise.
+set -euo pipefail
+DVOL=$(readlink -f "$1"); FIX=$(readlink -f "$2")
+export SPX_STATE=${SPX_STATE:-$(mktemp -d /var/tmp/dvol-cluster.XXXXXX)}
+. "$FIX/env.sh"
+TTL=6
+REMOTE_IP=10.99.0.2
+REMOTE=http://$REMOTE_IP:7900
+ETCD=http://$(ip_of 1):2379,http://$(ip_of 2):2379,http://$(ip_of 3):2379
+TOKEN=cluster-test-token-0123456789abcdef
+IMG=spx/busybox:1
+# Every run names the driver: a host that never saw a volume must not make a local one.
+DV="--volume-driver dvol"
+pids=()
+# One run at a time on this machine (the fixture's namespace and socket names are fixed): a
+# lock directory holding the owner's pid (a lock file descriptor would be inherited by the
+# daemons), taken before the teardown trap, so a run that cannot have it tears nothing down.
+LOCK=/run/dvol-multihost.lock.d
+for _ in $(seq 1 600); do
+    mkdir "$LOCK" 2>/dev/null && { echo $$ > "$LOCK/pid"; break; }
+    owner=$(cat "$LOCK/pid" 2>/dev/null || true)
+    [ -n "$owner" ] && ! kill -0 "$owner" 2>/dev/null && rm -rf "$LOCK"
+    sleep 1
+done
+[ "$(cat "$LOCK/pid" 2>/dev/null)" = $$ ] || { echo "FAILED: another multihost run holds $LOCK" >&2; exit 1; }
+
+cleanup() {
+    rc=$?
+    if [ $rc -ne 0 ]; then
+        for n in $NODES; do echo "--- plugin log node$n (tail)"; tail -n 25 "$P/n$n/dvol.log" 2>/dev/null; done
+    fi
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${pids[@]}"; do
+        for _ in $(seq 1 20); do kill -0 "$p" 2>/dev/null || break; sleep 0.25; done
+        kill -0 "$p" 2>/dev/null && kill -KILL "$p"   # etcd without quorum ignores TERM
+    done
+    "$FIX/down.sh" >/dev/null 2>&1 || true
+    rm -rf "$SPX_STATE"
+    rm -rf "$LOCK"
+    exit $rc
+}
+trap cleanup EXIT
+
+fail() { echo "FAILED: $*" >&2; exit 1; }
+step() { echo "=== $* (+${SECONDS}s)"; }
+dvol_on() { local n=$1; shift; ip netns exec spx-n$n "$DVOL" -p "$P/n$n/dvol" --disable-docker-integration "$@"; }
+# Bytes host $1 has fetched from the remote for volume $2 so far (its plugin logs each Mount).
+fetched() { grep "cluster: mounted volume=\"$2\"" "$P/n$1/dvol.log" | sed 's/.*bytes=\([0-9]*\).*/\1/' | awk '{s+=$1} END {print s+0}'; }
+etcd_get() { ip netns exec spx-n1 env ETCDCTL_API=3 etcdctl --endpoints "$ETCD" get --print-value-only "$1"; }
+
+step "fixture: network and three dockerds"
+"$FIX/net-up.sh" >/dev/null
+"$FIX/nodes-up.sh" >/dev/null
+"$FIX/image.sh" >/dev/null 2>&1
+ip -n "$HUB" addr add $REMOTE_IP/24 dev br0
+
+step "etcd: three members, one per host namespace"
+cluster=""
+for n in $NODES; do cluster+="${cluster:+,}e$n=http://$(ip_of $n):2380"; done
+for n in $NODES; do
+    ip=$(ip_of $n)
+    setsid nsenter --net=/run/netns/$(ns $n) etcd --name e$n --data-dir "$P/etcd/e$n" \
+        --listen-client-urls http://$ip:2379 --advertise-client-urls http://$ip:2379 \
+        --listen-peer-urls http://$ip:2380 --initial-advertise-peer-urls http://$ip:2380 \
+        --initial-cluster "$cluster" --initial-cluster-state new \
+        --heartbeat-interval 100 --election-timeout 1000 >"$P/etcd-e$n.log" 2>&1 </dev/null &
+    pids+=($!)
+done
+for _ in $(seq 1 60); do
+    ip netns exec spx-n1 env ETCDCTL_API=3 etcdctl --endpoints "$ETCD" endpoint health >/dev/null 2>&1 && break
+    sleep 0.5
+done
+ip netns exec spx-n1 env ETCDCTL_API=3 etcdctl --endpoints "$ETCD" endpoint health >/dev/null || fail "etcd did not come up"
+
+step "shared remote: dvol serve in the hub namespace"
+printf '%s\n' "$TOKEN" > "$P/token"; chmod 600 "$P/token"
+setsid ip netns exec "$HUB" "$DVOL" serve --listen $REMOTE_IP:7900 --token-file "$P/token" "$P/remote" \
+    >"$P/serve.log" 2>&1 </dev/null &
+pids+=($!)
+
+step "dvol plugin serve --cluster-* on every host"
+for n in $NODES; do
+    setsid nsenter -t "$(cat /run/spx-n$n.pid)" -m -n -u env DVOL_TOKEN=$TOKEN DVOL_LOG=info \
+        "$DVOL" -p "$P/n$n/dvol" --disable-docker-integration plugin serve \
+        --socket /run/docker/plugins/dvol.sock --cluster-etcd "$ETCD" --cluster-remote $REMOTE \
+        --host-name node$n --cluster-lease-ttl $TTL --cluster-mount-wait 3 \
+        >"$P/n$n/dvol.log" 2>&1 </dev/null &
+    pids+=($!)
+done
+for n in $NODES; do
+    for _ in $(seq 1 40); do [ -S "$P/n$n/plugins/dvol.sock" ] && break; sleep 0.25; done
+    [ -S "$P/n$n/plugins/dvol.sock" ] || fail "plugin of node$n did not start"
+done
+# Each dockerd must have used the plugin once so Swarm lists it on the node.
+for n in $NODES; do dk $n volume create -d dvol dvol-warmup >/dev/null; done
+"$FIX/swarm-up.sh" >/dev/null
+
+step "1. a volume created on node1 runs on node2 with its data, moved through the remote"
+dk 1 volume create -d dvol -o sync-interval=2s data1 >/dev/null
+dk 1 run --rm $DV -v data1:/data $IMG sh -c 'echo from-node1 > /data/f; head -c 1048576 /dev/urandom > /data/blob'
+dk 2 volume ls -q | grep -qx data1 || fail "node2 does not list data1"
+dk 3 volume ls -q | grep -qx data1 || fail "node3 does not list data1"
+got=$(dk 2 run --rm $DV -v data1:/data $IMG sh -c 'cat /data/f; wc -c < /data/blob')
+[ "$got" = "$(printf 'from-node1\n1048576')" ] || fail "node2 read [$got] from data1"
+bytes=$(fetched 2 data1)
+[ "$bytes" -ge 1000000 ] && [ "$bytes" -lt 1200000 ] || fail "node2 fetched $bytes bytes for data1 (expected about 1 MiB, once)"
+# back on node1: only what it lacks (nothing: node2 changed nothing)
+before=$(fetched 1 data1)
+dk 1 run --rm $DV -v data1:/data $IMG cat /data/f >/dev/null
+bytes=$(( $(fetched 1 data1) - before ))
+[ "$bytes" -lt 100000 ] || fail "node1 fetched $bytes bytes moving data1 back unchanged"
+
+step "2. fencing: another host's Mount and CLI are refused with the holder's name"
+cid=$(dk 1 run -d $DV -v data1:/data $IMG sleep 600)
+for _ in $(seq 1 20); do [ "$(etcd_get dvol/v1/holders/data1 | grep -c node1)" = 1 ] && break; sleep 0.25; done
+if out=$(dk 2 run --rm $DV -v data1:/data $IMG true 2>&1); then fail "node2 mounted data1 while node1 holds it"; fi
+echo "$out" | grep -q "in use on host node1" || fail "node2's refused mount does not name node1: $out"
+if out=$(dvol_on 2 --volume data1 commit -m x 2>&1); then fail "dvol commit on node2 moved data1's head"; fi
+echo "$out" | grep -q "held by host node1" || fail "node2's refused commit does not name node1: $out"
+dvol_on 2 list | grep -E '^ *data1 .*node1' >/dev/null || fail "dvol list on node2 does not show node1 holding data1"
+dvol_on 1 --volume data1 log >/dev/null
+dk 1 rm -f "$cid" >/dev/null
+
+step "3. two hosts race for one lease: exactly one wins, every round"
+dk 1 volume create -d dvol race >/dev/null
+for round in 1 2 3 4 5; do
+    dk 1 run --rm $DV -v race:/data $IMG sh -c 'sleep 4' >"$P/race1" 2>&1 & a=$!
+    dk 2 run --rm $DV -v race:/data $IMG sh -c 'sleep 4' >"$P/race2" 2>&1 & b=$!
+    wins=0; wait $a && wins=$((wins+1)); wait $b && wins=$((wins+1))
+    [ $wins = 1 ] || fail "race round $round: $wins winners ($(cat "$P/race1" "$P/race2"))"
+    grep -qh "in use on host node" "$P/race1" "$P/race2" || fail "race round $round: the loser's error names no holder"
+done
+
+step "4. a Swarm service keeps its data across a drain"
+dk 1 service create -q --name mob --no-resolve-image --constraint node.role==worker \
+    --hostname '{{.Node.Hostname}}' --stop-grace-period 3s \
+    --mount type=volume,source=mobvol,target=/data,volume-driver=dvol,volume-opt=sync-interval=2s \
+    $IMG sh -c 'trap "exit 0" TERM; h=$(cat /etc/hostname); while true; do echo "$h" >> /data/log; sleep 0.5 & wait; done' >/dev/null
+running() { dk 1 service ps mob -f desired-state=running --format '{{.Node}} {{.CurrentState}}'; }
+first=""
+for _ in $(seq 1 120); do w=$(running); case "$w" in node*Running*) first=${w%% *}; break;; esac; sleep 0.5; done
+[ -n "$first" ] || fail "service mob did not start: $(dk 1 service ps mob --no-trunc)"
+sleep 3
+dk 1 node update --availability drain "$first" >/dev/null
+second=""
+for _ in $(seq 1 180); do w=$(running); case "$w" in node*Running*) [ "${w%% *}" != "$first" ] && { second=${w%% *}; break; };; esac; sleep 0.5; done
+[ -n "$second" ] || fail "service mob did not move off $first: $(dk 1 service ps mob --no-trunc)"
+sleep 2
+cid=$(dk ${second#node} ps -q -f label=com.docker.swarm.service.name=mob)
+lines=$(dk ${second#node} exec "$cid" cat /data/log)
+echo "$lines" | awk '{print "    " $0}' | uniq -c | head
+[ "$(echo "$lines" | head -1)" = "$first" ] || fail "mobvol on $second does not start with $first's lines"
+[ "$(echo "$lines" | tail -1)" = "$second" ] || fail "mobvol on $second does not end with $second's lines"
+[ "$(echo "$lines" | grep -cx "$first")" -ge 4 ] || fail "mobvol kept too little of $first's log"
+dk 1 service rm mob >/dev/null
+dk 1 node update --availability active "$first" >/dev/null
+
+step "5. a partitioned holder loses the lease after expiry and cannot move the head"
+dk 2 volume create -d dvol -o sync-interval=1s part >/dev/null
+cid=$(dk 2 run -d $DV -v part:/data $IMG sh -c 'i=0; while true; do i=$((i+1)); echo $i > /data/n; sleep 0.2; done')
+sleep 4
+etcd_get dvol/v1/heads/part | grep -q '"host":"node2"' || fail "node2 never published part"
+ip -n spx-n2 link set eth0 down
+t0=$SECONDS
+# node3 gets the lease only once node2's has expired, and starts from the last pushed commit
+for _ in $(seq 1 30); do
+    n3=$(dk 3 run --rm $DV -v part:/data $IMG cat /data/n 2>/dev/null) && break
+    sleep 1
+done
+[ -n "${n3:-}" ] || fail "node3 never got part after node2 was cut off"
+[ $((SECONDS - t0)) -ge $((TTL - 2)) ] || fail "node3 mounted part $((SECONDS - t0))s after the cut, before the lease TTL ($TTL s)"
+head_after=$(etcd_get dvol/v1/heads/part)
+ip -n spx-n2 link set eth0 up
+# node2's unsynced work (its container kept counting) comes back as a branch, and the head
+# stays where node3 left it.
+kept=""
+for _ in $(seq 1 60); do
+    kept=$(dvol_on 2 --volume part branch 2>/dev/null | grep -o 'node2-unsynced-[0-9TZ.]*' | head -1) && [ -n "$kept" ] && break
+    sleep 0.5
+done
+[ -n "$kept" ] || fail "node2's unsynced work was not kept as a branch"
+sleep 2
+[ "$(etcd_get dvol/v1/heads/part)" = "$head_after" ] || fail "node2 moved part's head after losing its lease"
+grep -q "stops publishing" "$P/n2/dvol.log" || fail "node2 did not report losing the lease"
+dk 2 rm -f "$cid" >/dev/null 2>&1 || true
+echo "PASSED all cluster scenarios in ${SECONDS}s (node3 read n=$n3; node2 kept $kept)"
