@@ -167,12 +167,7 @@ impl Repo {
     /// repository, read before the scan so that several volumes can be scanned on threads.
     /// The live directory is found through [`Repo::live_dir`], so a thin clone's missing
     /// overlay mount is made again first.
-    pub(crate) fn stage_job(
-        &self,
-        volume: &str,
-        branch: &str,
-        parent: Head,
-    ) -> Result<StageJob> {
+    pub(crate) fn stage_job(&self, volume: &str, branch: &str, parent: Head) -> Result<StageJob> {
         Ok(StageJob {
             volume: volume.to_string(),
             branch: branch.to_string(),

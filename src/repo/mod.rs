@@ -35,10 +35,10 @@ pub use heads::Head;
 pub use history::{CommitResult, LogEntry};
 pub use maintenance::{FsckReport, GcReport};
 pub use prune::{Policy, PruneReport};
+pub(crate) use rewrite::NewBranch;
 pub use summary::VolumeSummary;
 pub use thin::{BranchLayout, CloneMethod, Layout};
 pub use volume::VolumeInfo;
-pub(crate) use rewrite::NewBranch;
 
 use crate::error::IoContext;
 use crate::lock::{self, LockGuard};

@@ -1,8 +1,8 @@
 //! Core CLI: every command and every exact message of the original dvol, plus the additions.
 
 mod assets;
-mod layers;
 mod groups;
+mod layers;
 mod messages;
 mod ownership;
 mod prune;

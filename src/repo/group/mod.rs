@@ -333,7 +333,12 @@ impl Repo {
         names::validate("group", name)?;
         // Volume names cannot start with a dot, so this never collides with a volume's lock.
         let path = self.meta.join("locks").join(format!(".group-{name}.lock"));
-        lock::acquire(&path, &format!("group {name}"), true, self.options.lock_timeout)
+        lock::acquire(
+            &path,
+            &format!("group {name}"),
+            true,
+            self.options.lock_timeout,
+        )
     }
 
     /// Lock a group and every member volume (in name order).
