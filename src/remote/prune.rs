@@ -1,7 +1,8 @@
 //! Expired commits on a remote, `dvol prune --remote` and remote gc.
 //!
 //! `expired/<volume>` lists, one 64-hex id per line, the commits of that volume whose tree the
-//! remote does not keep (sent so by a push of a locally pruned commit, or expired by
+//! remote does not keep (by remote id: the commit id on a plain remote, its keyed id on an
+//! encrypted one, so the list reveals no commit id) (sent so by a push of a locally pruned commit, or expired by
 //! `prune --remote`). Lists only grow, by compare-and-swap. A fetch accepts a commit without its
 //! tree only when some list names it (and then records it expired locally); a commit whose
 //! tree is missing and that no list names is an incomplete remote, as before.

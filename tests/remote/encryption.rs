@@ -346,3 +346,41 @@ fn tampered_records_indexes_and_refs_are_refused() {
     qa_host.ok(&["checkout", "qa"]);
     same_tree(&laptop.live(), &qa_host.live());
 }
+
+/// A locally pruned commit pushed to an encrypted remote is listed as expired under its keyed
+/// id: no file of the remote names a commit id, and a clone still shows the commit expired.
+#[test]
+fn expired_lists_on_an_encrypted_remote_name_no_commit_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().join("r");
+    let url = storage.to_str().unwrap();
+    let vars = with_pass(&Vars::new(), PASS);
+    let (laptop, qa) = (Host::new(&vars), Host::new(&vars));
+    laptop.ok(&["init", "db"]);
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        write(&laptop.live().join("data"), noise(40 + i, 64 << 10));
+        ids.push(laptop.commit(&format!("c{i}")));
+    }
+    laptop.ok(&["prune", "--keep-last", "1"]);
+    laptop.ok(&["remote", "add", "--encrypt", "origin", url]);
+    laptop.ok(&["push"]);
+    let all = files(&storage);
+    assert!(all
+        .iter()
+        .any(|(p, _)| p.starts_with(storage.join("expired"))));
+    for id in &ids {
+        assert!(id.len() >= 12, "commit printed {id:?}");
+        let named = all.iter().any(|(p, d)| {
+            contains(d, id.as_bytes()) || contains(p.as_os_str().as_encoded_bytes(), id.as_bytes())
+        });
+        assert!(!named, "the encrypted remote names commit {id}");
+    }
+    qa.ok(&["clone", url, "db"]);
+    let log = qa.ok(&["log", "--oneline"]);
+    assert_eq!(
+        log.lines().filter(|l| l.contains("(expired)")).count(),
+        2,
+        "{log}"
+    );
+}

@@ -165,7 +165,7 @@ impl reach::Visit for RemoteVisit<'_> {
                 let c = Commit::decode(id, &data)?;
                 // A tree neither side holds is accepted only for a commit the remote lists
                 // as expired; any other missing tree stays "the remote is incomplete".
-                if self.listed.contains(id)
+                if self.listed.contains(&self.remote.seal.remote_id(id))
                     && !self.meta.has(&c.tree)?
                     && !self
                         .remote

@@ -164,11 +164,12 @@ pub fn push(
         report.packs += 1;
     }
     progress.finish();
-    // Commits sent without their tree are listed as expired before any ref reaches them.
+    // Commits sent without their tree are listed as expired before any ref reaches them,
+    // under their remote ids (keyed on an encrypted remote, which must not learn commit ids).
     let sent_expired: Vec<ObjectId> = plan
         .iter()
         .filter(|id| expired.contains(*id))
-        .copied()
+        .map(|id| seal.remote_id(id))
         .collect();
     crate::remote::prune::publish_expired(backend, req.remote_volume, &sent_expired)?;
     // Every object is durable and indexed: now move the refs, each by compare-and-swap.

@@ -135,7 +135,7 @@ impl reach::Visit for Checker<'_> {
     }
 
     fn tree_expired(&self, commit: &ObjectId) -> bool {
-        self.expired.contains(commit)
+        self.expired.contains(&self.remote.seal.remote_id(commit))
     }
 
     fn chunk(&mut self, id: &ObjectId, _len: u64) -> Result<()> {
