@@ -63,55 +63,80 @@ fn push_marker(host: &Host, url: &str, encrypt: bool, marker: &[u8]) {
     host.ok(&["push"]);
 }
 
+/// One remote of a marker test: its URL, the directory whose files hold what it stores, and the
+/// environment that reaches it.
+struct Target {
+    url: String,
+    storage: PathBuf,
+    vars: Vars,
+}
+
 /// The control push reveals the marker's bytes and raw id; the encrypted one neither, nor its
 /// hex id. (A plain remote stores ids raw, so the hex id is absent from both.)
-fn marker_test(url: &dyn Fn(&str) -> String, storage: &Path, vars: &Vars) {
+fn marker_test(control: &Target, sealed: &Target) {
     let marker = noise(42, 8192);
-    let plain = Host::new(vars);
-    push_marker(&plain, &url("plain"), false, &marker);
-    let (bytes, raw, _) = reveals(&storage.join("plain"), &marker);
+    let plain = Host::new(&control.vars);
+    push_marker(&plain, &control.url, false, &marker);
+    let (bytes, raw, _) = reveals(&control.storage, &marker);
     assert!(
         bytes && raw,
         "the control remote shows the marker: {bytes} {raw}"
     );
 
-    let secret = Host::new(&with_pass(vars, PASS));
-    push_marker(&secret, &url("sealed"), true, &marker);
+    let secret = Host::new(&with_pass(&sealed.vars, PASS));
+    push_marker(&secret, &sealed.url, true, &marker);
     assert_eq!(
-        reveals(&storage.join("sealed"), &marker),
+        reveals(&sealed.storage, &marker),
         (false, false, false),
         "the encrypted remote reveals the marker"
     );
     let head = secret.ok(&["log", "--json"]);
     let commit = head.split('"').find(|s| s.len() == 64).expect("commit id");
-    let all = files(&storage.join("sealed"));
+    let all = files(&sealed.storage);
     assert!(!all.iter().any(|(_, d)| contains(d, commit.as_bytes())));
     // The encrypted remote clones bit-exact with the key.
-    let qa = Host::new(&with_pass(vars, PASS));
-    qa.ok(&["clone", &url("sealed"), "db"]);
+    let qa = Host::new(&with_pass(&sealed.vars, PASS));
+    qa.ok(&["clone", &sealed.url, "db"]);
     same_tree(&secret.live(), &qa.live());
 }
 
 #[test]
 fn encryption_hides_content_and_ids_on_a_path_remote() {
     let dir = tempfile::tempdir().unwrap();
-    let base = dir.path().to_path_buf();
-    marker_test(
-        &|name| base.join(name).to_string_lossy().into_owned(),
-        dir.path(),
-        &Vars::new(),
-    );
+    let target = |name: &str| Target {
+        url: dir.path().join(name).to_string_lossy().into_owned(),
+        storage: dir.path().join(name),
+        vars: Vars::new(),
+    };
+    marker_test(&target("plain"), &target("sealed"));
 }
 
 #[test]
 fn encryption_hides_content_and_ids_on_s3() {
     let dir = tempfile::tempdir().unwrap();
     let (_server, vars) = super::s3::s3s_fs_server(dir.path());
-    marker_test(
-        &|name| format!("s3://bucket/{name}"),
-        &dir.path().join("bucket"),
-        &vars,
-    );
+    let target = |name: &str| Target {
+        url: format!("s3://bucket/{name}"),
+        storage: dir.path().join("bucket").join(name),
+        vars: vars.clone(),
+    };
+    marker_test(&target("plain"), &target("sealed"));
+}
+
+/// The same on Garage, the distributed engine: one cluster per remote, so each data directory
+/// holds one remote's blocks (stored uncompressed, so the control finds its marker).
+#[test]
+fn encryption_hides_content_and_ids_on_garage() {
+    if !crate::support::require_binary("garage", "cargo install garage --locked") {
+        return;
+    }
+    let (control, sealed) = (super::s3::garage(1), super::s3::garage(1));
+    let target = |g: &super::s3::Garage| Target {
+        url: "s3://bucket/dvol".into(),
+        storage: g.data_dir(0),
+        vars: g.vars(0),
+    };
+    marker_test(&target(&control), &target(&sealed));
 }
 
 /// Laptop pushes encrypted, QA clones, changes and pushes, laptop pulls: bit-exact.

@@ -85,7 +85,7 @@ fn remote_s3s_fs_conditional_writes() {
 }
 
 /// A Garage cluster of `n` nodes on loopback ports (replication factor `n`).
-struct Garage {
+pub(super) struct Garage {
     nodes: Vec<Option<Daemon>>,
     s3_ports: Vec<u16>,
     key: String,
@@ -125,7 +125,20 @@ fn garage_retry(bin: &std::path::Path, cfg: &std::path::Path, args: &[&str]) -> 
     garage_cmd(bin, cfg, args)
 }
 
-fn garage(n: usize) -> Garage {
+impl Garage {
+    /// The S3 settings of node `i`'s API.
+    pub(super) fn vars(&self, i: usize) -> Vars {
+        aws_vars(self.s3_ports[i], &self.key, &self.secret)
+    }
+
+    /// Where node `i` keeps object data (uncompressed: `compression_level = "none"`).
+    pub(super) fn data_dir(&self, i: usize) -> std::path::PathBuf {
+        self._dir.path().join(format!("node{i}")).join("data")
+    }
+}
+
+/// A Garage cluster of `n` nodes on loopback with bucket `bucket` and a key for it.
+pub(super) fn garage(n: usize) -> Garage {
     let bin = need_binary("garage", "cargo install garage --locked");
     let dir = tempfile::tempdir().unwrap();
     let secret = hex_secret();
@@ -141,6 +154,7 @@ fn garage(n: usize) -> Garage {
             &cfg,
             format!(
                 "metadata_dir = \"{m}\"\ndata_dir = \"{dd}\"\ndb_engine = \"sqlite\"\n\
+                 compression_level = \"none\"\n\
                  replication_factor = {n}\nrpc_bind_addr = \"127.0.0.1:{rpc}\"\n\
                  rpc_public_addr = \"127.0.0.1:{rpc}\"\nrpc_secret = \"{secret}\"\n\
                  [s3_api]\ns3_region = \"garage\"\napi_bind_addr = \"127.0.0.1:{s3}\"\n\
