@@ -106,6 +106,9 @@ pub enum Error {
     /// A key is missing or wrong, or sealed remote data failed authentication.
     #[error(transparent)]
     Crypt(#[from] crate::remote::crypt::CryptError),
+    /// The Docker plugin refused a request or could not start.
+    #[error(transparent)]
+    Plugin(#[from] crate::plugin::PluginError),
     /// A remote operation failed (transport, protocol, authentication, bad data).
     #[error("{0}")]
     Remote(String),

@@ -1,6 +1,7 @@
 //! The volume driver itself, independent of HTTP: each method is one `VolumeDriver.*` call,
 //! blocking (it opens the repository), returning a typed error whose text Docker shows.
 
+use super::PluginError;
 use crate::cluster::{self, Cluster};
 use crate::names;
 use crate::repo::{CloneMethod, Repo};
@@ -205,7 +206,7 @@ impl Driver {
                 None => false,
             };
         if !known {
-            return Err(Error::Other(format!("dvol volume {name} does not exist")));
+            return Err(PluginError::NoSuchVolume(name.to_string()).into());
         }
         let branch = repo.current_branch(name)?;
         Ok(VolumeView {
@@ -276,10 +277,12 @@ pub fn check_create_clustered(
         .keys()
         .find(|k| k.as_str() != cluster::OPT_SYNC_INTERVAL)
     {
-        return Err(Error::Other(format!(
-            "unknown option {key:?} for a cluster dvol volume (known: {}=DURATION)",
-            cluster::OPT_SYNC_INTERVAL
-        )));
+        return Err(PluginError::UnknownOption {
+            key: key.clone(),
+            kind: "cluster dvol volume",
+            known: "sync-interval=DURATION",
+        }
+        .into());
     }
     opts.get(cluster::OPT_SYNC_INTERVAL)
         .map(|s| cluster::parse_interval(s))
@@ -298,10 +301,13 @@ pub fn check_create<'a>(
         .keys()
         .find(|k| ![OPT_FROM, OPT_MEMBER, OPT_CLONE].contains(&k.as_str()))
     {
-        return Err(Error::Other(format!(
-            "unknown option {key:?} for a dvol volume (known: from=VOLUME[@REF], or \
-             from=GROUP[@REF] with member=MEMBER; clone=auto|full|reflink|overlay)"
-        )));
+        return Err(PluginError::UnknownOption {
+            key: key.clone(),
+            kind: "dvol volume",
+            known: "from=VOLUME[@REF], or from=GROUP[@REF] with member=MEMBER; \
+                    clone=auto|full|reflink|overlay",
+        }
+        .into());
     }
     let clone = match opts.get(OPT_CLONE) {
         Some(m) => CloneMethod::parse(m)?,
@@ -318,9 +324,11 @@ fn check_from(opts: &BTreeMap<String, String>) -> Result<Option<Source<'_>>> {
     let member = opts.get(OPT_MEMBER).map(String::as_str);
     let Some(from) = opts.get(OPT_FROM) else {
         if member.is_some() {
-            return Err(Error::Other(
-                "member=MEMBER needs from=GROUP[@REF]".to_string(),
-            ));
+            return Err(PluginError::BadOption {
+                option: "member=MEMBER".into(),
+                reason: "needs from=GROUP[@REF]".into(),
+            }
+            .into());
         }
         return Ok(None);
     };
@@ -329,9 +337,11 @@ fn check_from(opts: &BTreeMap<String, String>) -> Result<Option<Source<'_>>> {
         None => (from.as_str(), None),
     };
     if at == Some("") {
-        return Err(Error::Other(format!(
-            "from={from}: give a branch, tag or commit after @"
-        )));
+        return Err(PluginError::BadOption {
+            option: format!("from={from}"),
+            reason: "give a branch, tag or commit after @".into(),
+        }
+        .into());
     }
     Ok(Some(match member {
         None => {
@@ -348,4 +358,44 @@ fn check_from(opts: &BTreeMap<String, String>) -> Result<Option<Source<'_>>> {
             }
         }
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn create_options_are_refused_by_kind() {
+        let err = check_create("v", &opts(&[("size", "1G")])).unwrap_err();
+        assert!(
+            matches!(&err, Error::Plugin(PluginError::UnknownOption { key, .. }) if key == "size"),
+            "{err}"
+        );
+        let err = check_create("v", &opts(&[("from", "src@")])).unwrap_err();
+        assert!(
+            matches!(err, Error::Plugin(PluginError::BadOption { .. })),
+            "{err}"
+        );
+        let err = check_create("v", &opts(&[("member", "db")])).unwrap_err();
+        assert!(
+            matches!(err, Error::Plugin(PluginError::BadOption { .. })),
+            "{err}"
+        );
+        let from = opts(&[("from", "src@HEAD^")]);
+        let ok = check_create("v", &from).unwrap();
+        assert_eq!(
+            ok.from,
+            Some(Source::Volume {
+                volume: "src",
+                at: Some("HEAD^")
+            })
+        );
+    }
 }

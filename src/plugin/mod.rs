@@ -6,10 +6,12 @@
 //! locks make concurrent calls safe.
 
 mod driver;
+mod error;
 
 pub use driver::{
     check_create, CreateRequest, Driver, Source, VolumeView, OPT_CLONE, OPT_FROM, OPT_MEMBER,
 };
+pub use error::PluginError;
 
 use crate::error::IoContext;
 use crate::{Error, Result};
@@ -63,19 +65,18 @@ pub fn decode_request(body: &[u8]) -> Result<Request> {
         return Ok(Request::default());
     }
     let req: Request =
-        serde_json::from_slice(body).map_err(|e| Error::Other(format!("bad request body: {e}")))?;
+        serde_json::from_slice(body).map_err(|e| PluginError::BadBody(e.to_string()))?;
     if req.id.len() > MAX_ID_LEN {
-        return Err(Error::Other(format!(
-            "bad request body: ID is longer than {MAX_ID_LEN} bytes"
-        )));
+        return Err(PluginError::BadBody(format!("ID is longer than {MAX_ID_LEN} bytes")).into());
     }
     Ok(req)
 }
 
 fn too_large() -> Error {
-    Error::Other(format!(
-        "bad request body: larger than the plugin's limit of {MAX_BODY} bytes"
+    PluginError::BadBody(format!(
+        "larger than the plugin's limit of {MAX_BODY} bytes"
     ))
+    .into()
 }
 
 fn reply(body: Value) -> Response {
@@ -112,12 +113,13 @@ impl<S: Send + Sync> FromRequest<S> for Body {
         }
         let read = tokio::time::timeout(BODY_TIMEOUT, Bytes::from_request(req, state)).await;
         Ok(Body(match read {
-            Err(_) => Err(Error::Other(format!(
-                "bad request body: not received within {}s",
+            Err(_) => Err(PluginError::BadBody(format!(
+                "not received within {}s",
                 BODY_TIMEOUT.as_secs()
-            ))),
+            ))
+            .into()),
             Ok(Err(e)) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(too_large()),
-            Ok(Err(e)) => Err(Error::Other(format!("bad request body: {e}"))),
+            Ok(Err(e)) => Err(PluginError::BadBody(e.to_string()).into()),
             Ok(Ok(b)) => Ok(b),
         }))
     }
@@ -143,7 +145,13 @@ async fn blocking<T: Send + 'static>(
     let start = std::time::Instant::now();
     let r = tokio::task::spawn_blocking(move || work(&d))
         .await
-        .unwrap_or_else(|e| Err(Error::Other(format!("plugin task failed: {e}"))));
+        .unwrap_or_else(|e| {
+            Err(PluginError::Task {
+                what: "task",
+                detail: e.to_string(),
+            }
+            .into())
+        });
     let ms = start.elapsed().as_millis() as u64;
     match r {
         Ok(v) => {
@@ -327,17 +335,19 @@ pub fn bind(socket: &Path) -> Result<tokio::net::UnixListener> {
     }
     if let Ok(meta) = std::fs::symlink_metadata(socket) {
         if !meta.file_type().is_socket() {
-            return Err(Error::Other(format!(
-                "{} exists and is not a socket: refusing to replace it",
-                socket.display()
-            )));
+            return Err(PluginError::SocketTaken {
+                path: socket.to_path_buf(),
+                reason: "exists and is not a socket: refusing to replace it",
+            }
+            .into());
         }
         if std::os::unix::net::UnixStream::connect(socket).is_ok() {
-            return Err(Error::Other(format!(
-                "{} is in use: another plugin answers on it (stop it first, or choose \
-                 another --socket)",
-                socket.display()
-            )));
+            return Err(PluginError::SocketTaken {
+                path: socket.to_path_buf(),
+                reason: "is in use: another plugin answers on it (stop it first, or choose \
+                         another --socket)",
+            }
+            .into());
         }
         std::fs::remove_file(socket).at("remove stale socket", socket)?;
     }
@@ -380,7 +390,10 @@ pub async fn serve(
             None => Driver::new(&root, opts),
         })
         .await
-        .map_err(|e| Error::Other(format!("plugin start: {e}")))??,
+        .map_err(|e| PluginError::Task {
+            what: "start",
+            detail: e.to_string(),
+        })??,
     );
     let (listener, owned) = match activated {
         Some(l) => (

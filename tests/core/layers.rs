@@ -62,8 +62,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "plugin",
         &["cluster", "error", "docker", "live", "names", "repo"],
     ),
-    // The one upward edge: the library error wraps the remote layer's typed `CryptError`.
-    ("error", &["remote"]),
+    // The upward edges: the library error wraps the remote and plugin layers' typed errors.
+    ("error", &["plugin", "remote"]),
 ];
 
 /// The top-level module a file under `src/` belongs to (`None` for the crate root and CLI).
