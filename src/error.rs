@@ -101,6 +101,46 @@ pub enum Error {
     Changed { path: PathBuf },
     #[error("{path} is nested more than {limit} directories deep; dvol does not store or write deeper trees")]
     PathTooDeep { path: PathBuf, limit: usize },
+    /// A revision names a branch that exists but has no commit yet.
+    #[error("{spec}: branch {branch} has no commits yet")]
+    NoCommits { spec: String, branch: String },
+    /// A revision walks back past the first commit (`HEAD^` of a root commit).
+    #[error("{spec}: {what} {short_id} has no parent")]
+    NoParent {
+        spec: String,
+        what: &'static str,
+        short_id: String,
+    },
+    /// A branch named for deletion does not exist.
+    #[error("branch {0} does not exist")]
+    BranchMissing(String),
+    /// `rm` of a volume that does not exist.
+    #[error("Volume '{0}' does not exist, cannot remove it")]
+    RemoveMissingVolume(String),
+    /// A volume made from another that has nothing committed.
+    #[error("volume {0} has no commits yet: commit before creating a volume from it")]
+    SourceHasNoCommits(String),
+    /// A group member cannot be removed on its own.
+    #[error("volume {volume} is a member of group {group}: remove the group first (dvol group rm {group})")]
+    VolumeInGroup { volume: String, group: String },
+    /// A clone method name dvol does not know.
+    #[error("unknown clone method {0:?} (known: auto, full, reflink, overlay)")]
+    UnknownCloneMethod(String),
+    /// A clone method forced where the file system or privileges cannot do it.
+    #[error("clone method {method}: {why} under {root}; use --clone-method auto or full")]
+    CloneMethodUnavailable {
+        method: String,
+        why: String,
+        root: PathBuf,
+    },
+    /// `prune` without any keep rule.
+    #[error(
+        "prune needs at least one of --keep-last, --keep-daily, --keep-weekly, --keep-monthly"
+    )]
+    NoKeepRule,
+    /// A container guard returned without running the operation it was given.
+    #[error("{what} of {volumes} was not run")]
+    NotRun { what: String, volumes: String },
     #[error("{0}")]
     Other(String),
     /// A key is missing or wrong, or sealed remote data failed authentication.

@@ -486,10 +486,7 @@ pub fn prune_remote(
     connect: &super::ConnectOptions,
 ) -> Result<RemotePruneReport> {
     if policy.is_empty() {
-        return Err(Error::Other(
-            "prune needs at least one of --keep-last, --keep-daily, --keep-weekly, --keep-monthly"
-                .into(),
-        ));
+        return Err(Error::NoKeepRule);
     }
     let url = repo.remote_url(volume, remote)?;
     if repo.remote_encrypted(volume, remote)? {

@@ -55,7 +55,10 @@ pub fn guarded_all<T>(
         out = Some(op()?);
         Ok(())
     })?;
-    out.ok_or_else(|| Error::Other(format!("{what} of {} was not run", describe(volumes))))
+    out.ok_or_else(|| Error::NotRun {
+        what: what.to_string(),
+        volumes: describe(volumes),
+    })
 }
 
 /// `volume a` or `volumes a, b` for messages.

@@ -295,7 +295,7 @@ impl Repo {
         names::validate("branch", branch)?;
         let _lock = self.lock_volume(volume)?;
         let head = match self.head(volume, branch)? {
-            Head::Absent => return Err(Error::Other(format!("branch {branch} does not exist"))),
+            Head::Absent => return Err(Error::BranchMissing(branch.to_string())),
             head => head,
         };
         if self.current_branch(volume)? == branch {

@@ -283,10 +283,7 @@ impl Repo {
     /// `dry_run`, only say which). One transaction; `gc` then frees their data.
     pub fn prune(&mut self, volume: &str, policy: &Policy, dry_run: bool) -> Result<PruneReport> {
         if policy.is_empty() {
-            return Err(Error::Other(
-                "prune needs at least one of --keep-last, --keep-daily, --keep-weekly, --keep-monthly"
-                    .into(),
-            ));
+            return Err(Error::NoKeepRule);
         }
         let _lock = self.lock_volume(volume)?;
         let roots = self.ref_roots()?;

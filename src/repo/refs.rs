@@ -19,14 +19,20 @@ impl Repo {
 
     fn resolve_base(&self, volume: &str, branch: &str, base: &str, spec: &str) -> Result<ObjectId> {
         if base == "HEAD" {
-            return self.branch_head(volume, branch)?.ok_or_else(|| {
-                Error::Other(format!("{spec}: branch {branch} has no commits yet"))
-            });
+            return self
+                .branch_head(volume, branch)?
+                .ok_or_else(|| Error::NoCommits {
+                    spec: spec.to_string(),
+                    branch: branch.to_string(),
+                });
         }
         if self.branch_exists(volume, base)? {
             return self
                 .branch_head(volume, base)?
-                .ok_or_else(|| Error::Other(format!("{spec}: branch {base} has no commits yet")));
+                .ok_or_else(|| Error::NoCommits {
+                    spec: spec.to_string(),
+                    branch: base.to_string(),
+                });
         }
         if let Some(id) = self.tag_target(volume, base)? {
             return Ok(id);
@@ -49,7 +55,7 @@ impl Repo {
 /// (`None`: no parent). `what` names the kind of commit in errors.
 pub(crate) fn resolve_spec(
     spec: &str,
-    what: &str,
+    what: &'static str,
     base: impl FnOnce(&str) -> Result<ObjectId>,
     first_parent: impl Fn(&ObjectId) -> Result<Option<ObjectId>>,
 ) -> Result<ObjectId> {
@@ -62,11 +68,10 @@ pub(crate) fn resolve_spec(
     while !suffix.is_empty() {
         let (steps, rest) = parse_step(suffix).ok_or_else(|| Error::UnknownRef(spec.into()))?;
         for _ in 0..steps {
-            id = first_parent(&id)?.ok_or_else(|| {
-                Error::Other(format!(
-                    "{spec}: {what} {} has no parent",
-                    &id.to_hex()[..12]
-                ))
+            id = first_parent(&id)?.ok_or_else(|| Error::NoParent {
+                spec: spec.to_string(),
+                what,
+                short_id: id.to_hex()[..12].to_string(),
             })?;
         }
         suffix = rest;

@@ -58,9 +58,7 @@ impl CloneMethod {
             "full" => Ok(CloneMethod::Full),
             "reflink" => Ok(CloneMethod::Reflink),
             "overlay" => Ok(CloneMethod::Overlay),
-            other => Err(Error::Other(format!(
-                "unknown clone method {other:?} (known: auto, full, reflink, overlay)"
-            ))),
+            other => Err(Error::UnknownCloneMethod(other.to_string())),
         }
     }
 
@@ -129,10 +127,11 @@ impl Repo {
         let reflink_ok = || reflink::supported(&self.meta);
         let overlay_ok = || overlay::supported(&self.meta);
         let refuse = |m: &str, why: &str| {
-            Err(Error::Other(format!(
-                "clone method {m}: {why} under {}; use --clone-method auto or full",
-                self.root.display()
-            )))
+            Err(Error::CloneMethodUnavailable {
+                method: m.to_string(),
+                why: why.to_string(),
+                root: self.root.clone(),
+            })
         };
         match self.clone_method {
             CloneMethod::Auto if reflink_ok() => Ok(CloneMethod::Reflink),

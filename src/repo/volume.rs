@@ -102,11 +102,9 @@ impl Repo {
         let source_branch = self.current_branch(source)?;
         let head = match at {
             Some(spec) => self.resolve(source, &source_branch, spec)?,
-            None => self.branch_head(source, &source_branch)?.ok_or_else(|| {
-                Error::Other(format!(
-                    "volume {source} has no commits yet: commit before creating a volume from it"
-                ))
-            })?,
+            None => self
+                .branch_head(source, &source_branch)?
+                .ok_or_else(|| Error::SourceHasNoCommits(source.to_string()))?,
         };
         let source = super::thin::Source {
             volume: source,
@@ -198,14 +196,13 @@ impl Repo {
         names::validate("volume", name)?;
         let _lock = self.lock_volume(name)?;
         if !self.volume_exists(name)? {
-            return Err(Error::Other(format!(
-                "Volume '{name}' does not exist, cannot remove it"
-            )));
+            return Err(Error::RemoveMissingVolume(name.to_string()));
         }
         if let Some(group) = self.groups_of(name)?.first() {
-            return Err(Error::Other(format!(
-                "volume {name} is a member of group {group}: remove the group first (dvol group rm {group})"
-            )));
+            return Err(Error::VolumeInGroup {
+                volume: name.to_string(),
+                group: group.clone(),
+            });
         }
         let tx = self
             .conn
