@@ -125,14 +125,21 @@ fn mkdirs(dir: &Path) -> Result<()> {
         .at("create", dir)
 }
 
+/// The entries of `dir`, or `None` when it does not exist (nothing was pushed there yet).
+fn read_dir_if_any(dir: &Path) -> Result<Option<std::fs::ReadDir>> {
+    match std::fs::read_dir(dir) {
+        Ok(rd) => Ok(Some(rd)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).at("list", dir),
+    }
+}
+
 impl FsBackend {
     /// The valid `what` names directly under directory `top` of the remote.
     fn list_names(&self, top: &str, what: &'static str) -> Result<Vec<String>> {
         let dir = self.root.join(top);
-        let rd = match std::fs::read_dir(&dir) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e).at("list", &dir),
+        let Some(rd) = read_dir_if_any(&dir)? else {
+            return Ok(Vec::new());
         };
         let mut out = Vec::new();
         for entry in rd {
@@ -154,10 +161,8 @@ impl Backend for FsBackend {
     fn list(&self, prefix: &str) -> Result<Vec<String>> {
         check_prefix(prefix)?;
         let dir = self.root.join(prefix);
-        let rd = match std::fs::read_dir(&dir) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e).at("list", &dir),
+        let Some(rd) = read_dir_if_any(&dir)? else {
+            return Ok(Vec::new());
         };
         let mut out = Vec::new();
         for entry in rd {
