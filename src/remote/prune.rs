@@ -30,7 +30,7 @@ use super::{cache_dir, check_format, open, Backend, CasOutcome};
 use crate::repo::prune::{decisions, select, Candidate, Policy, PruneReport};
 use crate::repo::{Commit, Repo};
 use crate::snapshot::{Node, Tree};
-use crate::store::pack::RECORD_HEADER_LEN;
+use crate::store::pack::{RecordHeader, RECORD_HEADER_LEN};
 use crate::store::{self, decode_payload, Kind, ObjectId, CHUNK_SIZE};
 use crate::{Error, Result};
 use serde::Serialize;
@@ -284,55 +284,39 @@ fn live_objects(
     while !trees.is_empty() {
         let want = fresh(&mut trees, &mut live);
         let mut next = Vec::new();
-        read_objects(
-            &Remote {
-                backend,
-                index,
-                seal: &Seal::Plain,
-            },
-            &with_kind(&want, Kind::Tree),
-            |h, payload| {
-                let tree = Tree::decode(&h.id, &decode_payload(&h.id, &h, &payload)?)?;
-                for e in &tree.entries {
-                    match &e.node {
-                        Node::Dir { tree } => next.push(*tree),
-                        Node::File {
-                            size,
-                            content: Some(c),
-                            ..
-                        } if *size <= CHUNK_SIZE as u64 => chunks.push(*c),
-                        Node::File {
-                            content: Some(c), ..
-                        } => lists.push(*c),
-                        _ => {}
-                    }
+        read_plain(backend, index, &want, Kind::Tree, |h, payload| {
+            let tree = Tree::decode(&h.id, &decode_payload(&h.id, &h, &payload)?)?;
+            for e in &tree.entries {
+                match &e.node {
+                    Node::Dir { tree } => next.push(*tree),
+                    Node::File {
+                        size,
+                        content: Some(c),
+                        ..
+                    } if *size <= CHUNK_SIZE as u64 => chunks.push(*c),
+                    Node::File {
+                        content: Some(c), ..
+                    } => lists.push(*c),
+                    _ => {}
                 }
-                Ok(())
-            },
-        )?;
+            }
+            Ok(())
+        })?;
         trees = next;
     }
     while !lists.is_empty() {
         let want = fresh(&mut lists, &mut live);
         let mut next = Vec::new();
-        read_objects(
-            &Remote {
-                backend,
-                index,
-                seal: &Seal::Plain,
-            },
-            &with_kind(&want, Kind::List),
-            |h, payload| {
-                let node = store::decode_list(&h.id, &decode_payload(&h.id, &h, &payload)?)?;
-                let into = if node.level == 0 {
-                    &mut chunks
-                } else {
-                    &mut next
-                };
-                into.extend(node.entries.iter().map(|e| e.id));
-                Ok(())
-            },
-        )?;
+        read_plain(backend, index, &want, Kind::List, |h, payload| {
+            let node = store::decode_list(&h.id, &decode_payload(&h.id, &h, &payload)?)?;
+            let into = if node.level == 0 {
+                &mut chunks
+            } else {
+                &mut next
+            };
+            into.extend(node.entries.iter().map(|e| e.id));
+            Ok(())
+        })?;
         lists = next;
     }
     for id in fresh(&mut chunks, &mut live) {
@@ -449,22 +433,14 @@ fn copy_records(backend: &dyn Backend, index: &RemoteIndex, entries: &[&IdxEntry
             .map(|e| e.id)
             .collect();
         let mut full = Vec::new();
-        read_objects(
-            &Remote {
-                backend,
-                index,
-                seal: &Seal::Plain,
-            },
-            &with_kind(&ids, kind),
-            |h, payload| {
-                decode_payload(&h.id, &h, &payload)?;
-                pack.append(&h, &payload, &Seal::Plain);
-                if pack.buf.len() >= super::transfer::PUSH_PACK_SIZE {
-                    full.push(std::mem::take(&mut pack));
-                }
-                Ok(())
-            },
-        )?;
+        read_plain(backend, index, &ids, kind, |h, payload| {
+            decode_payload(&h.id, &h, &payload)?;
+            pack.append(&h, &payload, &Seal::Plain);
+            if pack.buf.len() >= super::transfer::PUSH_PACK_SIZE {
+                full.push(std::mem::take(&mut pack));
+            }
+            Ok(())
+        })?;
         for p in full {
             p.upload(backend, &Seal::Plain)?;
         }
@@ -516,7 +492,20 @@ pub fn prune_remote(
     Ok(RemotePruneReport { url, prune, gc })
 }
 
-/// `ids`, each expected to be of `kind`, as [`read_objects`] takes them.
-fn with_kind(ids: &[ObjectId], kind: Kind) -> Vec<(ObjectId, Kind)> {
-    ids.iter().map(|id| (*id, kind)).collect()
+/// Read the records of `ids`, each expected to be of `kind`, from a plain remote (remote gc
+/// refuses encrypted ones) through [`read_objects`].
+fn read_plain(
+    backend: &dyn Backend,
+    index: &RemoteIndex,
+    ids: &[ObjectId],
+    kind: Kind,
+    f: impl FnMut(RecordHeader, Vec<u8>) -> Result<()>,
+) -> Result<u64> {
+    let wanted: Vec<(ObjectId, Kind)> = ids.iter().map(|id| (*id, kind)).collect();
+    let remote = Remote {
+        backend,
+        index,
+        seal: &Seal::Plain,
+    };
+    read_objects(&remote, &wanted, f)
 }
