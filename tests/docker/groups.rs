@@ -117,6 +117,10 @@ fn group_commits_under_load_restore_consistently_and_single_commits_do_not() {
             "-m",
             &format!("alone {i}"),
         ]);
+        // A different instant for the second member: the uploader and the indexer run on
+        // (about 20 files and 10 index passes a second), so the index commit holds ids the
+        // files commit does not, however fast the two commits are.
+        std::thread::sleep(Duration::from_secs(1));
         let x = s.dvol_ok(&[
             "commit",
             "--pause",
