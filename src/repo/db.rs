@@ -36,8 +36,7 @@ CREATE TABLE IF NOT EXISTS group_pending(grp TEXT NOT NULL, branch TEXT NOT NULL
 
 /// Open (creating if needed) the database and check its format version.
 pub fn open(path: &Path) -> Result<Connection> {
-    let conn = Connection::open(path)?;
-    conn.busy_timeout(std::time::Duration::from_secs(120))?;
+    let conn = crate::store::connect(path, std::time::Duration::from_secs(120))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "cache_size", -65536)?;

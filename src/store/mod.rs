@@ -32,6 +32,25 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
+/// Open a connection to the metadata database `db` (the one file holding the store's index and
+/// the repository's tables), waiting up to `busy` for another writer.
+///
+/// The last connection to close does not checkpoint: the WAL stays for the next process
+/// instead of being copied into the database, fsynced and deleted at every exit, then created
+/// and fsynced again (with its directory) by the next command's first write. Writes stay as
+/// durable (synchronous=FULL syncs the WAL at each commit) and SQLite still checkpoints
+/// automatically once the WAL passes its size limit. Copies of a root must take
+/// `dvol.db-wal` with `dvol.db`.
+pub fn connect(db: &Path, busy: std::time::Duration) -> Result<Connection> {
+    let conn = Connection::open(db)?;
+    conn.busy_timeout(busy)?;
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+        true,
+    )?;
+    Ok(conn)
+}
+
 /// Largest object accepted anywhere (bounded decompression for untrusted input).
 pub const MAX_OBJECT_SIZE: usize = 64 << 20;
 /// zstd level: 1 keeps compression faster than disk on two cores.
@@ -84,8 +103,7 @@ impl Store {
     /// Open the store whose packs live in `packs_dir` and whose index is the SQLite file `db`.
     pub fn open(packs_dir: &Path, db: &Path) -> Result<Store> {
         std::fs::create_dir_all(packs_dir).at("create", packs_dir)?;
-        let conn = Connection::open(db)?;
-        conn.busy_timeout(std::time::Duration::from_secs(60))?;
+        let conn = connect(db, std::time::Duration::from_secs(60))?;
         Ok(Store {
             packs_dir: packs_dir.to_path_buf(),
             db: db.to_path_buf(),
@@ -309,8 +327,7 @@ impl Store {
     fn start_writer(self: &Arc<Self>, index_early: bool) -> Result<WriteSession> {
         let (tx, rx) = crossbeam_channel::bounded::<Vec<Record>>(32);
         let mut packer = PackWriter::new(&self.packs_dir);
-        let mut index = Connection::open(&self.db)?;
-        index.busy_timeout(std::time::Duration::from_secs(120))?;
+        let mut index = connect(&self.db, std::time::Duration::from_secs(120))?;
         let failure = Arc::new(Mutex::new(None));
         let failure_in_thread = failure.clone();
         let thread = std::thread::Builder::new()

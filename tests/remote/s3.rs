@@ -85,7 +85,7 @@ fn remote_s3s_fs_conditional_writes() {
 }
 
 /// A Garage cluster of `n` nodes on loopback ports (replication factor `n`).
-pub(super) struct Garage {
+pub(crate) struct Garage {
     nodes: Vec<Option<Daemon>>,
     s3_ports: Vec<u16>,
     key: String,
@@ -127,7 +127,7 @@ fn garage_retry(bin: &std::path::Path, cfg: &std::path::Path, args: &[&str]) -> 
 
 impl Garage {
     /// The S3 settings of node `i`'s API.
-    pub(super) fn vars(&self, i: usize) -> Vars {
+    pub(crate) fn vars(&self, i: usize) -> Vars {
         aws_vars(self.s3_ports[i], &self.key, &self.secret)
     }
 
@@ -138,7 +138,7 @@ impl Garage {
 }
 
 /// A Garage cluster of `n` nodes on loopback with bucket `bucket` and a key for it.
-pub(super) fn garage(n: usize) -> Garage {
+pub(crate) fn garage(n: usize) -> Garage {
     let bin = need_binary("garage", "cargo install garage --locked");
     let dir = tempfile::tempdir().unwrap();
     let secret = hex_secret();
