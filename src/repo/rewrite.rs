@@ -59,8 +59,11 @@ impl Repo {
         )?;
         tx.commit()?;
         failpoint::hit(&format!("{op}.after-pending"));
-        let cache = self.load_cache(volume, branch);
-        let live = self.live_dir(volume, branch)?;
+        let head = match expected {
+            Head::At(id) => Some(id),
+            _ => None,
+        };
+        let (live, cache) = self.rewrite_live(volume, branch, op, head.as_ref(), target)?;
         let done = snapshot::materialize_with(&self.store, &tree, &live, &cache, restore)?;
         failpoint::hit(&format!("{op}.before-head-move"));
         done.cache.save(&self.cache_path(volume, branch))?;
