@@ -496,3 +496,33 @@ fn reset_of_an_overlay_clone_drops_its_copies() {
     );
     assert!(!env.ok(&["status"]).contains("PG_VERSION"));
 }
+
+/// A volume cloned from a remote: its first branch is one materialization (the data is not on
+/// this host yet), made by the same method (on ext4 as an overlay over the commit's base), and
+/// then the source every later branch of that commit is cloned from.
+#[test]
+fn a_cloned_volume_seeds_thin_clones() {
+    for (kind, method) in [("xfs", "reflink"), ("ext4", "overlay")] {
+        let Some(fs) = LoopFs::new(kind) else { return };
+        let laptop = fs.env();
+        let master = committed_volume(&laptop);
+        let original = std::fs::read(master.join("base/1/16384")).unwrap();
+        let url = fs.mnt().join("remote").to_string_lossy().into_owned();
+        laptop.ok(&["remote", "add", "origin", &url]);
+        laptop.ok(&["push"]);
+        let qa = fs.env();
+        qa.ok(&["clone", &url, "v"]);
+        assert_eq!(method_of(&qa, "master"), method, "{kind}");
+        let before = fs.free();
+        qa.ok(&["checkout", "-b", "tester"]);
+        let used = before.saturating_sub(fs.free());
+        assert!(
+            used < (DATA as u64) / 8,
+            "{kind}: a branch of the clone used {used} bytes of {DATA}"
+        );
+        assert_eq!(
+            std::fs::read(qa.live().join("base/1/16384")).unwrap(),
+            original
+        );
+    }
+}

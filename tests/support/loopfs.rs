@@ -118,3 +118,29 @@ pub fn is_mount(p: &Path) -> bool {
     };
     a.dev() != b.dev()
 }
+
+/// With `DVOL_TEST_FS` set (by tests/on-fs.sh), check that `dir` is on that file system, so a
+/// run meant for XFS or btrfs cannot silently test another one.
+pub fn check_test_fs(dir: &Path) {
+    let Ok(want) = std::env::var("DVOL_TEST_FS") else {
+        return;
+    };
+    let magic: i64 = match want.as_str() {
+        "xfs" => 0x5846_5342,
+        "btrfs" => 0x9123_683e,
+        "ext4" => 0xef53,
+        other => panic!("DVOL_TEST_FS={other}: expected xfs, btrfs or ext4"),
+    };
+    let c = std::ffi::CString::new(dir.to_str().unwrap()).unwrap();
+    let mut st = std::mem::MaybeUninit::<libc::statfs>::uninit();
+    // SAFETY: a valid C string and room for one statfs.
+    assert_eq!(unsafe { libc::statfs(c.as_ptr(), st.as_mut_ptr()) }, 0);
+    // SAFETY: statfs succeeded and filled it.
+    let found = unsafe { st.assume_init() }.f_type as i64;
+    assert_eq!(
+        found,
+        magic,
+        "DVOL_TEST_FS={want}, but {} is on file system type {found:#x}",
+        dir.display()
+    );
+}

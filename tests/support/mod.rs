@@ -31,12 +31,12 @@ impl Drop for Env {
 
 impl Env {
     pub fn new() -> Env {
-        Env {
-            dir: tempfile::Builder::new()
-                .prefix("dvol-test-")
-                .tempdir()
-                .expect("tempdir"),
-        }
+        let dir = tempfile::Builder::new()
+            .prefix("dvol-test-")
+            .tempdir()
+            .expect("tempdir");
+        loopfs::check_test_fs(dir.path());
+        Env { dir }
     }
 
     pub fn root(&self) -> PathBuf {
