@@ -135,6 +135,8 @@ pub fn check_test_fs(dir: &Path) {
     let mut st = std::mem::MaybeUninit::<libc::statfs>::uninit();
     // SAFETY: a valid C string and room for one statfs.
     assert_eq!(unsafe { libc::statfs(c.as_ptr(), st.as_mut_ptr()) }, 0);
+    // `f_type`'s integer type differs between architectures.
+    #[allow(clippy::unnecessary_cast)]
     // SAFETY: statfs succeeded and filled it.
     let found = unsafe { st.assume_init() }.f_type as i64;
     assert_eq!(
