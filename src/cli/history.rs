@@ -77,6 +77,10 @@ pub fn branch(
         return Ok(ExitCode::SUCCESS);
     }
     if let Some(name) = create {
+        if ctx.docker {
+            // The source's containers are paused for the moment of a reflink clone.
+            repo.set_source_freeze(Box::new(dvol::docker::SourceFreeze::new(&ctx.root)));
+        }
         repo.create_branch(&volume, name, None)?;
         return Ok(ExitCode::SUCCESS);
     }

@@ -43,6 +43,32 @@ impl crate::repo::LiveGuard for ContainerGuard<'_> {
     }
 }
 
+/// The source freeze of reflink clones ([`crate::repo::Repo::set_source_freeze`]): the
+/// containers using the source volume are paused (never stopped: they keep running once the
+/// extents are cloned) while the clone reads it. It owns its engine, connected at the first
+/// hold; with no daemon it guards nothing.
+pub struct SourceFreeze {
+    engine: std::sync::OnceLock<Option<Engine>>,
+    root: std::path::PathBuf,
+}
+
+impl SourceFreeze {
+    /// A freeze for the containers of the dvol root `root`.
+    pub fn new(root: &Path) -> SourceFreeze {
+        SourceFreeze {
+            engine: std::sync::OnceLock::new(),
+            root: root.to_path_buf(),
+        }
+    }
+}
+
+impl crate::repo::LiveGuard for SourceFreeze {
+    fn hold(&self, volumes: &[&str], what: &str, op: &mut dyn FnMut() -> Result<()>) -> Result<()> {
+        let engine = self.engine.get_or_init(Engine::connect).as_ref();
+        with_containers_stopped(engine, &self.root, volumes, Quiesce::Pause, what, op)
+    }
+}
+
 /// Names of containers as `/a,/b`.
 pub fn names(containers: &[Container]) -> String {
     containers

@@ -137,7 +137,11 @@ impl Driver {
                 }
             }
             // Not serialized: materializing the source's data may take long.
-            Some(Source::Volume { volume, at }) => repo.create_volume_from(name, volume, at),
+            Some(Source::Volume { volume, at }) => {
+                // The source's containers are paused for the moment of a reflink clone.
+                repo.set_source_freeze(Box::new(crate::docker::SourceFreeze::new(&self.root)));
+                repo.create_volume_from(name, volume, at)
+            }
             Some(Source::Group { group, at, member }) => {
                 repo.create_volume_from_group(name, group, at, member)
             }

@@ -82,6 +82,9 @@ pub struct Repo {
     options: Options,
     /// How new live data is made (see [`thin`]).
     clone_method: CloneMethod,
+    /// Keeps the users of a live directory still while a reflink clone reads it (see
+    /// [`Repo::set_source_freeze`]).
+    source_freeze: Box<dyn LiveGuard + Send>,
 }
 
 /// Locks held while a command changes one volume. Functions that must run under the lock
@@ -128,6 +131,7 @@ impl Repo {
             store,
             clone_method: options.clone_method,
             options,
+            source_freeze: Box::new(Unguarded),
         })
     }
 

@@ -59,21 +59,52 @@ impl Repo {
         )?;
         tx.commit()?;
         failpoint::hit(&format!("{op}.after-pending"));
-        let cache = self.load_cache(volume, branch);
-        let live = self.live_dir(volume, branch)?;
-        let done = snapshot::materialize_with(&self.store, &tree, &live, &cache, restore)?;
+        let layout = match expected {
+            // Nothing committed here yet (a cloned volume's first pull; pull refuses
+            // uncommitted data): made as a new branch's data is, thin where the clone method
+            // allows, so later branches of the commit share it.
+            Head::Unborn => Some(self.make_branch_data(volume, branch, target, restore, None)?),
+            _ => {
+                self.rewrite_data(volume, branch, op, expected, target, &tree, restore)?;
+                None
+            }
+        };
         failpoint::hit(&format!("{op}.before-head-move"));
-        done.cache.save(&self.cache_path(volume, branch))?;
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         heads::swap(&tx, volume, branch, expected, Head::At(*target))?;
+        if let Some(layout) = &layout {
+            super::thin::record_layout(&tx, volume, branch, layout)?;
+        }
         tx.execute(
             "DELETE FROM pending WHERE volume = ?1 AND branch = ?2",
             [volume, branch],
         )?;
         tx.commit()?;
         Ok(())
+    }
+
+    /// Write `tree` (of commit `target`) over the live data of `branch`, at `expected`, and
+    /// save its stat cache.
+    #[allow(clippy::too_many_arguments)]
+    fn rewrite_data(
+        &self,
+        volume: &str,
+        branch: &str,
+        op: &str,
+        expected: Head,
+        target: &ObjectId,
+        tree: &ObjectId,
+        restore: &RestoreOptions,
+    ) -> Result<()> {
+        let head = match expected {
+            Head::At(id) => Some(id),
+            _ => None,
+        };
+        let (live, cache) = self.rewrite_live(volume, branch, op, head.as_ref(), target)?;
+        let done = snapshot::materialize_with(&self.store, tree, &live, &cache, restore)?;
+        done.cache.save(&self.cache_path(volume, branch))
     }
 
     /// Create `branch` (which must not exist) at `target` with its live data (a thin clone

@@ -113,6 +113,15 @@ impl Repo {
         self.clone_method = method;
     }
 
+    /// Keep the users of a source's live data still through `freeze` (the CLI and the plugin
+    /// pass Docker's pause) for the moment a reflink clone reads it, when the source is the
+    /// current branch of its volume (the one containers mount). Without it (the default, and
+    /// where the caller already holds the source, as `checkout -b` does), the before/after stat
+    /// check alone keeps a file written meanwhile out of the clone.
+    pub fn set_source_freeze(&mut self, freeze: Box<dyn super::LiveGuard + Send>) {
+        self.source_freeze = freeze;
+    }
+
     fn bases_dir(&self) -> PathBuf {
         self.meta.join("bases")
     }
@@ -206,10 +215,16 @@ impl Repo {
         };
         let dir = self.live_dir(&volume, &branch)?;
         let cache = self.load_cache(&volume, &branch);
-        let cloned = reflink::clone_tree(&self.store, tree, &dir, &cache, staging)?;
+        let clone = || reflink::clone_tree(&self.store, tree, &dir, &cache, staging);
+        let cloned = if self.current_branch(&volume)? == branch {
+            super::guarded(&*self.source_freeze, &volume, "clone", clone)?
+        } else {
+            clone()?
+        };
         tracing::debug!(
             files = cloned.files,
             bytes = cloned.bytes,
+            unverified = cloned.unverified,
             "reflink clone of {volume}/{branch}"
         );
         Ok(cloned.cache)
@@ -339,10 +354,7 @@ impl Repo {
             if overlay::is_mounted(&live) {
                 return Ok(live);
             }
-            // One mounter at a time: two commands finding the mount gone must not stack two
-            // overlays on one upper directory.
-            let lock_path = self.meta.join("locks").join("mounts.lock");
-            let _one = crate::lock::acquire(&lock_path, "mounts", true, self.options.lock_timeout)?;
+            let _one = self.mounts_lock()?;
             if !overlay::is_mounted(&live) {
                 let base_dir = self.bases_dir().join(base.to_hex());
                 self.mount_overlay(volume, branch, &base_dir)
@@ -351,6 +363,74 @@ impl Repo {
             }
         }
         Ok(live)
+    }
+
+    /// The live directory `reset --hard` (op `reset`) writes `target` over, and the stat cache
+    /// vouching for it. An overlay clone drops its local state instead of writing over it when
+    /// that writes less: its upper directory is removed and the overlay mounted again over its
+    /// base, so a reset to the base commit writes nothing and frees every copied-up file, and
+    /// one to another commit writes only what differs from the base. Kept (and written over)
+    /// when the target is closer to the branch's head than to the base, as when a tester
+    /// resets a masked branch to its own head: then only the local changes are rewritten.
+    /// Other layouts, and other ops: the live directory as it is.
+    pub(crate) fn rewrite_live(
+        &self,
+        volume: &str,
+        branch: &str,
+        op: &str,
+        head: Option<&ObjectId>,
+        target: &ObjectId,
+    ) -> Result<(PathBuf, StatCache)> {
+        let as_is = || {
+            Ok((
+                self.live_dir(volume, branch)?,
+                self.load_cache(volume, branch),
+            ))
+        };
+        let Layout::Overlay { base } = self.layout(volume, branch)? else {
+            return as_is();
+        };
+        if op != "reset" || !self.closer_to_base(&base, head, target)? {
+            return as_is();
+        }
+        let base_dir = self.ensure_base(&base, &super::prune::kept_tree(&self.conn, &base)?)?;
+        let live = self.branch_dir(volume, branch);
+        let _one = self.mounts_lock()?;
+        overlay::unmount_under(&live)?;
+        self.discard_dir(&self.overlay_dir(volume, branch))?;
+        self.mount_overlay(volume, branch, &base_dir)?;
+        tracing::debug!("dropped the overlay's upper directory of {volume}/{branch}");
+        Ok((live, StatCache::load(&base_dir.join("cache"))))
+    }
+
+    /// Whether making `target` over the base `base` writes no more bytes than making it over
+    /// the commit `head` (local changes not counted: they only add to the second).
+    fn closer_to_base(
+        &self,
+        base: &ObjectId,
+        head: Option<&ObjectId>,
+        target: &ObjectId,
+    ) -> Result<bool> {
+        if base == target {
+            return Ok(true);
+        }
+        let to_target = |from: Option<&ObjectId>| -> Result<u64> {
+            let from = from
+                .map(|c| super::prune::kept_tree(&self.conn, c))
+                .transpose()?;
+            let to = super::prune::kept_tree(&self.conn, target)?;
+            let load = |id: &ObjectId| snapshot::Tree::load(&self.store, id);
+            let changes = snapshot::diff(&load, from.as_ref(), Some(&to))?;
+            Ok(changes.iter().map(|c| c.new_size).sum())
+        };
+        Ok(to_target(Some(base))? <= to_target(head)?)
+    }
+
+    /// One mounter at a time: two commands finding a mount gone must not stack two overlays
+    /// on one upper directory.
+    fn mounts_lock(&self) -> Result<crate::lock::LockGuard> {
+        let lock_path = self.meta.join("locks").join("mounts.lock");
+        crate::lock::acquire(&lock_path, "mounts", true, self.options.lock_timeout)
     }
 
     /// Mount every overlay clone whose mount is gone (the plugin at start); the failures.

@@ -4,10 +4,13 @@
 //!
 //! - the walk follows the target tree, so nothing the source holds beyond it (a container's
 //!   junk, a FIFO, a device node, a million extra files) is looked at;
-//! - a file is cloned only when the source's stat cache says it holds exactly the wanted
-//!   content and its stat is unchanged both before and after the clone (a container writing
+//! - a file is cloned when the source's stat cache says it holds exactly the wanted content
+//!   and its stat is unchanged both before and after the clone (a container writing
 //!   meanwhile changes its ctime), so the clone is correct whether or not the source was
-//!   frozen; anything else is left for [`super::materialize`] to write from the store;
+//!   frozen; a file the cache has no entry for (written too close to the commit to be cached)
+//!   is cloned without a cache entry, and [`super::materialize`] hashes the clone and keeps it
+//!   only if it holds the wanted content; anything else is left for it to write from the
+//!   store;
 //! - the source is read only through [`crate::live`] handles (opened beneath its root without
 //!   following a symlink, only regular files opened), and every clone is a new inode: a hard
 //!   link into the source is never made.
@@ -36,6 +39,9 @@ pub struct Cloned {
     pub cache: StatCache,
     pub files: u64,
     pub bytes: u64,
+    /// Cloned files the source's cache had no entry for, left for the materialization to
+    /// check by hashing.
+    pub unverified: u64,
 }
 
 struct Ctx<'a> {
@@ -44,6 +50,7 @@ struct Ctx<'a> {
     out: Mutex<HashMap<Vec<u8>, CacheEntry>>,
     files: AtomicU64,
     bytes: AtomicU64,
+    unverified: AtomicU64,
 }
 
 /// Whether the file system holding `dir` shares extents between files: a one-block probe
@@ -89,6 +96,7 @@ pub fn clone_tree(
         out: Mutex::new(HashMap::new()),
         files: AtomicU64::new(0),
         bytes: AtomicU64::new(0),
+        unverified: AtomicU64::new(0),
     };
     clone_dir(&ctx, tree, &src, &dst, b"")?;
     Ok(Cloned {
@@ -97,6 +105,7 @@ pub fn clone_tree(
         },
         files: ctx.files.into_inner(),
         bytes: ctx.bytes.into_inner(),
+        unverified: ctx.unverified.into_inner(),
     })
 }
 
@@ -131,7 +140,11 @@ fn clone_dir(ctx: &Ctx, tree_id: &ObjectId, src: &Dir, dst: &Dir, rel: &[u8]) ->
     })
 }
 
-/// Clone one file if the source's cache vouches for its content before and after.
+/// Clone one file if the source's cache vouches for its content before and after, or if the
+/// cache has no entry for it (a file written too close to the commit's scan to be cached,
+/// "racy"): such a clone gets no cache entry, so the materialization that follows hashes it
+/// (the clone is a private inode nothing else writes) and keeps it only if it holds the
+/// wanted content, else rewrites it from the store.
 fn clone_file(
     ctx: &Ctx,
     src: &Dir,
@@ -140,36 +153,39 @@ fn clone_file(
     rel: &[u8],
     want: &ObjectId,
 ) -> Result<()> {
-    let Some(cached) = ctx
-        .source_cache
-        .entries
-        .get(rel)
-        .filter(|c| c.content.as_ref() == Some(want))
-    else {
-        return Ok(());
+    let cached = match ctx.source_cache.entries.get(rel) {
+        None => None,
+        Some(c) if c.content.as_ref() == Some(want) => Some(c),
+        Some(_) => return Ok(()),
     };
     let Found::File(opened) = src.open_file(name)? else {
         return Ok(());
     };
-    if !cached.matches(&opened.stat) {
+    if cached.is_some_and(|c| !c.matches(&opened.stat)) {
         return Ok(());
     }
     crate::failpoint::pause("reflink.before-clone");
     let Some(out) = dst.clone_file(name, &opened.file)? else {
         return Ok(());
     };
-
-    let source_path = src.child_path(name);
-    if !cached.matches(&Stat::of(&opened.file, &source_path)?) {
-        // Written while it was cloned: the copy's content is unknown, let it be rewritten.
-        drop(out);
-        return dst.remove(name);
-    }
     let st = Stat::of(&out, &dst.child_path(name))?;
-    ctx.out
-        .lock()
-        .expect("cache lock")
-        .insert(rel.to_vec(), CacheEntry::new(&st, Some(*want)));
+    match cached {
+        Some(cached) => {
+            if !cached.matches(&Stat::of(&opened.file, &src.child_path(name))?) {
+                // Written while it was cloned: the copy's content is unknown, let it be
+                // rewritten.
+                drop(out);
+                return dst.remove(name);
+            }
+            ctx.out
+                .lock()
+                .expect("cache lock")
+                .insert(rel.to_vec(), CacheEntry::new(&st, Some(*want)));
+        }
+        None => {
+            ctx.unverified.fetch_add(1, Ordering::Relaxed);
+        }
+    }
     ctx.files.fetch_add(1, Ordering::Relaxed);
     ctx.bytes.fetch_add(st.size(), Ordering::Relaxed);
     Ok(())

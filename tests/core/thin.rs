@@ -2,123 +2,10 @@
 //! the dvol root inside. Each test makes its own image, loop device and mount, and removes
 //! them (the device it attached, by name) even when it fails.
 
-use crate::support::{require_binary, require_root, Env};
+use crate::support::loopfs::{is_mount, run, LoopFs};
+use crate::support::Env;
 use std::io::{Seek, SeekFrom, Write};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-
-/// A file system on a loop device, mounted; unmounted (with everything below) and detached
-/// on drop.
-struct LoopFs {
-    dir: tempfile::TempDir,
-    dev: String,
-    /// One loop file system at a time: the disk-use figures of one test must not include
-    /// another's background work on a file system of the same kind.
-    _serial: std::sync::MutexGuard<'static, ()>,
-}
-
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn run(cmd: &str, args: &[&str]) -> String {
-    let out = Command::new(cmd).args(args).output().expect(cmd);
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-impl LoopFs {
-    /// `kind`: xfs, btrfs or ext4; `None` (skipped) without root or the mkfs tool.
-    fn new(kind: &str) -> Option<LoopFs> {
-        let mkfs = format!("mkfs.{kind}");
-        let pkg = match kind {
-            "xfs" => "apt-get install xfsprogs",
-            "btrfs" => "apt-get install btrfs-progs",
-            _ => "apt-get install e2fsprogs",
-        };
-        if !require_root() || !require_binary(&mkfs, pkg) {
-            return None;
-        }
-        let serial = SERIAL
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let dir = tempfile::Builder::new()
-            .prefix("dvol-thin-")
-            .tempdir()
-            .unwrap();
-        let image = dir.path().join("image");
-        std::fs::File::create(&image)
-            .unwrap()
-            .set_len(1 << 30)
-            .unwrap();
-        let image_s = image.to_str().unwrap();
-        match kind {
-            "xfs" => run(&mkfs, &["-q", "-m", "reflink=1", image_s]),
-            "btrfs" => run(&mkfs, &["-q", image_s]),
-            _ => run(&mkfs, &["-q", "-F", image_s]),
-        };
-        let dev = run("losetup", &["--find", "--show", image_s])
-            .trim()
-            .to_string();
-        let fs = LoopFs {
-            dir,
-            dev,
-            _serial: serial,
-        };
-        std::fs::create_dir(fs.mnt()).unwrap();
-        run("mount", &[&fs.dev, fs.mnt().to_str().unwrap()]);
-        Some(fs)
-    }
-
-    fn mnt(&self) -> PathBuf {
-        self.dir.path().join("mnt")
-    }
-
-    /// A dvol environment whose root is on this file system.
-    fn env(&self) -> Env {
-        Env {
-            dir: tempfile::Builder::new()
-                .prefix("env-")
-                .tempdir_in(self.mnt())
-                .unwrap(),
-        }
-    }
-
-    /// Free bytes (statvfs), after flushing.
-    fn free(&self) -> u64 {
-        run("sync", &["-f", self.mnt().to_str().unwrap()]);
-        let c = std::ffi::CString::new(self.mnt().to_str().unwrap()).unwrap();
-        let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
-        // SAFETY: a valid C string and room for one statvfs.
-        assert_eq!(unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) }, 0);
-        // SAFETY: statvfs succeeded and filled it.
-        let st = unsafe { st.assume_init() };
-        st.f_bavail * st.f_frsize
-    }
-}
-
-impl Drop for LoopFs {
-    fn drop(&mut self) {
-        let mnt = self.mnt();
-        let mnt = mnt.to_str().unwrap();
-        // Everything below (overlay clones) first, then the file system itself.
-        let _ = Command::new("umount").args(["-R", mnt]).status();
-        if Path::new(mnt).exists() && is_mount(Path::new(mnt)) {
-            let _ = Command::new("umount").args(["-R", "-l", mnt]).status();
-        }
-        let _ = Command::new("losetup").args(["-d", &self.dev]).status();
-    }
-}
-
-fn is_mount(p: &Path) -> bool {
-    let (Ok(a), Ok(b)) = (std::fs::metadata(p), std::fs::metadata(p.join(".."))) else {
-        return false;
-    };
-    a.dev() != b.dev()
-}
 
 const DATA: usize = 48 << 20;
 
@@ -138,16 +25,33 @@ fn noise(len: usize, seed: u64) -> Vec<u8> {
 
 /// A committed volume `v` holding a database-like file and a few small ones.
 fn committed_volume(env: &Env) -> PathBuf {
+    committed_volume_with(env, false)
+}
+
+/// [`committed_volume`]; with `racy`, the database file is one the commit's stat cache cannot
+/// vouch for (its mtime is in the future, as close to the scan as can be), so a reflink clone
+/// must check it by hashing.
+fn committed_volume_with(env: &Env, racy: bool) -> PathBuf {
     env.ok(&["init", "v"]);
     let live = env.live();
     std::fs::create_dir_all(live.join("base/1")).unwrap();
     std::fs::write(live.join("base/1/16384"), noise(DATA, 1)).unwrap();
     std::fs::write(live.join("PG_VERSION"), "15\n").unwrap();
     std::os::unix::fs::symlink("base/1", live.join("link")).unwrap();
-    // A file changed within 20 ms of a scan is "racy" (as in git): the stat cache does not
-    // vouch for it, so a reflink clone would copy it in full. Data a database wrote just
-    // before a commit is rare; here it would make the disk-use figures depend on timing.
-    std::thread::sleep(std::time::Duration::from_millis(100));
+    if racy {
+        let later = std::time::SystemTime::now() + std::time::Duration::from_secs(3600);
+        std::fs::File::options()
+            .write(true)
+            .open(live.join("base/1/16384"))
+            .unwrap()
+            .set_modified(later)
+            .unwrap();
+    } else {
+        // A file changed within 20 ms of a scan is "racy" (as in git): the stat cache does
+        // not vouch for it, and a reflink clone hashes it before sharing it. Here the
+        // disk-use figures must not depend on that check.
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     env.ok(&["commit", "-m", "one"]);
     live
 }
@@ -432,9 +336,20 @@ fn overlay_survives_restart_and_gc_reclaims_bases() {
 /// clone is written from the store instead.
 #[test]
 fn a_source_written_during_the_clone_does_not_leak_into_it() {
+    overwritten_during_the_clone(false);
+}
+
+/// The same attack on a racy file (no stat-cache entry: cloned unchecked, then hashed): the
+/// overwritten clone fails its hash and is written from the store.
+#[test]
+fn a_racy_source_written_during_the_clone_does_not_leak_into_it() {
+    overwritten_during_the_clone(true);
+}
+
+fn overwritten_during_the_clone(racy: bool) {
     let Some(fs) = LoopFs::new("xfs") else { return };
     let env = fs.env();
-    let master = committed_volume(&env);
+    let master = committed_volume_with(&env, racy);
     let original = std::fs::read(master.join("base/1/16384")).unwrap();
     let marker = env.dir.path().join("paused");
     let mut child = env
@@ -466,4 +381,148 @@ fn a_source_written_during_the_clone_does_not_leak_into_it() {
     let qa = env.live();
     assert_eq!(std::fs::read(qa.join("base/1/16384")).unwrap(), original);
     assert!(!env.ok(&["status"]).contains("16384"));
+}
+
+/// A file written just before the commit (too recent for the stat cache to vouch for it) is
+/// still shared by a reflink clone: the clone is hashed and kept, so the branch costs no more
+/// disk than with a cached file, and its first commit does not read the file again.
+#[test]
+fn a_racy_file_is_shared_by_a_reflink_clone() {
+    for kind in ["xfs", "btrfs"] {
+        let Some(fs) = LoopFs::new(kind) else { return };
+        let env = fs.env();
+        let master = committed_volume_with(&env, true);
+        let original = std::fs::read(master.join("base/1/16384")).unwrap();
+        let before = fs.free();
+        env.ok(&["--clone-method", "reflink", "branch", "qa"]);
+        let used = before.saturating_sub(fs.free());
+        assert!(
+            used < (DATA as u64) / 8,
+            "{kind}: the clone of a racy file used {used} bytes of {DATA}"
+        );
+        env.ok(&["checkout", "qa"]);
+        let qa = env.live();
+        assert_eq!(std::fs::read(qa.join("base/1/16384")).unwrap(), original);
+        assert!(!env.ok(&["status"]).contains("16384"));
+    }
+}
+
+/// The files (not directories) of an overlay clone's upper directory, what it copied up.
+fn upper_files(env: &Env, branch: &str) -> Vec<String> {
+    let upper = env.root().join("v/overlays").join(branch).join("upper");
+    walkdir::WalkDir::new(&upper)
+        .sort_by_file_name()
+        .into_iter()
+        .map(|e| e.unwrap())
+        .filter(|e| !e.file_type().is_dir())
+        .map(|e| e.path().strip_prefix(&upper).unwrap().display().to_string())
+        .collect()
+}
+
+/// The head commit id of the current branch.
+fn head_id(env: &Env) -> String {
+    let log: Vec<serde_json::Value> = serde_json::from_str(&env.ok(&["log", "--json"])).unwrap();
+    log[0]["id"].as_str().unwrap().to_string()
+}
+
+/// `reset --hard` on an overlay clone does not write over the merged view: to the base
+/// commit it drops the upper directory (nothing written, every copied-up byte freed); to
+/// another commit it keeps only that commit's difference from the base; to the branch's own
+/// head (closer than the base) it rewrites only the local changes.
+#[test]
+fn reset_of_an_overlay_clone_drops_its_copies() {
+    let Some(fs) = LoopFs::new("ext4") else {
+        return;
+    };
+    let env = fs.env();
+    let master = committed_volume(&env);
+    let original = std::fs::read(master.join("base/1/16384")).unwrap();
+    let base = head_id(&env);
+    env.ok(&["--clone-method", "overlay", "checkout", "-b", "qa"]);
+    let qa = env.live();
+    std::fs::write(qa.join("base/1/16384"), noise(DATA, 2)).unwrap();
+    env.ok(&["commit", "-m", "masked"]);
+    let masked_id = head_id(&env);
+    std::fs::write(qa.join("PG_VERSION"), "16\n").unwrap();
+    std::fs::write(qa.join("junk"), "local").unwrap();
+
+    // To the base: nothing copied up is left, and the disk it held is free again.
+    let before = fs.free();
+    env.ok(&["reset", "--hard", &base]);
+    assert!(
+        upper_files(&env, "qa").is_empty(),
+        "{:?}",
+        upper_files(&env, "qa")
+    );
+    assert!(
+        fs.free() > before + (DATA as u64) / 2,
+        "the copies were not freed"
+    );
+    assert_eq!(std::fs::read(qa.join("base/1/16384")).unwrap(), original);
+    assert!(!qa.join("junk").exists());
+    assert_eq!(
+        std::fs::read_to_string(qa.join("PG_VERSION")).unwrap(),
+        "15\n"
+    );
+    assert!(env
+        .ok(&["status"])
+        .trim()
+        .lines()
+        .all(|l| !l.contains("PG_VERSION")));
+
+    // To another commit: only its difference from the base is in the upper directory.
+    std::fs::write(qa.join("PG_VERSION"), "16\n").unwrap();
+    env.ok(&["reset", "--hard", &masked_id]);
+    assert_eq!(upper_files(&env, "qa"), ["base/1/16384"]);
+    assert_eq!(
+        std::fs::read(qa.join("base/1/16384")).unwrap(),
+        noise(DATA, 2)
+    );
+    assert_eq!(
+        std::fs::read_to_string(qa.join("PG_VERSION")).unwrap(),
+        "15\n"
+    );
+
+    // To its own head: the masked copy stays as it is, only the local edit is undone.
+    let ino = |p: &Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
+    let masked = env.root().join("v/overlays/qa/upper/base/1/16384");
+    let kept = ino(&masked);
+    std::fs::write(qa.join("PG_VERSION"), "16\n").unwrap();
+    env.ok(&["reset", "--hard", "HEAD"]);
+    assert_eq!(ino(&masked), kept, "the masked file was rewritten");
+    assert_eq!(
+        std::fs::read_to_string(qa.join("PG_VERSION")).unwrap(),
+        "15\n"
+    );
+    assert!(!env.ok(&["status"]).contains("PG_VERSION"));
+}
+
+/// A volume cloned from a remote: its first branch is one materialization (the data is not on
+/// this host yet), made by the same method (on ext4 as an overlay over the commit's base), and
+/// then the source every later branch of that commit is cloned from.
+#[test]
+fn a_cloned_volume_seeds_thin_clones() {
+    for (kind, method) in [("xfs", "reflink"), ("ext4", "overlay")] {
+        let Some(fs) = LoopFs::new(kind) else { return };
+        let laptop = fs.env();
+        let master = committed_volume(&laptop);
+        let original = std::fs::read(master.join("base/1/16384")).unwrap();
+        let url = fs.mnt().join("remote").to_string_lossy().into_owned();
+        laptop.ok(&["remote", "add", "origin", &url]);
+        laptop.ok(&["push"]);
+        let qa = fs.env();
+        qa.ok(&["clone", &url, "v"]);
+        assert_eq!(method_of(&qa, "master"), method, "{kind}");
+        let before = fs.free();
+        qa.ok(&["checkout", "-b", "tester"]);
+        let used = before.saturating_sub(fs.free());
+        assert!(
+            used < (DATA as u64) / 8,
+            "{kind}: a branch of the clone used {used} bytes of {DATA}"
+        );
+        assert_eq!(
+            std::fs::read(qa.live().join("base/1/16384")).unwrap(),
+            original
+        );
+    }
 }

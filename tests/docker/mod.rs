@@ -18,6 +18,7 @@ mod plugin;
 mod postgres;
 mod qa;
 mod status;
+mod thin;
 
 use assert_cmd::Command;
 use std::io::{Read, Write};

@@ -6,6 +6,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use tempfile::TempDir;
 
+pub mod loopfs;
+
 /// The binary under test: `DVOL_TEST_BIN` when set (to run a test against another build, e.g.
 /// the code before a fix), else the one cargo built.
 pub fn bin() -> PathBuf {
@@ -29,12 +31,12 @@ impl Drop for Env {
 
 impl Env {
     pub fn new() -> Env {
-        Env {
-            dir: tempfile::Builder::new()
-                .prefix("dvol-test-")
-                .tempdir()
-                .expect("tempdir"),
-        }
+        let dir = tempfile::Builder::new()
+            .prefix("dvol-test-")
+            .tempdir()
+            .expect("tempdir");
+        loopfs::check_test_fs(dir.path());
+        Env { dir }
     }
 
     pub fn root(&self) -> PathBuf {
