@@ -6,10 +6,11 @@
 //! downloads only the objects this host lacks. Must not touch etcd.
 
 use super::lease::ClusterHead;
+use super::ClusterError;
 use crate::progress::NoProgress;
 use crate::remote::ops::{self, PushFlags, PushWhat, RemoteOptions};
 use crate::remote::transfer::PushStatus;
-use crate::repo::{Repo, Unguarded};
+use crate::repo::{LiveGuard, Repo, Unguarded};
 use crate::store::ObjectId;
 use crate::{Error, Result};
 
@@ -43,16 +44,20 @@ fn ensure_remote(repo: &Repo, volume: &str, host: &str, url: &str) -> Result<Str
     Ok(name)
 }
 
-/// Commit the live data of the current branch when it differs from its head. Returns the
-/// branch's head after it (`None`: no commit yet and nothing to commit).
-pub fn commit_changes(repo: &mut Repo, volume: &str, message: &str) -> Result<Option<ObjectId>> {
+/// Commit the live data of the current branch when it differs from its head, under `guard`
+/// (the keeper's pauses the containers: a crash-consistent commit). Returns the branch's head
+/// after it (`None`: no commit yet and nothing to commit).
+pub fn commit_changes(
+    repo: &mut Repo,
+    volume: &str,
+    message: &str,
+    guard: &dyn LiveGuard,
+) -> Result<Option<ObjectId>> {
     let branch = repo.current_branch(volume)?;
     if repo.live_changes(volume, &branch)?.is_empty() {
         return repo.branch_head(volume, &branch);
     }
-    Ok(Some(
-        repo.commit(volume, message, &NoProgress, &Unguarded)?.id,
-    ))
+    Ok(Some(repo.commit(volume, message, &NoProgress, guard)?.id))
 }
 
 /// Push `branch` to this host's remote volume (forced: only this host writes there).
@@ -89,16 +94,18 @@ pub fn push_branch(
     Ok(report.bytes)
 }
 
-/// Commit and push the current branch; the commit to publish as the cluster head.
+/// Commit (under `guard`) and push the current branch; the commit to publish as the cluster
+/// head.
 pub fn publish(
     repo: &mut Repo,
     volume: &str,
     host: &str,
     url: &str,
     opts: &RemoteOptions,
+    guard: &dyn LiveGuard,
 ) -> Result<ObjectId> {
     let message = format!("cluster sync on {host}");
-    let head = match commit_changes(repo, volume, &message)? {
+    let head = match commit_changes(repo, volume, &message, guard)? {
         Some(h) => h,
         // A volume nobody wrote to yet still gets a head the next holder can start from.
         None => repo.commit(volume, &message, &NoProgress, &Unguarded)?.id,
@@ -162,16 +169,15 @@ pub fn bring(
     let Some(head) = head else {
         return Ok(out);
     };
-    let target = ObjectId::from_hex(&head.commit).ok_or_else(|| {
-        Error::Other(format!(
-            "cluster volume {volume}: etcd head {:?} is not a commit id",
-            head.commit
-        ))
+    let target = ObjectId::from_hex(&head.commit).ok_or_else(|| ClusterError::BadRecord {
+        what: "head",
+        detail: format!("{volume}: {:?} is not a commit id", head.commit),
     })?;
     let local = commit_changes(
         repo,
         volume,
         &format!("cluster: work found on {host} at mount"),
+        &Unguarded,
     )?;
     if local == Some(target) {
         return Ok(out);

@@ -215,6 +215,18 @@ impl Engine {
         self.rt.block_on(Action::Stop.run(&self.docker, c))
     }
 
+    /// Stop within `secs` seconds: the stop signal, then SIGKILL after `secs` whatever the
+    /// container's own stop timeout (a cluster host that lost a lease must stop writing now).
+    pub fn stop_within(&self, c: &Container, secs: i32) -> Result<()> {
+        let opts = StopContainerOptions {
+            t: Some(secs),
+            ..Default::default()
+        };
+        self.rt
+            .block_on(self.docker.stop_container(&c.id, Some(opts)))
+            .map_err(|e| Error::Docker(format!("stopping container {}: {e}", c.name)))
+    }
+
     pub fn start(&self, c: &Container) -> Result<()> {
         self.rt.block_on(Action::Start.run(&self.docker, c))
     }

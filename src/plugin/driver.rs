@@ -102,7 +102,10 @@ impl Driver {
         cluster: cluster::ClusterOptions,
     ) -> Result<Driver> {
         let mut d = Driver::new(root, options.clone())?;
-        d.cluster = Some(Arc::new(Cluster::new(&d.root, options, cluster)?));
+        let c = Arc::new(Cluster::new(&d.root, options, cluster)?);
+        // Mounts of volumes a previous run of the plugin held (their containers still run).
+        d.mounts.get_mut().expect("mounts lock").extend(c.resume()?);
+        d.cluster = Some(c);
         Ok(d)
     }
 
@@ -162,7 +165,7 @@ impl Driver {
         if let Some(c) = &self.cluster {
             names::validate("volume", name)?;
             if c.knows(name)? {
-                c.mount(name)?;
+                c.mount(name, id)?;
             }
         }
         let v = self.view(name)?;
@@ -176,13 +179,14 @@ impl Driver {
         Ok(v.mountpoint)
     }
 
-    /// `VolumeDriver.Unmount`: forget the mount (nothing is mounted by dvol itself).
+    /// `VolumeDriver.Unmount`: forget the mount (nothing is mounted by dvol itself); in
+    /// cluster mode the last one publishes the volume.
     pub fn unmount(&self, name: &str, id: &str) -> Result<()> {
         names::validate("volume", name)?;
         self.mounts.lock().expect("mounts lock").remove(id);
         match &self.cluster {
-            Some(c) if self.mount_count(name) == 0 => c.unmount(name),
-            _ => Ok(()),
+            Some(c) => c.unmount(name, id),
+            None => Ok(()),
         }
     }
 
