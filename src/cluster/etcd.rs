@@ -78,9 +78,9 @@ fn int(v: &Value) -> i64 {
 fn unb64(what: &str, v: &Value) -> Result<Vec<u8>> {
     match v.as_str() {
         None => Ok(Vec::new()),
-        Some(s) => B64
-            .decode(s)
-            .map_err(|e| ClusterError::Etcd(format!("answered a {what} that is not base64: {e}")).into()),
+        Some(s) => B64.decode(s).map_err(|e| {
+            ClusterError::Etcd(format!("answered a {what} that is not base64: {e}")).into()
+        }),
     }
 }
 

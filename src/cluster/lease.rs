@@ -177,7 +177,7 @@ pub fn acquire(etcd: &Etcd, volume: &str, host: &str, ttl: u64, wait: Duration) 
                     host: host.to_string(),
                     lease_id,
                     token: r.revision,
-                })
+                });
             }
             Ok(_) if start.elapsed() < wait => {}
             Ok(_) => {

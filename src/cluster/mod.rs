@@ -20,7 +20,7 @@ mod saved;
 
 pub use error::ClusterError;
 
-use crate::docker::{ContainerGuard, Engine, Quiesce};
+use crate::docker::{ByNameGuard, Engine, Quiesce};
 use crate::remote::ops::RemoteOptions;
 use crate::repo::{db, LiveGuard, Repo, Unguarded};
 use crate::{names, Result};
@@ -328,8 +328,7 @@ impl Cluster {
             } else {
                 let me = Arc::clone(self);
                 self.spawn(&volume, move || {
-                    let engine = me.engine();
-                    me.lose(&session, engine.as_ref(), "its lease expired while the plugin was down");
+                    me.lose(&session, "its lease expired while the plugin was down");
                 })?;
             }
         }
@@ -356,8 +355,10 @@ impl Cluster {
             .map_or(self.opts.sync_interval, |r| {
                 Duration::from_secs(r.sync_interval.max(1))
             });
-        let me = Arc::clone(self);
         let volume = s.volume().to_string();
+        let (me, renewed) = (Arc::clone(self), Arc::clone(&s));
+        self.spawn(&volume, move || me.renew(&renewed))?;
+        let me = Arc::clone(self);
         self.spawn(&volume, move || me.keep(&s, interval))
     }
 
@@ -376,7 +377,10 @@ impl Cluster {
             if !s.lost.load(Ordering::SeqCst) {
                 let mut u = s.usage();
                 if u.state != Use::Mounted {
-                    tracing::info!(volume, "cluster: mounted again; kept the lease, nothing fetched");
+                    tracing::info!(
+                        volume,
+                        "cluster: mounted again; kept the lease, nothing fetched"
+                    );
                 }
                 u.mounts.insert(id.to_string());
                 u.state = Use::Mounted;
@@ -469,33 +473,42 @@ impl Cluster {
         set_local_seq(&repo, volume, seq)
     }
 
-    /// The keeper of a held volume: renews the lease every third of its TTL; while mounted,
-    /// syncs every `interval` with the containers paused; once unmounted, retries a failed
-    /// final push and releases the lease after the grace (or as soon as another host waits
-    /// for it). When renewals fail for half the TTL (before the lease can have expired) the
-    /// session is lost.
-    fn keep(&self, s: &Session, interval: Duration) {
+    /// The lease keeper of a held volume: renews the lease every third of its TTL, each
+    /// attempt given at most a sixth. When renewals fail for half the TTL (before the lease
+    /// can have expired) the session is lost. A thread of its own, so nothing the sync does
+    /// (a slow remote, Docker) can delay the fencing.
+    fn renew(&self, s: &Session) {
         let ttl = Duration::from_secs(self.opts.lease_ttl);
-        let engine = self.engine();
-        let paused = ContainerGuard {
-            engine: engine.as_ref(),
-            root: &self.root,
-            how: Quiesce::Pause,
-        };
-        let (mut renewed, mut synced) = (Instant::now(), Instant::now());
+        let mut renewed = Instant::now();
         while !s.stop.load(Ordering::SeqCst) {
             std::thread::sleep(TICK);
-            if renewed.elapsed() >= ttl / 3 {
-                match s.lease.renew(&self.etcd, ttl / 6) {
-                    Ok(true) => renewed = Instant::now(),
-                    Ok(false) => return self.lose(s, engine.as_ref(), "the lease expired"),
-                    Err(e) if renewed.elapsed() >= ttl / 2 => {
-                        let why = format!("cannot renew the lease: {e}");
-                        return self.lose(s, engine.as_ref(), &why);
-                    }
-                    Err(e) => tracing::warn!(volume = %s.volume(), "lease renewal: {e}"),
-                }
+            if renewed.elapsed() < ttl / 3 {
+                continue;
             }
+            match s.lease.renew(&self.etcd, ttl / 6) {
+                Ok(true) => renewed = Instant::now(),
+                Ok(false) => return self.lose(s, "the lease expired"),
+                Err(e) if renewed.elapsed() >= ttl / 2 => {
+                    return self.lose(s, &format!("cannot renew the lease: {e}"));
+                }
+                Err(e) => tracing::warn!(volume = %s.volume(), "lease renewal: {e}"),
+            }
+        }
+    }
+
+    /// The sync keeper of a held volume: while mounted, syncs every `interval` with the
+    /// containers paused; once unmounted, retries a failed final push and releases the lease
+    /// after the grace (or as soon as another host waits for it). Stops when the lease is
+    /// lost: nothing is published any more.
+    fn keep(&self, s: &Session, interval: Duration) {
+        let engine = self.engine();
+        let paused = ByNameGuard {
+            engine: engine.as_ref(),
+            how: Quiesce::Pause,
+        };
+        let mut synced = Instant::now();
+        while !s.stop.load(Ordering::SeqCst) && !s.lost.load(Ordering::SeqCst) {
+            std::thread::sleep(TICK);
             match s.state() {
                 Use::Mounted if synced.elapsed() >= interval => {
                     if let Err(e) = self.sync(s, &paused) {
@@ -503,12 +516,17 @@ impl Cluster {
                     }
                     synced = Instant::now();
                 }
-                Use::Releasing { since, pushed: false } if since.elapsed() >= RETRY => {
+                Use::Releasing {
+                    since,
+                    pushed: false,
+                } if since.elapsed() >= RETRY => {
                     self.retry_final_push(s);
                 }
-                Use::Releasing { since, pushed: true }
-                    if since.elapsed() >= self.opts.release_grace
-                        || s.lease.wanted(&self.etcd).unwrap_or(false) =>
+                Use::Releasing {
+                    since,
+                    pushed: true,
+                } if since.elapsed() >= self.opts.release_grace
+                    || s.lease.wanted(&self.etcd).unwrap_or(false) =>
                 {
                     if self.release(s) {
                         return;
@@ -537,7 +555,10 @@ impl Cluster {
                 Self::set_releasing(s, true);
             }
             Err(e) => {
-                tracing::warn!(volume = s.volume(), "cluster: final push failed again, lease kept: {e}");
+                tracing::warn!(
+                    volume = s.volume(),
+                    "cluster: final push failed again, lease kept: {e}"
+                );
                 Self::set_releasing(s, false);
             }
         }
@@ -553,6 +574,7 @@ impl Cluster {
         }
         self.sessions().remove(volume);
         self.save();
+        s.stop.store(true, Ordering::SeqCst);
         match s.lease.release(&self.etcd) {
             Ok(()) => tracing::info!(volume, "cluster: lease released"),
             Err(e) => tracing::warn!(volume, "cluster: lease not released ({e}); it expires"),
@@ -563,11 +585,11 @@ impl Cluster {
     /// Stop using a volume whose lease is gone: nothing is published any more, the containers
     /// using it here are stopped (within a sixth of the TTL, so before the lease can have
     /// expired when renewals failed), and its unpublished work is kept once etcd answers.
-    fn lose(&self, s: &Session, engine: Option<&Engine>, why: &str) {
+    fn lose(&self, s: &Session, why: &str) {
         let volume = s.volume();
         s.lost.store(true, Ordering::SeqCst);
         tracing::error!(volume = %volume, "cluster: {why}; this host stops publishing it");
-        self.fence(volume, engine);
+        self.fence(volume);
         while !s.stop.load(Ordering::SeqCst) {
             match lease::head(&self.etcd, volume) {
                 Ok((head, _)) => {
@@ -582,13 +604,18 @@ impl Cluster {
     }
 
     /// Stop the containers using `volume` on this host: it no longer owns the data.
-    fn fence(&self, volume: &str, engine: Option<&Engine>) {
-        let Some(engine) = engine else {
-            tracing::error!(volume, "cluster: no Docker engine: containers using it keep running");
+    fn fence(&self, volume: &str) {
+        let Some(engine) = self.engine() else {
+            tracing::error!(
+                volume,
+                "cluster: no Docker engine: containers using it keep running"
+            );
             return;
         };
-        let secs = i32::try_from(self.opts.lease_ttl / 6).unwrap_or(i32::MAX).max(1);
-        let using = match engine.containers_using(&self.root, volume) {
+        let secs = i32::try_from(self.opts.lease_ttl / 6)
+            .unwrap_or(i32::MAX)
+            .max(1);
+        let using = match engine.containers_with_volumes(&[volume]) {
             Ok(using) => using,
             Err(e) => return tracing::error!(volume, "cluster: containers to stop unknown: {e}"),
         };
@@ -682,7 +709,11 @@ impl Cluster {
 
 /// Record the cluster head number the local copy of `volume` is at.
 fn set_local_seq(repo: &Repo, volume: &str, seq: u64) -> Result<()> {
-    db::set_meta(repo.conn(), &format!("{META_SEQ}{volume}"), &seq.to_string())
+    db::set_meta(
+        repo.conn(),
+        &format!("{META_SEQ}{volume}"),
+        &seq.to_string(),
+    )
 }
 
 /// How many cluster head moves the local copy of `volume` is behind `head`.

@@ -250,6 +250,7 @@ done
 [ $((SECONDS - t0)) -ge $((TTL - 2)) ] || fail "node3 mounted part $((SECONDS - t0))s after the cut, before the lease TTL ($TTL s)"
 head_after=$(etcd_get dvol/v1/heads/part)
 # fencing: node2 stopped its container when it could not renew, it did not write on
+for _ in $(seq 1 40); do [ "$(dk 2 inspect -f '{{.State.Running}}' "$cid")" = false ] && break; sleep 0.25; done
 [ "$(dk 2 inspect -f '{{.State.Running}}' "$cid")" = false ] || fail "node2 kept running its container after losing part's lease"
 grep -q 'cluster: stopped a container: this host no longer holds' "$P/n2/dvol.log" || fail "node2 did not report stopping its container"
 ip -n spx-n2 link set eth0 up
