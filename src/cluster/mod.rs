@@ -525,12 +525,11 @@ impl Cluster {
                 Use::Releasing {
                     since,
                     pushed: true,
-                } if since.elapsed() >= self.opts.release_grace
-                    || s.lease.wanted(&self.etcd).unwrap_or(false) =>
+                } if (since.elapsed() >= self.opts.release_grace
+                    || s.lease.wanted(&self.etcd).unwrap_or(false))
+                    && self.release(s) =>
                 {
-                    if self.release(s) {
-                        return;
-                    }
+                    return;
                 }
                 _ => {}
             }
