@@ -143,6 +143,43 @@ pub fn keep_as_branch(
     Ok(name)
 }
 
+/// Fetch the objects of `volume`'s cluster head this host lacks, from the remote volume of the
+/// host that pushed it (live data untouched); the bytes downloaded.
+pub fn fetch_head(
+    repo: &mut Repo,
+    volume: &str,
+    head: &ClusterHead,
+    url: &str,
+    opts: &RemoteOptions,
+) -> Result<u64> {
+    let remote = ensure_remote(repo, volume, &head.host, url)?;
+    Ok(ops::fetch(repo, volume, &remote, opts, &NoProgress)?
+        .report
+        .bytes)
+}
+
+/// Make `volume` locally from `source` at revision `at` (a full copy: cluster volumes are
+/// reset under their containers, so no thin clone shares their data), and push its `master`
+/// to this host's remote volume; its first commit.
+pub fn make_from(
+    repo: &mut Repo,
+    volume: &str,
+    source: &str,
+    at: &str,
+    host: &str,
+    url: &str,
+    opts: &RemoteOptions,
+) -> Result<ObjectId> {
+    repo.set_clone_method(crate::repo::CloneMethod::Full);
+    repo.create_volume_from(volume, source, Some(at))?;
+    let branch = repo.current_branch(volume)?;
+    let head = repo
+        .branch_head(volume, &branch)?
+        .ok_or_else(|| Error::SourceHasNoCommits(source.to_string()))?;
+    push_branch(repo, volume, host, &branch, url, opts)?;
+    Ok(head)
+}
+
 /// What [`bring`] did.
 #[derive(Debug, Default)]
 pub struct Brought {
@@ -182,10 +219,7 @@ pub fn bring(
     if local == Some(target) {
         return Ok(out);
     }
-    let remote = ensure_remote(repo, volume, &head.host, url)?;
-    out.bytes = ops::fetch(repo, volume, &remote, opts, &NoProgress)?
-        .report
-        .bytes;
+    out.bytes = fetch_head(repo, volume, head, url, opts)?;
     if let Some(l) = local {
         if !repo.is_ancestor(&l, &target)? {
             out.kept = Some(keep_as_branch(repo, volume, host, &l, url, opts)?);

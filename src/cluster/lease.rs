@@ -91,6 +91,23 @@ pub fn register(etcd: &Etcd, volume: &str, record: &VolumeRecord) -> Result<()> 
     Ok(())
 }
 
+/// Register a volume whose history starts at `head` (a volume made from another): the registry
+/// entry and its first head in one transaction. `false` when it was registered already.
+pub fn register_with_head(
+    etcd: &Etcd,
+    volume: &str,
+    record: &VolumeRecord,
+    head: &ClusterHead,
+) -> Result<bool> {
+    let (key, hkey) = (volume_key(volume), head_key(volume));
+    let (record, head) = (encode(record), encode(head));
+    let r = etcd.txn(
+        &[Compare::Created(&key, 0)],
+        &[Put::Set(&key, &record, 0), Put::Set(&hkey, &head, 0)],
+    )?;
+    Ok(r.succeeded)
+}
+
 /// The registry entry of one volume.
 pub fn volume(etcd: &Etcd, volume: &str) -> Result<Option<VolumeRecord>> {
     etcd.get(&volume_key(volume))?

@@ -238,15 +238,63 @@ impl Cluster {
 
     /// `Create`: register the volume cluster-wide and make it locally.
     pub fn create(&self, volume: &str, sync_interval: Option<Duration>) -> Result<()> {
+        let record = self.record(volume, sync_interval)?;
+        lease::register(&self.etcd, volume, &record)?;
+        data::ensure_local(&mut self.repo()?, volume)
+    }
+
+    /// `Create` with `-o from=SOURCE[@REF]`: a new cluster volume whose history starts at
+    /// SOURCE's cluster head (or at REF as this host's copy of SOURCE resolves it, once the
+    /// cluster head's commits are fetched), made here and pushed, so any host can mount it.
+    /// A volume registered already is kept as it is (Docker re-creates freely).
+    pub fn create_from(
+        &self,
+        volume: &str,
+        sync_interval: Option<Duration>,
+        source: &str,
+        at: Option<&str>,
+    ) -> Result<()> {
+        let record = self.record(volume, sync_interval)?;
+        let mut repo = self.repo()?;
+        if lease::volume(&self.etcd, volume)?.is_some() {
+            return data::ensure_local(&mut repo, volume);
+        }
+        if lease::volume(&self.etcd, source)?.is_none() {
+            return Err(ClusterError::NotClusterVolume(source.to_string()).into());
+        }
+        let (Some(head), _) = lease::head(&self.etcd, source)? else {
+            return Err(crate::Error::SourceHasNoCommits(source.to_string()));
+        };
+        let (host, url, opts) = (
+            &self.opts.host,
+            &self.opts.remote,
+            &self.opts.remote_options,
+        );
+        data::ensure_local(&mut repo, source)?;
+        data::fetch_head(&mut repo, source, &head, url, opts)?;
+        let at = at.unwrap_or(&head.commit);
+        let first = data::make_from(&mut repo, volume, source, at, host, url, opts)?;
+        let head = ClusterHead {
+            commit: first.to_hex(),
+            host: host.clone(),
+            at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            seq: 1,
+        };
+        if lease::register_with_head(&self.etcd, volume, &record, &head)? {
+            set_local_seq(&repo, volume, 1)?;
+        }
+        Ok(())
+    }
+
+    /// The registry entry of a new volume, its name checked.
+    fn record(&self, volume: &str, sync_interval: Option<Duration>) -> Result<VolumeRecord> {
         if volume.len() > MAX_VOLUME_LEN {
             return Err(ClusterError::VolumeNameTooLong(MAX_VOLUME_LEN).into());
         }
-        let record = VolumeRecord {
+        Ok(VolumeRecord {
             created_by: self.opts.host.clone(),
             sync_interval: sync_interval.unwrap_or(self.opts.sync_interval).as_secs(),
-        };
-        lease::register(&self.etcd, volume, &record)?;
-        data::ensure_local(&mut self.repo()?, volume)
+        })
     }
 
     /// Whether the cluster knows the volume (then this host makes it locally on demand).

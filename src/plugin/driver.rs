@@ -122,7 +122,11 @@ impl Driver {
     /// volume that exists without options succeeds (Docker and Compose re-create freely).
     pub fn create(&self, name: &str, opts: &BTreeMap<String, String>) -> Result<()> {
         if let Some(c) = &self.cluster {
-            return c.create(name, check_create_clustered(name, opts)?);
+            let (interval, from) = check_create_clustered(name, opts)?;
+            return match from {
+                None => c.create(name, interval),
+                Some((source, at)) => c.create_from(name, interval, source, at),
+            };
         }
         let req = check_create(name, opts)?;
         let mut repo = self.repo()?;
@@ -270,27 +274,36 @@ impl Driver {
     }
 }
 
-/// Check a cluster `VolumeDriver.Create` request: the name and `sync-interval`, the only
-/// option (a clone `from` another volume is not a cluster operation yet).
-pub fn check_create_clustered(
+/// Check a cluster `VolumeDriver.Create` request: the name, `sync-interval` and
+/// `from=VOLUME[@REF]` (another cluster volume), the only options. The interval and the source.
+pub fn check_create_clustered<'a>(
     name: &str,
-    opts: &BTreeMap<String, String>,
-) -> Result<Option<std::time::Duration>> {
+    opts: &'a BTreeMap<String, String>,
+) -> Result<(
+    Option<std::time::Duration>,
+    Option<(&'a str, Option<&'a str>)>,
+)> {
     names::validate("volume", name)?;
     if let Some(key) = opts
         .keys()
-        .find(|k| k.as_str() != cluster::OPT_SYNC_INTERVAL)
+        .find(|k| ![cluster::OPT_SYNC_INTERVAL, OPT_FROM].contains(&k.as_str()))
     {
         return Err(PluginError::UnknownOption {
             key: key.clone(),
             kind: "cluster dvol volume",
-            known: "sync-interval=DURATION",
+            known: "sync-interval=DURATION, from=VOLUME[@REF]",
         }
         .into());
     }
-    opts.get(cluster::OPT_SYNC_INTERVAL)
+    let interval = opts
+        .get(cluster::OPT_SYNC_INTERVAL)
         .map(|s| cluster::parse_interval(s))
-        .transpose()
+        .transpose()?;
+    let from = match check_from(opts)? {
+        Some(Source::Volume { volume, at }) => Some((volume, at)),
+        _ => None,
+    };
+    Ok((interval, from))
 }
 
 /// Check a `VolumeDriver.Create` request without touching the repository: the name, the

@@ -154,6 +154,13 @@ dvol_on 3 list | grep -E '^ *data1 .*node1 +[1-9]' >/dev/null || fail "dvol list
 dvol_on 1 --volume data1 log >/dev/null
 dk 1 rm -f "$cid" >/dev/null
 
+step "2b. -o from=: a cluster volume made from another's cluster head, mountable on any host"
+dk 3 volume create -d dvol -o from=data1 copy1 >/dev/null
+got=$(dk 2 run --rm $DV -v copy1:/data $IMG sh -c 'cat /data/f; wc -c < /data/blob')
+[ "$got" = "$(printf 'from-node1\n1048576')" ] || fail "node2 read [$got] from copy1, made from data1 on node3"
+if out=$(dk 3 volume create -d dvol -o from=nosuch copy2 2>&1); then fail "node3 made copy2 from a volume that does not exist"; fi
+echo "$out" | grep -q "nosuch is not a cluster volume" || fail "the refused -o from=nosuch does not say why: $out"
+
 step "3. two hosts race for one lease: exactly one wins, every round"
 dk 1 volume create -d dvol race >/dev/null
 for round in 1 2 3 4 5; do
