@@ -186,7 +186,16 @@ impl Etcd {
 
     /// The key, if present.
     pub fn get(&self, key: &str) -> Result<Option<Kv>> {
-        let v = self.call("/v3/kv/range", &json!({ "key": b64(key.as_bytes()) }))?;
+        self.get_within(key, None)
+    }
+
+    /// [`Self::get`] giving up after `budget`.
+    pub fn get_within(&self, key: &str, budget: Option<Duration>) -> Result<Option<Kv>> {
+        let v = self.call_within(
+            "/v3/kv/range",
+            &json!({ "key": b64(key.as_bytes()) }),
+            budget,
+        )?;
         match v["kvs"].as_array().and_then(|a| a.first()) {
             Some(k) => Ok(Some(kv(k)?)),
             None => Ok(None),

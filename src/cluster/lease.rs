@@ -128,7 +128,16 @@ pub fn volumes(etcd: &Etcd) -> Result<Vec<(String, VolumeRecord)>> {
 
 /// The current holder of a volume, if any.
 pub fn holder(etcd: &Etcd, volume: &str) -> Result<Option<HolderRecord>> {
-    etcd.get(&holder_key(volume))?
+    holder_within(etcd, volume, None)
+}
+
+/// [`holder`], giving up after `budget`.
+pub fn holder_within(
+    etcd: &Etcd,
+    volume: &str,
+    budget: Option<Duration>,
+) -> Result<Option<HolderRecord>> {
+    etcd.get_within(&holder_key(volume), budget)?
         .map(|kv| decode("holder", &kv.value))
         .transpose()
 }

@@ -318,8 +318,18 @@ impl Cluster {
     }
 
     /// The holder of a volume, if any.
+    /// The holder of a volume, if any, for Docker's `Get`: this host when it holds the volume
+    /// (no etcd call: Docker asks while stopping a container, also when etcd is out of
+    /// reach), else etcd's answer within a second.
     pub fn holder(&self, volume: &str) -> Result<Option<String>> {
-        Ok(lease::holder(&self.etcd, volume)?.map(|h| h.host))
+        if self
+            .session(volume)
+            .is_some_and(|s| !s.lost.load(Ordering::SeqCst))
+        {
+            return Ok(Some(self.opts.host.clone()));
+        }
+        let budget = Some(Duration::from_secs(1));
+        Ok(lease::holder_within(&self.etcd, volume, budget)?.map(|h| h.host))
     }
 
     fn turn(&self, volume: &str) -> Arc<Mutex<()>> {

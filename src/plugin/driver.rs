@@ -250,7 +250,12 @@ impl Driver {
         }
         put("Mounts", self.mount_count(name).into());
         if let Some(c) = &self.cluster {
-            put("Holder", c.holder(name)?.unwrap_or_default().into());
+            // Docker's Get must not fail because etcd is out of reach.
+            let holder = c.holder(name).unwrap_or_else(|e| {
+                tracing::warn!(volume = name, "holder unknown: {e}");
+                Some("?".into())
+            });
+            put("Holder", holder.unwrap_or_default().into());
         }
         Ok((view, status.into()))
     }

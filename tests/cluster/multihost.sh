@@ -260,7 +260,8 @@ head_after=$(etcd_get dvol/v1/heads/part)
 for _ in $(seq 1 40); do [ "$(dk 2 inspect -f '{{.State.Running}}' "$cid")" = false ] && break; sleep 0.25; done
 [ "$(dk 2 inspect -f '{{.State.Running}}' "$cid")" = false ] || fail "node2 kept running its container after losing part's lease"
 grep -q 'cluster: stopped a container: this host no longer holds' "$P/n2/dvol.log" || fail "node2 did not report stopping its container"
-echo "    node2 stopped its container at $(grep -m1 'cluster: stopped a container' "$P/n2/dvol.log" | cut -c12-23); node3 took the lease at $(grep 'cluster: lease taken volume="part"' "$P/n3/dvol.log" | tail -1 | cut -c12-23)"
+sed -n '/stops publishing it volume=part/,/cluster: stopped a container/p' "$P/n2/dvol.log" | cut -c12-150 | sed 's/^/    | /'
+echo "    node2 lost the lease at $(grep -m1 'stops publishing it volume=part' "$P/n2/dvol.log" | cut -c12-23), stopped its container at $(grep -m1 'cluster: stopped a container' "$P/n2/dvol.log" | cut -c12-23); node3 took the lease at $(grep 'cluster: lease taken volume="part"' "$P/n3/dvol.log" | tail -1 | cut -c12-23)"
 ip -n spx-n2 link set eth0 up
 # node2's unsynced work (its container kept counting) comes back as a branch, and the head
 # stays where node3 left it.
