@@ -279,15 +279,15 @@ impl Driver {
     }
 }
 
+/// `from=VOLUME[@REF]` of a cluster volume: the source and the revision.
+pub type FromVolume<'a> = (&'a str, Option<&'a str>);
+
 /// Check a cluster `VolumeDriver.Create` request: the name, `sync-interval` and
 /// `from=VOLUME[@REF]` (another cluster volume), the only options. The interval and the source.
 pub fn check_create_clustered<'a>(
     name: &str,
     opts: &'a BTreeMap<String, String>,
-) -> Result<(
-    Option<std::time::Duration>,
-    Option<(&'a str, Option<&'a str>)>,
-)> {
+) -> Result<(Option<std::time::Duration>, Option<FromVolume<'a>>)> {
     names::validate("volume", name)?;
     if let Some(key) = opts
         .keys()
