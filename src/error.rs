@@ -146,6 +146,9 @@ pub enum Error {
     /// A key is missing or wrong, or sealed remote data failed authentication.
     #[error(transparent)]
     Crypt(#[from] crate::remote::crypt::CryptError),
+    /// A cluster volume operation was refused or failed (issue 15).
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
     /// The Docker plugin refused a request or could not start.
     #[error(transparent)]
     Plugin(#[from] crate::plugin::PluginError),

@@ -55,10 +55,19 @@ pub struct ClusterArgs {
         default_value = "60s"
     )]
     cluster_sync_interval: String,
+    /// Cluster mode: seconds a host keeps a volume's lease after its last Unmount, so a
+    /// container restarted here keeps it (another host asking for it ends the grace at once).
+    #[arg(
+        long,
+        env = "DVOL_CLUSTER_RELEASE_GRACE",
+        value_name = "SECS",
+        default_value_t = 10
+    )]
+    cluster_release_grace: u64,
 }
 
 impl ClusterArgs {
-    fn options(&self) -> anyhow::Result<Option<dvol::cluster::ClusterOptions>> {
+    fn options(&self, docker: bool) -> anyhow::Result<Option<dvol::cluster::ClusterOptions>> {
         let (Some(etcd), Some(remote), Some(host)) =
             (&self.cluster_etcd, &self.cluster_remote, &self.host_name)
         else {
@@ -71,6 +80,8 @@ impl ClusterArgs {
             lease_ttl: self.cluster_lease_ttl,
             mount_wait: std::time::Duration::from_secs(self.cluster_mount_wait),
             sync_interval: dvol::cluster::parse_interval(&self.cluster_sync_interval)?,
+            release_grace: std::time::Duration::from_secs(self.cluster_release_grace),
+            docker,
             remote_options: std::sync::Arc::new(dvol::remote::ops::RemoteOptions {
                 connect: super::remote::connect_options(),
                 ..Default::default()
@@ -80,7 +91,7 @@ impl ClusterArgs {
 }
 
 pub fn serve(ctx: &Context, socket: &Path, cluster: &ClusterArgs) -> anyhow::Result<ExitCode> {
-    let cluster = cluster.options()?;
+    let cluster = cluster.options(ctx.docker)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -233,6 +233,7 @@ pub fn pull(
 ) -> anyhow::Result<ExitCode> {
     let mut repo = ctx.repo()?;
     let volume = ctx.volume(&repo)?;
+    dvol::cluster::check_may_move(&repo, &volume)?;
     let remote = remote.unwrap_or("origin");
     let bar = progress::for_terminal(ctx.quiet);
     let guard = ctx.guard(Quiesce::Stop);

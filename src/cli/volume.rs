@@ -26,16 +26,15 @@ pub fn list(ctx: &Context, json: bool) -> anyhow::Result<ExitCode> {
         }
         None => Default::default(),
     };
-    // Cluster hosts: who holds each cluster volume ("-": nobody; local volumes: empty).
-    let holders = dvol::cluster::holders(&repo).unwrap_or_else(|e| {
+    // Cluster hosts: who holds each cluster volume ("-": nobody; local volumes: empty) and
+    // how many cluster head moves the local copy is behind.
+    let cluster = dvol::cluster::status(&repo).unwrap_or_else(|e| {
         eprintln!("warning: cluster holders unknown: {e}");
         None
     });
+    let of = |name: &str| cluster.as_ref().and_then(|c| c.get(name));
     let holder = |name: &str| -> Option<String> {
-        holders
-            .as_ref()
-            .and_then(|h| h.get(name))
-            .map(|h| h.clone().unwrap_or_else(|| "-".into()))
+        of(name).map(|s| s.holder.clone().unwrap_or_else(|| "-".into()))
     };
     if json {
         let rows: Vec<_> = volumes
@@ -48,6 +47,7 @@ pub fn list(ctx: &Context, json: bool) -> anyhow::Result<ExitCode> {
                 serde_json::json!({
                     "name": v.name, "branch": v.branch, "current": v.current,
                     "containers": containers, "holder": holder(&v.name),
+                    "lag": of(&v.name).map(|s| s.lag),
                 })
             })
             .collect();
@@ -63,16 +63,18 @@ pub fn list(ctx: &Context, json: bool) -> anyhow::Result<ExitCode> {
                 .map(|cs| dvol::docker::names(&cs))
                 .unwrap_or_default();
             let held = holder(&v.name).unwrap_or_default();
+            let lag = of(&v.name).map(|s| s.lag.to_string()).unwrap_or_default();
             let mut cells = vec![v.name.as_str(), v.branch.as_str(), containers.as_str()];
-            if holders.is_some() {
+            if cluster.is_some() {
                 cells.push(held.as_str());
+                cells.push(lag.as_str());
             }
             let cells = cells.iter().map(|c| quote(c).into_owned()).collect();
             (prefix.to_string(), cells)
         })
         .collect();
-    if holders.is_some() {
-        print_table(&["VOLUME", "BRANCH", "CONTAINERS", "HOLDER"], &rows);
+    if cluster.is_some() {
+        print_table(&["VOLUME", "BRANCH", "CONTAINERS", "HOLDER", "LAG"], &rows);
     } else {
         print_table(&["VOLUME", "BRANCH", "CONTAINERS"], &rows);
     }

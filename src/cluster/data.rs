@@ -6,10 +6,11 @@
 //! downloads only the objects this host lacks. Must not touch etcd.
 
 use super::lease::ClusterHead;
+use super::ClusterError;
 use crate::progress::NoProgress;
 use crate::remote::ops::{self, PushFlags, PushWhat, RemoteOptions};
 use crate::remote::transfer::PushStatus;
-use crate::repo::{Repo, Unguarded};
+use crate::repo::{LiveGuard, Repo, Unguarded};
 use crate::store::ObjectId;
 use crate::{Error, Result};
 
@@ -43,16 +44,20 @@ fn ensure_remote(repo: &Repo, volume: &str, host: &str, url: &str) -> Result<Str
     Ok(name)
 }
 
-/// Commit the live data of the current branch when it differs from its head. Returns the
-/// branch's head after it (`None`: no commit yet and nothing to commit).
-pub fn commit_changes(repo: &mut Repo, volume: &str, message: &str) -> Result<Option<ObjectId>> {
+/// Commit the live data of the current branch when it differs from its head, under `guard`
+/// (the keeper's pauses the containers: a crash-consistent commit). Returns the branch's head
+/// after it (`None`: no commit yet and nothing to commit).
+pub fn commit_changes(
+    repo: &mut Repo,
+    volume: &str,
+    message: &str,
+    guard: &dyn LiveGuard,
+) -> Result<Option<ObjectId>> {
     let branch = repo.current_branch(volume)?;
     if repo.live_changes(volume, &branch)?.is_empty() {
         return repo.branch_head(volume, &branch);
     }
-    Ok(Some(
-        repo.commit(volume, message, &NoProgress, &Unguarded)?.id,
-    ))
+    Ok(Some(repo.commit(volume, message, &NoProgress, guard)?.id))
 }
 
 /// Push `branch` to this host's remote volume (forced: only this host writes there).
@@ -89,16 +94,18 @@ pub fn push_branch(
     Ok(report.bytes)
 }
 
-/// Commit and push the current branch; the commit to publish as the cluster head.
+/// Commit (under `guard`) and push the current branch; the commit to publish as the cluster
+/// head.
 pub fn publish(
     repo: &mut Repo,
     volume: &str,
     host: &str,
     url: &str,
     opts: &RemoteOptions,
+    guard: &dyn LiveGuard,
 ) -> Result<ObjectId> {
     let message = format!("cluster sync on {host}");
-    let head = match commit_changes(repo, volume, &message)? {
+    let head = match commit_changes(repo, volume, &message, guard)? {
         Some(h) => h,
         // A volume nobody wrote to yet still gets a head the next holder can start from.
         None => repo.commit(volume, &message, &NoProgress, &Unguarded)?.id,
@@ -136,6 +143,43 @@ pub fn keep_as_branch(
     Ok(name)
 }
 
+/// Fetch the objects of `volume`'s cluster head this host lacks, from the remote volume of the
+/// host that pushed it (live data untouched); the bytes downloaded.
+pub fn fetch_head(
+    repo: &mut Repo,
+    volume: &str,
+    head: &ClusterHead,
+    url: &str,
+    opts: &RemoteOptions,
+) -> Result<u64> {
+    let remote = ensure_remote(repo, volume, &head.host, url)?;
+    Ok(ops::fetch(repo, volume, &remote, opts, &NoProgress)?
+        .report
+        .bytes)
+}
+
+/// Make `volume` locally from `source` at revision `at` (a full copy: cluster volumes are
+/// reset under their containers, so no thin clone shares their data), and push its `master`
+/// to this host's remote volume; its first commit.
+pub fn make_from(
+    repo: &mut Repo,
+    volume: &str,
+    source: &str,
+    at: &str,
+    host: &str,
+    url: &str,
+    opts: &RemoteOptions,
+) -> Result<ObjectId> {
+    repo.set_clone_method(crate::repo::CloneMethod::Full);
+    repo.create_volume_from(volume, source, Some(at))?;
+    let branch = repo.current_branch(volume)?;
+    let head = repo
+        .branch_head(volume, &branch)?
+        .ok_or_else(|| Error::SourceHasNoCommits(source.to_string()))?;
+    push_branch(repo, volume, host, &branch, url, opts)?;
+    Ok(head)
+}
+
 /// What [`bring`] did.
 #[derive(Debug, Default)]
 pub struct Brought {
@@ -162,24 +206,20 @@ pub fn bring(
     let Some(head) = head else {
         return Ok(out);
     };
-    let target = ObjectId::from_hex(&head.commit).ok_or_else(|| {
-        Error::Other(format!(
-            "cluster volume {volume}: etcd head {:?} is not a commit id",
-            head.commit
-        ))
+    let target = ObjectId::from_hex(&head.commit).ok_or_else(|| ClusterError::BadRecord {
+        what: "head",
+        detail: format!("{volume}: {:?} is not a commit id", head.commit),
     })?;
     let local = commit_changes(
         repo,
         volume,
         &format!("cluster: work found on {host} at mount"),
+        &Unguarded,
     )?;
     if local == Some(target) {
         return Ok(out);
     }
-    let remote = ensure_remote(repo, volume, &head.host, url)?;
-    out.bytes = ops::fetch(repo, volume, &remote, opts, &NoProgress)?
-        .report
-        .bytes;
+    out.bytes = fetch_head(repo, volume, head, url, opts)?;
     if let Some(l) = local {
         if !repo.is_ancestor(&l, &target)? {
             out.kept = Some(keep_as_branch(repo, volume, host, &l, url, opts)?);

@@ -6,7 +6,8 @@
 //! runs on a client runtime of its own (`crate::runtime::client_runtime`), so it is safe from
 //! any thread that is not itself inside a runtime.
 
-use crate::{Error, Result};
+use super::ClusterError;
+use crate::Result;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use serde_json::{json, Value};
@@ -77,15 +78,15 @@ fn int(v: &Value) -> i64 {
 fn unb64(what: &str, v: &Value) -> Result<Vec<u8>> {
     match v.as_str() {
         None => Ok(Vec::new()),
-        Some(s) => B64
-            .decode(s)
-            .map_err(|e| Error::Other(format!("etcd answered a {what} that is not base64: {e}"))),
+        Some(s) => B64.decode(s).map_err(|e| {
+            ClusterError::Etcd(format!("answered a {what} that is not base64: {e}")).into()
+        }),
     }
 }
 
 fn kv(v: &Value) -> Result<Kv> {
     let key = String::from_utf8(unb64("key", &v["key"])?)
-        .map_err(|_| Error::Other("etcd answered a key that is not UTF-8".into()))?;
+        .map_err(|_| ClusterError::Etcd("answered a key that is not UTF-8".into()))?;
     Ok(Kv {
         key,
         value: unb64("value", &v["value"])?,
@@ -115,13 +116,14 @@ impl Etcd {
             .filter(|e| !e.is_empty())
             .collect();
         if endpoints.is_empty() {
-            return Err(Error::Other("no etcd endpoint given".into()));
+            return Err(ClusterError::Etcd("endpoints: none given".into()).into());
         }
         for e in &endpoints {
             if !(e.starts_with("http://") || e.starts_with("https://")) {
-                return Err(Error::Other(format!(
-                    "etcd endpoint {e:?}: give an http:// or https:// URL"
-                )));
+                return Err(ClusterError::Etcd(format!(
+                    "endpoint {e:?}: give an http:// or https:// URL"
+                ))
+                .into());
             }
         }
         Ok(Etcd { endpoints })
@@ -131,30 +133,46 @@ impl Etcd {
     /// etcd's transient refusals (a leader election under way) are retried on the next
     /// endpoint, for [`ATTEMPTS`] rounds; any other refusal is an error at once.
     fn call(&self, path: &str, body: &Value) -> Result<Value> {
+        self.call_within(path, body, None)
+    }
+
+    /// [`Self::call`], giving up once `budget` (if any) has passed: each request's timeout
+    /// is cut to what is left, and no round starts after it.
+    fn call_within(&self, path: &str, body: &Value, budget: Option<Duration>) -> Result<Value> {
+        let start = std::time::Instant::now();
+        let left = || budget.map(|b| b.saturating_sub(start.elapsed()));
         let rt = crate::runtime::client_runtime("etcd")?;
         // etcd members are named directly by the operator: no HTTP proxy in between.
         let client = reqwest::Client::builder()
             .no_proxy()
             .timeout(REQUEST_TIMEOUT)
             .build()
-            .map_err(|e| Error::Other(format!("etcd client: {e}")))?;
+            .map_err(|e| ClusterError::Etcd(format!("client: {e}")))?;
         let mut failures = Vec::new();
         for round in 0..ATTEMPTS {
             if round > 0 {
-                std::thread::sleep(RETRY_PAUSE);
+                std::thread::sleep(RETRY_PAUSE.min(left().unwrap_or(RETRY_PAUSE)));
+            }
+            if left().is_some_and(|l| l.is_zero()) {
+                break;
             }
             failures.clear();
             for endpoint in &self.endpoints {
                 let url = format!("{endpoint}{path}");
+                let timeout = left().map_or(REQUEST_TIMEOUT, |l| l.min(REQUEST_TIMEOUT));
+                if timeout.is_zero() {
+                    failures.push(format!("{endpoint}: no time left"));
+                    continue;
+                }
                 let answer = rt.block_on(async {
-                    let resp = client.post(&url).json(body).send().await?;
+                    let resp = client.post(&url).timeout(timeout).json(body).send().await?;
                     resp.json::<Value>().await
                 });
                 match answer {
                     Ok(v) if v.get("error").is_some() || v.get("code").is_some() => {
                         let msg = v["error"].as_str().or(v["message"].as_str()).unwrap_or("?");
                         if !TRANSIENT.iter().any(|t| msg.contains(t)) {
-                            return Err(Error::Other(format!("etcd {url}: {msg}")));
+                            return Err(ClusterError::Etcd(format!("{url}: {msg}")).into());
                         }
                         failures.push(format!("{endpoint}: {msg}"));
                     }
@@ -163,15 +181,21 @@ impl Etcd {
                 }
             }
         }
-        Err(Error::Other(format!(
-            "etcd unreachable ({})",
-            failures.join("; ")
-        )))
+        Err(ClusterError::Etcd(format!("unreachable ({})", failures.join("; "))).into())
     }
 
     /// The key, if present.
     pub fn get(&self, key: &str) -> Result<Option<Kv>> {
-        let v = self.call("/v3/kv/range", &json!({ "key": b64(key.as_bytes()) }))?;
+        self.get_within(key, None)
+    }
+
+    /// [`Self::get`] giving up after `budget`.
+    pub fn get_within(&self, key: &str, budget: Option<Duration>) -> Result<Option<Kv>> {
+        let v = self.call_within(
+            "/v3/kv/range",
+            &json!({ "key": b64(key.as_bytes()) }),
+            budget,
+        )?;
         match v["kvs"].as_array().and_then(|a| a.first()) {
             Some(k) => Ok(Some(kv(k)?)),
             None => Ok(None),
@@ -223,14 +247,23 @@ impl Etcd {
     pub fn grant(&self, ttl: u64) -> Result<i64> {
         let v = self.call("/v3/lease/grant", &json!({ "TTL": ttl.to_string() }))?;
         match int(&v["ID"]) {
-            0 => Err(Error::Other("etcd granted no lease".into())),
+            0 => Err(ClusterError::Etcd("granted no lease".into()).into()),
             id => Ok(id),
         }
     }
 
     /// Renew a lease; `false` when it has already expired.
     pub fn keep_alive(&self, id: i64) -> Result<bool> {
-        let v = self.call("/v3/lease/keepalive", &json!({ "ID": id.to_string() }))?;
+        self.keep_alive_within(id, None)
+    }
+
+    /// [`Self::keep_alive`] giving up after `budget`, so a renewal never outlives the lease.
+    pub fn keep_alive_within(&self, id: i64, budget: Option<Duration>) -> Result<bool> {
+        let v = self.call_within(
+            "/v3/lease/keepalive",
+            &json!({ "ID": id.to_string() }),
+            budget,
+        )?;
         Ok(int(&v["result"]["TTL"]) > 0)
     }
 

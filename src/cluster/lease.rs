@@ -9,13 +9,17 @@
 //! clock or its network says. Must not touch the repository or the remote.
 
 use super::etcd::{Compare, Etcd, Put};
-use crate::{Error, Result};
+use super::ClusterError;
+use crate::Result;
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
 
 const VOLUMES: &str = "dvol/v1/volumes/";
 const HOLDERS: &str = "dvol/v1/holders/";
 const HEADS: &str = "dvol/v1/heads/";
+/// A host waiting for a volume's lease says so here (attached to its own etcd lease), so a
+/// holder keeping the lease through a short unmount lets go at once.
+const WANTS: &str = "dvol/v1/wants/";
 
 /// How often a waiting Mount asks again for a lease.
 const POLL: Duration = Duration::from_millis(250);
@@ -28,6 +32,9 @@ fn holder_key(volume: &str) -> String {
 }
 fn head_key(volume: &str) -> String {
     format!("{HEADS}{volume}")
+}
+fn wants_key(volume: &str) -> String {
+    format!("{WANTS}{volume}")
 }
 
 /// A cluster volume's registry entry.
@@ -56,10 +63,20 @@ pub struct ClusterHead {
     pub host: String,
     /// RFC 3339 time it was published.
     pub at: String,
+    /// How many times the head has moved (1 for the first publish): a copy that started from
+    /// head number N is `seq - N` syncs behind.
+    #[serde(default)]
+    pub seq: u64,
 }
 
-fn decode<T: for<'de> Deserialize<'de>>(what: &str, bytes: &[u8]) -> Result<T> {
-    serde_json::from_slice(bytes).map_err(|e| Error::Other(format!("etcd {what} record: {e}")))
+fn decode<T: for<'de> Deserialize<'de>>(what: &'static str, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        ClusterError::BadRecord {
+            what,
+            detail: e.to_string(),
+        }
+        .into()
+    })
 }
 
 fn encode<T: Serialize>(v: &T) -> Vec<u8> {
@@ -72,6 +89,23 @@ pub fn register(etcd: &Etcd, volume: &str, record: &VolumeRecord) -> Result<()> 
     let bytes = encode(record);
     etcd.txn(&[Compare::Created(&key, 0)], &[Put::Set(&key, &bytes, 0)])?;
     Ok(())
+}
+
+/// Register a volume whose history starts at `head` (a volume made from another): the registry
+/// entry and its first head in one transaction. `false` when it was registered already.
+pub fn register_with_head(
+    etcd: &Etcd,
+    volume: &str,
+    record: &VolumeRecord,
+    head: &ClusterHead,
+) -> Result<bool> {
+    let (key, hkey) = (volume_key(volume), head_key(volume));
+    let (record, head) = (encode(record), encode(head));
+    let r = etcd.txn(
+        &[Compare::Created(&key, 0)],
+        &[Put::Set(&key, &record, 0), Put::Set(&hkey, &head, 0)],
+    )?;
+    Ok(r.succeeded)
 }
 
 /// The registry entry of one volume.
@@ -94,7 +128,16 @@ pub fn volumes(etcd: &Etcd) -> Result<Vec<(String, VolumeRecord)>> {
 
 /// The current holder of a volume, if any.
 pub fn holder(etcd: &Etcd, volume: &str) -> Result<Option<HolderRecord>> {
-    etcd.get(&holder_key(volume))?
+    holder_within(etcd, volume, None)
+}
+
+/// [`holder`], giving up after `budget`.
+pub fn holder_within(
+    etcd: &Etcd,
+    volume: &str,
+    budget: Option<Duration>,
+) -> Result<Option<HolderRecord>> {
+    etcd.get_within(&holder_key(volume), budget)?
         .map(|kv| decode("holder", &kv.value))
         .transpose()
 }
@@ -107,8 +150,9 @@ pub fn head(etcd: &Etcd, volume: &str) -> Result<(Option<ClusterHead>, i64)> {
     }
 }
 
-/// A lease this host holds on a volume.
-#[derive(Debug)]
+/// A lease this host holds on a volume. Serializable: the plugin keeps it in its root so a
+/// restarted plugin finds the leases it held ([`Held::still_ours`]).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Held {
     pub volume: String,
     pub host: String,
@@ -118,24 +162,27 @@ pub struct Held {
 }
 
 /// The message of a Mount that could not take the lease.
-fn held_elsewhere(volume: &str, holder: Option<&HolderRecord>, waited: Duration) -> Error {
+fn held_elsewhere(volume: &str, holder: Option<&HolderRecord>, waited: Duration) -> crate::Error {
     let who = holder.map_or_else(
         || "another host (it just changed hands)".to_string(),
         |h| format!("host {} (since {})", h.host, h.since),
     );
-    Error::Other(format!(
-        "cluster volume {volume} is in use on {who}; waited {}s for its lease: stop the \
-         container there first",
-        waited.as_secs()
-    ))
+    ClusterError::HeldElsewhere {
+        volume: volume.to_string(),
+        who,
+        waited,
+    }
+    .into()
 }
 
 /// Take a volume's lease for `host`, waiting up to `wait` for the current holder to release it
-/// or for its lease to expire (`ttl` seconds without renewal).
+/// or for its lease to expire (`ttl` seconds without renewal). While waiting, the volume's
+/// wants key names this host (a holder in its release grace then lets go at once).
 pub fn acquire(etcd: &Etcd, volume: &str, host: &str, ttl: u64, wait: Duration) -> Result<Held> {
     let key = holder_key(volume);
     let start = Instant::now();
     let lease_id = etcd.grant(ttl)?;
+    let mut wanted = false;
     let record = encode(&HolderRecord {
         host: host.to_string(),
         since: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
@@ -147,12 +194,16 @@ pub fn acquire(etcd: &Etcd, volume: &str, host: &str, ttl: u64, wait: Duration) 
         );
         match r {
             Ok(r) if r.succeeded => {
+                if wanted {
+                    let wkey = wants_key(volume);
+                    let _ = etcd.txn(&[], &[Put::Delete(&wkey)]);
+                }
                 return Ok(Held {
                     volume: volume.to_string(),
                     host: host.to_string(),
                     lease_id,
                     token: r.revision,
-                })
+                });
             }
             Ok(_) if start.elapsed() < wait => {}
             Ok(_) => {
@@ -165,6 +216,10 @@ pub fn acquire(etcd: &Etcd, volume: &str, host: &str, ttl: u64, wait: Duration) 
                 return Err(e);
             }
         }
+        // Said again every poll: another waiter that won deletes it.
+        let wkey = wants_key(volume);
+        etcd.txn(&[], &[Put::Set(&wkey, host.as_bytes(), lease_id)])?;
+        wanted = true;
         // Keep our own etcd lease alive while waiting for theirs to end.
         etcd.keep_alive(lease_id)?;
         std::thread::sleep(POLL);
@@ -172,9 +227,10 @@ pub fn acquire(etcd: &Etcd, volume: &str, host: &str, ttl: u64, wait: Duration) 
 }
 
 impl Held {
-    /// Renew the lease; `false` when it has expired (another host may hold it now).
-    pub fn renew(&self, etcd: &Etcd) -> Result<bool> {
-        etcd.keep_alive(self.lease_id)
+    /// Renew the lease, giving up after `budget`; `false` when it has expired (another host
+    /// may hold it now).
+    pub fn renew(&self, etcd: &Etcd, budget: Duration) -> Result<bool> {
+        etcd.keep_alive_within(self.lease_id, Some(budget))
     }
 
     /// Move the cluster head from the one at etcd mod revision `expected` (0: none) to `to`,
@@ -193,21 +249,36 @@ impl Held {
         if r.succeeded {
             return Ok(r.revision);
         }
-        let now = etcd.get(&hkey)?;
-        if now.as_ref().map(|kv| kv.create_revision) != Some(self.token) {
-            return Err(Error::Other(format!(
-                "cluster volume {}: this host ({}) lost its lease; the head was not moved",
-                self.volume, self.host
-            )));
+        if !self.still_ours(etcd)? {
+            return Err(self.lost());
         }
-        Err(Error::Other(format!(
-            "cluster volume {}: its head moved under this holder; not moved",
-            self.volume
-        )))
+        Err(ClusterError::HeadMoved(self.volume.clone()).into())
+    }
+
+    /// The error of a holder that lost this lease.
+    pub fn lost(&self) -> crate::Error {
+        ClusterError::LeaseLost {
+            volume: self.volume.clone(),
+            host: self.host.clone(),
+        }
+        .into()
+    }
+
+    /// Whether the volume's holder key is still the one this lease wrote.
+    pub fn still_ours(&self, etcd: &Etcd) -> Result<bool> {
+        let now = etcd.get(&holder_key(&self.volume))?;
+        Ok(now.map(|kv| kv.create_revision) == Some(self.token))
+    }
+
+    /// Whether another host is waiting for this volume's lease.
+    pub fn wanted(&self, etcd: &Etcd) -> Result<bool> {
+        Ok(etcd
+            .get(&wants_key(&self.volume))?
+            .is_some_and(|kv| kv.value != self.host.as_bytes()))
     }
 
     /// Give the lease back (only if it is still ours) and end the etcd lease.
-    pub fn release(self, etcd: &Etcd) -> Result<()> {
+    pub fn release(&self, etcd: &Etcd) -> Result<()> {
         let hkey = holder_key(&self.volume);
         etcd.txn(
             &[Compare::Created(&hkey, self.token)],

@@ -2,23 +2,33 @@
 //! plugin talks to one etcd cluster (leases, cluster heads, the volume registry: [`lease`])
 //! and one shared remote (the data: [`data`]). A host uses a cluster volume only while it
 //! holds its lease: Mount takes it and brings the data, a keeper thread renews it and commits
-//! and pushes every sync interval, Unmount commits, pushes, moves the cluster head and
-//! releases. A holder that cannot renew stops syncing before its lease can have expired and
-//! keeps what it could not publish as a branch. Owns the sessions of held volumes; must not
-//! speak Docker's protocol (that is `plugin`) nor etcd's wire format (that is [`etcd`]).
+//! (containers paused: crash-consistent) and pushes every sync interval, Unmount commits,
+//! pushes and moves the cluster head, and the lease is released after a short grace (at once
+//! when another host waits for it), so Docker's Unmount-Mount pairs on one host keep it. A
+//! failed final push keeps the lease (the data is only here) and is retried until it
+//! succeeds. A holder that cannot renew for half the TTL stops publishing and stops its
+//! containers (within a sixth of the TTL) before its lease can have expired, and keeps what it could not publish as a branch. Sessions are
+//! saved in the root ([`saved`]), so a restarted plugin takes its leases back. Owns the
+//! sessions of held volumes; must not speak Docker's plugin protocol (that is `plugin`) nor
+//! etcd's wire format (that is [`etcd`]).
 
 pub mod data;
+pub mod error;
 pub mod etcd;
 pub mod lease;
+mod saved;
 
+pub use error::ClusterError;
+
+use crate::docker::{ByNameGuard, Engine, Quiesce};
 use crate::remote::ops::RemoteOptions;
-use crate::repo::{db, Repo};
-use crate::{names, Error, Result};
+use crate::repo::{db, LiveGuard, Repo, Unguarded};
+use crate::{names, Result};
 use etcd::Etcd;
 use lease::{ClusterHead, Held, VolumeRecord};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -34,6 +44,14 @@ pub const MAX_VOLUME_LEN: usize = names::MAX_NAME_LEN - MAX_HOST_LEN - 1;
 /// Root metadata keys telling the CLI that this root belongs to a cluster host.
 const META_ETCD: &str = "cluster.etcd";
 const META_HOST: &str = "cluster.host";
+/// Root metadata key prefix: the cluster head number (`ClusterHead::seq`) the local copy of a
+/// volume is at, for the lag `dvol list` shows.
+const META_SEQ: &str = "cluster.seq.";
+
+/// How often a keeper looks at its session.
+const TICK: Duration = Duration::from_millis(200);
+/// Pause between retries of a failed final push.
+const RETRY: Duration = Duration::from_secs(1);
 
 /// How a host takes part in the cluster (the CLI builds it from flags).
 #[derive(Clone)]
@@ -50,6 +68,11 @@ pub struct ClusterOptions {
     pub mount_wait: Duration,
     /// Background sync interval for volumes created without `sync-interval`.
     pub sync_interval: Duration,
+    /// How long a host keeps a lease after the last Unmount (another host asking ends it).
+    pub release_grace: Duration,
+    /// Use the Docker engine: pause containers for background commits, stop them when the
+    /// lease is lost.
+    pub docker: bool,
     /// How to reach the remote.
     pub remote_options: Arc<RemoteOptions>,
 }
@@ -62,9 +85,7 @@ pub fn check_host(host: &str) -> Result<()> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     {
-        return Err(Error::Other(format!(
-            "host name {host:?}: use at most {MAX_HOST_LEN} letters, digits, - and _"
-        )));
+        return Err(ClusterError::BadHost(host.to_string()).into());
     }
     Ok(())
 }
@@ -88,21 +109,66 @@ pub fn parse_interval(s: &str) -> Result<Duration> {
     Ok(Duration::from_secs(secs))
 }
 
-fn bad_interval(s: &str) -> Error {
-    Error::Other(format!(
-        "sync-interval={s}: give a positive number of seconds, e.g. 60s, 5m or 1h"
-    ))
+fn bad_interval(s: &str) -> crate::Error {
+    ClusterError::BadInterval {
+        option: OPT_SYNC_INTERVAL,
+        value: s.to_string(),
+    }
+    .into()
 }
 
-/// A volume this host holds: its lease and its keeper thread.
+/// What Docker is doing with a held volume.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Use {
+    /// At least one container has it mounted.
+    Mounted,
+    /// Unmounted since `since`; `pushed` once its final commit is published (then the lease
+    /// goes after the grace, else the push is retried).
+    Releasing { since: Instant, pushed: bool },
+}
+
+/// Docker's mounts of a held volume and what they mean.
+struct Usage {
+    mounts: BTreeSet<String>,
+    state: Use,
+}
+
+/// A volume this host holds: its lease, its mounts, and what its keeper thread reads.
 struct Session {
     lease: Held,
     /// etcd mod revision of the cluster head this holder last saw or wrote.
-    head_rev: Mutex<i64>,
+    head_rev: AtomicI64,
+    /// One commit+push+head move at a time.
+    syncing: Mutex<()>,
+    usage: Mutex<Usage>,
     /// Set when the lease could not be renewed in time: nothing is published any more.
     lost: AtomicBool,
     stop: AtomicBool,
-    keeper: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Session {
+    fn new(lease: Held, head_rev: i64, mounts: BTreeSet<String>, state: Use) -> Arc<Session> {
+        Arc::new(Session {
+            lease,
+            head_rev: AtomicI64::new(head_rev),
+            syncing: Mutex::new(()),
+            usage: Mutex::new(Usage { mounts, state }),
+            lost: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+        })
+    }
+
+    fn usage(&self) -> std::sync::MutexGuard<'_, Usage> {
+        self.usage.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn state(&self) -> Use {
+        self.usage().state
+    }
+
+    fn volume(&self) -> &str {
+        &self.lease.volume
+    }
 }
 
 /// The cluster side of one host's plugin.
@@ -112,7 +178,7 @@ pub struct Cluster {
     root: PathBuf,
     repo_options: crate::repo::Options,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
-    /// One Mount or Unmount at a time per volume on this host.
+    /// One Mount, Unmount or release at a time per volume on this host.
     turns: Mutex<HashMap<String, Arc<Mutex<()>>>>,
 }
 
@@ -122,9 +188,18 @@ pub struct ClusterVolume {
     pub holder: Option<String>,
 }
 
+/// A cluster volume as `dvol list` shows it on one host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VolumeStatus {
+    pub holder: Option<String>,
+    /// Cluster head moves the local copy is behind (0: at the cluster head).
+    pub lag: u64,
+}
+
 impl Cluster {
     /// Join the cluster: check the options, reach etcd, and record in the root that it belongs
     /// to this host of this cluster (the CLI reads that to refuse head moves elsewhere).
+    /// [`Cluster::resume`] then takes back what a previous run of the plugin held.
     pub fn new(
         root: &Path,
         repo_options: crate::repo::Options,
@@ -132,9 +207,7 @@ impl Cluster {
     ) -> Result<Cluster> {
         check_host(&opts.host)?;
         if opts.lease_ttl < 3 {
-            return Err(Error::Other(
-                "the lease TTL must be at least 3 seconds".into(),
-            ));
+            return Err(ClusterError::LeaseTtl(3).into());
         }
         let etcd = Etcd::new(&opts.etcd)?;
         lease::volumes(&etcd)?;
@@ -155,19 +228,73 @@ impl Cluster {
         Repo::open_with(&self.root, self.repo_options.clone())
     }
 
+    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Session>>> {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn session(&self, volume: &str) -> Option<Arc<Session>> {
+        self.sessions().get(volume).cloned()
+    }
+
     /// `Create`: register the volume cluster-wide and make it locally.
     pub fn create(&self, volume: &str, sync_interval: Option<Duration>) -> Result<()> {
-        if volume.len() > MAX_VOLUME_LEN {
-            return Err(Error::Other(format!(
-                "cluster volume names are at most {MAX_VOLUME_LEN} characters"
-            )));
-        }
-        let record = VolumeRecord {
-            created_by: self.opts.host.clone(),
-            sync_interval: sync_interval.unwrap_or(self.opts.sync_interval).as_secs(),
-        };
+        let record = self.record(volume, sync_interval)?;
         lease::register(&self.etcd, volume, &record)?;
         data::ensure_local(&mut self.repo()?, volume)
+    }
+
+    /// `Create` with `-o from=SOURCE[@REF]`: a new cluster volume whose history starts at
+    /// SOURCE's cluster head (or at REF as this host's copy of SOURCE resolves it, once the
+    /// cluster head's commits are fetched), made here and pushed, so any host can mount it.
+    /// A volume registered already is kept as it is (Docker re-creates freely).
+    pub fn create_from(
+        &self,
+        volume: &str,
+        sync_interval: Option<Duration>,
+        source: &str,
+        at: Option<&str>,
+    ) -> Result<()> {
+        let record = self.record(volume, sync_interval)?;
+        let mut repo = self.repo()?;
+        if lease::volume(&self.etcd, volume)?.is_some() {
+            return data::ensure_local(&mut repo, volume);
+        }
+        if lease::volume(&self.etcd, source)?.is_none() {
+            return Err(ClusterError::NotClusterVolume(source.to_string()).into());
+        }
+        let (Some(head), _) = lease::head(&self.etcd, source)? else {
+            return Err(crate::Error::SourceHasNoCommits(source.to_string()));
+        };
+        let (host, url, opts) = (
+            &self.opts.host,
+            &self.opts.remote,
+            &self.opts.remote_options,
+        );
+        data::ensure_local(&mut repo, source)?;
+        data::fetch_head(&mut repo, source, &head, url, opts)?;
+        let at = at.unwrap_or(&head.commit);
+        let first = data::make_from(&mut repo, volume, source, at, host, url, opts)?;
+        let head = ClusterHead {
+            commit: first.to_hex(),
+            host: host.clone(),
+            at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            seq: 1,
+        };
+        if lease::register_with_head(&self.etcd, volume, &record, &head)? {
+            set_local_seq(&repo, volume, 1)?;
+        }
+        Ok(())
+    }
+
+    /// The registry entry of a new volume, its name checked.
+    fn record(&self, volume: &str, sync_interval: Option<Duration>) -> Result<VolumeRecord> {
+        if volume.len() > MAX_VOLUME_LEN {
+            return Err(ClusterError::VolumeNameTooLong(MAX_VOLUME_LEN).into());
+        }
+        Ok(VolumeRecord {
+            created_by: self.opts.host.clone(),
+            sync_interval: sync_interval.unwrap_or(self.opts.sync_interval).as_secs(),
+        })
     }
 
     /// Whether the cluster knows the volume (then this host makes it locally on demand).
@@ -191,26 +318,141 @@ impl Cluster {
     }
 
     /// The holder of a volume, if any.
+    /// The holder of a volume, if any, for Docker's `Get`: this host when it holds the volume
+    /// (no etcd call: Docker asks while stopping a container, also when etcd is out of
+    /// reach), else etcd's answer within a second.
     pub fn holder(&self, volume: &str) -> Result<Option<String>> {
-        Ok(lease::holder(&self.etcd, volume)?.map(|h| h.host))
+        if self
+            .session(volume)
+            .is_some_and(|s| !s.lost.load(Ordering::SeqCst))
+        {
+            return Ok(Some(self.opts.host.clone()));
+        }
+        let budget = Some(Duration::from_secs(1));
+        Ok(lease::holder_within(&self.etcd, volume, budget)?.map(|h| h.host))
     }
 
     fn turn(&self, volume: &str) -> Arc<Mutex<()>> {
-        let mut turns = self.turns.lock().expect("turns");
+        let mut turns = self.turns.lock().unwrap_or_else(|e| e.into_inner());
         Arc::clone(turns.entry(volume.to_string()).or_default())
     }
 
-    /// `Mount` of a cluster volume not mounted here yet: take the lease (waiting a bounded
-    /// time), bring the data to the cluster head, start the keeper.
-    pub fn mount(self: &Arc<Self>, volume: &str) -> Result<()> {
+    /// Save every session in the root (a restarted plugin reads them back); a failure is
+    /// logged: the sessions go on, only a restart would lose them.
+    fn save(&self) {
+        let all: std::collections::BTreeMap<String, saved::Saved> = self
+            .sessions()
+            .iter()
+            .map(|(v, s)| {
+                let saved = saved::Saved {
+                    lease: s.lease.clone(),
+                    mounts: s.usage().mounts.clone(),
+                };
+                (v.clone(), saved)
+            })
+            .collect();
+        if let Err(e) = self.repo().and_then(|r| saved::store(&r, &all)) {
+            tracing::warn!("cluster: sessions not saved (a plugin restart would lose them): {e}");
+        }
+    }
+
+    /// After a plugin restart: take back the leases the previous run held (their mounts go
+    /// on), and fence the volumes whose lease expired meanwhile. Returns Docker's mount ids
+    /// of the volumes, as (mount id, volume).
+    pub fn resume(self: &Arc<Self>) -> Result<Vec<(String, String)>> {
+        let mut mounts = Vec::new();
+        for (volume, s) in saved::load(&self.repo()?)? {
+            let budget = Duration::from_secs(self.opts.lease_ttl) / 3;
+            let ours = s.lease.still_ours(&self.etcd)? && s.lease.renew(&self.etcd, budget)?;
+            mounts.extend(s.mounts.iter().map(|id| (id.clone(), volume.clone())));
+            let state = if s.mounts.is_empty() {
+                Use::Releasing {
+                    since: Instant::now(),
+                    pushed: false,
+                }
+            } else {
+                Use::Mounted
+            };
+            // Only the holder moves the head: if the lease is still ours, so is the head.
+            let (_, head_rev) = lease::head(&self.etcd, &volume)?;
+            let session = Session::new(s.lease, head_rev, s.mounts, state);
+            self.sessions().insert(volume.clone(), Arc::clone(&session));
+            if ours {
+                tracing::info!(
+                    volume = volume.as_str(),
+                    "cluster: took back its lease after a plugin restart"
+                );
+                self.spawn_keeper(session)?;
+            } else {
+                let me = Arc::clone(self);
+                self.spawn(&volume, move || {
+                    me.lose(&session, "its lease expired while the plugin was down");
+                })?;
+            }
+        }
+        self.save();
+        Ok(mounts)
+    }
+
+    fn spawn(&self, volume: &str, f: impl FnOnce() + Send + 'static) -> Result<()> {
+        std::thread::Builder::new()
+            .name(format!("keeper {volume}"))
+            .spawn(f)
+            .map(|_| ())
+            .map_err(|e| {
+                ClusterError::Thread {
+                    volume: volume.to_string(),
+                    detail: e.to_string(),
+                }
+                .into()
+            })
+    }
+
+    fn spawn_keeper(self: &Arc<Self>, s: Arc<Session>) -> Result<()> {
+        let interval = lease::volume(&self.etcd, s.volume())?
+            .map_or(self.opts.sync_interval, |r| {
+                Duration::from_secs(r.sync_interval.max(1))
+            });
+        let volume = s.volume().to_string();
+        let (me, renewed) = (Arc::clone(self), Arc::clone(&s));
+        self.spawn(&volume, move || me.renew(&renewed))?;
+        let me = Arc::clone(self);
+        self.spawn(&volume, move || me.keep(&s, interval))
+    }
+
+    fn engine(&self) -> Option<Engine> {
+        self.opts.docker.then(Engine::connect).flatten()
+    }
+
+    /// `Mount` (Docker's mount `id`) of a cluster volume. Held here already: one more mount
+    /// (within the release grace: the lease and the data are kept, nothing is fetched).
+    /// Otherwise take the lease (waiting a bounded time), bring the data to the cluster head,
+    /// start the keeper.
+    pub fn mount(self: &Arc<Self>, volume: &str, id: &str) -> Result<()> {
         let turn = self.turn(volume);
         let _turn = turn.lock().unwrap_or_else(|e| e.into_inner());
-        if self.sessions.lock().expect("sessions").contains_key(volume) {
-            return Ok(());
+        if let Some(s) = self.session(volume) {
+            if !s.lost.load(Ordering::SeqCst) {
+                let mut u = s.usage();
+                if u.state != Use::Mounted {
+                    tracing::info!(
+                        volume,
+                        "cluster: mounted again; kept the lease, nothing fetched"
+                    );
+                }
+                u.mounts.insert(id.to_string());
+                u.state = Use::Mounted;
+                drop(u);
+                self.save();
+                return Ok(());
+            }
+            // A session whose lease was lost: this Mount takes the lease anew.
+            s.stop.store(true, Ordering::SeqCst);
+            self.sessions().remove(volume);
         }
-        let Some(record) = lease::volume(&self.etcd, volume)? else {
-            return Err(Error::Other(format!("{volume} is not a cluster volume")));
-        };
+        if lease::volume(&self.etcd, volume)?.is_none() {
+            return Err(ClusterError::NotClusterVolume(volume.to_string()).into());
+        }
         let held = lease::acquire(
             &self.etcd,
             volume,
@@ -218,6 +460,7 @@ impl Cluster {
             self.opts.lease_ttl,
             self.opts.mount_wait,
         )?;
+        tracing::info!(volume, "cluster: lease taken");
         let rev = match self.bring_data(volume) {
             Ok(rev) => rev,
             Err(e) => {
@@ -225,26 +468,12 @@ impl Cluster {
                 return Err(e);
             }
         };
-        let session = Arc::new(Session {
-            lease: held,
-            head_rev: Mutex::new(rev),
-            lost: AtomicBool::new(false),
-            stop: AtomicBool::new(false),
-            keeper: Mutex::new(None),
-        });
-        let interval = Duration::from_secs(record.sync_interval.max(1));
-        let me = Arc::clone(self);
-        let s = Arc::clone(&session);
-        let handle = std::thread::Builder::new()
-            .name(format!("keeper {volume}"))
-            .spawn(move || me.keep(&s, interval))
-            .map_err(|e| Error::Other(format!("start the keeper thread: {e}")))?;
-        *session.keeper.lock().expect("keeper") = Some(handle);
-        self.sessions
-            .lock()
-            .expect("sessions")
-            .insert(volume.to_string(), session);
-        Ok(())
+        let mounts = BTreeSet::from([id.to_string()]);
+        let session = Session::new(held, rev, mounts, Use::Mounted);
+        self.sessions()
+            .insert(volume.to_string(), Arc::clone(&session));
+        self.save();
+        self.spawn_keeper(session)
     }
 
     /// Bring the data to the cluster head (under a fresh lease); the head's etcd revision.
@@ -259,13 +488,19 @@ impl Cluster {
             &self.opts.remote,
             &self.opts.remote_options,
         )?;
+        set_local_seq(&repo, volume, head.map_or(0, |h| h.seq))?;
         tracing::info!(volume, bytes = b.bytes, kept = ?b.kept, "cluster: mounted");
         Ok(rev)
     }
 
-    /// Commit, push, and move the cluster head by compare-and-swap under the lease.
-    fn sync(&self, s: &Session) -> Result<()> {
-        let volume = &s.lease.volume;
+    /// Commit (under `guard`), push, and move the cluster head by compare-and-swap under the
+    /// lease. Refused once the lease is lost.
+    fn sync(&self, s: &Session, guard: &dyn LiveGuard) -> Result<()> {
+        let _one = s.syncing.lock().unwrap_or_else(|e| e.into_inner());
+        if s.lost.load(Ordering::SeqCst) {
+            return Err(s.lease.lost());
+        }
+        let volume = s.volume();
         let mut repo = self.repo()?;
         let commit = data::publish(
             &mut repo,
@@ -273,55 +508,145 @@ impl Cluster {
             &self.opts.host,
             &self.opts.remote,
             &self.opts.remote_options,
-        )?;
-        let mut rev = s.head_rev.lock().expect("head rev");
+            guard,
+        )?
+        .to_hex();
         let (current, _) = lease::head(&self.etcd, volume)?;
-        if current.as_ref().map(|h| h.commit.as_str()) == Some(commit.to_hex().as_str()) {
-            return Ok(());
-        }
-        let to = ClusterHead {
-            commit: commit.to_hex(),
-            host: self.opts.host.clone(),
-            at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        let seq = match current {
+            Some(h) if h.commit == commit => h.seq,
+            current => {
+                let to = ClusterHead {
+                    commit,
+                    host: self.opts.host.clone(),
+                    at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    seq: current.map_or(0, |h| h.seq) + 1,
+                };
+                let rev = s
+                    .lease
+                    .move_head(&self.etcd, s.head_rev.load(Ordering::SeqCst), &to)?;
+                s.head_rev.store(rev, Ordering::SeqCst);
+                to.seq
+            }
         };
-        *rev = s.lease.move_head(&self.etcd, *rev, &to)?;
-        Ok(())
+        set_local_seq(&repo, volume, seq)
     }
 
-    /// The keeper of a held volume: renews the lease every third of its TTL and syncs every
-    /// `interval`. When renewals fail for two thirds of the TTL (before the lease can have
-    /// expired) the session is lost: no more syncs; what this host wrote is kept as a branch
-    /// once etcd answers again.
-    fn keep(&self, s: &Session, interval: Duration) {
+    /// The lease keeper of a held volume: renews the lease every third of its TTL, each
+    /// attempt given at most a sixth. When renewals fail for half the TTL (before the lease
+    /// can have expired) the session is lost. A thread of its own, so nothing the sync does
+    /// (a slow remote, Docker) can delay the fencing.
+    fn renew(&self, s: &Session) {
         let ttl = Duration::from_secs(self.opts.lease_ttl);
-        let tick = Duration::from_millis(200);
-        let (mut renewed, mut synced) = (Instant::now(), Instant::now());
+        let mut renewed = Instant::now();
         while !s.stop.load(Ordering::SeqCst) {
-            std::thread::sleep(tick);
-            if renewed.elapsed() >= ttl / 3 {
-                match s.lease.renew(&self.etcd) {
-                    Ok(true) => renewed = Instant::now(),
-                    Ok(false) => return self.lose(s, "the lease expired"),
-                    Err(e) if renewed.elapsed() >= ttl * 2 / 3 => {
-                        return self.lose(s, &format!("cannot renew the lease: {e}"));
-                    }
-                    Err(e) => tracing::warn!(volume = %s.lease.volume, "lease renewal: {e}"),
-                }
+            std::thread::sleep(TICK);
+            if renewed.elapsed() < ttl / 3 {
+                continue;
             }
-            if synced.elapsed() >= interval {
-                if let Err(e) = self.sync(s) {
-                    tracing::warn!(volume = %s.lease.volume, "cluster sync: {e}");
+            match s.lease.renew(&self.etcd, ttl / 6) {
+                Ok(true) => renewed = Instant::now(),
+                Ok(false) => return self.lose(s, "the lease expired"),
+                Err(e) if renewed.elapsed() >= ttl / 2 => {
+                    return self.lose(s, &format!("cannot renew the lease: {e}"));
                 }
-                synced = Instant::now();
+                Err(e) => tracing::warn!(volume = %s.volume(), "lease renewal: {e}"),
             }
         }
     }
 
-    /// Stop using a volume whose lease is gone; keep its unpublished work once etcd answers.
+    /// The sync keeper of a held volume: while mounted, syncs every `interval` with the
+    /// containers paused; once unmounted, retries a failed final push and releases the lease
+    /// after the grace (or as soon as another host waits for it). Stops when the lease is
+    /// lost: nothing is published any more.
+    fn keep(&self, s: &Session, interval: Duration) {
+        let engine = self.engine();
+        let paused = ByNameGuard {
+            engine: engine.as_ref(),
+            how: Quiesce::Pause,
+        };
+        let mut synced = Instant::now();
+        while !s.stop.load(Ordering::SeqCst) && !s.lost.load(Ordering::SeqCst) {
+            std::thread::sleep(TICK);
+            match s.state() {
+                Use::Mounted if synced.elapsed() >= interval => {
+                    if let Err(e) = self.sync(s, &paused) {
+                        tracing::warn!(volume = %s.volume(), "cluster sync: {e}");
+                    }
+                    synced = Instant::now();
+                }
+                Use::Releasing {
+                    since,
+                    pushed: false,
+                } if since.elapsed() >= RETRY => {
+                    self.retry_final_push(s);
+                }
+                Use::Releasing {
+                    since,
+                    pushed: true,
+                } if (since.elapsed() >= self.opts.release_grace
+                    || s.lease.wanted(&self.etcd).unwrap_or(false))
+                    && self.release(s) =>
+                {
+                    return;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Set the state of an unmounted session (a Mount meanwhile wins).
+    fn set_releasing(s: &Session, pushed: bool) {
+        let mut u = s.usage();
+        if u.state != Use::Mounted {
+            u.state = Use::Releasing {
+                since: Instant::now(),
+                pushed,
+            };
+        }
+    }
+
+    fn retry_final_push(&self, s: &Session) {
+        match self.sync(s, &Unguarded) {
+            Ok(()) => {
+                tracing::info!(volume = s.volume(), "cluster: final push done on a retry");
+                Self::set_releasing(s, true);
+            }
+            Err(e) => {
+                tracing::warn!(
+                    volume = s.volume(),
+                    "cluster: final push failed again, lease kept: {e}"
+                );
+                Self::set_releasing(s, false);
+            }
+        }
+    }
+
+    /// Release the lease of an unmounted, published session; `false` when a Mount came first.
+    fn release(&self, s: &Session) -> bool {
+        let volume = s.volume();
+        let turn = self.turn(volume);
+        let _turn = turn.lock().unwrap_or_else(|e| e.into_inner());
+        if !matches!(s.state(), Use::Releasing { pushed: true, .. }) {
+            return false;
+        }
+        self.sessions().remove(volume);
+        self.save();
+        s.stop.store(true, Ordering::SeqCst);
+        match s.lease.release(&self.etcd) {
+            Ok(()) => tracing::info!(volume, "cluster: lease released"),
+            Err(e) => tracing::warn!(volume, "cluster: lease not released ({e}); it expires"),
+        }
+        true
+    }
+
+    /// Stop using a volume whose lease is gone: nothing is published any more, the containers
+    /// using it here are stopped (within a sixth of the TTL, so before the lease can have
+    /// expired when renewals failed), and its unpublished work is kept once etcd answers.
     fn lose(&self, s: &Session, why: &str) {
-        let volume = &s.lease.volume;
+        let volume = s.volume();
         s.lost.store(true, Ordering::SeqCst);
         tracing::error!(volume = %volume, "cluster: {why}; this host stops publishing it");
+        self.fence(volume);
         while !s.stop.load(Ordering::SeqCst) {
             match lease::head(&self.etcd, volume) {
                 Ok((head, _)) => {
@@ -335,11 +660,36 @@ impl Cluster {
         }
     }
 
+    /// Stop the containers using `volume` on this host: it no longer owns the data.
+    fn fence(&self, volume: &str) {
+        let Some(engine) = self.engine() else {
+            tracing::error!(
+                volume,
+                "cluster: no Docker engine: containers using it keep running"
+            );
+            return;
+        };
+        let secs = i32::try_from(self.opts.lease_ttl / 6)
+            .unwrap_or(i32::MAX)
+            .max(1);
+        let using = match engine.containers_with_volumes(&[volume]) {
+            Ok(using) => using,
+            Err(e) => return tracing::error!(volume, "cluster: containers to stop unknown: {e}"),
+        };
+        for c in &using {
+            match engine.stop_within(c, secs) {
+                Ok(()) => tracing::warn!(volume, container = %c.name,
+                    "cluster: stopped a container: this host no longer holds the volume's lease"),
+                Err(e) => tracing::error!(volume, "cluster: {e}"),
+            }
+        }
+    }
+
     /// Commit the live data and, if the cluster head lacks it, keep it as a branch.
     fn keep_unpublished(&self, volume: &str, head: Option<&ClusterHead>) -> Result<()> {
         let mut repo = self.repo()?;
         let message = format!("cluster: unsynced work on {}", self.opts.host);
-        let Some(local) = data::commit_changes(&mut repo, volume, &message)? else {
+        let Some(local) = data::commit_changes(&mut repo, volume, &message, &Unguarded)? else {
             return Ok(());
         };
         if let Some(h) = head.and_then(|h| crate::store::ObjectId::from_hex(&h.commit)) {
@@ -358,19 +708,28 @@ impl Cluster {
         Ok(())
     }
 
-    /// `Unmount` of the last mount of a volume: stop the keeper; if the lease is still ours,
-    /// commit, push, move the cluster head and release it.
-    pub fn unmount(&self, volume: &str) -> Result<()> {
+    /// `Unmount` (Docker's mount `id`). The last one commits, pushes and moves the cluster
+    /// head; the keeper releases the lease after the grace. If that final push fails the
+    /// lease is kept (the data is only here), the keeper retries until it succeeds, and the
+    /// error says so.
+    pub fn unmount(&self, volume: &str, id: &str) -> Result<()> {
         let turn = self.turn(volume);
         let _turn = turn.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(s) = self.sessions.lock().expect("sessions").remove(volume) else {
+        let Some(s) = self.session(volume) else {
             return Ok(());
         };
-        s.stop.store(true, Ordering::SeqCst);
-        if let Some(h) = s.keeper.lock().expect("keeper").take() {
-            let _ = h.join();
+        let mut u = s.usage();
+        u.mounts.remove(id);
+        if !u.mounts.is_empty() {
+            drop(u);
+            self.save();
+            return Ok(());
         }
         if s.lost.load(Ordering::SeqCst) {
+            drop(u);
+            // Not stopped: its keeper still keeps the unsynced work once etcd answers.
+            self.sessions().remove(volume);
+            self.save();
             // Docker cannot do anything about it; the container has stopped already.
             tracing::warn!(
                 volume,
@@ -380,11 +739,55 @@ impl Cluster {
             );
             return Ok(());
         }
-        let synced = self.sync(&s);
-        let s = Arc::try_unwrap(s).map_err(|_| Error::Other("session still in use".into()))?;
-        s.lease.release(&self.etcd)?;
-        synced
+        if matches!(u.state, Use::Releasing { pushed: true, .. }) {
+            // Published already (Docker unmounts some mounts twice).
+            return Ok(());
+        }
+        // The last mount, or Docker retrying the Unmount of a failed final push.
+        u.state = Use::Releasing {
+            since: Instant::now(),
+            pushed: false,
+        };
+        drop(u);
+        self.save();
+        let synced = self.sync(&s, &Unguarded);
+        Self::set_releasing(&s, synced.is_ok());
+        synced.map_err(|e| {
+            tracing::error!(volume, "cluster: final push failed, lease kept: {e}");
+            ClusterError::FinalPushFailed {
+                volume: volume.to_string(),
+                host: self.opts.host.clone(),
+                cause: e.to_string(),
+            }
+            .into()
+        })
     }
+}
+
+/// Record the cluster head number the local copy of `volume` is at.
+fn set_local_seq(repo: &Repo, volume: &str, seq: u64) -> Result<()> {
+    db::set_meta(
+        repo.conn(),
+        &format!("{META_SEQ}{volume}"),
+        &seq.to_string(),
+    )
+}
+
+/// How many cluster head moves the local copy of `volume` is behind `head`.
+fn lag(repo: &Repo, volume: &str, head: Option<&ClusterHead>) -> Result<u64> {
+    let Some(head) = head else {
+        return Ok(0);
+    };
+    if repo.volume_exists(volume)? {
+        let branch = repo.current_branch(volume)?;
+        if repo.branch_head(volume, &branch)?.map(|h| h.to_hex()) == Some(head.commit.clone()) {
+            return Ok(0);
+        }
+    }
+    let local: u64 = db::get_meta(repo.conn(), &format!("{META_SEQ}{volume}"))?
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    Ok(head.seq.saturating_sub(local))
 }
 
 /// For the CLI: refuse to move the head of a cluster volume this host does not hold, naming
@@ -402,27 +805,33 @@ pub fn check_may_move(repo: &Repo, volume: &str) -> Result<()> {
     }
     match lease::holder(&etcd, volume)? {
         Some(h) if h.host == host => Ok(()),
-        Some(h) => Err(Error::Other(format!(
-            "{volume} is a cluster volume held by host {}: its head moves only there \
-             (this host is {host}); log, diff and clone work here",
-            h.host
-        ))),
-        None => Err(Error::Other(format!(
-            "{volume} is a cluster volume not held by this host ({host}): mount it here \
-             (run its container) to move its head"
-        ))),
+        Some(h) => Err(ClusterError::HeldBy {
+            volume: volume.to_string(),
+            holder: h.host,
+            host,
+        }
+        .into()),
+        None => Err(ClusterError::NotHeld {
+            volume: volume.to_string(),
+            host,
+        }
+        .into()),
     }
 }
 
-/// For `dvol list`: the holder of each cluster volume of this root's cluster, if it is one.
-pub fn holders(repo: &Repo) -> Result<Option<HashMap<String, Option<String>>>> {
+/// For `dvol list`: the holder and lag of each cluster volume of this root's cluster, if it
+/// is one.
+pub fn status(repo: &Repo) -> Result<Option<HashMap<String, VolumeStatus>>> {
     let Some(endpoints) = db::get_meta(repo.conn(), META_ETCD)? else {
         return Ok(None);
     };
     let etcd = Etcd::new(&endpoints)?;
     let mut out = HashMap::new();
     for (name, _) in lease::volumes(&etcd)? {
-        out.insert(name.clone(), lease::holder(&etcd, &name)?.map(|h| h.host));
+        let holder = lease::holder(&etcd, &name)?.map(|h| h.host);
+        let (head, _) = lease::head(&etcd, &name)?;
+        let lag = lag(repo, &name, head.as_ref())?;
+        out.insert(name, VolumeStatus { holder, lag });
     }
     Ok(Some(out))
 }

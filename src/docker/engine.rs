@@ -159,6 +159,38 @@ impl Engine {
             .collect()
     }
 
+    /// Running (or paused) containers that mount a volume with one of these names, by
+    /// Docker's `volume=` filter alone (no volume inspection, so no plugin `Get`), sorted by
+    /// name.
+    pub fn containers_with_volumes(&self, volumes: &[&str]) -> Result<Vec<Container>> {
+        let filters = std::collections::HashMap::from([(
+            "volume".to_string(),
+            volumes.iter().map(|v| (*v).to_string()).collect(),
+        )]);
+        let list = self
+            .rt
+            .block_on(self.docker.list_containers(Some(ListContainersOptions {
+                all: false,
+                filters: Some(filters),
+                ..Default::default()
+            })))
+            .map_err(|e| Error::Docker(format!("listing containers: {e}")))?;
+        let mut out: Vec<Container> = list
+            .into_iter()
+            .filter_map(|c| {
+                let id = c.id?;
+                let name = c
+                    .names
+                    .and_then(|n| n.first().cloned())
+                    .unwrap_or_else(|| id.clone());
+                let paused = c.state == Some(ContainerSummaryStateEnum::PAUSED);
+                Some(Container { id, name, paused })
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
     /// Running (or paused) containers using `volume` of the dvol root `root`, sorted by name.
     pub fn containers_using(&self, root: &Path, volume: &str) -> Result<Vec<Container>> {
         Ok(self.usage(root)?.remove(volume).unwrap_or_default())
@@ -213,6 +245,18 @@ impl Engine {
     /// (`docker run --stop-timeout`, default 10 s).
     pub fn stop(&self, c: &Container) -> Result<()> {
         self.rt.block_on(Action::Stop.run(&self.docker, c))
+    }
+
+    /// Stop within `secs` seconds: the stop signal, then SIGKILL after `secs` whatever the
+    /// container's own stop timeout (a cluster host that lost a lease must stop writing now).
+    pub fn stop_within(&self, c: &Container, secs: i32) -> Result<()> {
+        let opts = StopContainerOptions {
+            t: Some(secs),
+            ..Default::default()
+        };
+        self.rt
+            .block_on(self.docker.stop_container(&c.id, Some(opts)))
+            .map_err(|e| Error::Docker(format!("stopping container {}: {e}", c.name)))
     }
 
     pub fn start(&self, c: &Container) -> Result<()> {

@@ -100,8 +100,38 @@ pub fn with_containers_stopped<T>(
     let Some(engine) = engine else {
         return op();
     };
+    let using = engine.containers_using_any(root, volumes)?;
+    hold_these(engine, using, volumes, how, what, op)
+}
+
+/// The container policy for a plugin's own volumes (cluster mode's background commits): the
+/// containers Docker lists with the volume's name (its `volume=` filter), so finding them
+/// never calls back into the plugin (a `Get` that could wait on the plugin's own state).
+pub struct ByNameGuard<'a> {
+    pub engine: Option<&'a Engine>,
+    pub how: Quiesce,
+}
+
+impl crate::repo::LiveGuard for ByNameGuard<'_> {
+    fn hold(&self, volumes: &[&str], what: &str, op: &mut dyn FnMut() -> Result<()>) -> Result<()> {
+        let Some(engine) = self.engine else {
+            return op();
+        };
+        let using = engine.containers_with_volumes(volumes)?;
+        hold_these(engine, using, volumes, self.how, what, op)
+    }
+}
+
+/// [`with_containers_stopped`] once the containers are known.
+fn hold_these<T>(
+    engine: &Engine,
+    mut using: Vec<Container>,
+    volumes: &[&str],
+    how: Quiesce,
+    what: &str,
+    op: impl FnOnce() -> Result<T>,
+) -> Result<T> {
     let label = crate::repo::describe_volumes(volumes);
-    let mut using = engine.containers_using_any(root, volumes)?;
     if how == Quiesce::Pause {
         using.retain(|c| !c.paused);
     }

@@ -102,7 +102,10 @@ impl Driver {
         cluster: cluster::ClusterOptions,
     ) -> Result<Driver> {
         let mut d = Driver::new(root, options.clone())?;
-        d.cluster = Some(Arc::new(Cluster::new(&d.root, options, cluster)?));
+        let c = Arc::new(Cluster::new(&d.root, options, cluster)?);
+        // Mounts of volumes a previous run of the plugin held (their containers still run).
+        d.mounts.get_mut().expect("mounts lock").extend(c.resume()?);
+        d.cluster = Some(c);
         Ok(d)
     }
 
@@ -119,7 +122,11 @@ impl Driver {
     /// volume that exists without options succeeds (Docker and Compose re-create freely).
     pub fn create(&self, name: &str, opts: &BTreeMap<String, String>) -> Result<()> {
         if let Some(c) = &self.cluster {
-            return c.create(name, check_create_clustered(name, opts)?);
+            let (interval, from) = check_create_clustered(name, opts)?;
+            return match from {
+                None => c.create(name, interval),
+                Some((source, at)) => c.create_from(name, interval, source, at),
+            };
         }
         let req = check_create(name, opts)?;
         let mut repo = self.repo()?;
@@ -166,7 +173,7 @@ impl Driver {
         if let Some(c) = &self.cluster {
             names::validate("volume", name)?;
             if c.knows(name)? {
-                c.mount(name)?;
+                c.mount(name, id)?;
             }
         }
         let v = self.view(name)?;
@@ -180,13 +187,14 @@ impl Driver {
         Ok(v.mountpoint)
     }
 
-    /// `VolumeDriver.Unmount`: forget the mount (nothing is mounted by dvol itself).
+    /// `VolumeDriver.Unmount`: forget the mount (nothing is mounted by dvol itself); in
+    /// cluster mode the last one publishes the volume.
     pub fn unmount(&self, name: &str, id: &str) -> Result<()> {
         names::validate("volume", name)?;
         self.mounts.lock().expect("mounts lock").remove(id);
         match &self.cluster {
-            Some(c) if self.mount_count(name) == 0 => c.unmount(name),
-            _ => Ok(()),
+            Some(c) => c.unmount(name, id),
+            None => Ok(()),
         }
     }
 
@@ -246,7 +254,12 @@ impl Driver {
         }
         put("Mounts", self.mount_count(name).into());
         if let Some(c) = &self.cluster {
-            put("Holder", c.holder(name)?.unwrap_or_default().into());
+            // Docker's Get must not fail because etcd is out of reach.
+            let holder = c.holder(name).unwrap_or_else(|e| {
+                tracing::warn!(volume = name, "holder unknown: {e}");
+                Some("?".into())
+            });
+            put("Holder", holder.unwrap_or_default().into());
         }
         Ok((view, status.into()))
     }
@@ -270,27 +283,36 @@ impl Driver {
     }
 }
 
-/// Check a cluster `VolumeDriver.Create` request: the name and `sync-interval`, the only
-/// option (a clone `from` another volume is not a cluster operation yet).
-pub fn check_create_clustered(
+/// `from=VOLUME[@REF]` of a cluster volume: the source and the revision.
+pub type FromVolume<'a> = (&'a str, Option<&'a str>);
+
+/// Check a cluster `VolumeDriver.Create` request: the name, `sync-interval` and
+/// `from=VOLUME[@REF]` (another cluster volume), the only options. The interval and the source.
+pub fn check_create_clustered<'a>(
     name: &str,
-    opts: &BTreeMap<String, String>,
-) -> Result<Option<std::time::Duration>> {
+    opts: &'a BTreeMap<String, String>,
+) -> Result<(Option<std::time::Duration>, Option<FromVolume<'a>>)> {
     names::validate("volume", name)?;
     if let Some(key) = opts
         .keys()
-        .find(|k| k.as_str() != cluster::OPT_SYNC_INTERVAL)
+        .find(|k| ![cluster::OPT_SYNC_INTERVAL, OPT_FROM].contains(&k.as_str()))
     {
         return Err(PluginError::UnknownOption {
             key: key.clone(),
             kind: "cluster dvol volume",
-            known: "sync-interval=DURATION",
+            known: "sync-interval=DURATION, from=VOLUME[@REF]",
         }
         .into());
     }
-    opts.get(cluster::OPT_SYNC_INTERVAL)
+    let interval = opts
+        .get(cluster::OPT_SYNC_INTERVAL)
         .map(|s| cluster::parse_interval(s))
-        .transpose()
+        .transpose()?;
+    let from = match check_from(opts)? {
+        Some(Source::Volume { volume, at }) => Some((volume, at)),
+        _ => None,
+    };
+    Ok((interval, from))
 }
 
 /// Check a `VolumeDriver.Create` request without touching the repository: the name, the

@@ -48,4 +48,6 @@ fn cluster_volumes_follow_containers_between_hosts() {
         "multihost cluster scenarios failed:\n{stdout}\n{stderr}"
     );
     assert!(stdout.contains("PASSED all cluster scenarios"), "{stdout}");
+    // The scenario timings, shown with --nocapture.
+    println!("{stdout}");
 }

@@ -83,23 +83,40 @@ ip netns exec spx-n1 env ETCDCTL_API=3 etcdctl --endpoints "$ETCD" endpoint heal
 
 step "shared remote: dvol serve in the hub namespace"
 printf '%s\n' "$TOKEN" > "$P/token"; chmod 600 "$P/token"
-setsid ip netns exec "$HUB" "$DVOL" serve --listen $REMOTE_IP:7900 --token-file "$P/token" "$P/remote" \
-    >"$P/serve.log" 2>&1 </dev/null &
-pids+=($!)
+start_remote() {
+    setsid ip netns exec "$HUB" "$DVOL" serve --listen $REMOTE_IP:7900 --token-file "$P/token" "$P/remote" \
+        >>"$P/serve.log" 2>&1 </dev/null &
+    remote_pid=$!
+    pids+=($!)
+}
+start_remote
 
 step "dvol plugin serve --cluster-* on every host"
-for n in $NODES; do
+# Docker integration on (DOCKER_HOST = the node's dockerd): background syncs pause the
+# containers, a host that loses a lease stops them.
+declare -A plugin_pid serving
+start_plugin() {
+    local n=$1
+    serving[$n]=$(grep -c '"serving"\| serving ' "$P/n$n/dvol.log" 2>/dev/null || true)
     setsid nsenter -t "$(cat /run/spx-n$n.pid)" -m -n -u env DVOL_TOKEN=$TOKEN DVOL_LOG=info \
-        "$DVOL" -p "$P/n$n/dvol" --disable-docker-integration plugin serve \
+        DOCKER_HOST=unix:///run/spx-n$n.sock \
+        "$DVOL" -p "$P/n$n/dvol" plugin serve \
         --socket /run/docker/plugins/dvol.sock --cluster-etcd "$ETCD" --cluster-remote $REMOTE \
         --host-name node$n --cluster-lease-ttl $TTL --cluster-mount-wait 3 \
-        >"$P/n$n/dvol.log" 2>&1 </dev/null &
+        --cluster-release-grace 10 >>"$P/n$n/dvol.log" 2>&1 </dev/null &
+    plugin_pid[$n]=$!
     pids+=($!)
-done
-for n in $NODES; do
-    for _ in $(seq 1 40); do [ -S "$P/n$n/plugins/dvol.sock" ] && break; sleep 0.25; done
-    [ -S "$P/n$n/plugins/dvol.sock" ] || fail "plugin of node$n did not start"
-done
+}
+wait_plugin() {
+    local n=$1
+    for _ in $(seq 1 40); do
+        [ "$(grep -c '"serving"\| serving ' "$P/n$n/dvol.log" 2>/dev/null || true)" -gt "${serving[$n]:-0}" ] && return 0
+        sleep 0.25
+    done
+    fail "plugin of node$n did not start"
+}
+for n in $NODES; do start_plugin $n; done
+for n in $NODES; do wait_plugin $n; done
 # Each dockerd must have used the plugin once so Swarm lists it on the node.
 for n in $NODES; do dk $n volume create -d dvol dvol-warmup >/dev/null; done
 "$FIX/swarm-up.sh" >/dev/null
@@ -127,8 +144,22 @@ echo "$out" | grep -q "in use on host node1" || fail "node2's refused mount does
 if out=$(dvol_on 2 --volume data1 commit -m x 2>&1); then fail "dvol commit on node2 moved data1's head"; fi
 echo "$out" | grep -q "held by host node1" || fail "node2's refused commit does not name node1: $out"
 dvol_on 2 list | grep -E '^ *data1 .*node1' >/dev/null || fail "dvol list on node2 does not show node1 holding data1"
+if out=$(dvol_on 2 --volume data1 pull cluster-node1 2>&1); then fail "dvol pull on node2 moved data1's head"; fi
+echo "$out" | grep -q "held by host node1" || fail "node2's refused pull does not name node1: $out"
+# lag: node1 is at the cluster head; node3 never mounted data1, so it is behind every head move
+lag_of() { dvol_on $1 list --json | python3 -c "import json,sys; print([v['lag'] for v in json.load(sys.stdin) if v['name']=='$2'][0])"; }
+[ "$(lag_of 1 data1)" = 0 ] || fail "dvol list on node1 shows data1 lagging ($(lag_of 1 data1)) at the cluster head"
+[ "$(lag_of 3 data1)" -ge 1 ] || fail "dvol list on node3 shows no lag for data1 it never fetched"
+dvol_on 3 list | grep -E '^ *data1 .*node1 +[1-9]' >/dev/null || fail "dvol list on node3 shows no LAG column: $(dvol_on 3 list)"
 dvol_on 1 --volume data1 log >/dev/null
 dk 1 rm -f "$cid" >/dev/null
+
+step "2b. -o from=: a cluster volume made from another's cluster head, mountable on any host"
+dk 3 volume create -d dvol -o from=data1 copy1 >/dev/null
+got=$(dk 2 run --rm $DV -v copy1:/data $IMG sh -c 'cat /data/f; wc -c < /data/blob')
+[ "$got" = "$(printf 'from-node1\n1048576')" ] || fail "node2 read [$got] from copy1, made from data1 on node3"
+if out=$(dk 3 volume create -d dvol -o from=nosuch copy2 2>&1); then fail "node3 made copy2 from a volume that does not exist"; fi
+echo "$out" | grep -q "nosuch is not a cluster volume" || fail "the refused -o from=nosuch does not say why: $out"
 
 step "3. two hosts race for one lease: exactly one wins, every round"
 dk 1 volume create -d dvol race >/dev/null
@@ -139,6 +170,52 @@ for round in 1 2 3 4 5; do
     [ $wins = 1 ] || fail "race round $round: $wins winners ($(cat "$P/race1" "$P/race2"))"
     grep -qh "in use on host node" "$P/race1" "$P/race2" || fail "race round $round: the loser's error names no holder"
 done
+
+step "3b. Unmount then Mount on one host keeps the lease (grace); another host asking ends the grace"
+dk 1 volume create -d dvol churn >/dev/null
+cid=$(dk 1 run -d $DV -v churn:/data $IMG sh -c 'trap "exit 0" TERM; echo kept > /data/f; while true; do sleep 0.2 & wait; done')
+dk 1 restart -t 5 "$cid" >/dev/null
+dk 1 restart -t 5 "$cid" >/dev/null
+dk 1 rm -f "$cid" >/dev/null
+taken=$(grep -c 'cluster: lease taken volume="churn"' "$P/n1/dvol.log" || true)
+[ "$taken" = 1 ] || fail "node1 took churn's lease $taken times across two restarts (expected once)"
+grep -q 'cluster: mounted again; kept the lease, nothing fetched volume="churn"' "$P/n1/dvol.log" || fail "node1 did not keep churn's lease through a restart"
+# node1 still holds churn in its grace (10 s), node2's Mount waits at most 3 s: it gets it only
+# because node1 lets go when asked
+got=$(dk 2 run --rm $DV -v churn:/data $IMG cat /data/f 2>&1) || fail "node2 could not take churn from node1 in its grace: $got"
+[ "$got" = kept ] || fail "node2 read [$got] from churn"
+
+step "3c. a failed final push keeps the lease on the host with the data; a retry finishes it"
+dk 1 volume create -d dvol -o sync-interval=600s fp >/dev/null
+cid=$(dk 1 run -d $DV -v fp:/data $IMG sh -c 'echo final > /data/f; sleep 600')
+for _ in $(seq 1 40); do [ "$(dk 1 exec "$cid" cat /data/f 2>/dev/null)" = final ] && break; sleep 0.25; done
+kill "$remote_pid"; while kill -0 "$remote_pid" 2>/dev/null; do sleep 0.1; done
+dk 1 rm -f "$cid" >/dev/null
+grep -q 'cluster: final push failed, lease kept.*volume="fp"' "$P/n1/dvol.log" || fail "node1's Unmount of fp did not report its failed final push"
+etcd_get dvol/v1/holders/fp | grep -q node1 || fail "node1 released fp although its final push failed"
+if out=$(dk 2 run --rm $DV -v fp:/data $IMG true 2>&1); then fail "node2 mounted fp before node1 pushed it"; fi
+echo "$out" | grep -q "in use on host node1" || fail "node2's refused mount of fp does not name node1: $out"
+start_remote
+got=""
+for _ in $(seq 1 20); do got=$(dk 2 run --rm $DV -v fp:/data $IMG cat /data/f 2>/dev/null) && break; sleep 1; done
+[ "$got" = final ] || fail "node2 read [$got] from fp after node1's push was retried"
+grep -q 'cluster: final push done on a retry volume="fp"' "$P/n1/dvol.log" || fail "node1 did not report the retried push of fp"
+
+step "3d. a restarted plugin takes back the leases it held"
+dk 1 volume create -d dvol rs >/dev/null
+cid=$(dk 1 run -d $DV -v rs:/data $IMG sh -c 'echo before > /data/r; sleep 600')
+for _ in $(seq 1 20); do etcd_get dvol/v1/holders/rs | grep -q node1 && break; sleep 0.25; done
+holder=$(etcd_get dvol/v1/holders/rs)
+echo "$holder" | grep -q node1 || fail "node1 does not hold rs"
+kill -KILL "${plugin_pid[1]}"
+start_plugin 1; wait_plugin 1
+grep -q 'cluster: took back its lease after a plugin restart volume="rs"' "$P/n1/dvol.log" || fail "the restarted plugin did not take back rs"
+dk 1 exec "$cid" sh -c 'echo after > /data/r'
+sleep $((TTL + 1))
+[ "$(etcd_get dvol/v1/holders/rs)" = "$holder" ] || fail "node1's lease on rs did not outlive its TTL after the restart"
+dk 1 rm -f "$cid" >/dev/null
+got=$(dk 2 run --rm $DV -v rs:/data $IMG cat /data/r 2>&1) || fail "node2 could not mount rs: $got"
+[ "$got" = after ] || fail "node2 read [$got] from rs: the restarted plugin lost what was written after the restart"
 
 step "4. a Swarm service keeps its data across a drain"
 dk 1 service create -q --name mob --no-resolve-image --constraint node.role==worker \
@@ -179,6 +256,12 @@ done
 [ -n "${n3:-}" ] || fail "node3 never got part after node2 was cut off"
 [ $((SECONDS - t0)) -ge $((TTL - 2)) ] || fail "node3 mounted part $((SECONDS - t0))s after the cut, before the lease TTL ($TTL s)"
 head_after=$(etcd_get dvol/v1/heads/part)
+# fencing: node2 stopped its container when it could not renew, it did not write on
+for _ in $(seq 1 40); do [ "$(dk 2 inspect -f '{{.State.Running}}' "$cid")" = false ] && break; sleep 0.25; done
+[ "$(dk 2 inspect -f '{{.State.Running}}' "$cid")" = false ] || fail "node2 kept running its container after losing part's lease"
+grep -q 'cluster: stopped a container: this host no longer holds' "$P/n2/dvol.log" || fail "node2 did not report stopping its container"
+sed -n '/stops publishing it volume=part/,/cluster: stopped a container/p' "$P/n2/dvol.log" | cut -c12-150 | sed 's/^/    | /'
+echo "    node2 lost the lease at $(grep -m1 'stops publishing it volume=part' "$P/n2/dvol.log" | cut -c12-23), stopped its container at $(grep -m1 'cluster: stopped a container' "$P/n2/dvol.log" | cut -c12-23); node3 took the lease at $(grep 'cluster: lease taken volume="part"' "$P/n3/dvol.log" | tail -1 | cut -c12-23)"
 ip -n spx-n2 link set eth0 up
 # node2's unsynced work (its container kept counting) comes back as a branch, and the head
 # stays where node3 left it.

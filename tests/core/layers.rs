@@ -54,7 +54,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "cluster",
         &[
-            "error", "names", "progress", "remote", "repo", "runtime", "store",
+            "docker", "error", "names", "progress", "remote", "repo", "runtime", "store",
         ],
     ),
     ("docker", &["error", "names", "repo", "runtime"]),
@@ -62,8 +62,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "plugin",
         &["cluster", "error", "docker", "live", "names", "repo"],
     ),
-    // The upward edges: the library error wraps the remote and plugin layers' typed errors.
-    ("error", &["plugin", "remote"]),
+    // The upward edges: the library error wraps the remote, cluster and plugin layers' typed
+    // errors.
+    ("error", &["cluster", "plugin", "remote"]),
 ];
 
 /// The top-level module a file under `src/` belongs to (`None` for the crate root and CLI).
