@@ -149,6 +149,9 @@ pub enum Error {
     /// The Docker plugin refused a request or could not start.
     #[error(transparent)]
     Plugin(#[from] crate::plugin::PluginError),
+    /// A group of volumes cannot do what was asked.
+    #[error(transparent)]
+    Group(#[from] crate::repo::GroupError),
     /// A remote operation failed (transport, protocol, authentication, bad data).
     #[error("{0}")]
     Remote(String),
