@@ -153,9 +153,7 @@ fn dead_records(dir: &Path) -> Result<Vec<(PathBuf, File, Record)>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e).at("read", dir),
     };
-    let mut names: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
+    let mut names: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
     names.sort();
     let mut out = Vec::new();
     for path in names {
@@ -170,7 +168,10 @@ fn dead_records(dir: &Path) -> Result<Vec<(PathBuf, File, Record)>> {
         match serde_json::from_slice::<Record>(&body) {
             Ok(r) if !is_tmp => out.push((path, file, r)),
             _ => {
-                tracing::warn!("removing an unreadable held-containers record {}", path.display());
+                tracing::warn!(
+                    "removing an unreadable held-containers record {}",
+                    path.display()
+                );
                 remove(&path)?;
             }
         }
@@ -241,7 +242,12 @@ pub fn let_go(engine: &Engine, entries: &[Entry]) -> Vec<crate::Error> {
     }
     let mut errors: Vec<crate::Error> = Vec::new();
     for (action, list) in [(Action::Unpause, unpause), (Action::Start, start)] {
-        errors.extend(engine.each(action, &list).into_iter().filter_map(|r| r.err()));
+        errors.extend(
+            engine
+                .each(action, &list)
+                .into_iter()
+                .filter_map(|r| r.err()),
+        );
     }
     errors
 }

@@ -75,13 +75,13 @@ pub fn push_group(
     let info = repo.group(name)?;
     let branch = branch.unwrap_or(&info.branch).to_string();
     names::validate("branch", &branch)?;
-    let head = repo
-        .group_head(name, &branch)?
-        .commit()
-        .ok_or_else(|| GroupError::NothingToPush {
-            group: name.to_string(),
-            branch: branch.clone(),
-        })?;
+    let head =
+        repo.group_head(name, &branch)?
+            .commit()
+            .ok_or_else(|| GroupError::NothingToPush {
+                group: name.to_string(),
+                branch: branch.clone(),
+            })?;
     let url = common_url(repo, &info, remote)?;
     for m in &info.members {
         let remote_volume = repo.remote_volume(&m.volume, remote)?;
@@ -98,6 +98,8 @@ pub fn push_group(
     let backend = super::open(&url, &opts.connect)?;
     let seal = crypt::open(backend.as_ref(), &opts.open_request(encrypted, true))?
         .expect("open with create returns a seal");
+    // First, so a token that does not cover every member is refused before anything moves.
+    publish_members(backend.as_ref(), name, &info)?;
     let key = group_ref_key(name, &branch);
     let raw = backend.get(&key)?;
     let theirs = raw
@@ -123,8 +125,6 @@ pub fn push_group(
             });
         }
     }
-    // First, so a token that does not cover every member is refused before anything moves.
-    publish_members(backend.as_ref(), name, &info)?;
     let chain = unsent_chain(repo, name, head, backend.as_ref(), &seal)?;
     let mut members = Vec::new();
     for m in &info.members {
@@ -186,7 +186,10 @@ fn publish_members(backend: &dyn Backend, name: &str, info: &crate::repo::GroupI
     let key = members_key(name);
     let mut keys: Vec<&str> = info.members.iter().map(|m| m.key.as_str()).collect();
     keys.sort_unstable();
-    let value: Vec<u8> = keys.iter().flat_map(|k| format!("{k}\n").into_bytes()).collect();
+    let value: Vec<u8> = keys
+        .iter()
+        .flat_map(|k| format!("{k}\n").into_bytes())
+        .collect();
     // Written even when unchanged: `dvol serve` checks the token against every member here,
     // so a token that misses one is refused before any member is sent.
     let current = backend.get(&key)?;
@@ -495,7 +498,13 @@ pub fn clone_group(
     for (_, h) in &branches {
         let known: HashSet<ObjectId> = chain.iter().map(|c| c.0).collect();
         let have = |id: &ObjectId| -> Result<bool> { Ok(known.contains(id)) };
-        chain.extend(download_chain(backend.as_ref(), &seal, remote_group, *h, &have)?);
+        chain.extend(download_chain(
+            backend.as_ref(),
+            &seal,
+            remote_group,
+            *h,
+            &have,
+        )?);
     }
     let commit_of = |id: &ObjectId| {
         chain
@@ -577,7 +586,10 @@ fn cloned_from(repo: &Repo, m: &Member, url: &str) -> Result<bool> {
     if let Some((u, rv)) = repo.pending_clone(&m.volume)? {
         return Ok(u == url && rv == m.key);
     }
-    let origin = repo.remotes(&m.volume)?.into_iter().find(|(n, _)| n == "origin");
+    let origin = repo
+        .remotes(&m.volume)?
+        .into_iter()
+        .find(|(n, _)| n == "origin");
     Ok(match origin {
         Some((_, u)) => u == url && repo.remote_volume(&m.volume, "origin")? == m.key,
         None => false,

@@ -19,10 +19,10 @@
 use super::crypt::Seal;
 use super::crypt::ENCRYPTED_FORMAT;
 use super::fs::FsBackend;
+use super::group::members_key;
 use super::proto::{Request, Response, PROTO_VERSION};
 use super::scope::{self, Access, Grant, KeyClass, Scope};
 use super::transfer::{get_idx, read_objects, walk_commits, Remote, RemoteIndex};
-use super::group::members_key;
 use super::{check_key, check_prefix, Backend, CasOutcome, FORMAT_KEY};
 use crate::repo::Commit;
 use crate::store::{decode_payload, Kind, ObjectId};
@@ -226,7 +226,8 @@ impl Server {
                 "refused to write {key}: its name is not the blake3 hash of its bytes"
             ));
         }
-        if self.backend.put_new(key, &data)? || self.backend.get(key)?.as_deref() == Some(&data[..]) {
+        if self.backend.put_new(key, &data)? || self.backend.get(key)?.as_deref() == Some(&data[..])
+        {
             return Ok(());
         }
         refuse(format!(

@@ -125,13 +125,14 @@ impl Repo {
     ) -> Result<()> {
         let info = self.group(group)?;
         let id = self.resolve_group(group, &info.branch, at.unwrap_or("HEAD"))?;
-        let head = self.group_commit(group, &id)?.member(member).ok_or_else(|| {
-            super::GroupError::CommitLacksMember {
+        let head = self
+            .group_commit(group, &id)?
+            .member(member)
+            .ok_or_else(|| super::GroupError::CommitLacksMember {
                 group: group.to_string(),
                 id,
                 member: member.to_string(),
-            }
-        })?;
+            })?;
         // The member's own live data seeds a thin clone, as `from=VOLUME` does.
         let volume = info.volume_of(member)?;
         let branch = self.current_branch(volume)?;

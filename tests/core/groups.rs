@@ -502,7 +502,10 @@ fn group_clone_takes_every_branch_and_a_killed_clone_resumes() {
     let out = other.ok(&["group", "clone", url, "app"]);
     assert!(out.contains("Resumed an interrupted clone"), "{out}");
     assert!(downloaded(&out) < 1 << 20, "{out}");
-    assert!(out.contains(&format!("branch old at {}", &five[..12])), "{out}");
+    assert!(
+        out.contains(&format!("branch old at {}", &five[..12])),
+        "{out}"
+    );
     assert_eq!(other.ok(&["group", "branch", "app"]), "* master\n  old\n");
     assert_eq!(state(&live(&other, "a"), &live(&other, "b")).0, "1");
     other.ok(&["group", "checkout", "app", "old"]);

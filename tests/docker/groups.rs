@@ -252,22 +252,47 @@ fn containers_held_by_a_killed_dvol_are_let_go_by_the_next_command() {
     s.dvol_ok(&["group", "commit", &group, "-m", "one"]);
 
     // Group commit killed with both containers paused.
-    killed(&s, "guard.after-hold", "0", &["group", "commit", &group, "-m", "x"]);
-    assert_eq!((status(&ca), status(&cb)), ("paused".into(), "paused".into()));
-    let out = s.dvol().args(["group", "log", &group]).output().expect("dvol");
+    killed(
+        &s,
+        "guard.after-hold",
+        "0",
+        &["group", "commit", &group, "-m", "x"],
+    );
+    assert_eq!(
+        (status(&ca), status(&cb)),
+        ("paused".into(), "paused".into())
+    );
+    let out = s
+        .dvol()
+        .args(["group", "log", &group])
+        .output()
+        .expect("dvol");
     assert!(out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("Let go containers"), "{err}");
-    assert_eq!((status(&ca), status(&cb)), ("running".into(), "running".into()));
+    assert_eq!(
+        (status(&ca), status(&cb)),
+        ("running".into(), "running".into())
+    );
 
     // A single commit --pause killed: the next command on the member lets it go.
-    killed(&s, "guard.after-hold", "0", &["commit", "--pause", "--volume", &a, "-m", "x"]);
+    killed(
+        &s,
+        "guard.after-hold",
+        "0",
+        &["commit", "--pause", "--volume", &a, "-m", "x"],
+    );
     assert_eq!(status(&ca), "paused");
     s.dvol_ok(&["status", "--volume", &a]);
     assert_eq!(status(&ca), "running");
 
     // Killed again; this time a plugin starting on the root lets it go.
-    killed(&s, "guard.after-hold", "0", &["commit", "--pause", "--volume", &a, "-m", "x"]);
+    killed(
+        &s,
+        "guard.after-hold",
+        "0",
+        &["commit", "--pause", "--volume", &a, "-m", "x"],
+    );
     assert_eq!(status(&ca), "paused");
     let dir = tempfile::tempdir().expect("tempdir");
     let socket = dir.path().join("p.sock");
@@ -280,7 +305,9 @@ fn containers_held_by_a_killed_dvol_are_let_go_by_the_next_command() {
         .spawn()
         .expect("plugin");
     // The plugin recovers before it listens: once the socket is there, the work is done.
-    wait_for(Duration::from_secs(30), "the plugin socket", || socket.exists());
+    wait_for(Duration::from_secs(30), "the plugin socket", || {
+        socket.exists()
+    });
     let _ = plugin.kill();
     let _ = plugin.wait();
     assert_eq!(status(&ca), "running");
@@ -289,10 +316,21 @@ fn containers_held_by_a_killed_dvol_are_let_go_by_the_next_command() {
     // rolls the reset forward and then starts them (not before: they never see a mix).
     std::fs::write(s.live(&a).join("n"), "2").expect("write");
     s.dvol_ok(&["group", "commit", &group, "-m", "two"]);
-    killed(&s, "group-reset.after-member", "0", &["group", "reset", &group, "--hard", "HEAD^"]);
-    assert_eq!((status(&ca), status(&cb)), ("exited".into(), "exited".into()));
+    killed(
+        &s,
+        "group-reset.after-member",
+        "0",
+        &["group", "reset", &group, "--hard", "HEAD^"],
+    );
+    assert_eq!(
+        (status(&ca), status(&cb)),
+        ("exited".into(), "exited".into())
+    );
     s.dvol_ok(&["group", "show", &group]);
-    assert_eq!((status(&ca), status(&cb)), ("running".into(), "running".into()));
+    assert_eq!(
+        (status(&ca), status(&cb)),
+        ("running".into(), "running".into())
+    );
     assert_eq!(read(&s.live(&a).join("n")), "1");
     s.dvol_ok(&["group", "rm", &group]);
 }

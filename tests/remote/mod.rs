@@ -286,7 +286,9 @@ pub fn group_round_trip(url: &str, vars: &Vars) {
     let generation = |h: &Host, n: &str| {
         write(&path(h, "app-a").join("n"), n);
         write(&path(h, "app-b").join(n), "payload");
-        h.ok(&["group", "commit", "app", "-m", n]).trim().to_string()
+        h.ok(&["group", "commit", "app", "-m", n])
+            .trim()
+            .to_string()
     };
     let one = generation(&laptop, "1");
     laptop.ok(&["group", "remote", "app", "origin", url]);

@@ -608,5 +608,10 @@ fn group_push_needs_a_token_covering_every_member() {
         expected: None,
         new: b"app-a\nprod-db\n".to_vec(),
     };
-    refused(port2, "rw-token-appa-1234", &req, "member volume prod-db of group x");
+    refused(
+        port2,
+        "rw-token-appa-1234",
+        &req,
+        "member volume prod-db of group x",
+    );
 }

@@ -33,7 +33,10 @@ pub enum GroupError {
     },
     #[error("group {group} has no member {key} (a group commit names it)")]
     NoMember { group: String, key: String },
-    #[error("group commit {} of group {group} has no member {member}", short(Some(id)))]
+    #[error(
+        "group commit {} of group {group} has no member {member}",
+        short(Some(id))
+    )]
     CommitLacksMember {
         group: String,
         id: ObjectId,

@@ -497,16 +497,18 @@ impl Repo {
         base: &str,
         spec: &str,
     ) -> Result<ObjectId> {
-        let branch_head = |b: &str| -> Result<Option<ObjectId>> { match self.group_head(name, b)? {
-            Head::At(id) => Ok(Some(id)),
-            Head::Unborn => Err(GroupError::Unborn {
-                spec: spec.to_string(),
-                group: name.to_string(),
-                branch: b.to_string(),
+        let branch_head = |b: &str| -> Result<Option<ObjectId>> {
+            match self.group_head(name, b)? {
+                Head::At(id) => Ok(Some(id)),
+                Head::Unborn => Err(GroupError::Unborn {
+                    spec: spec.to_string(),
+                    group: name.to_string(),
+                    branch: b.to_string(),
+                }
+                .into()),
+                Head::Absent => Ok(None),
             }
-            .into()),
-            Head::Absent => Ok(None),
-        } };
+        };
         if base == "HEAD" {
             return branch_head(branch)?.ok_or_else(|| Error::NoSuchBranch(branch.into()));
         }
@@ -672,7 +674,8 @@ impl Repo {
             "SELECT grp, target FROM group_pending",
         ] {
             let mut stmt = self.conn.prepare(q)?;
-            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+            let rows =
+                stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
             for row in rows {
                 let (grp, id) = row?;
                 todo.extend(ObjectId::from_hex(&id).map(|id| (grp, id)));
