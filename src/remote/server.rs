@@ -196,7 +196,12 @@ impl Server {
             Access::Write => "write",
             Access::Delete => return Ok(()),
         };
-        let new = new.filter(|_| key == members_key(group));
+        let is_list = key == members_key(group);
+        // A member list that is not there reveals nothing: reading it is how a push starts.
+        if is_list && access == Access::Read && !self.backend.exists(key)? {
+            return Ok(());
+        }
+        let new = new.filter(|_| is_list);
         self.check_members(grant, group, key, verb, new)
     }
 
