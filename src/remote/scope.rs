@@ -228,7 +228,6 @@ pub fn required(class: KeyClass, access: Access) -> Option<(Scope, Need)> {
     Some(match (class, access) {
         (Group(g), Read) => (Scope::ReadOnly, Need::Members(g)),
         (Group(g), Write) => (Scope::ReadWrite, Need::Members(g)),
-        (Group(_), Delete) => (Scope::Admin, Need::All),
         (Marker | Pack, Read) => (Scope::ReadOnly, Need::Any),
         (Ref(v) | Reflog(v) | Expired(v), Read) => (Scope::ReadOnly, Need::Volume(v)),
         // Creating the marker of an empty remote is part of a first push ([`super::server`]
@@ -237,7 +236,9 @@ pub fn required(class: KeyClass, access: Access) -> Option<(Scope, Need)> {
         (Ref(v) | Expired(v), Write) => (Scope::ReadWrite, Need::Volume(v)),
         (Ref(v) | Reflog(v) | Expired(v), Delete) => (Scope::Admin, Need::Volume(v)),
         (Reflog(_), Write) => return None,
-        (Marker | Pack | Other, Delete) | (Other, Read | Write) => (Scope::Admin, Need::All),
+        (Marker | Pack | Other | Group(_), Delete) | (Other, Read | Write) => {
+            (Scope::Admin, Need::All)
+        }
     })
 }
 
