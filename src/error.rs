@@ -152,9 +152,18 @@ pub enum Error {
     /// The Docker plugin refused a request or could not start.
     #[error(transparent)]
     Plugin(#[from] crate::plugin::PluginError),
+    /// A group of volumes cannot do what was asked.
+    #[error(transparent)]
+    Group(Box<crate::repo::GroupError>),
     /// A remote operation failed (transport, protocol, authentication, bad data).
     #[error("{0}")]
     Remote(String),
+}
+
+impl From<crate::repo::GroupError> for Error {
+    fn from(e: crate::repo::GroupError) -> Error {
+        Error::Group(Box::new(e))
+    }
 }
 
 /// `N problem(s) in the metadata (a; b)`.

@@ -546,5 +546,17 @@ fn clone(
     for m in &cloned.members {
         println!("  member {} as volume {}", quote(&m.key), quote(&m.volume));
     }
+    for (branch, head) in &cloned.branches {
+        println!("  branch {} at {}", quote(branch), &head.to_hex()[..12]);
+    }
+    println!(
+        "{} {} bytes",
+        if cloned.resumed {
+            "Resumed an interrupted clone: downloaded"
+        } else {
+            "Downloaded"
+        },
+        cloned.bytes
+    );
     Ok(ExitCode::SUCCESS)
 }

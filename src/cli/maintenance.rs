@@ -38,6 +38,12 @@ pub fn gc(ctx: &Context) -> anyhow::Result<ExitCode> {
         "removed {} objects and {} commits, rewrote {} packs, reclaimed {} bytes",
         r.objects_removed, r.commits_removed, r.packs_rewritten, r.bytes_reclaimed
     );
+    if r.group_commits_removed > 0 {
+        println!(
+            "removed {} group commits no group ref reaches",
+            r.group_commits_removed
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

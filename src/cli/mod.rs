@@ -302,6 +302,14 @@ fn finish(result: anyhow::Result<ExitCode>) -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let ctx = Context::new(&cli)?;
+    if let Err(e) = ctx.recover_held() {
+        eprintln!(
+            "warning: {}",
+            output::escape(&format!(
+                "containers held by an interrupted dvol command: {e:#}"
+            ))
+        );
+    }
     match cli.command {
         Command::Init { name } => volume::init(&ctx, &name),
         Command::List { json } => volume::list(&ctx, json),
@@ -439,6 +447,35 @@ impl Context {
         self.engine
             .get_or_init(dvol::docker::Engine::connect)
             .as_ref()
+    }
+
+    /// Let go the containers a killed dvol command left paused or stopped (its journal record,
+    /// `docker::held`), unless a rewrite of their volumes is still pending: the command that
+    /// finishes it lets them go. Costs one directory read when nothing is waiting.
+    fn recover_held(&self) -> anyhow::Result<()> {
+        if !self.docker || !dvol::docker::held::anything_to_recover(&self.root) {
+            return Ok(());
+        }
+        let Some(engine) = self.engine() else {
+            return Ok(());
+        };
+        let repo = self.repo()?;
+        let settled = |volumes: &[String]| {
+            volumes
+                .iter()
+                .all(|v| repo.rewrite_pending(v).is_ok_and(|pending| !pending))
+        };
+        let names = dvol::docker::held::recover(engine, &self.root, &settled)?;
+        if !names.is_empty() && !self.quiet {
+            eprintln!(
+                "{}",
+                output::escape(&format!(
+                    "Let go containers {} held by an interrupted dvol command",
+                    names.join(",")
+                ))
+            );
+        }
+        Ok(())
     }
 
     /// The container policy the library runs every live-data rewrite through: the

@@ -270,6 +270,35 @@ impl Engine {
     pub fn unpause(&self, c: &Container) -> Result<()> {
         self.rt.block_on(Action::Unpause.run(&self.docker, c))
     }
+
+    /// The state of container `id`; `None` when it is gone (or the engine does not say).
+    pub fn state(&self, id: &str) -> Option<State> {
+        use bollard::models::ContainerStateStatusEnum as S;
+        let c = self
+            .rt
+            .block_on(self.docker.inspect_container(
+                id,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            ))
+            .ok()?;
+        Some(match c.state?.status? {
+            S::PAUSED => State::Paused,
+            S::RUNNING | S::RESTARTING => State::Running,
+            S::CREATED | S::EXITED => State::Stopped,
+            _ => State::Other,
+        })
+    }
+}
+
+/// What [`Engine::state`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Running,
+    Paused,
+    /// Created or exited: `docker start` brings it back.
+    Stopped,
+    /// Being removed, dead.
+    Other,
 }
 
 /// What dvol does to a container.

@@ -6,16 +6,19 @@
 //! `clone`) runs through: stop (or pause) the running containers using the volume, run the
 //! operation, start (or unpause) exactly those containers again, whatever happened
 //! ([`with_containers_stopped`]). A restarted container re-Mounts its volume, so the plugin
-//! hands it the directory of the branch that is current *now*.
+//! hands it the directory of the branch that is current *now*. The containers held are written
+//! to a durable journal first ([`held`]), so a dvol killed while holding them does not leave
+//! them paused or stopped for good.
 //!
 //! [`LiveGuard`]: crate::repo::LiveGuard
 
 mod engine;
+pub mod held;
 mod inspect;
 
 pub use engine::{canonical, Action, Container, Engine};
 
-use crate::{Error, Result};
+use crate::{failpoint, Error, Result};
 use std::path::Path;
 
 /// How containers are kept off the live data during an operation.
@@ -139,24 +142,37 @@ fn hold_these<T>(
         Quiesce::Stop => Action::Stop,
         Quiesce::Pause => Action::Pause,
     };
+    // Durable before the first container is held: a dvol killed from here on leaves a record
+    // the next command rolls forward (held::recover), never an app frozen for good.
+    let entries: Vec<held::Entry> = using
+        .iter()
+        .map(|c| held::Entry {
+            id: c.id.clone(),
+            name: c.name.clone(),
+            paused: how == Quiesce::Pause,
+        })
+        .collect();
+    let journal = held::Journal::begin(root, what, volumes, &entries)?;
     let frozen = std::time::Instant::now();
     let mut held: Vec<Container> = Vec::new();
     let mut first_error = None;
-    for (c, r) in using.iter().zip(engine.each(action, &using)) {
+    let results = engine.each(action, &using);
+    failpoint::hit("guard.after-hold");
+    for (c, r) in using.iter().zip(results) {
         match r {
             Ok(()) => held.push(c.clone()),
             Err(e) => first_error = first_error.or(Some(e)),
         }
     }
     if let Some(e) = first_error {
-        let back = release(engine, how, &held);
+        let back = release(engine, how, &held, journal);
         return Err(Error::Docker(format!(
             "{what} of {label} not started: {e}; {}",
             describe_release(how, &held, &back)
         )));
     }
     let result = op();
-    let back = release(engine, how, &held);
+    let back = release(engine, how, &held, journal);
     // What the freeze cost the app, from the first stop/pause to the last start/unpause
     // (`DVOL_LOG=dvol::freeze=info`; the benchmark reads it).
     tracing::info!(
@@ -179,17 +195,37 @@ fn hold_these<T>(
     }
 }
 
-/// Start (or unpause) every container in `held`, concurrently; the errors of those that
-/// failed.
-fn release(engine: &Engine, how: Quiesce, held: &[Container]) -> Vec<(String, Error)> {
+/// Start (or unpause) every container in `held`, concurrently, and those of the dead holders
+/// `journal` adopted; the errors of those that failed. The journal record is dropped only
+/// when every container is back (otherwise the next command retries).
+fn release(
+    engine: &Engine,
+    how: Quiesce,
+    held: &[Container],
+    journal: Option<held::Journal>,
+) -> Vec<(String, Error)> {
     let action = match how {
         Quiesce::Stop => Action::Start,
         Quiesce::Pause => Action::Unpause,
     };
-    held.iter()
+    let mut failed: Vec<(String, Error)> = held
+        .iter()
         .zip(engine.each(action, held))
         .filter_map(|(c, r)| r.err().map(|e| (c.name.clone(), e)))
-        .collect()
+        .collect();
+    if let Some(journal) = journal {
+        failed.extend(
+            held::let_go(engine, &journal.adopted)
+                .into_iter()
+                .map(|e| ("(adopted)".to_string(), e)),
+        );
+        if failed.is_empty() {
+            if let Err(e) = journal.finish() {
+                failed.push(("(journal)".to_string(), e));
+            }
+        }
+    }
+    failed
 }
 
 fn describe_release(how: Quiesce, held: &[Container], failed: &[(String, Error)]) -> String {

@@ -10,6 +10,13 @@
 //! the group ref last, by compare-and-swap: a group ref on a remote only ever names group
 //! commits whose member objects and refs are all there. A fetched group commit is checked
 //! against its id (the hash of its encoding) before anything uses it.
+//!
+//! Every push first writes `groups/<group>/members` (the member keys, in the clear, by
+//! compare-and-swap even when unchanged): `dvol serve` authorizes a group key for a token only
+//! if the token covers every member listed there, so a token that misses one is refused, naming
+//! it, before anything is sent. Clone takes every group branch and records a clone-in-progress
+//! row first (`group_clones`): a killed clone is finished by running it again, keeping the
+//! members it has.
 
 use super::crypt::{self, Seal};
 use super::ops::{self, PushFlags, PushWhat, RemoteOptions};
@@ -17,7 +24,7 @@ use super::transfer::{self, PushReport, PushStatus};
 use super::{cache_dir, Backend, CasOutcome};
 use crate::progress::Progress;
 use crate::repo::Head;
-use crate::repo::{GroupCommit, LiveGuard, Member, Repo};
+use crate::repo::{GroupCommit, GroupError, LiveGuard, Member, Repo};
 use crate::store::ObjectId;
 use crate::{names, Error, Result};
 use std::collections::HashSet;
@@ -28,6 +35,13 @@ const MAX_GROUP_COMMITS: usize = 1 << 20;
 /// Key of a group branch on a remote.
 pub fn group_ref_key(group: &str, branch: &str) -> String {
     format!("groups/{group}/refs/{branch}")
+}
+
+/// Key of a group's member list on a remote: its member keys (the remote volumes), one a
+/// line, in the clear (the volume names are in the clear in `refs/` too). `dvol serve` reads
+/// it to decide whether a scoped token covers the group.
+pub fn members_key(group: &str) -> String {
+    format!("groups/{group}/members")
 }
 
 /// Key of a group commit on a remote.
@@ -61,26 +75,31 @@ pub fn push_group(
     let info = repo.group(name)?;
     let branch = branch.unwrap_or(&info.branch).to_string();
     names::validate("branch", &branch)?;
-    let head = repo.group_head(name, &branch)?.commit().ok_or_else(|| {
-        Error::Remote(format!(
-            "group {name} branch {branch} has no group commit to push (run dvol group commit first)"
-        ))
-    })?;
-    let url = common_url(repo, &info.volumes(), remote)?;
+    let head =
+        repo.group_head(name, &branch)?
+            .commit()
+            .ok_or_else(|| GroupError::NothingToPush {
+                group: name.to_string(),
+                branch: branch.clone(),
+            })?;
+    let url = common_url(repo, &info, remote)?;
     for m in &info.members {
         let remote_volume = repo.remote_volume(&m.volume, remote)?;
         if remote_volume != m.key {
-            return Err(Error::Remote(format!(
-                "member {} pushes to remote volume {remote_volume}, not to its member key {}: \
-                 a group's members are stored under their keys (dvol group remote)",
-                m.volume, m.key
-            )));
+            return Err(GroupError::MemberRemoteVolume {
+                volume: m.volume.clone(),
+                remote_volume,
+                key: m.key.clone(),
+            }
+            .into());
         }
     }
     let encrypted = repo.remote_encrypted(&info.members[0].volume, remote)?;
     let backend = super::open(&url, &opts.connect)?;
     let seal = crypt::open(backend.as_ref(), &opts.open_request(encrypted, true))?
         .expect("open with create returns a seal");
+    // First, so a token that does not cover every member is refused before anything moves.
+    publish_members(backend.as_ref(), name, &info)?;
     let key = group_ref_key(name, &branch);
     let raw = backend.get(&key)?;
     let theirs = raw
@@ -125,11 +144,13 @@ pub fn push_group(
             extra,
         )?;
         if let Some((_, PushStatus::Rejected { reason, .. })) = report.branches.first() {
-            return Err(Error::Remote(format!(
-                "group push of {name}/{branch}: member {} was rejected ({reason}); the group \
-                 ref was not moved",
-                m.volume
-            )));
+            return Err(GroupError::MemberRejected {
+                group: name.to_string(),
+                branch: branch.clone(),
+                volume: m.volume.clone(),
+                reason: reason.clone(),
+            }
+            .into());
         }
         members.push((m.key.clone(), report));
     }
@@ -159,23 +180,47 @@ pub fn push_group(
     })
 }
 
+/// Write the group's member list on the remote (by compare-and-swap) unless it is already
+/// there. A refusal names the group and the member the token does not cover.
+fn publish_members(backend: &dyn Backend, name: &str, info: &crate::repo::GroupInfo) -> Result<()> {
+    let key = members_key(name);
+    let mut keys: Vec<&str> = info.members.iter().map(|m| m.key.as_str()).collect();
+    keys.sort_unstable();
+    let value: Vec<u8> = keys
+        .iter()
+        .flat_map(|k| format!("{k}\n").into_bytes())
+        .collect();
+    // Written even when unchanged: `dvol serve` checks the token against every member here,
+    // so a token that misses one is refused before any member is sent.
+    let current = backend.get(&key)?;
+    match backend.cas(&key, current.as_deref(), value)? {
+        CasOutcome::Updated => Ok(()),
+        CasOutcome::Conflict { .. } => Err(GroupError::MembersMoved(name.to_string()).into()),
+    }
+}
+
 /// The URL of remote `remote` of every member (they must agree).
-fn common_url(repo: &Repo, volumes: &[&str], remote: &str) -> Result<String> {
+fn common_url(repo: &Repo, info: &crate::repo::GroupInfo, remote: &str) -> Result<String> {
+    let volumes = info.volumes();
     let mut url: Option<(String, &str)> = None;
-    for volume in volumes {
+    for volume in &volumes {
         let u = repo.remote_url(volume, remote)?;
         match &url {
             Some((first, v)) if *first != u => {
-                return Err(Error::Remote(format!(
-                    "remote {remote} of {v} is {first} but of {volume} is {u}: a group is \
-                     pushed to one remote (dvol group remote add)"
-                )))
+                return Err(GroupError::RemoteUrlsDiffer {
+                    remote: remote.to_string(),
+                    first: (*v).to_string(),
+                    first_url: first.clone(),
+                    volume: (*volume).to_string(),
+                    url: u,
+                }
+                .into())
             }
             _ => url = Some((u, volume)),
         }
     }
     url.map(|u| u.0)
-        .ok_or_else(|| Error::Remote("a group has at least one member".into()))
+        .ok_or_else(|| GroupError::NoVolumes(info.name.clone()).into())
 }
 
 /// Is group commit `ancestor` reachable from `head` through local group commits and those
@@ -268,14 +313,19 @@ fn download_chain(
             continue;
         }
         if seen.len() > MAX_GROUP_COMMITS {
-            return Err(Error::Remote(format!(
-                "group {group} has more than {MAX_GROUP_COMMITS} group commits on the remote"
-            )));
+            return Err(GroupError::TooManyRemoteCommits {
+                group: group.to_string(),
+                max: MAX_GROUP_COMMITS,
+            }
+            .into());
         }
         let key = group_commit_key(group, seal, &id);
         let stored = backend
             .get(&key)?
-            .ok_or_else(|| Error::Remote(format!("the remote lacks group commit {id} ({key})")))?;
+            .ok_or_else(|| GroupError::RemoteLacksCommit {
+                id,
+                key: key.clone(),
+            })?;
         let c = GroupCommit::decode(&id, &seal.open_group_commit(group, &id, &key, stored)?)?;
         todo.extend(c.parents.iter().copied());
         out.push((id, c));
@@ -307,15 +357,17 @@ pub fn pull_group(
 ) -> Result<GroupPulled> {
     let info = repo.group(name)?;
     let branch = info.branch.clone();
-    let url = common_url(repo, &info.volumes(), remote)?;
+    let url = common_url(repo, &info, remote)?;
     let encrypted = repo.remote_encrypted(&info.members[0].volume, remote)?;
     let (backend, seal) = ops::open_existing(&url, opts, encrypted)?;
     let key = group_ref_key(name, &branch);
-    let stored = backend.get(&key)?.ok_or_else(|| {
-        Error::Remote(format!(
-            "remote {remote} has no group branch {name}/{branch}"
-        ))
-    })?;
+    let stored = backend
+        .get(&key)?
+        .ok_or_else(|| GroupError::NoRemoteBranch {
+            remote: remote.to_string(),
+            group: name.to_string(),
+            branch: branch.clone(),
+        })?;
     let theirs = seal.parse_ref(&ref_owner(name), &branch, &key, &stored)?;
     let ours = repo.group_head(name, &branch)?.commit();
     if let Some(o) = ours {
@@ -327,17 +379,24 @@ pub fn pull_group(
     let chain = download_chain(backend.as_ref(), &seal, name, theirs, &have)?;
     if let Some(o) = ours {
         if !group_descends(repo, name, &chain, &o, &theirs)? {
-            return Err(diverged(name, &branch, ours, theirs));
+            return Err(GroupError::Diverged {
+                group: name.to_string(),
+                branch,
+                ours,
+                theirs,
+            }
+            .into());
         }
     }
     for m in &info.members {
         let changes = repo.live_changes(&m.volume, &branch)?;
         if !changes.is_empty() {
-            return Err(Error::Remote(format!(
-                "Cannot pull group {name}: member {} has uncommitted changes (e.g. {}); \
-                 commit the group or reset it first",
-                m.volume, changes[0].path
-            )));
+            return Err(GroupError::MemberUncommitted {
+                group: name.to_string(),
+                volume: m.volume.clone(),
+                path: changes[0].path.clone(),
+            }
+            .into());
         }
         let commits: Vec<ObjectId> = chain.iter().filter_map(|(_, c)| c.member(&m.key)).collect();
         fetch_commits(repo, backend.as_ref(), &seal, &url, &commits, progress)?;
@@ -348,18 +407,6 @@ pub fn pull_group(
         old: ours,
         new: theirs,
     })
-}
-
-fn diverged(name: &str, branch: &str, ours: Option<ObjectId>, theirs: ObjectId) -> Error {
-    let short =
-        |id: Option<ObjectId>| id.map_or_else(String::new, |i| i.to_hex()[..12].to_string());
-    Error::Remote(format!(
-        "Cannot pull group {name}/{branch}: the histories have diverged (local {}, remote {}); \
-         keep your work on a new group branch (dvol group checkout NAME -b BRANCH), or push \
-         --force to overwrite the remote",
-        short(ours),
-        short(Some(theirs))
-    ))
 }
 
 /// Every (member key, commit) the group commits of `group` name on a plain remote (remote gc
@@ -373,10 +420,10 @@ pub(crate) fn member_commits(
     let mut out = Vec::new();
     for key in backend.list(&prefix)? {
         let id = ObjectId::from_hex(&key[prefix.len()..])
-            .ok_or_else(|| Error::Remote(format!("remote key {key} is not a group commit id")))?;
+            .ok_or_else(|| GroupError::BadRemoteKey(key.clone()))?;
         let body = backend
             .get(&key)?
-            .ok_or_else(|| Error::Remote(format!("remote group commit {key} vanished")))?;
+            .ok_or_else(|| GroupError::RemoteCommitVanished(key.clone()))?;
         out.extend(GroupCommit::decode(&id, &body)?.members);
     }
     Ok(out)
@@ -385,15 +432,27 @@ pub(crate) fn member_commits(
 /// What a group clone made.
 pub struct ClonedGroup {
     pub group: String,
+    /// The group's current branch (`master` if the remote has it).
     pub branch: String,
     pub head: ObjectId,
+    /// Every group branch cloned, with its head.
+    pub branches: Vec<(String, ObjectId)>,
     /// Member key and local volume.
     pub members: Vec<Member>,
+    /// Bytes this run downloaded (a resumed clone downloads only what it lacks).
+    pub bytes: u64,
+    /// Whether this run finished an interrupted clone.
+    pub resumed: bool,
 }
 
-/// Make local group `local` (default: `remote_group`) from a remote group: every member is
-/// cloned (as `<local>-<key>` when a local name is given, else under its key), its branch is
-/// set to the member commit of the group head, and the group's history is recorded.
+/// Make local group `local` (default: `remote_group`) from a remote group, with every group
+/// branch: every member is cloned (as `<local>-<key>` when a local name is given, else under
+/// its key), each member branch is set to the member commit of its group branch's head, the
+/// current branch is `master` (or the first), and the group's history is recorded.
+///
+/// A clone-in-progress record is written before the first member is made and dropped when
+/// the group exists, so a clone killed half-way is finished by running it again: members
+/// already cloned are kept (and not downloaded again), an interrupted member clone resumes.
 pub fn clone_group(
     repo: &mut Repo,
     url: &str,
@@ -406,10 +465,20 @@ pub fn clone_group(
     names::validate("group", remote_group)?;
     let name = local.unwrap_or(remote_group).to_string();
     names::validate("group", &name)?;
-    if repo.group(&name).is_ok() {
-        return Err(Error::Other(format!("group {name} already exists")));
-    }
     let url = crate::remote_url::normalize(url)?;
+    let resumed = match repo.pending_group_clone(&name)? {
+        Some((u, rg)) if u == url && rg == remote_group => true,
+        Some((u, rg)) => {
+            return Err(GroupError::OtherClone {
+                group: name,
+                url: u,
+                remote_group: rg,
+            }
+            .into())
+        }
+        None if repo.group(&name).is_ok() => return Err(GroupError::Exists(name).into()),
+        None => false,
+    };
     let (backend, seal) = ops::open_existing(&url, opts, false)?;
     let branches = remote_group_branches(backend.as_ref(), remote_group, &seal)?;
     let Some((branch, head)) = branches
@@ -418,12 +487,33 @@ pub fn clone_group(
         .or(branches.first())
         .cloned()
     else {
-        return Err(Error::Remote(format!(
-            "remote group {remote_group} does not exist at {url}"
-        )));
+        return Err(GroupError::NoRemoteGroup {
+            group: remote_group.to_string(),
+            url,
+        }
+        .into());
     };
-    let chain = download_chain(backend.as_ref(), &seal, remote_group, head, &|_| Ok(false))?;
-    let top = &chain[0].1;
+    // Every group commit of every branch, each downloaded once and checked against its id.
+    let mut chain: Vec<(ObjectId, GroupCommit)> = Vec::new();
+    for (_, h) in &branches {
+        let known: HashSet<ObjectId> = chain.iter().map(|c| c.0).collect();
+        let have = |id: &ObjectId| -> Result<bool> { Ok(known.contains(id)) };
+        chain.extend(download_chain(
+            backend.as_ref(),
+            &seal,
+            remote_group,
+            *h,
+            &have,
+        )?);
+    }
+    let commit_of = |id: &ObjectId| {
+        chain
+            .iter()
+            .find(|c| c.0 == *id)
+            .map(|c| &c.1)
+            .expect("every branch head was downloaded")
+    };
+    let top = commit_of(&head);
     let members: Vec<Member> = top
         .members
         .iter()
@@ -435,38 +525,74 @@ pub fn clone_group(
             },
         })
         .collect();
+    // Which members this run must clone; one that exists must be this clone's own work.
+    let mut fresh = Vec::new();
     for m in &members {
         names::validate("volume", &m.volume)?;
-        if repo.volume_exists(&m.volume)? {
+        let exists = repo.volume_exists(&m.volume)?;
+        if exists && !(resumed && cloned_from(repo, m, &url)?) {
             return Err(Error::VolumeExists(m.volume.clone()));
         }
+        fresh.push(!exists);
     }
-    let mut made = Vec::new();
-    let result = (|| -> Result<()> {
-        for m in &members {
-            ops::clone(repo, &url, &m.key, Some(&m.volume), opts, progress, guard)?;
-            made.push(m.volume.clone());
-            let commits: Vec<ObjectId> =
-                chain.iter().filter_map(|(_, c)| c.member(&m.key)).collect();
-            fetch_commits(repo, backend.as_ref(), &seal, &url, &commits, progress)?;
-            let target = top.member(&m.key).expect("members come from the head");
-            set_member_branch(repo, &m.volume, &branch, &target, opts, guard)?;
+    for (b, h) in &branches {
+        for (key, _) in &commit_of(h).members {
+            if !members.iter().any(|m| m.key == *key) {
+                return Err(GroupError::NoMember {
+                    group: format!("{remote_group} (branch {branch}, beside branch {b})"),
+                    key: key.clone(),
+                }
+                .into());
+            }
         }
+    }
+    repo.begin_group_clone(&name, &url, remote_group)?;
+    let mut bytes = 0;
+    for (m, fresh) in members.iter().zip(fresh) {
+        if fresh || repo.pending_clone(&m.volume)?.is_some() {
+            let cloned = ops::clone(repo, &url, &m.key, Some(&m.volume), opts, progress, guard)?;
+            bytes += cloned.report.bytes;
+        }
+        let commits: Vec<ObjectId> = chain.iter().filter_map(|(_, c)| c.member(&m.key)).collect();
+        bytes += fetch_commits(repo, backend.as_ref(), &seal, &url, &commits, progress)?;
+        for (b, h) in &branches {
+            if let Some(target) = commit_of(h).member(&m.key) {
+                set_member_branch(repo, &m.volume, b, &target, *b == branch, opts, guard)?;
+            }
+        }
+        crate::failpoint::hit("group-clone.after-member");
+    }
+    if repo.group(&name).is_err() {
         repo.create_group(&name, &members)?;
-        record_chain(repo, &name, &branch, &chain)
-    })();
-    if let Err(e) = result {
-        let _ = repo.remove_group(&name);
-        for volume in made {
-            let _ = repo.remove_volume(&volume);
-        }
-        return Err(e);
     }
+    repo.record_group_commits(&name, &chain)?;
+    for (b, h) in &branches {
+        repo.record_group_chain(&name, b, &[(*h, commit_of(h).clone())])?;
+    }
+    repo.finish_group_clone(&name)?;
     Ok(ClonedGroup {
         group: name,
         branch,
         head,
+        branches,
         members,
+        bytes,
+        resumed,
+    })
+}
+
+/// Is member volume `m.volume` a clone of member `m.key` from `url` (finished or not)?
+fn cloned_from(repo: &Repo, m: &Member, url: &str) -> Result<bool> {
+    if let Some((u, rv)) = repo.pending_clone(&m.volume)? {
+        return Ok(u == url && rv == m.key);
+    }
+    let origin = repo
+        .remotes(&m.volume)?
+        .into_iter()
+        .find(|(n, _)| n == "origin");
+    Ok(match origin {
+        Some((_, u)) => u == url && repo.remote_volume(&m.volume, "origin")? == m.key,
+        None => false,
     })
 }
 
@@ -478,20 +604,22 @@ fn fetch_commits(
     url: &str,
     commits: &[ObjectId],
     progress: &dyn Progress,
-) -> Result<()> {
+) -> Result<u64> {
     let cache = cache_dir(repo.root(), url);
     let got = transfer::download_history(repo, backend, &cache, commits, seal, progress)?;
     repo.record_expired(&got.expired)?;
-    repo.record_commits(&got.packs, &got.commits)
+    repo.record_commits(&got.packs, &got.commits)?;
+    Ok(got.bytes)
 }
 
 /// Point `branch` of `volume` at `target` with its live data (creating the branch if the
-/// volume has none of that name) and make it the volume's current branch.
+/// volume has none of that name), and make it the volume's current branch if `current`.
 fn set_member_branch(
     repo: &mut Repo,
     volume: &str,
     branch: &str,
     target: &ObjectId,
+    current: bool,
     opts: &RemoteOptions,
     guard: &dyn LiveGuard,
 ) -> Result<()> {
@@ -501,7 +629,7 @@ fn set_member_branch(
         match repo.head(volume, branch)? {
             Head::Absent => {
                 let how = crate::repo::NewBranch {
-                    switch: true,
+                    switch: current,
                     op: "clone",
                     restore: &restore,
                     source: None,
@@ -511,16 +639,9 @@ fn set_member_branch(
             Head::At(id) if id == *target => Ok(()),
             head => repo.rewrite_branch(&lock, branch, head, target, "reset", &restore),
         }?;
-        repo.set_current_branch(volume, branch)
+        if current {
+            repo.set_current_branch(volume, branch)?;
+        }
+        Ok(())
     })
-}
-
-/// Record the group commits of `chain` and point the group's `branch` at the first.
-fn record_chain(
-    repo: &mut Repo,
-    name: &str,
-    branch: &str,
-    chain: &[(ObjectId, GroupCommit)],
-) -> Result<()> {
-    repo.record_group_chain(name, branch, chain)
 }

@@ -121,6 +121,7 @@ pub fn check_key(key: &str) -> Result<()> {
             names::validate("branch", branch)
         }
         ["groups", group, "commits", id] if is_hex_id(id) => names::validate("group", group),
+        ["groups", group, "members"] => names::validate("group", group),
         ["gc", "pending"] => Ok(()),
         _ => Err(bad()),
     }

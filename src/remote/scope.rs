@@ -188,6 +188,9 @@ pub enum KeyClass<'a> {
     Reflog(&'a str),
     /// `expired/<volume>`.
     Expired(&'a str),
+    /// `groups/<group>/members`, `groups/<group>/refs/<branch>`, `groups/<group>/commits/<id>`:
+    /// governed by the group's member volumes (the server reads the member list).
+    Group(&'a str),
     /// Anything else (`gc/pending`, `probe/…`): remote gc and carrier internals.
     Other,
 }
@@ -201,6 +204,9 @@ pub fn classify(key: &str) -> KeyClass<'_> {
         ["refs", volume, "heads", _] => KeyClass::Ref(volume),
         ["reflog", volume, "heads", _] => KeyClass::Reflog(volume),
         ["expired", volume] => KeyClass::Expired(volume),
+        ["groups", group, "members"] | ["groups", group, "refs" | "commits", _] => {
+            KeyClass::Group(group)
+        }
         _ => KeyClass::Other,
     }
 }
@@ -218,8 +224,10 @@ pub enum Access {
 /// volume. `None`: no token may do it over the protocol (reflogs are written by the server).
 pub fn required(class: KeyClass, access: Access) -> Option<(Scope, Need)> {
     use Access::{Delete, Read, Write};
-    use KeyClass::{Expired, Marker, Other, Pack, Ref, Reflog};
+    use KeyClass::{Expired, Group, Marker, Other, Pack, Ref, Reflog};
     Some(match (class, access) {
+        (Group(g), Read) => (Scope::ReadOnly, Need::Members(g)),
+        (Group(g), Write) => (Scope::ReadWrite, Need::Members(g)),
         (Marker | Pack, Read) => (Scope::ReadOnly, Need::Any),
         (Ref(v) | Reflog(v) | Expired(v), Read) => (Scope::ReadOnly, Need::Volume(v)),
         // Creating the marker of an empty remote is part of a first push ([`super::server`]
@@ -228,7 +236,9 @@ pub fn required(class: KeyClass, access: Access) -> Option<(Scope, Need)> {
         (Ref(v) | Expired(v), Write) => (Scope::ReadWrite, Need::Volume(v)),
         (Ref(v) | Reflog(v) | Expired(v), Delete) => (Scope::Admin, Need::Volume(v)),
         (Reflog(_), Write) => return None,
-        (Marker | Pack | Other, Delete) | (Other, Read | Write) => (Scope::Admin, Need::All),
+        (Marker | Pack | Other | Group(_), Delete) | (Other, Read | Write) => {
+            (Scope::Admin, Need::All)
+        }
     })
 }
 
@@ -239,6 +249,47 @@ pub enum Need<'a> {
     Volume(&'a str),
     /// Shared by every volume (deleting packs, remote gc state).
     All,
+    /// Every member volume of a group (checked with [`authorize_members`] by the server,
+    /// which reads the member list).
+    Members(&'a str),
+}
+
+/// Check that `grant` covers every volume of `members`, the member volumes of `group` (the
+/// list on the remote, and the one being written), for `verb` on `what`. No list at all:
+/// only a grant for every volume may act.
+pub fn authorize_members(
+    grant: &Grant,
+    group: &str,
+    members: &[String],
+    what: &str,
+    verb: &str,
+) -> std::result::Result<(), String> {
+    let limited = format!(
+        "{} is limited to volumes matching '{}': refused to {verb} {what}",
+        grant.holder, grant.pattern
+    );
+    if members.is_empty() && !grant.covers_all() {
+        return Err(format!(
+            "{limited}: group {group} has no member list on the remote (push the group with \
+             this dvol first)"
+        ));
+    }
+    match members.iter().find(|m| !grant.covers(m)) {
+        Some(m) => Err(format!(
+            "{limited}: member volume {m} of group {group} is not covered"
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The member volumes of a `groups/<group>/members` value (one per line).
+pub fn parse_members(value: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(value)
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(ToString::to_string)
+        .collect()
 }
 
 /// Check `grant` for `access` to `key`; the error is the one line the client shows.

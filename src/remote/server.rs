@@ -19,6 +19,7 @@
 use super::crypt::Seal;
 use super::crypt::ENCRYPTED_FORMAT;
 use super::fs::FsBackend;
+use super::group::members_key;
 use super::proto::{Request, Response, PROTO_VERSION};
 use super::scope::{self, Access, Grant, KeyClass, Scope};
 use super::transfer::{get_idx, read_objects, walk_commits, Remote, RemoteIndex};
@@ -109,19 +110,23 @@ impl Server {
             }
             Request::Get { key } => {
                 allow(grant, &key, Access::Read)?;
+                self.allow_members(grant, &key, Access::Read, None)?;
                 Ok(Response::Data(b.get(&key)?))
             }
             Request::GetRange { key, offset, len } => {
                 allow(grant, &key, Access::Read)?;
+                self.allow_members(grant, &key, Access::Read, None)?;
                 Ok(Response::Data(Some(b.get_range(&key, offset, len)?)))
             }
             Request::Put { key, data } => {
                 allow(grant, &key, Access::Write)?;
+                self.allow_members(grant, &key, Access::Write, Some(&data))?;
                 self.put(grant, &key, data)?;
                 Ok(Response::Done)
             }
             Request::Cas { key, expected, new } => {
                 allow(grant, &key, Access::Write)?;
+                self.allow_members(grant, &key, Access::Write, Some(&new))?;
                 self.cas(grant, &key, expected.as_deref(), new)
                     .map(Response::Cas)
             }
@@ -140,9 +145,13 @@ impl Server {
             ["refs", volume, "heads", ""] => KeyClass::Ref(volume),
             // Filtered below to the volumes the grant covers.
             ["expired", ""] => KeyClass::Marker,
+            ["groups", group, "refs" | "commits", ""] => KeyClass::Group(group),
             _ => KeyClass::Other,
         };
         scope::authorize_class(grant, class, prefix, Access::Read).or_else(refuse)?;
+        if let KeyClass::Group(group) = class {
+            self.check_members(grant, group, prefix, "list", None)?;
+        }
         let mut keys = self.backend.list(prefix)?;
         keys.retain(|k| match scope::classify(k) {
             KeyClass::Expired(v) => grant.covers(v),
@@ -157,6 +166,9 @@ impl Server {
             KeyClass::Ref(_) => refuse(format!(
                 "refused to put {key}: refs move only by compare-and-swap"
             )),
+            KeyClass::Group(_) if key.split('/').nth(2) == Some("commits") => {
+                self.put_group_commit(key, data)
+            }
             _ if grant.scope < Scope::Admin => refuse(format!(
                 "{} is {}: refused to overwrite {key} (only compare-and-swap may change it)",
                 grant.holder,
@@ -164,6 +176,68 @@ impl Server {
             )),
             _ => Ok(self.backend.put(key, data)?),
         }
+    }
+
+    /// The member check of a group key ([`scope::authorize_members`]): the grant must cover
+    /// every member volume the remote lists for the group, and those of a member list being
+    /// written. Deleting needs an admin token for every volume (checked by [`allow`]).
+    fn allow_members(
+        &self,
+        grant: &Grant,
+        key: &str,
+        access: Access,
+        new: Option<&[u8]>,
+    ) -> Step<()> {
+        let KeyClass::Group(group) = scope::classify(key) else {
+            return Ok(());
+        };
+        let verb = match access {
+            Access::Read => "read",
+            Access::Write => "write",
+            Access::Delete => return Ok(()),
+        };
+        let is_list = key == members_key(group);
+        // A member list that is not there reveals nothing: reading it is how a push starts.
+        if is_list && access == Access::Read && !self.backend.exists(key)? {
+            return Ok(());
+        }
+        let new = new.filter(|_| is_list);
+        self.check_members(grant, group, key, verb, new)
+    }
+
+    fn check_members(
+        &self,
+        grant: &Grant,
+        group: &str,
+        what: &str,
+        verb: &str,
+        new: Option<&[u8]>,
+    ) -> Step<()> {
+        let mut members = self
+            .backend
+            .get(&members_key(group))?
+            .map(|v| scope::parse_members(&v))
+            .unwrap_or_default();
+        members.extend(new.map(scope::parse_members).unwrap_or_default());
+        scope::authorize_members(grant, group, &members, what, verb).or_else(refuse)
+    }
+
+    /// Add a group commit; one that exists is never replaced (a byte-identical retry is
+    /// accepted), and on a plain remote its key must be the hash of its bytes.
+    fn put_group_commit(&self, key: &str, data: Vec<u8>) -> Step<()> {
+        let id = key.rsplit('/').next().unwrap_or("");
+        if !self.encrypted()? && blake3::hash(&data).to_hex().as_str() != id {
+            return refuse(format!(
+                "refused to write {key}: its name is not the blake3 hash of its bytes"
+            ));
+        }
+        if self.backend.put_new(key, &data)? || self.backend.get(key)?.as_deref() == Some(&data[..])
+        {
+            return Ok(());
+        }
+        refuse(format!(
+            "refused to replace {key}: a group commit that exists is never replaced"
+        ))
     }
 
     /// Add a pack or index; one that exists is never replaced.

@@ -32,6 +32,7 @@ CREATE TABLE IF NOT EXISTS group_branches(grp TEXT NOT NULL, name TEXT NOT NULL,
 CREATE TABLE IF NOT EXISTS group_tags(grp TEXT NOT NULL, name TEXT NOT NULL, target TEXT NOT NULL, PRIMARY KEY(grp, name));
 CREATE TABLE IF NOT EXISTS group_commits(grp TEXT NOT NULL, id TEXT NOT NULL, body BLOB NOT NULL, PRIMARY KEY(grp, id));
 CREATE TABLE IF NOT EXISTS group_pending(grp TEXT NOT NULL, branch TEXT NOT NULL, op TEXT NOT NULL, target TEXT NOT NULL, PRIMARY KEY(grp, branch));
+CREATE TABLE IF NOT EXISTS group_clones(grp TEXT PRIMARY KEY, url TEXT NOT NULL, remote_group TEXT NOT NULL);
 ";
 
 /// Open (creating if needed) the database and check its format version.

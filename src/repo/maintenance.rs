@@ -17,6 +17,8 @@ use std::collections::{HashMap, HashSet};
 pub struct GcReport {
     pub objects_removed: u64,
     pub commits_removed: u64,
+    /// Group commits no group branch, tag or pending reset reached.
+    pub group_commits_removed: u64,
     pub packs_rewritten: u64,
     pub bytes_reclaimed: u64,
     /// Of `bytes_reclaimed`, the overlay bases no clone used any more.
@@ -199,6 +201,7 @@ impl Repo {
         let new_packs = writer.finish()?;
         crate::failpoint::hit("gc.before-transaction");
         let dead_commits = self.dead_commits(&live)?;
+        let dead_groups = self.dead_group_commits()?;
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -214,10 +217,17 @@ impl Repo {
             tx.execute("DELETE FROM commits WHERE id = ?1", [id])?;
             tx.execute("DELETE FROM expired WHERE id = ?1", [id])?;
         }
+        for (grp, id) in &dead_groups {
+            tx.execute(
+                "DELETE FROM group_commits WHERE grp = ?1 AND id = ?2",
+                [grp, id],
+            )?;
+        }
         tx.commit()?;
         self.store.forget_open_packs();
         crate::failpoint::hit("gc.before-delete-packs");
         report.commits_removed = dead_commits.len() as u64;
+        report.group_commits_removed = dead_groups.len() as u64;
         report.packs_rewritten = replaced.len() as u64;
         let old: u64 = replaced.iter().map(|r| r.2).sum();
         let new: u64 = new_packs.iter().map(|p| p.size).sum();

@@ -29,7 +29,7 @@ mod thin;
 mod volume;
 
 pub use commit::Commit;
-pub use group::{GroupCommit, GroupCommitResult, GroupInfo, GroupLogEntry, Member};
+pub use group::{GroupCommit, GroupCommitResult, GroupError, GroupInfo, GroupLogEntry, Member};
 pub use guard::{describe as describe_volumes, guarded, guarded_all, LiveGuard, Unguarded};
 pub use heads::Head;
 pub use history::{CommitResult, LogEntry};

@@ -123,18 +123,24 @@ impl Repo {
         at: Option<&str>,
         member: &str,
     ) -> Result<()> {
-        let branch = self.group(group)?.branch;
-        let id = self.resolve_group(group, &branch, at.unwrap_or("HEAD"))?;
+        let info = self.group(group)?;
+        let id = self.resolve_group(group, &info.branch, at.unwrap_or("HEAD"))?;
         let head = self
             .group_commit(group, &id)?
             .member(member)
-            .ok_or_else(|| {
-                Error::Other(format!(
-                    "group commit {} of group {group} has no member {member}",
-                    &id.to_hex()[..12]
-                ))
+            .ok_or_else(|| super::GroupError::CommitLacksMember {
+                group: group.to_string(),
+                id,
+                member: member.to_string(),
             })?;
-        self.create_volume_at(name, &head, None)
+        // The member's own live data seeds a thin clone, as `from=VOLUME` does.
+        let volume = info.volume_of(member)?;
+        let branch = self.current_branch(volume)?;
+        let source = super::thin::Source {
+            volume,
+            branch: &branch,
+        };
+        self.create_volume_at(name, &head, Some(&source))
     }
 
     /// Create volume `name` with `master` at commit `head`, its live data made by the clone

@@ -4,7 +4,7 @@
 //! reset forward); fsck checks group commits; push and clone of a group on a path remote,
 //! kill -9 before the group ref moves, and a tampered group commit refused.
 
-use crate::support::{write, Env};
+use crate::support::{noise, write, Env};
 use std::path::{Path, PathBuf};
 
 /// Volumes `a` and `b` in group `app`; returns their live directories.
@@ -430,6 +430,95 @@ fn group_pull_and_an_encrypted_remote_round_trip() {
         std::fs::read_to_string(live(&other, "a").join("n")).unwrap(),
         "x"
     );
+}
+
+#[test]
+fn gc_reclaims_group_commits_no_group_ref_reaches() {
+    let env = Env::new();
+    let (a, b) = app(&env);
+    generation(&a, &b, 1);
+    let one = group_commit(&env, "one");
+    generation(&a, &b, 2);
+    let two = group_commit(&env, "two");
+    generation(&a, &b, 3);
+    let three = group_commit(&env, "three");
+    env.ok(&["group", "tag", "app", "keep", &two]);
+    env.ok(&["group", "reset", "app", "--hard", &one]);
+    // `three` is reached by no group branch, tag or pending reset any more; `two` by a tag.
+    let out = env.ok(&["gc"]);
+    assert!(out.contains("removed 1 group commits"), "{out}");
+    let db = rusqlite::Connection::open(env.root().join(".dvol/dvol.db")).unwrap();
+    let ids: Vec<String> = db
+        .prepare("SELECT id FROM group_commits ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let mut want = vec![one.clone(), two.clone()];
+    want.sort();
+    assert_eq!(ids, want);
+    env.fails(&["group", "reset", "app", "--hard", &three]);
+    env.ok(&["group", "reset", "app", "--hard", "keep"]);
+    assert_eq!(state(&a, &b), ("2".into(), true, 2));
+    assert_consistent(&env, "after gc");
+    assert!(!env.ok(&["gc"]).contains("group commits"));
+}
+
+/// The number in `... N bytes` on the last line of a group clone.
+fn downloaded(out: &str) -> u64 {
+    let last = out.lines().last().unwrap_or("");
+    last.split_whitespace()
+        .rev()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no byte count in {out}"))
+}
+
+#[test]
+fn group_clone_takes_every_branch_and_a_killed_clone_resumes() {
+    let env = Env::new();
+    let remote = env.dir.path().join("remote");
+    let url = remote.to_str().unwrap();
+    let (a, b) = app(&env);
+    // Member a holds 2 MiB that does not compress; b a few bytes.
+    write(&a.join("big"), noise(7, 2 << 20));
+    generation(&a, &b, 1);
+    group_commit(&env, "one");
+    env.ok(&["group", "remote", "app", "origin", url]);
+    env.ok(&["group", "push", "app"]);
+    env.ok(&["group", "checkout", "app", "-b", "old"]);
+    let live = |e: &Env, v: &str| PathBuf::from(e.ok(&["path", v]).trim());
+    generation(&live(&env, "a"), &live(&env, "b"), 5);
+    let five = group_commit(&env, "five");
+    env.ok(&["group", "push", "app", "origin", "old"]);
+
+    let full = Env::new().ok(&["group", "clone", url, "app"]);
+    assert!(downloaded(&full) >= 2 << 20, "{full}");
+
+    // Killed once member a is in place: the re-run finishes with b only.
+    let other = Env::new();
+    other.run_killed("group-clone.after-member", &["group", "clone", url, "app"]);
+    let out = other.ok(&["group", "clone", url, "app"]);
+    assert!(out.contains("Resumed an interrupted clone"), "{out}");
+    assert!(downloaded(&out) < 1 << 20, "{out}");
+    assert!(
+        out.contains(&format!("branch old at {}", &five[..12])),
+        "{out}"
+    );
+    assert_eq!(other.ok(&["group", "branch", "app"]), "* master\n  old\n");
+    assert_eq!(state(&live(&other, "a"), &live(&other, "b")).0, "1");
+    other.ok(&["group", "checkout", "app", "old"]);
+    assert_eq!(
+        state(&live(&other, "a"), &live(&other, "b")),
+        ("5".into(), true, 2)
+    );
+    let log = other.ok(&["group", "log", "app", "--oneline"]);
+    assert!(log.starts_with(&five[..12]), "{log}");
+    other.ok(&["fsck"]);
+    // A finished clone is not cloned again.
+    let err = other.fails(&["group", "clone", url, "app"]);
+    assert!(err.contains("group app already exists"), "{err}");
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {

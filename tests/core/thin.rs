@@ -526,3 +526,66 @@ fn a_cloned_volume_seeds_thin_clones() {
         );
     }
 }
+
+/// A group's new branch is a thin clone in every member, by the chosen method.
+#[test]
+fn group_checkout_b_clones_every_member_thin() {
+    for (kind, method) in [("xfs", "reflink"), ("ext4", "overlay")] {
+        let Some(fs) = LoopFs::new(kind) else { return };
+        let env = fs.env();
+        for (i, v) in ["a", "b"].into_iter().enumerate() {
+            env.ok(&["init", v]);
+            std::fs::write(env.live().join("data"), noise(DATA / 2, i as u64 + 3)).unwrap();
+        }
+        env.ok(&["group", "create", "app", "a", "b"]);
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        env.ok(&["group", "commit", "app", "-m", "one"]);
+        if method == "overlay" {
+            // The first clone of a commit materializes its base; later ones share it.
+            env.ok(&[
+                "--clone-method",
+                method,
+                "group",
+                "checkout",
+                "app",
+                "-b",
+                "warm",
+            ]);
+        }
+        let before = fs.free();
+        env.ok(&[
+            "--clone-method",
+            method,
+            "group",
+            "checkout",
+            "app",
+            "-b",
+            "qa",
+        ]);
+        let used = before.saturating_sub(fs.free());
+        assert!(
+            used < (DATA as u64) / 8,
+            "{method}: the group clone used {used} bytes of {DATA}"
+        );
+        for (i, v) in ["a", "b"].into_iter().enumerate() {
+            let rows: Vec<serde_json::Value> =
+                serde_json::from_str(&env.ok(&["info", "--json", "--volume", v])).unwrap();
+            let qa = rows
+                .iter()
+                .find(|r| r["branch"] == "qa" && r["volume"] == v);
+            assert_eq!(
+                qa.map(|r| r["method"].clone()),
+                Some(method.into()),
+                "{v}: {rows:?}"
+            );
+            let live = PathBuf::from(env.ok(&["path", v]).trim());
+            assert!(live.ends_with("qa"), "{}", live.display());
+            assert_eq!(
+                std::fs::read(live.join("data")).unwrap(),
+                noise(DATA / 2, i as u64 + 3)
+            );
+        }
+        env.ok(&["group", "checkout", "app", "master"]);
+        env.ok(&["fsck"]);
+    }
+}

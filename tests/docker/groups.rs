@@ -211,3 +211,126 @@ fn group_commits_under_load_restore_consistently_and_single_commits_do_not() {
     );
     s.dvol_ok(&["group", "rm", &group]);
 }
+
+const IDLE: &str = "trap 'exit 0' TERM; while true; do sleep 0.1; done";
+
+fn status(c: &str) -> String {
+    inspect(c, "{{.State.Status}}")
+}
+
+/// Run dvol killed (SIGKILL) at failpoint `point` (after `skip` earlier hits).
+fn killed(s: &Scope, point: &str, skip: &str, args: &[&str]) {
+    let out = s
+        .dvol()
+        .env("DVOL_FAILPOINT", point)
+        .env("DVOL_FAILPOINT_SKIP", skip)
+        .args(args)
+        .output()
+        .expect("run dvol");
+    assert!(!out.status.success(), "{args:?} was not killed at {point}");
+}
+
+/// A dvol killed while it holds an app's containers (paused for a group commit or a single
+/// `commit --pause`, stopped for a group reset) leaves a durable record; the next dvol
+/// command lets them go (a reset's only after it is rolled forward), and so does a plugin
+/// that starts. The first kill shows the containers really were left paused.
+#[test]
+fn containers_held_by_a_killed_dvol_are_let_go_by_the_next_command() {
+    if !crate::support::require_docker() {
+        return;
+    }
+    let s = Scope::new("held");
+    let (a, b) = (s.volume("a"), s.volume("b"));
+    let ca = s.run_busybox("a", &a, IDLE);
+    let cb = s.run_busybox("b", &b, IDLE);
+    wait_for(Duration::from_secs(20), "both running", || {
+        status(&ca) == "running" && status(&cb) == "running"
+    });
+    let group = format!("{}g", s.tag);
+    s.dvol_ok(&["group", "create", &group, &a, &b]);
+    std::fs::write(s.live(&a).join("n"), "1").expect("write");
+    s.dvol_ok(&["group", "commit", &group, "-m", "one"]);
+
+    // Group commit killed with both containers paused.
+    killed(
+        &s,
+        "guard.after-hold",
+        "0",
+        &["group", "commit", &group, "-m", "x"],
+    );
+    assert_eq!(
+        (status(&ca), status(&cb)),
+        ("paused".into(), "paused".into())
+    );
+    let out = s
+        .dvol()
+        .args(["group", "log", &group])
+        .output()
+        .expect("dvol");
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Let go containers"), "{err}");
+    assert_eq!(
+        (status(&ca), status(&cb)),
+        ("running".into(), "running".into())
+    );
+
+    // A single commit --pause killed: the next command on the member lets it go.
+    killed(
+        &s,
+        "guard.after-hold",
+        "0",
+        &["commit", "--pause", "--volume", &a, "-m", "x"],
+    );
+    assert_eq!(status(&ca), "paused");
+    s.dvol_ok(&["status", "--volume", &a]);
+    assert_eq!(status(&ca), "running");
+
+    // Killed again; this time a plugin starting on the root lets it go.
+    killed(
+        &s,
+        "guard.after-hold",
+        "0",
+        &["commit", "--pause", "--volume", &a, "-m", "x"],
+    );
+    assert_eq!(status(&ca), "paused");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = dir.path().join("p.sock");
+    let mut plugin = std::process::Command::new(env!("CARGO_BIN_EXE_dvol"))
+        .env("DVOL_ROOT", s.root())
+        .args(["plugin", "serve", "--socket"])
+        .arg(&socket)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("plugin");
+    // The plugin recovers before it listens: once the socket is there, the work is done.
+    wait_for(Duration::from_secs(30), "the plugin socket", || {
+        socket.exists()
+    });
+    let _ = plugin.kill();
+    let _ = plugin.wait();
+    assert_eq!(status(&ca), "running");
+
+    // A group reset killed between members, containers stopped: the next group command
+    // rolls the reset forward and then starts them (not before: they never see a mix).
+    std::fs::write(s.live(&a).join("n"), "2").expect("write");
+    s.dvol_ok(&["group", "commit", &group, "-m", "two"]);
+    killed(
+        &s,
+        "group-reset.after-member",
+        "0",
+        &["group", "reset", &group, "--hard", "HEAD^"],
+    );
+    assert_eq!(
+        (status(&ca), status(&cb)),
+        ("exited".into(), "exited".into())
+    );
+    s.dvol_ok(&["group", "show", &group]);
+    assert_eq!(
+        (status(&ca), status(&cb)),
+        ("running".into(), "running".into())
+    );
+    assert_eq!(read(&s.live(&a).join("n")), "1");
+    s.dvol_ok(&["group", "rm", &group]);
+}

@@ -57,6 +57,14 @@ fn remote_http_with_token() {
 }
 
 #[test]
+fn group_round_trip_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, port) = server(&dir.path().join("store"), None);
+    let vars: Vars = vec![("DVOL_TOKEN".into(), TOKEN.into())];
+    super::group_round_trip(&format!("http://127.0.0.1:{port}"), &vars);
+}
+
+#[test]
 fn remote_http_wrong_or_missing_token_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let (_server, port) = server(&dir.path().join("store"), None);

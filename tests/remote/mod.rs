@@ -273,3 +273,39 @@ pub fn round_trip(url: &str, vars: &Vars) {
         "{err}"
     );
 }
+
+/// Groups over a transport: the laptop pushes a group of two volumes (`app-a`, `app-b`), QA
+/// clones it, commits the group and pushes, the laptop pulls; every member matches.
+pub fn group_round_trip(url: &str, vars: &Vars) {
+    let laptop = Host::new(vars);
+    let qa = Host::new(vars);
+    laptop.ok(&["init", "app-a"]);
+    laptop.ok(&["init", "app-b"]);
+    laptop.ok(&["group", "create", "app", "app-a", "app-b"]);
+    let path = |h: &Host, v: &str| PathBuf::from(h.ok(&["path", v]).trim());
+    let generation = |h: &Host, n: &str| {
+        write(&path(h, "app-a").join("n"), n);
+        write(&path(h, "app-b").join(n), "payload");
+        h.ok(&["group", "commit", "app", "-m", n])
+            .trim()
+            .to_string()
+    };
+    let one = generation(&laptop, "1");
+    laptop.ok(&["group", "remote", "app", "origin", url]);
+    let out = laptop.ok(&["group", "push", "app"]);
+    assert!(out.contains(&format!("(new) -> {}", &one[..12])), "{out}");
+    let out = qa.ok(&["group", "clone", url, "app"]);
+    assert!(out.contains("member app-b as volume app-b"), "{out}");
+    let n = |h: &Host| std::fs::read_to_string(path(h, "app-a").join("n")).unwrap();
+    assert_eq!(n(&qa), "1");
+    assert!(path(&qa, "app-b").join("1").exists());
+
+    let two = generation(&qa, "2");
+    qa.ok(&["group", "push", "app"]);
+    let out = laptop.ok(&["group", "pull", "app"]);
+    assert!(out.contains(&two[..12]), "{out}");
+    assert_eq!(n(&laptop), "2");
+    assert!(path(&laptop, "app-b").join("2").exists());
+    laptop.ok(&["fsck"]);
+    qa.ok(&["fsck"]);
+}

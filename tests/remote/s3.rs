@@ -59,6 +59,19 @@ fn remote_s3s_fs_round_trip() {
 }
 
 #[test]
+fn group_round_trip_over_s3s_fs() {
+    if !(crate::support::require_binary(
+        "s3s-fs",
+        "cargo install s3s-fs@0.14.1 --locked --features binary",
+    )) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, port) = s3s_fs(dir.path());
+    super::group_round_trip("s3://bucket/grouped", &aws_vars(port, AK, SK));
+}
+
+#[test]
 fn remote_s3s_fs_conditional_writes() {
     if !(crate::support::require_binary(
         "s3s-fs",

@@ -558,3 +558,60 @@ fn bad_token_files_are_refused_naming_the_line() {
         assert_eq!(err.trim().lines().count(), 1, "{err}");
     }
 }
+
+const GROUP_TOKENS: &str = "rw-token-app-12345 read-write app-*\n\
+    rw-token-appa-1234 read-write app-a\n\
+    ro-token-app-12345 read-only app-*\n";
+
+/// A group's remote keys are governed by its member volumes: a token scoped to every member
+/// pushes, clones and pulls a group (no admin token needed); a token that misses one member
+/// is refused before anything is written, and the refusal names the member.
+#[test]
+fn group_push_needs_a_token_covering_every_member() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let (_server, port) = server_with_tokens(&store, None, GROUP_TOKENS);
+    let url = format!("http://127.0.0.1:{port}");
+    super::group_round_trip(&url, &vars("rw-token-app-12345"));
+    let ro = Host::new(&vars("ro-token-app-12345"));
+    ro.ok(&["group", "clone", &url, "app"]);
+    let err = ro.fails(&["group", "push", "app"]);
+    assert!(err.contains("read-only"), "{err}");
+
+    // Only app-a covered: refused naming app-b, on a remote that never saw the group.
+    let other = dir.path().join("other");
+    std::fs::create_dir_all(other.join("store")).unwrap();
+    let (_server2, port2) = server_with_tokens(&other.join("store"), None, GROUP_TOKENS);
+    let url2 = format!("http://127.0.0.1:{port2}");
+    let host = Host::new(&vars("rw-token-appa-1234"));
+    host.ok(&["init", "app-a"]);
+    host.ok(&["init", "app-b"]);
+    host.ok(&["group", "create", "app", "app-a", "app-b"]);
+    write(&host.live().join("f"), "x");
+    host.ok(&["group", "commit", "app", "-m", "one"]);
+    host.ok(&["group", "remote", "app", "origin", &url2]);
+    let err = host.fails(&["group", "push", "app"]);
+    assert!(
+        err.contains("member volume app-b of group app is not covered"),
+        "{err}"
+    );
+    // Nothing but the remote's marker (made by the first connection) was written.
+    let written: Vec<PathBuf> = snapshot(&other.join("store")).into_keys().collect();
+    assert_eq!(
+        written,
+        vec![other.join("store").join("dvol-remote.json")],
+        "the refused push wrote"
+    );
+    // By hand: a member list naming a volume the token does not cover is refused too.
+    let req = Request::Cas {
+        key: "groups/x/members".into(),
+        expected: None,
+        new: b"app-a\nprod-db\n".to_vec(),
+    };
+    refused(
+        port2,
+        "rw-token-appa-1234",
+        &req,
+        "member volume prod-db of group x",
+    );
+}

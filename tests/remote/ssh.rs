@@ -82,6 +82,13 @@ fn remote_ssh_round_trip() {
         &vars,
     );
 
+    // A group of volumes over ssh.
+    let grouped = d.join("group store");
+    super::group_round_trip(
+        &format!("ssh://{user}@127.0.0.1:{port}{}", grouped.display()).replace(' ', "%20"),
+        &vars,
+    );
+
     // The port may also come from DVOL_SSH_COMMAND, as with GIT_SSH_COMMAND.
     let vars: Vars = vec![
         ("DVOL_SSH_COMMAND".into(), format!("{ssh_cmd} -p {port}")),

@@ -5,7 +5,7 @@
 //! (each by compare-and-swap) and records the group commit. Killed before that transaction,
 //! nothing changed (the packs written are garbage for gc); after it, everything did.
 
-use super::{GroupCommit, GroupLock, Repo};
+use super::{GroupCommit, GroupError, GroupLock, Repo};
 use crate::failpoint;
 use crate::progress::NoProgress;
 use crate::repo::heads::{self, Head, GROUP_BRANCHES};
@@ -91,12 +91,13 @@ impl Repo {
         lock.of(volume)?;
         let current = self.current_branch(volume)?;
         if current != branch {
-            return Err(Error::Other(format!(
-                "group {}: member {volume} is on branch {current}, the group on {branch}; \
-                 run `dvol group checkout {} {branch}` (or check out {branch} in {volume})",
-                lock.name(),
-                lock.name()
-            )));
+            return Err(GroupError::MemberOffBranch {
+                group: lock.name().to_string(),
+                volume: volume.to_string(),
+                current,
+                branch: branch.to_string(),
+            }
+            .into());
         }
         match self.head(volume, branch)? {
             Head::Absent => Err(Error::NoSuchBranch(branch.to_string())),
@@ -124,7 +125,7 @@ fn stage_all(
             .map(|(key, handle)| {
                 let staged = handle
                     .join()
-                    .map_err(|_| Error::Other(format!("the scan of member {key} panicked")))??;
+                    .map_err(|_| GroupError::ScanPanicked(key.clone()))??;
                 Ok((key, staged))
             })
             .collect()

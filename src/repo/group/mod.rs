@@ -16,14 +16,20 @@
 //! ([`rewrite`]). A member stays a plain volume: committing it alone moves its branch, never
 //! the group.
 //!
+//! gc keeps the member commits of the group commits a group branch, tag or pending reset
+//! reaches (through parents) and deletes the other group commits; fsck checks every stored
+//! one. Errors are [`GroupError`].
+//!
 //! This module must not talk to Docker (the caller's [`LiveGuard`] does) or print.
 //!
 //! [`LiveGuard`]: super::LiveGuard
 
 mod commit;
+mod error;
 mod rewrite;
 
 pub use commit::GroupCommitResult;
+pub use error::GroupError;
 
 use super::heads::{self, Head, GROUP_BRANCHES};
 use super::lock::{self, LockGuard};
@@ -33,6 +39,7 @@ use crate::store::ObjectId;
 use crate::{Error, Result};
 use rusqlite::OptionalExtension;
 use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
 
 /// Most members a group may have (a remote's group commit naming more is refused).
 pub const MAX_MEMBERS: usize = 256;
@@ -124,10 +131,11 @@ impl GroupInfo {
             .find(|m| m.key == key)
             .map(|m| m.volume.as_str())
             .ok_or_else(|| {
-                Error::Other(format!(
-                    "group {} has no member {key} (a group commit names it)",
-                    self.name
-                ))
+                GroupError::NoMember {
+                    group: self.name.clone(),
+                    key: key.to_string(),
+                }
+                .into()
             })
     }
 
@@ -166,7 +174,7 @@ impl GroupLock {
         self.members
             .iter()
             .find(|l| l.volume() == volume)
-            .ok_or_else(|| Error::Other(format!("volume {volume} is not locked by this group")))
+            .ok_or_else(|| GroupError::NotLocked(volume.to_string()).into())
     }
 }
 
@@ -176,14 +184,14 @@ impl Repo {
     pub fn create_group(&mut self, name: &str, members: &[Member]) -> Result<()> {
         names::validate("group", name)?;
         if members.is_empty() {
-            return Err(Error::Other(format!(
-                "group {name} needs at least one volume"
-            )));
+            return Err(GroupError::NoVolumes(name.to_string()).into());
         }
         if members.len() > MAX_MEMBERS {
-            return Err(Error::Other(format!(
-                "group {name}: at most {MAX_MEMBERS} volumes"
-            )));
+            return Err(GroupError::TooMany {
+                group: name.to_string(),
+                max: MAX_MEMBERS,
+            }
+            .into());
         }
         let mut branch: Option<(String, String)> = None;
         for (i, m) in members.iter().enumerate() {
@@ -193,19 +201,23 @@ impl Repo {
                 .iter()
                 .any(|o| o.key == m.key || o.volume == m.volume)
             {
-                return Err(Error::Other(format!(
-                    "group {name}: volume {} is named twice",
-                    m.volume
-                )));
+                return Err(GroupError::NamedTwice {
+                    group: name.to_string(),
+                    volume: m.volume.clone(),
+                }
+                .into());
             }
             let b = self.current_branch(&m.volume)?;
             match &branch {
                 Some((first, vol)) if *first != b => {
-                    return Err(Error::Other(format!(
-                        "group {name}: volumes {vol} (branch {first}) and {} (branch {b}) are \
-                         on different branches; check out the same branch in each first",
-                        m.volume
-                    )))
+                    return Err(GroupError::DifferentBranches {
+                        group: name.to_string(),
+                        first: vol.clone(),
+                        first_branch: first.clone(),
+                        volume: m.volume.clone(),
+                        branch: b,
+                    }
+                    .into())
                 }
                 _ => branch = Some((b, m.volume.clone())),
             }
@@ -220,7 +232,7 @@ impl Repo {
             .optional()?
             .is_some();
         if exists {
-            return Err(Error::Other(format!("group {name} already exists")));
+            return Err(GroupError::Exists(name.to_string()).into());
         }
         tx.execute(
             "INSERT INTO groups(name, branch, created) VALUES (?1, ?2, strftime('%s','now'))",
@@ -259,10 +271,40 @@ impl Repo {
             "group_tags WHERE grp",
             "group_commits WHERE grp",
             "group_pending WHERE grp",
+            "group_clones WHERE grp",
         ] {
             tx.execute(&format!("DELETE FROM {table} = ?1"), [name])?;
         }
         tx.commit()?;
+        Ok(())
+    }
+
+    /// Record that group `name` is being cloned from `remote_group` at `url` (a killed clone
+    /// is resumed by running it again).
+    pub fn begin_group_clone(&mut self, name: &str, url: &str, remote_group: &str) -> Result<()> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO group_clones(grp, url, remote_group) VALUES (?1, ?2, ?3)",
+            [name, url, remote_group],
+        )?;
+        Ok(())
+    }
+
+    /// The URL and remote group of an interrupted clone of group `name`, if there is one.
+    pub fn pending_group_clone(&self, name: &str) -> Result<Option<(String, String)>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT url, remote_group FROM group_clones WHERE grp = ?1",
+                [name],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+    }
+
+    /// The clone of group `name` is complete.
+    pub fn finish_group_clone(&mut self, name: &str) -> Result<()> {
+        self.conn
+            .execute("DELETE FROM group_clones WHERE grp = ?1", [name])?;
         Ok(())
     }
 
@@ -284,7 +326,7 @@ impl Repo {
                 r.get(0)
             })
             .optional()?
-            .ok_or_else(|| Error::Other(format!("group {name} does not exist")))?;
+            .ok_or_else(|| GroupError::Missing(name.to_string()))?;
         let mut stmt = self
             .conn
             .prepare("SELECT member, volume FROM group_members WHERE grp = ?1 ORDER BY member")?;
@@ -312,6 +354,22 @@ impl Repo {
             .prepare("SELECT grp FROM group_members WHERE volume = ?1 ORDER BY grp")?;
         let names = stmt.query_map([volume], |r| r.get(0))?;
         Ok(names.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Whether an interrupted rewrite of `volume`'s live data is waiting to be finished: a
+    /// pending reset of one of its branches, or of a group it is a member of.
+    pub fn rewrite_pending(&self, volume: &str) -> Result<bool> {
+        let found = self
+            .conn
+            .query_row(
+                "SELECT 1 FROM pending WHERE volume = ?1 UNION ALL \
+                 SELECT 1 FROM group_pending p JOIN group_members m ON m.grp = p.grp \
+                 WHERE m.volume = ?1 LIMIT 1",
+                [volume],
+                |_| Ok(()),
+            )
+            .optional()?;
+        Ok(found.is_some())
     }
 
     /// The exact head of group branch `name/branch`.
@@ -439,12 +497,17 @@ impl Repo {
         base: &str,
         spec: &str,
     ) -> Result<ObjectId> {
-        let branch_head = |b: &str| match self.group_head(name, b)? {
-            Head::At(id) => Ok(Some(id)),
-            Head::Unborn => Err(Error::Other(format!(
-                "{spec}: group {name} branch {b} has no group commit yet"
-            ))),
-            Head::Absent => Ok(None),
+        let branch_head = |b: &str| -> Result<Option<ObjectId>> {
+            match self.group_head(name, b)? {
+                Head::At(id) => Ok(Some(id)),
+                Head::Unborn => Err(GroupError::Unborn {
+                    spec: spec.to_string(),
+                    group: name.to_string(),
+                    branch: b.to_string(),
+                }
+                .into()),
+                Head::Absent => Ok(None),
+            }
         };
         if base == "HEAD" {
             return branch_head(branch)?.ok_or_else(|| Error::NoSuchBranch(branch.into()));
@@ -583,23 +646,65 @@ impl Repo {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// The member commits every group commit names (gc keeps them and what they reach).
+    /// The member commits of every group commit a group ref reaches (gc keeps them and what
+    /// they reach).
     pub(crate) fn group_roots(&self) -> Result<Vec<(String, ObjectId)>> {
         let mut out = Vec::new();
-        for (grp, id, body) in self.all_group_commits()? {
-            let Some(gid) = ObjectId::from_hex(&id) else {
+        for (grp, id) in self.reachable_group_commits()? {
+            let short = &id.to_hex()[..12];
+            // One that does not decode is fsck's finding (and gc refuses on it).
+            let Ok(c) = self.group_commit(&grp, &id) else {
                 continue;
             };
-            if let Ok(c) = GroupCommit::decode(&gid, &body) {
-                for (key, commit) in c.members {
-                    out.push((
-                        format!("group {grp} commit {} member {key}", &id[..12]),
-                        commit,
-                    ));
-                }
+            for (key, commit) in c.members {
+                out.push((format!("group {grp} commit {short} member {key}"), commit));
             }
         }
         Ok(out)
+    }
+
+    /// Every group commit that a group branch, tag or pending reset reaches through parents,
+    /// as (group, id). A group commit that does not decode ends the walk on its path (gc runs
+    /// only on sound metadata, so it refuses before that matters).
+    fn reachable_group_commits(&self) -> Result<HashSet<(String, ObjectId)>> {
+        let mut todo = Vec::new();
+        for q in [
+            "SELECT grp, head FROM group_branches WHERE head IS NOT NULL",
+            "SELECT grp, target FROM group_tags",
+            "SELECT grp, target FROM group_pending",
+        ] {
+            let mut stmt = self.conn.prepare(q)?;
+            let rows =
+                stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+            for row in rows {
+                let (grp, id) = row?;
+                todo.extend(ObjectId::from_hex(&id).map(|id| (grp, id)));
+            }
+        }
+        let mut seen = HashSet::new();
+        while let Some((grp, id)) = todo.pop() {
+            if seen.contains(&(grp.clone(), id)) || !self.has_group_commit(&grp, &id)? {
+                continue;
+            }
+            if let Ok(c) = self.group_commit(&grp, &id) {
+                todo.extend(c.parents.into_iter().map(|p| (grp.clone(), p)));
+            }
+            seen.insert((grp, id));
+        }
+        Ok(seen)
+    }
+
+    /// The stored group commits no group ref reaches (gc deletes them), as (group, id hex).
+    pub(crate) fn dead_group_commits(&self) -> Result<Vec<(String, String)>> {
+        let live = self.reachable_group_commits()?;
+        Ok(self
+            .all_group_commits()?
+            .into_iter()
+            .filter(|(grp, id, _)| {
+                ObjectId::from_hex(id).is_none_or(|i| !live.contains(&(grp.clone(), i)))
+            })
+            .map(|(grp, id, _)| (grp, id))
+            .collect())
     }
 
     /// Every problem with groups: a member volume that does not exist, a group commit that

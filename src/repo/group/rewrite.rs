@@ -12,7 +12,7 @@
 //! leaves only unused directories) and then creates every branch row, switches every member
 //! and the group in one transaction.
 
-use super::{GroupCommit, GroupInfo, GroupLock, Repo};
+use super::{GroupCommit, GroupError, GroupInfo, GroupLock, Repo};
 use crate::failpoint;
 use crate::names;
 use crate::repo::heads::{self, Head, GROUP_BRANCHES};
@@ -160,9 +160,11 @@ impl Repo {
             let volume = info.volume_of(key)?;
             lock.of(volume)?;
             if self.head(volume, new)? != Head::Absent {
-                return Err(Error::Other(format!(
-                    "Cannot create existing branch {new} in member {volume}"
-                )));
+                return Err(GroupError::MemberBranchExists {
+                    volume: volume.to_string(),
+                    branch: new.to_string(),
+                }
+                .into());
             }
             targets.push((volume.to_string(), *c));
         }
@@ -218,9 +220,12 @@ impl Repo {
         }
         for volume in info.volumes() {
             if !self.branch_exists(volume, branch)? {
-                return Err(Error::Other(format!(
-                    "group {name}: member {volume} has no branch {branch}"
-                )));
+                return Err(GroupError::MemberLacksBranch {
+                    group: name.to_string(),
+                    volume: volume.to_string(),
+                    branch: branch.to_string(),
+                }
+                .into());
             }
         }
         guarded_all(guard, &info.volumes(), "checkout", || {
