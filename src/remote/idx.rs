@@ -39,9 +39,10 @@ pub struct IdxEntry {
 /// Encode an index: version 1 unless an entry is a block member.
 pub fn encode(entries: &[IdxEntry]) -> Vec<u8> {
     let blocks = entries.iter().any(|e| e.boff.is_some());
-    let (version, len) = match blocks {
-        true => (IDX_VERSION_BLOCKS, ENTRY_LEN_BLOCKS),
-        false => (IDX_VERSION, ENTRY_LEN),
+    let (version, len) = if blocks {
+        (IDX_VERSION_BLOCKS, ENTRY_LEN_BLOCKS)
+    } else {
+        (IDX_VERSION, ENTRY_LEN)
     };
     let mut out = Vec::with_capacity(16 + entries.len() * len + 32);
     out.extend_from_slice(IDX_MAGIC);
@@ -101,7 +102,7 @@ pub fn decode(name: &str, bytes: &[u8]) -> Result<Vec<IdxEntry>> {
             return Err(bad("object length over the limit"));
         }
         let boff = match entry_len {
-            ENTRY_LEN_BLOCKS => block_offset(e, clen, ulen).map_err(|why| bad(why))?,
+            ENTRY_LEN_BLOCKS => block_offset(e, clen, ulen).map_err(&bad)?,
             _ => None,
         };
         out.push(IdxEntry {
