@@ -89,10 +89,13 @@ impl Tool for Dvol {
         Ok(self.run(&["commit", "-m", "second"])?.0)
     }
     fn restore(&mut self, _dest: &Path) -> Result<Meas> {
-        // `checkout -b` materializes HEAD in full into a new branch directory.
+        // `checkout -b` materializes HEAD in full into a new branch directory (forced: a thin
+        // clone, which `auto` picks where it can, is not a restore).
         self.restores += 1;
         let name = format!("restored{}", self.restores);
-        let m = self.run(&["checkout", "-b", &name])?.0;
+        let m = self
+            .run(&["--clone-method", "full", "checkout", "-b", &name])?
+            .0;
         self.run(&["checkout", "master"])?;
         Ok(m)
     }

@@ -204,6 +204,9 @@ fn open_bytes(cipher: &XChaCha20Poly1305, aad: &[u8], sealed: &[u8]) -> Option<V
     Some(buf)
 }
 
+/// Associated data of a sealed block.
+const BLOCK_AAD: &[u8] = b"dvol-block-v1";
+
 fn record_aad(id: &ObjectId) -> [u8; 46] {
     let mut aad = [0u8; 46];
     aad[..14].copy_from_slice(b"dvol-record-v1");
@@ -297,6 +300,29 @@ impl Seal {
         }
         let header = RecordHeader::decode(&bytes[..RECORD_HEADER_LEN]).map_err(bad)?;
         Ok((header, bytes[RECORD_HEADER_LEN..].to_vec()))
+    }
+
+    /// Append one block (as encoded by `RawBlock::encode`) to a pack being built. Sealed, it
+    /// is bound to no id: its members are listed under several, and each is re-hashed
+    /// against its own id when read.
+    pub fn append_block(&self, out: &mut Vec<u8>, block: &[u8]) {
+        match self {
+            Seal::Plain => out.extend_from_slice(block),
+            Seal::Encrypted(k) => seal_into(&k.records, BLOCK_AAD, block, out),
+        }
+    }
+
+    /// Open a block record read from `pack` (its encoded bytes; the caller parses and
+    /// verifies them).
+    pub fn open_block(&self, raw: &[u8], pack: &str) -> Result<Vec<u8>, String> {
+        match self {
+            Seal::Plain => Ok(raw.to_vec()),
+            Seal::Encrypted(k) => open_bytes(&k.records, BLOCK_AAD, raw).ok_or_else(|| {
+                format!(
+                    "block failed authentication (tampered with, or another key) in remote {pack}"
+                )
+            }),
+        }
     }
 
     /// The bytes stored as the index of pack `name`.

@@ -3,13 +3,25 @@
 //! Layout (little-endian): `"DVOLIDX\0" u32:version u32:count`, then `count` entries of
 //! `[32]id u8:kind u8:codec u16:0 u64:offset u32:clen u32:ulen` (52 bytes), then the 32-byte
 //! blake3 of everything before it. Offsets point at the record header inside the pack.
+//! Version 2 (written when a pack holds blocks) adds `u32:boff` to each entry (56 bytes):
+//! `u32::MAX` for a record of its own, else the member's start in its block's data; then
+//! `offset` is the block's and `clen` its member table and payload. Version 1 indexes (remotes
+//! written by older dvols) stay readable; an index of a later version is refused by name.
 
-use crate::store::{Kind, ObjectId, MAX_OBJECT_SIZE};
+use crate::store::pack::{BLOCK_MEMBER_LEN, MAX_BLOCK_CHUNKS};
+use crate::store::{Kind, ObjectId, CHUNK_SIZE, MAX_OBJECT_SIZE};
 use crate::{Error, Result};
 
 pub const IDX_MAGIC: &[u8; 8] = b"DVOLIDX\0";
 pub const IDX_VERSION: u32 = 1;
+/// Indexes of packs that hold blocks.
+pub const IDX_VERSION_BLOCKS: u32 = 2;
 const ENTRY_LEN: usize = 52;
+const ENTRY_LEN_BLOCKS: usize = 56;
+/// Largest member table and payload of a block listed in an index: 16 members and a zstd
+/// frame of at most 128 KiB of data (its worst-case expansion included).
+pub const MAX_BLOCK_BODY: u32 =
+    (MAX_BLOCK_CHUNKS * BLOCK_MEMBER_LEN + 2 * MAX_BLOCK_CHUNKS * CHUNK_SIZE) as u32;
 
 /// One object of a remote pack.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,13 +32,21 @@ pub struct IdxEntry {
     pub offset: u64,
     pub clen: u32,
     pub ulen: u32,
+    /// For a block member: its start in the block's data (see the module header).
+    pub boff: Option<u32>,
 }
 
-/// Encode an index.
+/// Encode an index: version 1 unless an entry is a block member.
 pub fn encode(entries: &[IdxEntry]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(16 + entries.len() * ENTRY_LEN + 32);
+    let blocks = entries.iter().any(|e| e.boff.is_some());
+    let (version, len) = if blocks {
+        (IDX_VERSION_BLOCKS, ENTRY_LEN_BLOCKS)
+    } else {
+        (IDX_VERSION, ENTRY_LEN)
+    };
+    let mut out = Vec::with_capacity(16 + entries.len() * len + 32);
     out.extend_from_slice(IDX_MAGIC);
-    out.extend_from_slice(&IDX_VERSION.to_le_bytes());
+    out.extend_from_slice(&version.to_le_bytes());
     out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
     for e in entries {
         out.extend_from_slice(&e.id.0);
@@ -36,6 +56,9 @@ pub fn encode(entries: &[IdxEntry]) -> Vec<u8> {
         out.extend_from_slice(&e.offset.to_le_bytes());
         out.extend_from_slice(&e.clen.to_le_bytes());
         out.extend_from_slice(&e.ulen.to_le_bytes());
+        if blocks {
+            out.extend_from_slice(&e.boff.unwrap_or(u32::MAX).to_le_bytes());
+        }
     }
     let sum = blake3::hash(&out);
     out.extend_from_slice(sum.as_bytes());
@@ -49,13 +72,21 @@ pub fn decode(name: &str, bytes: &[u8]) -> Result<Vec<IdxEntry>> {
         return Err(bad("not a dvol pack index"));
     }
     let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
-    if version != IDX_VERSION {
-        return Err(bad(&format!(
-            "version {version}, this dvol reads {IDX_VERSION}"
-        )));
-    }
+    let entry_len = match version {
+        IDX_VERSION => ENTRY_LEN,
+        IDX_VERSION_BLOCKS => ENTRY_LEN_BLOCKS,
+        _ => {
+            return Err(bad(&format!(
+                "version {version}, this dvol reads versions {IDX_VERSION} and \
+                 {IDX_VERSION_BLOCKS} (a newer dvol wrote it: upgrade dvol)"
+            )))
+        }
+    };
     let count = u32::from_le_bytes(bytes[12..16].try_into().expect("4 bytes")) as usize;
-    let body_len = 16 + count * ENTRY_LEN;
+    let body_len = count
+        .checked_mul(entry_len)
+        .and_then(|n| n.checked_add(16))
+        .ok_or_else(|| bad("wrong length"))?;
     if bytes.len() != body_len + 32 {
         return Err(bad("wrong length"));
     }
@@ -63,13 +94,17 @@ pub fn decode(name: &str, bytes: &[u8]) -> Result<Vec<IdxEntry>> {
         return Err(bad("checksum mismatch"));
     }
     let mut out = Vec::with_capacity(count);
-    for e in bytes[16..body_len].chunks_exact(ENTRY_LEN) {
+    for e in bytes[16..body_len].chunks_exact(entry_len) {
         let kind = Kind::from_u8(e[32]).ok_or_else(|| bad("unknown object kind"))?;
         let clen = u32::from_le_bytes(e[44..48].try_into().expect("4 bytes"));
         let ulen = u32::from_le_bytes(e[48..52].try_into().expect("4 bytes"));
         if ulen as usize > MAX_OBJECT_SIZE || clen as usize > MAX_OBJECT_SIZE + 1024 {
             return Err(bad("object length over the limit"));
         }
+        let boff = match entry_len {
+            ENTRY_LEN_BLOCKS => block_offset(e, clen, ulen).map_err(&bad)?,
+            _ => None,
+        };
         out.push(IdxEntry {
             id: ObjectId::from_slice(&e[..32]).expect("32 bytes"),
             kind,
@@ -77,9 +112,28 @@ pub fn decode(name: &str, bytes: &[u8]) -> Result<Vec<IdxEntry>> {
             offset: u64::from_le_bytes(e[36..44].try_into().expect("8 bytes")),
             clen,
             ulen,
+            boff,
         });
     }
     Ok(out)
+}
+
+/// The block offset of a version 2 entry, bounded: a member is one chunk inside at most
+/// sixteen, in a block no larger than [`MAX_BLOCK_BODY`].
+fn block_offset(e: &[u8], clen: u32, ulen: u32) -> std::result::Result<Option<u32>, &'static str> {
+    let boff = u32::from_le_bytes(e[52..56].try_into().expect("4 bytes"));
+    if boff == u32::MAX {
+        return Ok(None);
+    }
+    let end = u64::from(boff) + u64::from(ulen);
+    if e[32] != Kind::Chunk as u8
+        || ulen as usize > CHUNK_SIZE
+        || end > (MAX_BLOCK_CHUNKS * CHUNK_SIZE) as u64
+        || clen > MAX_BLOCK_BODY
+    {
+        return Err("block member out of bounds");
+    }
+    Ok(Some(boff))
 }
 
 #[cfg(test)]
@@ -95,9 +149,17 @@ mod tests {
             offset: 16,
             clen: 10,
             ulen: 20,
+            boff: None,
         };
         let bytes = encode(std::slice::from_ref(&e));
-        assert_eq!(decode("x", &bytes).unwrap(), vec![e]);
+        assert_eq!(decode("x", &bytes).unwrap(), vec![e.clone()]);
+        let member = IdxEntry {
+            kind: Kind::Chunk,
+            boff: Some(8192),
+            ..e.clone()
+        };
+        let both = vec![e.clone(), member];
+        assert_eq!(decode("x", &encode(&both)).unwrap(), both);
         let mut bad = bytes.clone();
         bad[20] ^= 1;
         assert!(decode("x", &bad).is_err());

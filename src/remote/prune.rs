@@ -30,8 +30,8 @@ use super::{cache_dir, check_format, open, Backend, CasOutcome};
 use crate::repo::prune::{decisions, select, Candidate, Policy, PruneReport};
 use crate::repo::{Commit, Repo};
 use crate::snapshot::{Node, Tree};
-use crate::store::pack::{RecordHeader, RECORD_HEADER_LEN};
-use crate::store::{self, decode_payload, Kind, ObjectId, CHUNK_SIZE};
+use crate::store::pack::{RecordHeader, CODEC_RAW, RECORD_HEADER_LEN};
+use crate::store::{self, decode_payload, make_record, Kind, ObjectId, CHUNK_SIZE};
 use crate::{Error, Result};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -434,8 +434,19 @@ fn copy_records(backend: &dyn Backend, index: &RemoteIndex, entries: &[&IdxEntry
             .collect();
         let mut full = Vec::new();
         read_plain(backend, index, &ids, kind, |h, payload| {
-            decode_payload(&h.id, &h, &payload)?;
-            pack.append(&h, &payload, &Seal::Plain);
+            let data = decode_payload(&h.id, &h, &payload)?;
+            if h.codec == CODEC_RAW {
+                // A block member comes back uncompressed: kept compressed on its own.
+                let rec = make_record(h.id, h.kind, &data)?;
+                let header = RecordHeader {
+                    codec: rec.codec,
+                    clen: rec.payload.len() as u32,
+                    ..h
+                };
+                pack.append(&header, &rec.payload, &Seal::Plain);
+            } else {
+                pack.append(&h, &payload, &Seal::Plain);
+            }
             if pack.buf.len() >= super::transfer::PUSH_PACK_SIZE {
                 full.push(std::mem::take(&mut pack));
             }

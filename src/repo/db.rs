@@ -12,10 +12,6 @@ pub const FORMAT_VERSION: u32 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS packs(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, size INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS objects(
-    id BLOB PRIMARY KEY, pack INTEGER NOT NULL, offset INTEGER NOT NULL,
-    kind INTEGER NOT NULL, clen INTEGER NOT NULL, ulen INTEGER NOT NULL, boff INTEGER) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS volumes(name TEXT PRIMARY KEY, branch TEXT NOT NULL, created INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS branches(volume TEXT NOT NULL, name TEXT NOT NULL, head TEXT, PRIMARY KEY(volume, name));
 CREATE TABLE IF NOT EXISTS tags(volume TEXT NOT NULL, name TEXT NOT NULL, target TEXT NOT NULL, PRIMARY KEY(volume, name));
@@ -42,6 +38,7 @@ pub fn open(path: &Path) -> Result<Connection> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "cache_size", -65536)?;
     conn.execute_batch(SCHEMA)?;
+    conn.execute_batch(crate::store::index::SCHEMA)?;
     conn.execute_batch(super::prune::SCHEMA)?;
     conn.execute_batch(super::thin::SCHEMA)?;
     let version: Option<String> = get_meta(&conn, "format_version")?;
@@ -65,7 +62,7 @@ fn upgrade_from_1(conn: &Connection) -> Result<()> {
     conn.execute_batch("BEGIN IMMEDIATE")?;
     let upgraded = (|| -> Result<()> {
         if get_meta(conn, "format_version")?.as_deref() == Some("1") {
-            conn.execute_batch("ALTER TABLE objects ADD COLUMN boff INTEGER")?;
+            crate::store::index::add_block_offsets(conn)?;
             set_meta(conn, "format_version", &FORMAT_VERSION.to_string())?;
         }
         Ok(())

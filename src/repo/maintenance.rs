@@ -6,11 +6,11 @@ use super::reach::{self, Edge};
 use super::Repo;
 use crate::error::IoContext;
 use crate::snapshot::StatCache;
-use crate::store::{self, Kind, ObjectId, Store};
+use crate::store::{self, index, ObjectId, Store};
 use crate::{Error, Result};
 use rusqlite::params;
 use serde::Serialize;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 /// What gc removed.
 #[derive(Debug, Default, Serialize)]
@@ -176,27 +176,17 @@ impl Repo {
             }
         }
         let live = reach.seen;
-        let packs = self.pack_objects()?;
+        let packs = index::pack_objects(&self.conn)?;
         let mut writer = store::pack::PackWriter::new(self.store.packs_dir());
         let mut replaced = Vec::new();
-        for (pack_id, (name, size, objects)) in &packs {
-            let dead = objects.iter().filter(|id| !live.contains(id)).count();
+        for pack in &packs {
+            let dead = pack.objects.iter().filter(|id| !live.contains(id)).count();
             if dead == 0 {
                 continue;
             }
-            for id in objects.iter().filter(|id| live.contains(id)) {
-                let (header, payload) = self.store.get_raw(id)?;
-                writer.append(store::pack::Record {
-                    id: *id,
-                    kind: header.kind,
-                    codec: header.codec,
-                    ulen: header.ulen,
-                    payload,
-                    members: Vec::new(),
-                })?;
-            }
+            self.copy_live(pack, &live, &mut writer)?;
             report.objects_removed += dead as u64;
-            replaced.push((*pack_id, name.clone(), *size));
+            replaced.push(pack);
         }
         let new_packs = writer.finish()?;
         crate::failpoint::hit("gc.before-transaction");
@@ -205,13 +195,7 @@ impl Repo {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        for (pack_id, _, _) in &replaced {
-            let mut delete = tx.prepare_cached("DELETE FROM objects WHERE id = ?1")?;
-            for id in &packs[pack_id].2 {
-                delete.execute([&id.0[..]])?;
-            }
-            tx.execute("DELETE FROM packs WHERE id = ?1", [pack_id])?;
-        }
+        index::forget_packs(&tx, &replaced)?;
         Store::record(&tx, &new_packs)?;
         for id in &dead_commits {
             tx.execute("DELETE FROM commits WHERE id = ?1", [id])?;
@@ -229,11 +213,11 @@ impl Repo {
         report.commits_removed = dead_commits.len() as u64;
         report.group_commits_removed = dead_groups.len() as u64;
         report.packs_rewritten = replaced.len() as u64;
-        let old: u64 = replaced.iter().map(|r| r.2).sum();
+        let old: u64 = replaced.iter().map(|p| p.size).sum();
         let new: u64 = new_packs.iter().map(|p| p.size).sum();
         report.bytes_reclaimed = old.saturating_sub(new);
-        for (_, name, _) in &replaced {
-            let path = self.store.packs_dir().join(name);
+        for pack in &replaced {
+            let path = self.store.packs_dir().join(&pack.name);
             std::fs::remove_file(&path).at("remove", &path)?;
         }
         report.bytes_reclaimed += self.remove_orphan_files()?;
@@ -242,29 +226,53 @@ impl Repo {
         Ok(report)
     }
 
-    /// pack id -> (name, size, object ids)
-    #[allow(clippy::type_complexity)]
-    fn pack_objects(&self) -> Result<HashMap<i64, (String, u64, Vec<ObjectId>)>> {
-        let mut packs = HashMap::new();
-        let mut stmt = self.conn.prepare("SELECT id, name, size FROM packs")?;
-        for row in stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, i64>(2)?,
-            ))
-        })? {
-            let (id, name, size) = row?;
-            packs.insert(id, (name, size as u64, Vec::new()));
-        }
-        let mut stmt = self.conn.prepare("SELECT id, pack FROM objects")?;
-        for row in stmt.query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?)))? {
-            let (id, pack) = row?;
-            if let (Some(id), Some(p)) = (ObjectId::from_slice(&id), packs.get_mut(&pack)) {
-                p.2.push(id);
+    /// Append the live objects of `pack` to `writer`: records as stored, a block whole when
+    /// all its members are live, else its live members as a new block (never split into
+    /// per-chunk records).
+    fn copy_live(
+        &self,
+        pack: &index::PackObjects,
+        live: &HashSet<ObjectId>,
+        writer: &mut store::pack::PackWriter,
+    ) -> Result<()> {
+        let ids: Vec<ObjectId> = pack
+            .objects
+            .iter()
+            .filter(|id| live.contains(id))
+            .copied()
+            .collect();
+        let mut blocks = HashSet::new();
+        for (id, loc) in ids.iter().zip(self.store.locate_many(&ids)?) {
+            let loc = loc.ok_or(Error::MissingObject { id: id.to_hex() })?;
+            if loc.boff.is_none() {
+                let (header, payload) = self.store.get_raw(id)?;
+                writer.append(store::pack::Record {
+                    id: *id,
+                    kind: header.kind,
+                    codec: header.codec,
+                    ulen: header.ulen,
+                    payload,
+                    members: Vec::new(),
+                })?;
+                continue;
             }
+            if !blocks.insert(loc.offset) {
+                continue;
+            }
+            let (block, data) = self.store.open_block(id, &loc)?;
+            let record = if block.members.iter().all(|m| live.contains(&m.0)) {
+                block.into_record()
+            } else {
+                let kept: Vec<(ObjectId, &[u8])> = block
+                    .offsets()
+                    .filter(|m| live.contains(&m.0))
+                    .map(|(m, at, len)| (m, &data[at as usize..(at + len) as usize]))
+                    .collect();
+                store::make_block(&kept)?
+            };
+            writer.append(record)?;
         }
-        Ok(packs)
+        Ok(())
     }
 
     fn dead_commits(&self, live: &HashSet<ObjectId>) -> Result<Vec<String>> {
@@ -280,11 +288,7 @@ impl Repo {
 
     /// Delete pack files the index does not know (left by interrupted writes) and the trash.
     fn remove_orphan_files(&self) -> Result<u64> {
-        let known: HashSet<String> = {
-            let mut stmt = self.conn.prepare("SELECT name FROM packs")?;
-            let names = stmt.query_map([], |r| r.get(0))?;
-            names.collect::<rusqlite::Result<_>>()?
-        };
+        let known = index::pack_names(&self.conn)?;
         let mut freed = 0;
         let dir = self.store.packs_dir();
         for entry in std::fs::read_dir(dir).at("list", dir)? {
@@ -316,45 +320,21 @@ impl Repo {
         }
         report.problems.extend(self.audit_metadata()?);
         let mut bad = HashSet::new();
-        let mut stmt = self.conn.prepare(
-            "SELECT p.name, o.id, o.offset, o.kind, o.clen, o.ulen, o.boff FROM objects o \
-             JOIN packs p ON p.id = o.pack ORDER BY p.name, o.offset",
-        )?;
         let mut packs_seen = HashSet::new();
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, Vec<u8>>(1)?,
-                r.get::<_, i64>(2)?,
-                r.get::<_, u8>(3)?,
-                r.get::<_, u32>(4)?,
-                r.get::<_, u32>(5)?,
-                r.get::<_, Option<u32>>(6)?,
-            ))
-        })?;
-        for row in rows {
-            let (pack, id, offset, kind, clen, ulen, boff) = row?;
-            let Some(id) = ObjectId::from_slice(&id) else {
+        index::each_object(&self.conn, |id, loc| {
+            let Some(id) = id else {
                 report
                     .problems
                     .push("index row with a malformed object id".into());
-                continue;
+                return;
             };
-            packs_seen.insert(pack.clone());
             report.objects += 1;
-            let loc = store::Location {
-                pack,
-                offset: offset as u64,
-                kind: Kind::from_u8(kind).unwrap_or(Kind::Chunk),
-                clen,
-                ulen,
-                boff,
-            };
             if let Err(e) = self.store.read_at(&id, &loc) {
                 report.problems.push(e.to_string());
                 bad.insert(id);
             }
-        }
+            packs_seen.insert(loc.pack);
+        })?;
         report.packs = packs_seen.len() as u64;
         let expired = self.expired_commits()?;
         for (what, id) in self.ref_roots()? {

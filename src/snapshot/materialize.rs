@@ -11,12 +11,12 @@ use super::statcache::{CacheEntry, StatCache};
 use super::tree::{Entry, Meta, Node, Tree};
 use crate::error::IoContext;
 use crate::live::{self, Attrs, Dir, Found, Stat};
-use crate::store::{self, is_zero_chunk, HashOnly, ListEntry, ObjectId, Store, CHUNK_SIZE};
+use crate::store::{self, is_zero_chunk, HashOnly, ListEntry, ObjectId, Store};
 use crate::{Error, Result};
 use rayon::prelude::*;
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufWriter, Seek, SeekFrom, Write};
+use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -250,7 +250,7 @@ fn remember(ctx: &Ctx, rel: &[u8], st: &Stat, content: Option<&ObjectId>) {
 fn write_file(ctx: &Ctx, dir: &Dir, name: &[u8], path: &Path, w: &Want) -> Result<File> {
     let (size, content) = (w.size, w.content);
     // The list must cover exactly `size` and the file must fit, before anything is written.
-    let mut chunks = match content {
+    let chunks = match content {
         Some(c) => {
             let chunks = store::chunks(ctx.store, c, size)?;
             super::check_free_space(path, size, || store::stored_bytes(ctx.store, c, size))?;
@@ -258,56 +258,23 @@ fn write_file(ctx: &Ctx, dir: &Dir, name: &[u8], path: &Path, w: &Want) -> Resul
         }
         None => None,
     };
-    let file = dir.create_file(name, 0o600)?;
-    let mut out = BufWriter::with_capacity((size as usize).clamp(CHUNK_SIZE, 1 << 20), file);
+    let mut file = dir.create_file(name, 0o600)?;
     // Zero chunks become holes: one seek per run of them, and only a file ending in a hole
     // needs its length set explicitly.
     let mut hole = 0u64;
-    if let Some(chunks) = chunks.as_mut() {
+    if let Some(mut chunks) = chunks {
         // 128 chunks (1 MiB) at a time, streamed from the list: located together, read and
-        // verified in parallel, written in order.
-        loop {
-            let batch: Vec<ListEntry> = chunks.by_ref().take(128).collect::<Result<_>>()?;
-            if batch.is_empty() {
-                break;
-            }
-            let wanted: Vec<ObjectId> = batch
-                .iter()
-                .filter(|c| !is_zero_chunk(&c.id))
-                .map(|c| c.id)
-                .collect();
-            let mut data = if wanted.is_empty() {
-                Vec::new()
-            } else {
-                ctx.store.get_many(&wanted)?
-            }
-            .into_iter();
-            for chunk in &batch {
-                if is_zero_chunk(&chunk.id) {
-                    hole += chunk.len;
-                    continue;
-                }
-                let bytes = data.next().expect("one result per wanted chunk");
-                if bytes.len() as u64 != chunk.len {
-                    return Err(Error::CorruptObject {
-                        id: chunk.id.to_hex(),
-                        detail: "chunk length differs from its list entry".into(),
-                    });
-                }
-                if hole > 0 {
-                    let skip = i64::try_from(std::mem::take(&mut hole))
-                        .map_err(|_| std::io::Error::from(std::io::ErrorKind::FileTooLarge))
-                        .at("write", path)?;
-                    out.seek(SeekFrom::Current(skip)).at("write", path)?;
-                }
-                out.write_all(&bytes).at("write", path)?;
-            }
+        // verified in parallel, written in order while the next batch is read.
+        let mut pending = read_batch(ctx.store, &mut chunks)?;
+        while let Some((batch, data)) = pending.take() {
+            let (written, next) = rayon::join(
+                || write_batch(&mut file, path, &batch, &data, &mut hole),
+                || read_batch(ctx.store, &mut chunks),
+            );
+            written?;
+            pending = next?;
         }
     }
-    let file = out
-        .into_inner()
-        .map_err(|e| e.into_error())
-        .at("write", path)?;
     if hole > 0 {
         file.set_len(size).at("write", path)?;
     }
@@ -316,6 +283,77 @@ fn write_file(ctx: &Ctx, dir: &Dir, name: &[u8], path: &Path, w: &Want) -> Resul
     }
     live::set_file_attrs(&file, path, &changes(ctx, w.meta, None))?;
     Ok(file)
+}
+
+/// A batch of list entries and the bytes of its non-zero chunks, in order.
+type Batch = (Vec<ListEntry>, Vec<Vec<u8>>);
+
+/// The next (up to) 128 chunks of a file, read and verified; `None` at its end.
+fn read_batch(store: &Store, chunks: &mut store::Chunks) -> Result<Option<Batch>> {
+    let batch: Vec<ListEntry> = chunks.by_ref().take(128).collect::<Result<_>>()?;
+    if batch.is_empty() {
+        return Ok(None);
+    }
+    let wanted: Vec<ObjectId> = batch
+        .iter()
+        .filter(|c| !is_zero_chunk(&c.id))
+        .map(|c| c.id)
+        .collect();
+    let data = if wanted.is_empty() {
+        Vec::new()
+    } else {
+        store.get_many(&wanted)?
+    };
+    Ok(Some((batch, data)))
+}
+
+/// Write a batch at the file's position: runs of chunks with one `writev` each, zero chunks
+/// added to `hole` (skipped by a seek before the next data).
+fn write_batch(
+    file: &mut File,
+    path: &Path,
+    batch: &[ListEntry],
+    data: &[Vec<u8>],
+    hole: &mut u64,
+) -> Result<()> {
+    let mut data = data.iter();
+    let mut run: Vec<std::io::IoSlice> = Vec::with_capacity(batch.len());
+    for chunk in batch {
+        if is_zero_chunk(&chunk.id) {
+            write_all_vectored(file, &mut run).at("write", path)?;
+            *hole += chunk.len;
+            continue;
+        }
+        let bytes = data.next().expect("one result per wanted chunk");
+        if bytes.len() as u64 != chunk.len {
+            return Err(Error::CorruptObject {
+                id: chunk.id.to_hex(),
+                detail: "chunk length differs from its list entry".into(),
+            });
+        }
+        if *hole > 0 {
+            let skip = i64::try_from(std::mem::take(hole))
+                .map_err(|_| std::io::Error::from(std::io::ErrorKind::FileTooLarge))
+                .at("write", path)?;
+            file.seek(SeekFrom::Current(skip)).at("write", path)?;
+        }
+        run.push(std::io::IoSlice::new(bytes));
+    }
+    write_all_vectored(file, &mut run).at("write", path)
+}
+
+/// Write every slice of `run` (then empty it), however the kernel splits the writes.
+fn write_all_vectored(file: &mut File, run: &mut Vec<std::io::IoSlice>) -> std::io::Result<()> {
+    let mut bufs = &mut run[..];
+    while !bufs.is_empty() {
+        let n = file.write_vectored(bufs)?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        std::io::IoSlice::advance_slices(&mut bufs, n);
+    }
+    run.clear();
+    Ok(())
 }
 
 /// Files at least this large start writeback as soon as they are written.

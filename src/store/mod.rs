@@ -8,6 +8,7 @@
 
 mod chunk;
 mod id;
+pub mod index;
 pub mod pack;
 
 pub(crate) use chunk::check_node;
@@ -122,8 +123,12 @@ impl Store {
     }
 
     /// Locations of many objects with one hold of the index (`None` for missing ones).
+    /// One read transaction for them all: a statement outside one takes and drops SQLite's
+    /// file locks (two `fcntl` and a `stat`) each time, which per chunk cost restore more
+    /// than the lookups.
     pub fn locate_many(&self, ids: &[ObjectId]) -> Result<Vec<Option<Location>>> {
         let conn = self.index.lock().expect("index lock poisoned");
+        let _read = conn.unchecked_transaction()?;
         let mut stmt = conn.prepare_cached(
             "SELECT p.name, o.offset, o.kind, o.clen, o.ulen, o.boff FROM objects o \
              JOIN packs p ON p.id = o.pack WHERE o.id = ?1",
@@ -148,9 +153,17 @@ impl Store {
 
     /// Whether `id` is already stored.
     pub fn contains(&self, id: &ObjectId) -> Result<bool> {
+        Ok(self.contains_many(std::slice::from_ref(id))?[0])
+    }
+
+    /// Whether each of `ids` is already stored, in one read transaction.
+    pub fn contains_many(&self, ids: &[ObjectId]) -> Result<Vec<bool>> {
         let conn = self.index.lock().expect("index lock poisoned");
+        let _read = (ids.len() > 1)
+            .then(|| conn.unchecked_transaction())
+            .transpose()?;
         let mut stmt = conn.prepare_cached("SELECT 1 FROM objects WHERE id = ?1")?;
-        Ok(stmt.exists([&id.0[..]])?)
+        ids.iter().map(|id| Ok(stmt.exists([&id.0[..]])?)).collect()
     }
 
     /// Read, decompress and verify an object.
@@ -220,6 +233,15 @@ impl Store {
     /// Read a block (header, member table, payload) and decompress it, all bounded by its
     /// checked header; the error says what is wrong with it (callers name the object).
     fn read_block(&self, loc: &Location) -> std::result::Result<Block, String> {
+        let (raw, data) = self.read_raw_block(loc)?;
+        Ok(Block {
+            members: raw.members,
+            data,
+        })
+    }
+
+    /// The stored bytes of the block at `loc` (checked against the index) and its data.
+    fn read_raw_block(&self, loc: &Location) -> std::result::Result<(RawBlock, Vec<u8>), String> {
         let corrupt = |detail: String| format!("{detail} in pack {}", loc.pack);
         let file = self.pack_file(&loc.pack).map_err(|e| e.to_string())?;
         let mut head = [0u8; RECORD_HEADER_LEN];
@@ -229,33 +251,37 @@ impl Store {
         if header.clen != loc.clen {
             return Err(corrupt("block header does not match the index".into()));
         }
-        let table_len = usize::from(header.count) * BLOCK_MEMBER_LEN;
-        let mut buf = vec![0u8; table_len + header.clen as usize];
+        let mut buf = vec![0u8; header.body_len()];
         file.read_exact_at(&mut buf, loc.offset + RECORD_HEADER_LEN as u64)
             .map_err(|e| corrupt(format!("cannot read block: {e}")))?;
-        let members: Vec<(ObjectId, u32)> = buf[..table_len]
-            .chunks_exact(BLOCK_MEMBER_LEN)
-            .map(|m| {
-                let id = ObjectId::from_slice(&m[..32]).expect("32 bytes");
-                (id, u32::from_le_bytes(m[32..].try_into().expect("4 bytes")))
-            })
-            .collect();
-        let total = members.iter().try_fold(0u32, |acc, m| {
-            (m.1 as usize <= CHUNK_SIZE)
-                .then(|| acc.checked_add(m.1))
-                .flatten()
-        });
-        if total != Some(header.ulen) {
-            return Err(corrupt("block members do not add up to its length".into()));
+        RawBlock::split(&header, buf).map_err(corrupt)
+    }
+
+    /// The block holding `id` as stored (compressed), every member re-hashed against its id:
+    /// what push sends, so it never moves a corrupt chunk.
+    pub fn verified_block(&self, id: &ObjectId, loc: &Location) -> Result<RawBlock> {
+        Ok(self.open_block(id, loc)?.0)
+    }
+
+    /// The block holding `id` as stored and its data, every member re-hashed against its id.
+    pub fn open_block(&self, id: &ObjectId, loc: &Location) -> Result<(RawBlock, Vec<u8>)> {
+        let corrupt = |detail: String| Error::CorruptObject {
+            id: id.to_hex(),
+            detail,
+        };
+        let (raw, data) = self.read_raw_block(loc).map_err(corrupt)?;
+        let held = raw
+            .offsets()
+            .any(|(m, at, len)| m == *id && Some(at) == loc.boff && len == loc.ulen);
+        if !held {
+            return Err(corrupt(format!(
+                "block does not hold the object where the index says in pack {}",
+                loc.pack
+            )));
         }
-        let data = decompress(&buf[table_len..], header.ulen as usize)
-            .map_err(|e| corrupt(format!("cannot decompress block: {e}")))?;
-        if data.len() != header.ulen as usize {
-            return Err(corrupt(
-                "block has the wrong length after decompression".into(),
-            ));
-        }
-        Ok(Block { members, data })
+        raw.check_members(&data)
+            .map_err(|d| corrupt(format!("{d} in pack {}", loc.pack)))?;
+        Ok((raw, data))
     }
 
     /// The raw record of an object: as stored, or, for a block member, a record of its own
@@ -482,6 +508,120 @@ impl Block {
     }
 }
 
+/// A block as stored: its members (id, length) and one zstd frame of their bytes.
+#[derive(Clone, Debug)]
+pub struct RawBlock {
+    pub members: Vec<(ObjectId, u32)>,
+    pub ulen: u32,
+    pub payload: Vec<u8>,
+}
+
+impl RawBlock {
+    /// Parse a block from untrusted bytes (header, member table, payload and nothing else):
+    /// bounded by its checked header before anything is allocated, decompressed, and every
+    /// member hashed against its id. Returns the block and its data.
+    pub fn open(bytes: &[u8]) -> std::result::Result<(RawBlock, Vec<u8>), String> {
+        if bytes.len() < RECORD_HEADER_LEN {
+            return Err("truncated block".into());
+        }
+        let header = BlockHeader::decode(&bytes[..RECORD_HEADER_LEN])?;
+        let body = &bytes[RECORD_HEADER_LEN..];
+        if body.len() != header.body_len() {
+            return Err("block length does not match its header".into());
+        }
+        let (raw, data) = RawBlock::split(&header, body.to_vec())?;
+        raw.check_members(&data)?;
+        Ok((raw, data))
+    }
+
+    /// Member table and payload (`body`, exactly [`BlockHeader::body_len`] bytes) of a block
+    /// whose header was checked: members bounded and adding up, data decompressed.
+    fn split(
+        header: &BlockHeader,
+        mut body: Vec<u8>,
+    ) -> std::result::Result<(RawBlock, Vec<u8>), String> {
+        let table_len = usize::from(header.count) * BLOCK_MEMBER_LEN;
+        let members: Vec<(ObjectId, u32)> = body[..table_len]
+            .chunks_exact(BLOCK_MEMBER_LEN)
+            .map(|m| {
+                let id = ObjectId::from_slice(&m[..32]).expect("32 bytes");
+                (id, u32::from_le_bytes(m[32..].try_into().expect("4 bytes")))
+            })
+            .collect();
+        let total = members.iter().try_fold(0u32, |acc, m| {
+            (m.1 as usize <= CHUNK_SIZE)
+                .then(|| acc.checked_add(m.1))
+                .flatten()
+        });
+        if total != Some(header.ulen) {
+            return Err("block members do not add up to its length".into());
+        }
+        let payload = body.split_off(table_len);
+        let data = decompress(&payload, header.ulen as usize)
+            .map_err(|e| format!("cannot decompress block: {e}"))?;
+        if data.len() != header.ulen as usize {
+            return Err("block has the wrong length after decompression".into());
+        }
+        let raw = RawBlock {
+            members,
+            ulen: header.ulen,
+            payload,
+        };
+        Ok((raw, data))
+    }
+
+    /// Every member of `data` (this block's data) hashes to its id.
+    fn check_members(&self, data: &[u8]) -> std::result::Result<(), String> {
+        let mut at = 0usize;
+        for (id, len) in &self.members {
+            let end = at + *len as usize;
+            if ObjectId::hash(&data[at..end]) != *id {
+                return Err(format!("block member {id} does not match its blake3 id"));
+            }
+            at = end;
+        }
+        Ok(())
+    }
+
+    /// Where each member starts in the block's data.
+    pub fn offsets(&self) -> impl Iterator<Item = (ObjectId, u32, u32)> + '_ {
+        self.members.iter().scan(0u32, |at, (id, len)| {
+            let start = *at;
+            *at += len;
+            Some((*id, start, *len))
+        })
+    }
+
+    /// The bytes as in a pack: block header, member table, payload.
+    pub fn encode(&self) -> Vec<u8> {
+        let header = BlockHeader {
+            count: u16::try_from(self.members.len()).expect("at most 16 members"),
+            ulen: self.ulen,
+            clen: u32::try_from(self.payload.len()).expect("bounded payload"),
+        };
+        let mut out = Vec::with_capacity(RECORD_HEADER_LEN + header.body_len());
+        out.extend_from_slice(&header.encode());
+        for (id, len) in &self.members {
+            out.extend_from_slice(&id.0);
+            out.extend_from_slice(&len.to_le_bytes());
+        }
+        out.extend_from_slice(&self.payload);
+        out
+    }
+
+    /// The block as a record to append to a pack.
+    pub fn into_record(self) -> Record {
+        Record {
+            id: self.members[0].0,
+            kind: Kind::Chunk,
+            codec: CODEC_ZSTD,
+            ulen: self.ulen,
+            payload: self.payload,
+            members: self.members,
+        }
+    }
+}
+
 /// Turn a run of new chunks into one block record (a single chunk into a plain record).
 pub fn make_block(chunks: &[(ObjectId, &[u8])]) -> Result<Record> {
     if let [(id, data)] = chunks {
@@ -588,12 +728,16 @@ impl ObjectSink for WriteSession {
     }
 
     fn prepare_run(&self, chunks: &[(ObjectId, &[u8])]) -> Result<Option<Record>> {
+        let ids: Vec<ObjectId> = chunks.iter().map(|c| c.0).collect();
+        let stored = self.store.contains_many(&ids)?;
         let mut new = Vec::with_capacity(chunks.len());
-        for c in chunks {
-            if self.claim(&c.0)? {
+        let mut claimed = self.claimed.lock().expect("claim lock");
+        for (c, stored) in chunks.iter().zip(stored) {
+            if !stored && claimed.insert(c.0) {
                 new.push(*c);
             }
         }
+        drop(claimed);
         if new.is_empty() {
             return Ok(None);
         }
@@ -679,6 +823,19 @@ impl WriteSession {
             members: Vec::new(),
         }])?;
         Ok(true)
+    }
+
+    /// Store a block received from elsewhere and verified ([`RawBlock::open`]) when any of
+    /// its members is new; members already stored keep their copy.
+    pub fn put_verified_block(&self, block: RawBlock) -> Result<bool> {
+        let mut new = false;
+        for (id, _) in &block.members {
+            new |= self.claim(id)?;
+        }
+        if new {
+            self.submit(vec![block.into_record()])?;
+        }
+        Ok(new)
     }
 
     /// Whether the id is new to both the store and this session; marks it as taken.

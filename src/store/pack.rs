@@ -141,6 +141,11 @@ impl BlockHeader {
         h
     }
 
+    /// Bytes after the header: member table and payload.
+    pub fn body_len(&self) -> usize {
+        usize::from(self.count) * BLOCK_MEMBER_LEN + self.clen as usize
+    }
+
     /// Decode and bound a block header: 1..=16 members of at most one chunk each, and a
     /// payload no larger than the object size limit, before anything is allocated.
     pub fn decode(h: &[u8]) -> std::result::Result<Self, String> {

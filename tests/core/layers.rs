@@ -163,3 +163,45 @@ fn the_checker_sees_a_forbidden_import() {
     let named = named_modules("use crate::{remote::ops, Error};\nfn f() { crate::docker::x(); }");
     assert!(named.contains("remote") && named.contains("docker") && named.contains("error"));
 }
+
+/// SQL in `text` (string literals) that names the store's tables.
+fn store_table_sql(text: &str) -> Vec<String> {
+    const TABLES: [&str; 2] = ["objects", "packs"];
+    const VERBS: [&str; 5] = ["from", "into", "join", "table", "update"];
+    let mut found = Vec::new();
+    for literal in text.split('"').skip(1).step_by(2) {
+        let words: Vec<String> = literal
+            .split(|c: char| !c.is_alphanumeric() && c != '_')
+            .filter(|w| !w.is_empty())
+            .map(str::to_lowercase)
+            .collect();
+        for w in words.windows(2) {
+            if VERBS.contains(&w[0].as_str()) && TABLES.contains(&w[1].as_str()) {
+                found.push(format!("{} {}", w[0], w[1]));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn only_the_store_names_its_tables() {
+    let mut violations = Vec::new();
+    for (module, rel, text) in library_sources() {
+        if module == "store" {
+            continue;
+        }
+        for sql in store_table_sql(&text) {
+            violations.push(format!("src/{}: \"{sql}\"", rel.display()));
+        }
+    }
+    assert!(
+        violations.is_empty(),
+        "SQL on the store's tables outside src/store:\n{}",
+        violations.join("\n")
+    );
+    assert_eq!(
+        store_table_sql(r#"x("DELETE FROM objects WHERE id = ?1")"#),
+        ["from objects"]
+    );
+}

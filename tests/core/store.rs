@@ -1,6 +1,6 @@
 //! Store guarantees: dedup, verify-on-read, fsck, gc, kill -9, concurrency.
 
-use crate::support::{listing, noise, write, Env};
+use crate::support::{listing, noise, rows, write, Env};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -227,20 +227,6 @@ fn concurrent_commits_and_gc_lose_nothing() {
     assert!(env.ok(&["fsck"]).contains("no problems"));
 }
 
-/// Text rows like a table's: compressible, and different in every 8 KiB chunk.
-fn rows(n: usize) -> String {
-    use std::fmt::Write;
-    (0..n).fold(String::new(), |mut s, i| {
-        let _ = writeln!(
-            s,
-            "row {i:06} value {} name customer-{}",
-            i * 7 % 1000,
-            i % 97
-        );
-        s
-    })
-}
-
 /// Offset of the first block record ("DVBK") in `bytes`.
 fn first_block(bytes: &[u8]) -> Option<usize> {
     bytes.windows(4).position(|w| w == b"DVBK")
@@ -331,4 +317,52 @@ fn a_format_1_store_keeps_working_and_is_upgraded_in_place() {
     );
     env.ok(&["gc"]);
     assert!(env.ok(&["fsck"]).contains("no problems"));
+}
+
+/// Chunk records ("DVOB" of kind chunk) in the store's packs: chunks not kept in a block.
+fn chunk_records(env: &Env) -> usize {
+    pack_files(env)
+        .iter()
+        .map(|p| {
+            let bytes = std::fs::read(p).unwrap();
+            bytes
+                .windows(37)
+                .filter(|w| &w[..4] == b"DVOB" && w[36] == 0)
+                .count()
+        })
+        .sum()
+}
+
+#[test]
+fn gc_keeps_blocks_when_it_rewrites_a_pack() {
+    let env = Env::new();
+    let live = env.init("v");
+    env.commit("base");
+    // 48 chunks of rows on a side branch: three blocks of 16.
+    let text = rows(25_000);
+    let chunk = 8192;
+    assert!(text.len() >= 48 * chunk);
+    let text = &text.as_bytes()[..48 * chunk];
+    env.ok(&["checkout", "-b", "side"]);
+    write(&live.join("table"), text);
+    env.commit("rows");
+    assert_eq!(chunk_records(&env), 0, "new chunks are written in blocks");
+    // master keeps the first 20 chunks (one block whole, four of the next), then side goes.
+    env.ok(&["checkout", "master"]);
+    write(&live.join("table"), &text[..20 * chunk]);
+    env.commit("head of the table");
+    env.ok(&["branch", "-d", "side"]);
+    let before = packs_size(&env);
+    let out = env.ok(&["gc"]);
+    assert!(out.contains("reclaimed"), "{out}");
+    assert!(packs_size(&env) < before, "gc reclaimed nothing: {out}");
+    assert_eq!(
+        chunk_records(&env),
+        0,
+        "gc split a block into chunk records"
+    );
+    assert!(env.ok(&["fsck"]).contains("no problems"));
+    std::fs::remove_file(live.join("table")).unwrap();
+    env.ok(&["reset", "--hard", "HEAD"]);
+    assert!(std::fs::read(live.join("table")).unwrap() == text[..20 * chunk]);
 }

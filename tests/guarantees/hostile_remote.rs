@@ -89,6 +89,7 @@ impl Objects {
                 offset: pack.len() as u64,
                 clen: header.clen,
                 ulen: rec.ulen,
+                boff: None,
             });
             pack.extend_from_slice(&header.encode());
             pack.extend_from_slice(&rec.payload);

@@ -106,6 +106,7 @@ fn valid_messages(seed: &[u8]) -> Vec<Vec<u8>> {
         offset: 16,
         clen: seed.len() as u32,
         ulen: seed.len() as u32 * 2,
+        boff: None,
     }];
     let mut framed = Vec::new();
     let put = proto::encode(&Request::Put {

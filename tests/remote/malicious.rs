@@ -32,6 +32,7 @@ fn write_remote(dir: &Path, volume: &str, objects: &[(Kind, Vec<u8>)], head: Obj
             offset: pack.len() as u64,
             clen: rec.payload.len() as u32,
             ulen: rec.ulen,
+            boff: None,
         });
         let header = RecordHeader {
             id: rec.id,

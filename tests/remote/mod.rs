@@ -1,5 +1,6 @@
 //! Remote tests: real peers only (a directory, our HTTP server, a real sshd, S3 servers).
 
+mod blocks;
 mod encryption;
 mod http;
 mod malicious;

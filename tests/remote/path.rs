@@ -137,13 +137,14 @@ fn remote_interrupted_push_resumes() {
     write(&laptop.live().join("big.bin"), noise(5, 3 << 20));
     laptop.commit("big");
     laptop.ok(&["remote", "add", "origin", &url]);
-    // Small packs and a process killed after the third one is indexed (failpoint).
+    // Small packs (one 128 KiB block of noise each) and a process killed after the tenth one
+    // is indexed (failpoint).
     let out = laptop
         .env
         .dvol()
         .env("DVOL_TEST_PACK_SIZE", "262144")
         .env("DVOL_FAILPOINT", "push.after-idx-upload")
-        .env("DVOL_FAILPOINT_SKIP", "2")
+        .env("DVOL_FAILPOINT_SKIP", "9")
         .args(["push"])
         .output()
         .unwrap();

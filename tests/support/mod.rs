@@ -143,6 +143,20 @@ pub fn write(path: &Path, data: impl AsRef<[u8]>) {
     std::fs::write(path, data).expect("write");
 }
 
+/// Text rows like a table's: compressible, and different in every 8 KiB chunk.
+pub fn rows(n: usize) -> String {
+    use std::fmt::Write;
+    (0..n).fold(String::new(), |mut s, i| {
+        let _ = writeln!(
+            s,
+            "row {i:06} value {} name customer-{}",
+            i * 7 % 1000,
+            i % 97
+        );
+        s
+    })
+}
+
 /// Deterministic pseudo-random bytes.
 pub fn noise(seed: u64, len: usize) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;

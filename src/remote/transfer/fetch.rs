@@ -3,17 +3,18 @@
 //! store them; chunks are checkpointed into the local index so an interrupted fetch resumes.
 
 use super::index::{remote_index, RemoteIndex};
-use super::records::{read_objects, Remote};
+use super::records::{read_objects, read_pieces, Piece, Remote};
 use crate::failpoint::{hit, knob as test_knob};
 use crate::progress::Progress;
 use crate::remote::crypt::Seal;
 use crate::remote::Backend;
 use crate::repo::reach::{self, Edge};
 use crate::repo::{Commit, Repo};
-use crate::store::{self, decode_payload, Kind, ObjectId, WriteSession, CHUNK_SIZE};
+use crate::store::{self, decode_payload, Kind, ObjectId, RawBlock, WriteSession, CHUNK_SIZE};
 use crate::Result;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::sync::Arc;
 
 /// Fetched chunks are indexed locally after this many bytes, so a re-run reuses them.
 const FETCH_CHECKPOINT: u64 = 256 << 20;
@@ -81,10 +82,13 @@ pub fn download_history(
     // Chunks, in batches; checkpointed into the local index so a re-run reuses them.
     let mut chunks_session = store.writer()?;
     objects += chunks.len() as u64;
+    // A block is counted once, however many of its members are wanted.
     let total: u64 = chunks
         .iter()
         .filter_map(|id| index.get(&seal.remote_id(id)))
-        .map(|l| l.entry.clen as u64)
+        .map(|l| ((l.pack.clone(), l.entry.offset), u64::from(l.entry.clen)))
+        .collect::<HashMap<_, _>>()
+        .values()
         .sum();
     progress.start("Fetching", Some(total));
     let checkpoint = test_knob("DVOL_TEST_FETCH_CHECKPOINT").unwrap_or(FETCH_CHECKPOINT);
@@ -92,10 +96,9 @@ pub fn download_history(
     let batch_len = (checkpoint as usize / CHUNK_SIZE).clamp(1, 2048);
     for batch in chunks.chunks(batch_len) {
         let wanted: Vec<(ObjectId, Kind)> = batch.iter().map(|id| (*id, Kind::Chunk)).collect();
-        let got = read_objects(&remote_of(backend, &index, seal), &wanted, |h, payload| {
-            progress.advance(payload.len() as u64);
-            chunks_session.put_verified_record(&h, payload)?;
-            Ok(())
+        let mut last = None;
+        let got = read_pieces(&remote_of(backend, &index, seal), &wanted, |piece| {
+            store_chunk(&chunks_session, piece, &mut last, progress)
         })?;
         bytes += got;
         since += got;
@@ -117,6 +120,32 @@ pub fn download_history(
         objects,
         bytes,
     })
+}
+
+/// Store a fetched chunk: a record after verifying it, a block (verified when read) whole,
+/// once for the members read together (`last`: the block of the previous member).
+fn store_chunk(
+    session: &WriteSession,
+    piece: Piece,
+    last: &mut Option<Arc<(RawBlock, Vec<u8>)>>,
+    progress: &dyn Progress,
+) -> Result<()> {
+    match piece {
+        Piece::Record(h, payload) => {
+            progress.advance(payload.len() as u64);
+            session.put_verified_record(&h, payload)?;
+        }
+        Piece::Member(_, block) => {
+            if last.as_ref().is_some_and(|l| Arc::ptr_eq(l, &block)) {
+                return Ok(());
+            }
+            if session.put_verified_block(block.0.clone())? {
+                progress.advance(block.0.payload.len() as u64);
+            }
+            *last = Some(block);
+        }
+    }
+    Ok(())
 }
 
 /// The fetch side of the shared walk: skips what the local store has, reads commits, trees

@@ -10,8 +10,8 @@ use crate::remote::crypt::Seal;
 use crate::remote::{ref_key, Backend, CasOutcome};
 use crate::repo::reach::{self, Edge};
 use crate::repo::Repo;
-use crate::store::pack::RecordHeader;
-use crate::store::{decode_payload, ObjectId, Store};
+use crate::store::pack::{RecordHeader, BLOCK_MEMBER_LEN};
+use crate::store::{decode_payload, Location, ObjectId, RawBlock, Store};
 use crate::{Error, Result};
 use std::collections::HashSet;
 use std::path::Path;
@@ -133,22 +133,16 @@ pub fn push(
             &expired,
         )?
     };
-    let total: u64 = plan
-        .iter()
-        .map(|id| {
-            store
-                .locate(id)
-                .map(|l| l.map_or(0, |l| seal.record_len(l.clen)))
-        })
-        .sum::<Result<u64>>()?;
+    let units = send_units(store, &plan)?;
+    let total: u64 = units.iter().map(|(_, loc)| seal.record_len(loc.clen)).sum();
     progress.start("Pushing", Some(total));
     let pack_size = test_knob("DVOL_TEST_PACK_SIZE")
         .map(|v| v as usize)
         .unwrap_or(PUSH_PACK_SIZE);
     let mut pack = PackOut::new();
-    for id in &plan {
-        let (header, payload) = verified_record(store, id)?;
-        let record_len = seal.record_len(header.clen);
+    for (id, loc) in &units {
+        let unit = verified_unit(store, id, loc)?;
+        let record_len = seal.record_len(unit.clen());
         progress.advance(record_len);
         // Close the pack before a record would take it past the size, so an upload stays
         // under the protocol's frame limit (one pack of at most max(size, one object)).
@@ -156,9 +150,12 @@ pub fn push(
             report.bytes += std::mem::take(&mut pack).upload(backend, seal)?;
             report.packs += 1;
         }
-        pack.append(&header, &payload, seal);
-        report.objects += 1;
+        match unit {
+            Unit::Record(header, payload) => pack.append(&header, &payload, seal),
+            Unit::Block(block) => pack.append_block(&block, seal),
+        }
     }
+    report.objects += plan.len() as u64;
     if !pack.entries.is_empty() {
         report.bytes += pack.upload(backend, seal)?;
         report.packs += 1;
@@ -212,12 +209,48 @@ pub fn push(
     Ok(report)
 }
 
-/// The raw record of a local object to send, re-hashed first: push never sends a corrupt
-/// object, and names it.
-fn verified_record(store: &Store, id: &ObjectId) -> Result<(RecordHeader, Vec<u8>)> {
+/// The planned objects as stored: one per record, one per block however many of its members
+/// the plan holds (a block travels whole, as the local store keeps it).
+fn send_units(store: &Store, plan: &[ObjectId]) -> Result<Vec<(ObjectId, Location)>> {
+    let mut blocks = HashSet::new();
+    let mut units = Vec::with_capacity(plan.len());
+    for (id, loc) in plan.iter().zip(store.locate_many(plan)?) {
+        let loc = loc.ok_or(Error::MissingObject { id: id.to_hex() })?;
+        if loc.boff.is_none() || blocks.insert((loc.pack.clone(), loc.offset)) {
+            units.push((*id, loc));
+        }
+    }
+    Ok(units)
+}
+
+/// What push sends for one unit: a record, or a whole block.
+enum Unit {
+    Record(RecordHeader, Vec<u8>),
+    Block(RawBlock),
+}
+
+impl Unit {
+    /// Payload length as the remote index lists it.
+    fn clen(&self) -> u32 {
+        match self {
+            Unit::Record(header, _) => header.clen,
+            Unit::Block(b) => (b.members.len() * BLOCK_MEMBER_LEN + b.payload.len()) as u32,
+        }
+    }
+}
+
+/// The stored form of a local object to send, re-hashed first (a block: every member): push
+/// never sends a corrupt object, and names it.
+fn verified_unit(store: &Store, id: &ObjectId, loc: &Location) -> Result<Unit> {
+    if loc.boff.is_some() {
+        let block = store
+            .verified_block(id, loc)
+            .map_err(|e| refuse_corrupt(id, e))?;
+        return Ok(Unit::Block(block));
+    }
     let (header, payload) = store.get_raw(id).map_err(|e| refuse_corrupt(id, e))?;
     decode_payload(id, &header, &payload).map_err(|e| refuse_corrupt(id, e))?;
-    Ok((header, payload))
+    Ok(Unit::Record(header, payload))
 }
 
 /// A local object push needs is corrupt: say which and what to do.

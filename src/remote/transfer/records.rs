@@ -1,14 +1,20 @@
 //! The one place pack records and pack indexes cross the wire: building and uploading a pack
 //! with its index ([`PackOut`]), reading an index ([`get_idx`]) and reading records back with
 //! coalesced ranged reads, each checked against its index entry ([`read_objects`]).
+//!
+//! Chunks travel in blocks (runs of up to 16 compressed as one zstd frame, as the local store
+//! keeps them): a block is one record in a remote pack, listed once per member in a version
+//! 2 index. A reader reads a block once for all its wanted members, bounds it by its header,
+//! decompresses it and hashes every member against its id before handing any of it out.
 
 use super::index::RemoteIndex;
 use crate::failpoint::hit;
 use crate::remote::crypt::Seal;
 use crate::remote::idx::{self, IdxEntry};
 use crate::remote::Backend;
-use crate::store::pack::{pack_header, RecordHeader};
-use crate::store::{Kind, ObjectId, MAX_OBJECT_SIZE};
+use crate::store::pack::{pack_header, pack_header_of, RecordHeader, CODEC_RAW, CODEC_ZSTD};
+use crate::store::pack::{PACK_VERSION_BLOCKS, RECORD_HEADER_LEN};
+use crate::store::{Kind, ObjectId, RawBlock, MAX_OBJECT_SIZE};
 use crate::{Error, Result};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -59,8 +65,29 @@ impl PackOut {
             offset: self.buf.len() as u64,
             clen: payload.len() as u32,
             ulen: header.ulen,
+            boff: None,
         });
         seal.append_record(&mut self.buf, header, payload);
+    }
+
+    /// Append a block (verified by the caller), listing each member under its remote id.
+    pub fn append_block(&mut self, block: &RawBlock, seal: &Seal) {
+        let bytes = block.encode();
+        let offset = self.buf.len() as u64;
+        let clen = u32::try_from(bytes.len() - RECORD_HEADER_LEN).expect("bounded block");
+        for (id, boff, ulen) in block.offsets() {
+            self.entries.push(IdxEntry {
+                id: seal.remote_id(&id),
+                kind: Kind::Chunk,
+                codec: CODEC_ZSTD,
+                offset,
+                clen,
+                ulen,
+                boff: Some(boff),
+            });
+        }
+        self.buf[..16].copy_from_slice(&pack_header_of(PACK_VERSION_BLOCKS));
+        seal.append_block(&mut self.buf, &bytes);
     }
 
     /// Upload the pack, then its index. Returns the bytes sent.
@@ -76,15 +103,76 @@ impl PackOut {
     }
 }
 
-/// Read the records of `wanted` (id and the kind the reader expects) from the remote with
-/// coalesced range reads, checking each record against its index entry and kind, and hand
-/// them to `f` (which verifies the content hash before use). A copy found corrupt (by these
-/// checks or by `f`) is retried from the object's next copy, if the remote has one. Returns
-/// the bytes read.
+/// What a reader gets for one wanted object.
+pub enum Piece {
+    /// A record of its own: header and still-compressed payload (the caller verifies it).
+    Record(RecordHeader, Vec<u8>),
+    /// A chunk from a block already verified (every member hashed): the member's plain id,
+    /// and the block with its data, shared by the block's members read together.
+    Member(ObjectId, Arc<(RawBlock, Vec<u8>)>),
+}
+
+impl Piece {
+    /// The object's plain id.
+    pub fn id(&self) -> ObjectId {
+        match self {
+            Piece::Record(h, _) => h.id,
+            Piece::Member(id, _) => *id,
+        }
+    }
+
+    fn kind(&self) -> Kind {
+        match self {
+            Piece::Record(h, _) => h.kind,
+            Piece::Member(..) => Kind::Chunk,
+        }
+    }
+
+    /// As a record of its own; a block member becomes a raw (uncompressed) record.
+    pub fn into_record(self) -> (RecordHeader, Vec<u8>) {
+        match self {
+            Piece::Record(h, payload) => (h, payload),
+            Piece::Member(id, block) => {
+                let (raw, data) = &*block;
+                let (_, at, len) = raw
+                    .offsets()
+                    .find(|m| m.0 == id)
+                    .expect("a member is in its block");
+                let header = RecordHeader {
+                    id,
+                    kind: Kind::Chunk,
+                    codec: CODEC_RAW,
+                    ulen: len,
+                    clen: len,
+                };
+                (header, data[at as usize..(at + len) as usize].to_vec())
+            }
+        }
+    }
+}
+
+/// Read the records of `wanted` (id and the kind the reader expects) from the remote, each
+/// as a record of its own (block members uncompressed); see [`read_pieces`].
 pub fn read_objects(
     remote: &Remote,
     wanted: &[(ObjectId, Kind)],
     mut f: impl FnMut(RecordHeader, Vec<u8>) -> Result<()>,
+) -> Result<u64> {
+    read_pieces(remote, wanted, |piece| {
+        let (header, payload) = piece.into_record();
+        f(header, payload)
+    })
+}
+
+/// Read the objects of `wanted` (id and the kind the reader expects) from the remote with
+/// coalesced range reads, checking each record against its index entry and kind (a block
+/// wholly, once), and hand them to `f` (which verifies a record's content hash before use).
+/// A copy found corrupt (by these checks or by `f`) is retried from the object's next copy,
+/// if the remote has one. Returns the bytes read.
+pub fn read_pieces(
+    remote: &Remote,
+    wanted: &[(ObjectId, Kind)],
+    mut f: impl FnMut(Piece) -> Result<()>,
 ) -> Result<u64> {
     let Remote {
         backend,
@@ -112,18 +200,18 @@ pub fn read_objects(
         let mut corrupt: Vec<(ObjectId, Error)> = Vec::new();
         for (pack, entries) in todo_packs {
             bytes += read_pack_records(backend, seal, &pack, entries, &mut |e, rec| {
-                let checked = rec.and_then(|(header, payload)| {
+                let checked = rec.and_then(|piece| {
                     let kind = kinds[&e.id];
-                    if header.kind != kind {
+                    if piece.kind() != kind {
                         return Err(Error::CorruptObject {
                             id: e.id.to_hex(),
                             detail: format!(
                                 "expected a {kind:?} object, found a {:?} in remote {pack}",
-                                header.kind
+                                piece.kind()
                             ),
                         });
                     }
-                    f(header, payload)
+                    f(piece)
                 });
                 match checked {
                     Err(err @ Error::CorruptObject { .. }) => corrupt.push((e.id, err)),
@@ -200,13 +288,14 @@ fn group<'a>(
     by_pack
 }
 
-/// A record read back: its header and still-compressed payload, or why it is corrupt.
-pub type ReadRecord = Result<(RecordHeader, Vec<u8>)>;
+/// An object read back, or why its copy is corrupt.
+pub type ReadRecord = Result<Piece>;
 
 /// Read the records `entries` of one remote pack with coalesced range reads (gaps up to
-/// [`RANGE_GAP`], ranges up to [`MAX_RANGE`] or one record), checking each header against
-/// its index entry, and hand each to `f`. Transport errors and an impossible index fail the
-/// call; a record that does not match its entry is handed to `f` as an error.
+/// [`RANGE_GAP`], ranges up to [`MAX_RANGE`] or one record; a block is read once for all its
+/// listed members), checking each against its index entry, and hand each to `f`. Transport
+/// errors and an impossible index fail the call; a record that does not match its entry is
+/// handed to `f` as an error.
 pub fn read_pack_records(
     backend: &dyn Backend,
     seal: &Seal,
@@ -214,40 +303,118 @@ pub fn read_pack_records(
     mut entries: Vec<&IdxEntry>,
     f: &mut dyn FnMut(&IdxEntry, ReadRecord) -> Result<()>,
 ) -> Result<u64> {
-    entries.sort_by_key(|e| e.offset);
+    entries.sort_by_key(|e| (e.offset, e.boff));
     let record_end = |e: &IdxEntry| e.offset.checked_add(seal.record_len(e.clen));
     if entries
         .iter()
-        .any(|e| record_end(e).is_none() || e.clen as usize > MAX_OBJECT_SIZE)
+        .any(|e| record_end(e).is_none() || e.clen as usize > MAX_OBJECT_SIZE + 1024)
     {
         return Err(Error::Remote(format!("remote index of {pack} is invalid")));
     }
+    // Spans: the entries at one offset (a record, or the listed members of one block).
+    let mut spans: Vec<&[&IdxEntry]> = Vec::new();
+    let mut rest = &entries[..];
+    while let Some(first) = rest.first() {
+        let n = rest.iter().take_while(|e| e.offset == first.offset).count();
+        spans.push(&rest[..n]);
+        rest = &rest[n..];
+    }
+    let span_end = |s: &[&IdxEntry]| record_end(s[0]).expect("checked above");
     let mut bytes = 0;
     let mut i = 0;
-    while i < entries.len() {
-        let start = entries[i].offset;
-        let mut end = record_end(entries[i]).expect("checked above");
+    while i < spans.len() {
+        let start = spans[i][0].offset;
+        let mut end = span_end(spans[i]);
         let mut j = i + 1;
-        while j < entries.len() {
-            let e_end = record_end(entries[j]).expect("checked above");
-            if entries[j].offset < end
-                || entries[j].offset - end > RANGE_GAP
-                || e_end - start > MAX_RANGE
+        while j < spans.len() {
+            let s_end = span_end(spans[j]);
+            if spans[j][0].offset < end
+                || spans[j][0].offset - end > RANGE_GAP
+                || s_end - start > MAX_RANGE
             {
                 break;
             }
-            end = e_end;
+            end = s_end;
             j += 1;
         }
         let data = backend.get_range(pack, start, end - start)?;
         bytes += data.len() as u64;
-        for e in &entries[i..j] {
-            let at = (e.offset - start) as usize;
-            f(e, split_record(seal, pack, e, &data[at..]))?;
+        for span in &spans[i..j] {
+            let at = (span[0].offset - start) as usize;
+            split_span(seal, pack, span, &data[at..], f)?;
         }
         i = j;
     }
     Ok(bytes)
+}
+
+/// Hand `f` each entry of a span whose bytes start `data`: a block is opened and verified
+/// once for all its members.
+fn split_span(
+    seal: &Seal,
+    pack: &str,
+    span: &[&IdxEntry],
+    data: &[u8],
+    f: &mut dyn FnMut(&IdxEntry, ReadRecord) -> Result<()>,
+) -> Result<()> {
+    if span[0].boff.is_none() {
+        for e in span {
+            f(e, split_record(seal, pack, e, data))?;
+        }
+        return Ok(());
+    }
+    let block = open_block(seal, pack, span[0], data).map(Arc::new);
+    for e in span {
+        let piece = match &block {
+            Ok(block) => member_of(seal, pack, e, span[0], block),
+            Err(why) => Err(why.clone()),
+        };
+        f(
+            e,
+            piece.map_err(|detail| Error::CorruptObject {
+                id: e.id.to_hex(),
+                detail,
+            }),
+        )?;
+    }
+    Ok(())
+}
+
+/// The block at the start of `data` listed by `e`: opened, bounded by its header,
+/// decompressed, every member hashed against its id.
+fn open_block(
+    seal: &Seal,
+    pack: &str,
+    e: &IdxEntry,
+    data: &[u8],
+) -> std::result::Result<(RawBlock, Vec<u8>), String> {
+    let len = seal.record_len(e.clen) as usize;
+    if data.len() < len {
+        return Err(format!("block is cut short in remote {pack}"));
+    }
+    let bytes = seal.open_block(&data[..len], pack)?;
+    RawBlock::open(&bytes).map_err(|why| format!("{why} in remote {pack}"))
+}
+
+/// Member `e` of `block` (listed at the offset of `first`), checked against its entry: the
+/// block holds an object with that remote id, at that offset, of that length.
+fn member_of(
+    seal: &Seal,
+    pack: &str,
+    e: &IdxEntry,
+    first: &IdxEntry,
+    block: &Arc<(RawBlock, Vec<u8>)>,
+) -> std::result::Result<Piece, String> {
+    let found = block
+        .0
+        .offsets()
+        .find(|(id, at, len)| seal.remote_id(id) == e.id && Some(*at) == e.boff && *len == e.ulen);
+    match found {
+        Some((id, _, _)) if e.clen == first.clen => Ok(Piece::Member(id, block.clone())),
+        _ => Err(format!(
+            "block does not hold the object the pack index lists in remote {pack}"
+        )),
+    }
 }
 
 /// The header and payload of the record `e` at the start of `data`, checked against `e`.
@@ -268,7 +435,7 @@ fn split_record(seal: &Seal, pack: &str, e: &IdxEntry, data: &[u8]) -> ReadRecor
     {
         return Err(bad("record does not match the pack index"));
     }
-    Ok((header, payload))
+    Ok(Piece::Record(header, payload))
 }
 
 /// The remote side of a read: carrier, index and seal.
