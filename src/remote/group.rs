@@ -13,8 +13,8 @@
 
 use super::crypt::{self, Seal};
 use super::ops::{self, PushFlags, PushWhat, RemoteOptions};
-use super::transfer::{self, PushReport, PushStatus};
-use super::{cache_dir, Backend, CasOutcome};
+use super::transfer::{self, PushReport, PushStatus, RejectReason};
+use super::{cache_dir, Backend, CasOutcome, RemoteError};
 use crate::progress::Progress;
 use crate::repo::Head;
 use crate::repo::{GroupCommit, LiveGuard, Member, Repo};
@@ -62,19 +62,21 @@ pub fn push_group(
     let branch = branch.unwrap_or(&info.branch).to_string();
     names::validate("branch", &branch)?;
     let head = repo.group_head(name, &branch)?.commit().ok_or_else(|| {
-        Error::Remote(format!(
-            "group {name} branch {branch} has no group commit to push (run dvol group commit first)"
-        ))
+        Error::from(RemoteError::NoGroupCommitToPush {
+            group: name.to_string(),
+            branch: branch.clone(),
+        })
     })?;
     let url = common_url(repo, &info.volumes(), remote)?;
     for m in &info.members {
         let remote_volume = repo.remote_volume(&m.volume, remote)?;
         if remote_volume != m.key {
-            return Err(Error::Remote(format!(
-                "member {} pushes to remote volume {remote_volume}, not to its member key {}: \
-                 a group's members are stored under their keys (dvol group remote)",
-                m.volume, m.key
-            )));
+            return Err(RemoteError::MemberKey {
+                member: m.volume.clone(),
+                remote_volume,
+                key: m.key.clone(),
+            }
+            .into());
         }
     }
     let encrypted = repo.remote_encrypted(&info.members[0].volume, remote)?;
@@ -101,7 +103,7 @@ pub fn push_group(
                 members: Vec::new(),
                 status: PushStatus::Rejected {
                     remote: Some(r),
-                    reason: "non-fast-forward".into(),
+                    reason: RejectReason::NonFastForward,
                 },
             });
         }
@@ -125,11 +127,13 @@ pub fn push_group(
             extra,
         )?;
         if let Some((_, PushStatus::Rejected { reason, .. })) = report.branches.first() {
-            return Err(Error::Remote(format!(
-                "group push of {name}/{branch}: member {} was rejected ({reason}); the group \
-                 ref was not moved",
-                m.volume
-            )));
+            return Err(RemoteError::MemberRejected {
+                group: name.to_string(),
+                branch,
+                member: m.volume.clone(),
+                reason: *reason,
+            }
+            .into());
         }
         members.push((m.key.clone(), report));
     }
@@ -149,7 +153,7 @@ pub fn push_group(
                 .as_deref()
                 .map(|v| seal.parse_ref(&ref_owner(name), &branch, &key, v))
                 .transpose()?,
-            reason: "the remote group ref moved during the push".into(),
+            reason: RejectReason::GroupRefMoved,
         },
     };
     Ok(GroupPushed {
@@ -166,16 +170,20 @@ fn common_url(repo: &Repo, volumes: &[&str], remote: &str) -> Result<String> {
         let u = repo.remote_url(volume, remote)?;
         match &url {
             Some((first, v)) if *first != u => {
-                return Err(Error::Remote(format!(
-                    "remote {remote} of {v} is {first} but of {volume} is {u}: a group is \
-                     pushed to one remote (dvol group remote add)"
-                )))
+                return Err(RemoteError::SplitRemote {
+                    remote: remote.to_string(),
+                    first_volume: (*v).to_string(),
+                    first_url: first.clone(),
+                    volume: (*volume).to_string(),
+                    url: u,
+                }
+                .into())
             }
             _ => url = Some((u, volume)),
         }
     }
     url.map(|u| u.0)
-        .ok_or_else(|| Error::Remote("a group has at least one member".into()))
+        .ok_or_else(|| RemoteError::EmptyGroup.into())
 }
 
 /// Is group commit `ancestor` reachable from `head` through local group commits and those
@@ -268,14 +276,19 @@ fn download_chain(
             continue;
         }
         if seen.len() > MAX_GROUP_COMMITS {
-            return Err(Error::Remote(format!(
-                "group {group} has more than {MAX_GROUP_COMMITS} group commits on the remote"
-            )));
+            return Err(RemoteError::TooManyGroupCommits {
+                group: group.to_string(),
+                limit: MAX_GROUP_COMMITS,
+            }
+            .into());
         }
         let key = group_commit_key(group, seal, &id);
         let stored = backend
             .get(&key)?
-            .ok_or_else(|| Error::Remote(format!("the remote lacks group commit {id} ({key})")))?;
+            .ok_or_else(|| RemoteError::MissingKey {
+                what: format!("group commit {id}"),
+                key: key.clone(),
+            })?;
         let c = GroupCommit::decode(&id, &seal.open_group_commit(group, &id, &key, stored)?)?;
         todo.extend(c.parents.iter().copied());
         out.push((id, c));
@@ -312,9 +325,11 @@ pub fn pull_group(
     let (backend, seal) = ops::open_existing(&url, opts, encrypted)?;
     let key = group_ref_key(name, &branch);
     let stored = backend.get(&key)?.ok_or_else(|| {
-        Error::Remote(format!(
-            "remote {remote} has no group branch {name}/{branch}"
-        ))
+        Error::from(RemoteError::NoBranch {
+            remote: remote.to_string(),
+            what: "group branch",
+            name: format!("{name}/{branch}"),
+        })
     })?;
     let theirs = seal.parse_ref(&ref_owner(name), &branch, &key, &stored)?;
     let ours = repo.group_head(name, &branch)?.commit();
@@ -333,11 +348,12 @@ pub fn pull_group(
     for m in &info.members {
         let changes = repo.live_changes(&m.volume, &branch)?;
         if !changes.is_empty() {
-            return Err(Error::Remote(format!(
-                "Cannot pull group {name}: member {} has uncommitted changes (e.g. {}); \
-                 commit the group or reset it first",
-                m.volume, changes[0].path
-            )));
+            return Err(RemoteError::GroupUncommitted {
+                group: name.to_string(),
+                member: m.volume.clone(),
+                example: changes[0].path.clone(),
+            }
+            .into());
         }
         let commits: Vec<ObjectId> = chain.iter().filter_map(|(_, c)| c.member(&m.key)).collect();
         fetch_commits(repo, backend.as_ref(), &seal, &url, &commits, progress)?;
@@ -351,15 +367,13 @@ pub fn pull_group(
 }
 
 fn diverged(name: &str, branch: &str, ours: Option<ObjectId>, theirs: ObjectId) -> Error {
-    let short =
-        |id: Option<ObjectId>| id.map_or_else(String::new, |i| i.to_hex()[..12].to_string());
-    Error::Remote(format!(
-        "Cannot pull group {name}/{branch}: the histories have diverged (local {}, remote {}); \
-         keep your work on a new group branch (dvol group checkout NAME -b BRANCH), or push \
-         --force to overwrite the remote",
-        short(ours),
-        short(Some(theirs))
-    ))
+    RemoteError::GroupDiverged {
+        group: name.to_string(),
+        branch: branch.to_string(),
+        local: ours,
+        theirs,
+    }
+    .into()
 }
 
 /// Every (member key, commit) the group commits of `group` name on a plain remote (remote gc
@@ -373,10 +387,13 @@ pub(crate) fn member_commits(
     let mut out = Vec::new();
     for key in backend.list(&prefix)? {
         let id = ObjectId::from_hex(&key[prefix.len()..])
-            .ok_or_else(|| Error::Remote(format!("remote key {key} is not a group commit id")))?;
+            .ok_or_else(|| RemoteError::bad_record(&key, "is not a group commit id"))?;
         let body = backend
             .get(&key)?
-            .ok_or_else(|| Error::Remote(format!("remote group commit {key} vanished")))?;
+            .ok_or_else(|| RemoteError::MissingKey {
+                what: "group commit".into(),
+                key: key.clone(),
+            })?;
         out.extend(GroupCommit::decode(&id, &body)?.members);
     }
     Ok(out)
@@ -407,7 +424,7 @@ pub fn clone_group(
     let name = local.unwrap_or(remote_group).to_string();
     names::validate("group", &name)?;
     if repo.group(&name).is_ok() {
-        return Err(Error::Other(format!("group {name} already exists")));
+        return Err(Error::GroupExists(name));
     }
     let url = crate::remote_url::normalize(url)?;
     let (backend, seal) = ops::open_existing(&url, opts, false)?;
@@ -418,9 +435,12 @@ pub fn clone_group(
         .or(branches.first())
         .cloned()
     else {
-        return Err(Error::Remote(format!(
-            "remote group {remote_group} does not exist at {url}"
-        )));
+        return Err(RemoteError::NoVolume {
+            what: "group",
+            name: remote_group.to_string(),
+            url,
+        }
+        .into());
     };
     let chain = download_chain(backend.as_ref(), &seal, remote_group, head, &|_| Ok(false))?;
     let top = &chain[0].1;
