@@ -5,6 +5,7 @@
 //! blake3 of everything before it. Offsets point at the record header inside the pack.
 
 use crate::store::{Kind, ObjectId, MAX_OBJECT_SIZE};
+use super::RemoteError;
 use crate::{Error, Result};
 
 pub const IDX_MAGIC: &[u8; 8] = b"DVOLIDX\0";
@@ -44,7 +45,13 @@ pub fn encode(entries: &[IdxEntry]) -> Vec<u8> {
 
 /// Decode and check an index read from a remote (untrusted).
 pub fn decode(name: &str, bytes: &[u8]) -> Result<Vec<IdxEntry>> {
-    let bad = |why: &str| Error::Remote(format!("remote pack index {name} is invalid: {why}"));
+    let bad = |why: &str| -> Error {
+        RemoteError::BadIndex {
+            name: name.to_string(),
+            why: why.to_string(),
+        }
+        .into()
+    };
     if bytes.len() < 16 + 32 || &bytes[..8] != IDX_MAGIC {
         return Err(bad("not a dvol pack index"));
     }

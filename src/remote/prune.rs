@@ -26,7 +26,7 @@ use super::transfer::{
     read_objects, remote_branches, remote_index, remote_packs, walk_commits, PackOut, Remote,
     RemoteIndex,
 };
-use super::{cache_dir, check_format, open, Backend, CasOutcome};
+use super::{cache_dir, check_format, open, Backend, CasOutcome, RemoteError};
 use crate::repo::prune::{decisions, select, Candidate, Policy, PruneReport};
 use crate::repo::{Commit, Repo};
 use crate::snapshot::{Node, Tree};
@@ -47,13 +47,13 @@ fn expired_key(volume: &str) -> String {
 /// Parse an expired list (`dvol serve` checks that one only grows).
 pub fn parse_list(key: &str, bytes: &[u8]) -> Result<BTreeSet<ObjectId>> {
     let text = std::str::from_utf8(bytes)
-        .map_err(|_| Error::Remote(format!("remote {key} is not text")))?;
+        .map_err(|_| RemoteError::bad_record(key, "is not text"))?;
     text.lines()
         .filter(|l| !l.is_empty())
         .map(|l| {
             ObjectId::from_hex(l)
                 .filter(|id| id.to_hex() == l)
-                .ok_or_else(|| Error::Remote(format!("remote {key} holds a bad commit id")))
+                .ok_or_else(|| RemoteError::bad_record(key, "holds a bad commit id"))
         })
         .collect()
 }
@@ -321,9 +321,12 @@ fn live_objects(
     }
     for id in fresh(&mut chunks, &mut live) {
         if !index.contains_key(&id) {
-            return Err(Error::Remote(format!(
-                "the remote is incomplete: chunk {id} is not in any pack index; remote gc stopped, nothing deleted"
-            )));
+            return Err(RemoteError::Unindexed {
+                what: "chunk",
+                id,
+                note: "; remote gc stopped, nothing deleted",
+            }
+            .into());
         }
     }
     Ok(live)
@@ -339,7 +342,7 @@ fn read_pending(backend: &dyn Backend) -> Result<BTreeMap<String, i64>> {
     match backend.get(GC_PENDING_KEY)? {
         None => Ok(BTreeMap::new()),
         Some(b) => serde_json::from_slice(&b)
-            .map_err(|e| Error::Remote(format!("remote {GC_PENDING_KEY} is damaged: {e}"))),
+            .map_err(|e| RemoteError::bad_record(GC_PENDING_KEY, format!("is damaged: {e}"))),
     }
 }
 
@@ -466,14 +469,16 @@ pub fn prune_remote(
     }
     let url = repo.remote_url(volume, remote)?;
     if repo.remote_encrypted(volume, remote)? {
-        return Err(Error::Remote(format!(
-            "{url} is encrypted: prune --remote does not support encrypted remotes yet"
-        )));
+        return Err(RemoteError::GcEncrypted { url }.into());
     }
     let remote_volume = repo.remote_volume(volume, remote)?;
     let backend = open(&url, connect)?;
     if !check_format(backend.as_ref(), false)? {
-        return Err(Error::Remote(format!("{url} is not a dvol remote")));
+        return Err(RemoteError::NotARemote {
+            url,
+            push_first: false,
+        }
+        .into());
     }
     let cache = cache_dir(repo.root(), &url);
     // Listed first: a pack uploaded after this moment is never considered.

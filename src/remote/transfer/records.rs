@@ -6,7 +6,7 @@ use super::index::RemoteIndex;
 use crate::failpoint::hit;
 use crate::remote::crypt::Seal;
 use crate::remote::idx::{self, IdxEntry};
-use crate::remote::Backend;
+use crate::remote::{Backend, RemoteError};
 use crate::store::pack::{pack_header, RecordHeader};
 use crate::store::{Kind, ObjectId, MAX_OBJECT_SIZE};
 use crate::{Error, Result};
@@ -99,9 +99,11 @@ pub fn read_objects(
     let mut todo: Vec<&IdxEntry> = Vec::with_capacity(wanted.len());
     for (id, _) in wanted {
         let loc = index.get(&seal.remote_id(id)).ok_or_else(|| {
-            Error::Remote(format!(
-                "the remote is incomplete: object {id} is not in any pack index"
-            ))
+            Error::from(RemoteError::Unindexed {
+                what: "object",
+                id: *id,
+                note: "",
+            })
         })?;
         todo.push(&loc.entry);
     }
@@ -220,7 +222,11 @@ pub fn read_pack_records(
         .iter()
         .any(|e| record_end(e).is_none() || e.clen as usize > MAX_OBJECT_SIZE)
     {
-        return Err(Error::Remote(format!("remote index of {pack} is invalid")));
+        return Err(RemoteError::BadIndex {
+            name: pack.to_string(),
+            why: "a record lies past the end or is too large".into(),
+        }
+        .into());
     }
     let mut bytes = 0;
     let mut i = 0;

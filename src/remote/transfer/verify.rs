@@ -7,7 +7,7 @@ use super::index::fresh_remote_index;
 use super::records::{read_objects, read_pack_records, Remote};
 use super::remote_branches_sealed;
 use crate::remote::crypt::Seal;
-use crate::remote::Backend;
+use crate::remote::{Backend, RemoteError};
 use crate::repo::reach::{self, Edge};
 use crate::store::{decode_payload, Kind, ObjectId};
 use crate::{Error, Result};
@@ -141,9 +141,7 @@ impl reach::Visit for Checker<'_> {
     fn chunk(&mut self, id: &ObjectId, _len: u64) -> Result<()> {
         let rid = self.remote.seal.remote_id(id);
         if !self.remote.index.contains_key(&rid) {
-            return Err(Error::Remote(format!(
-                "object {id} is missing from the remote"
-            )));
+            return Err(RemoteError::MissingObject(*id).into());
         }
         if !self.good.contains(&rid) {
             return Err(Error::CorruptObject {
