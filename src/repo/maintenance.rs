@@ -332,10 +332,18 @@ impl Repo {
             };
             packs_seen.insert(pack.clone());
             report.objects += 1;
+            let kind = match store::known_kind(&id, kind) {
+                Ok(k) => k,
+                Err(e) => {
+                    report.problems.push(e.to_string());
+                    bad.insert(id);
+                    continue;
+                }
+            };
             let loc = store::Location {
                 pack,
                 offset: offset as u64,
-                kind: Kind::from_u8(kind).unwrap_or(Kind::Chunk),
+                kind,
                 clen,
                 ulen,
                 boff,

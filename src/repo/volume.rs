@@ -129,10 +129,11 @@ impl Repo {
             .group_commit(group, &id)?
             .member(member)
             .ok_or_else(|| {
-                Error::Other(format!(
-                    "group commit {} of group {group} has no member {member}",
-                    &id.to_hex()[..12]
-                ))
+                Error::NoSuchMember {
+                    group: group.to_string(),
+                    commit: id.to_hex()[..12].to_string(),
+                    member: member.to_string(),
+                }
             })?;
         self.create_volume_at(name, &head, None)
     }

@@ -48,7 +48,11 @@ pub fn check_free_space(
 fn free_bytes(dir: &Path) -> Result<u64> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
-        .map_err(|_| crate::Error::Other(format!("path {} contains NUL", dir.display())))?;
+        .map_err(|_| crate::Error::Io {
+            context: "statvfs",
+            path: dir.to_path_buf(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "path contains NUL"),
+        })?;
     let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
     // SAFETY: `c` is a valid NUL-terminated path and `st` points to writable memory the
     // size of a statvfs, which the call fills on success.
