@@ -23,15 +23,15 @@
 use super::crypt::Seal;
 use super::idx::IdxEntry;
 use super::transfer::{
-    read_objects, remote_branches, remote_index, remote_packs, walk_commits, PackOut, Remote,
-    RemoteIndex,
+    load_batch, read_objects, remote_branches, remote_index, remote_packs, walk_commits, PackOut,
+    Remote, RemoteIndex,
 };
 use super::{cache_dir, check_format, open, Backend, CasOutcome, RemoteError};
 use crate::repo::prune::{decisions, select, Candidate, Policy, PruneReport};
+use crate::repo::reach::{self, Edge};
 use crate::repo::{Commit, Repo};
-use crate::snapshot::{Node, Tree};
 use crate::store::pack::{RecordHeader, RECORD_HEADER_LEN};
-use crate::store::{self, decode_payload, Kind, ObjectId, CHUNK_SIZE};
+use crate::store::{decode_payload, Kind, ObjectId};
 use crate::{Error, Result};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -264,77 +264,59 @@ fn plan_remote(
     (report, newly)
 }
 
-/// Every object the remote's refs reach, skipping the trees of `expired` commits. Reads and
-/// verifies every tree and chunk-list node; chunks must be indexed.
+/// Every object the remote's refs reach, skipping the trees of `expired` commits, through the
+/// shared walker ([`reach::walk`]): every tree and chunk-list node is read, verified and
+/// checked against its limits; chunks must be indexed.
 fn live_objects(
     backend: &dyn Backend,
     index: &RemoteIndex,
     graph: &Graph,
     expired: &HashSet<ObjectId>,
 ) -> Result<HashSet<ObjectId>> {
+    // The commits are already read (the graph); the walk starts at their trees.
     let mut live: HashSet<ObjectId> = graph.commits.keys().copied().collect();
-    let mut trees: Vec<ObjectId> = graph
+    let roots: Vec<(ObjectId, Edge)> = graph
         .commits
         .iter()
         .filter(|(id, _)| !expired.contains(*id))
-        .map(|(_, c)| c.tree)
+        .map(|(_, c)| (c.tree, Edge::root_tree()))
         .collect();
-    let mut lists = Vec::new();
-    let mut chunks = Vec::new();
-    while !trees.is_empty() {
-        let want = fresh(&mut trees, &mut live);
-        let mut next = Vec::new();
-        read_plain(backend, index, &want, Kind::Tree, |h, payload| {
-            let tree = Tree::decode(&h.id, &decode_payload(&h.id, &h, &payload)?)?;
-            for e in &tree.entries {
-                match &e.node {
-                    Node::Dir { tree } => next.push(*tree),
-                    Node::File {
-                        size,
-                        content: Some(c),
-                        ..
-                    } if *size <= CHUNK_SIZE as u64 => chunks.push(*c),
-                    Node::File {
-                        content: Some(c), ..
-                    } => lists.push(*c),
-                    _ => {}
-                }
-            }
-            Ok(())
-        })?;
-        trees = next;
-    }
-    while !lists.is_empty() {
-        let want = fresh(&mut lists, &mut live);
-        let mut next = Vec::new();
-        read_plain(backend, index, &want, Kind::List, |h, payload| {
-            let node = store::decode_list(&h.id, &decode_payload(&h.id, &h, &payload)?)?;
-            let into = if node.level == 0 {
-                &mut chunks
-            } else {
-                &mut next
-            };
-            into.extend(node.entries.iter().map(|e| e.id));
-            Ok(())
-        })?;
-        lists = next;
-    }
-    for id in fresh(&mut chunks, &mut live) {
-        if !index.contains_key(&id) {
-            return Err(RemoteError::Unindexed {
-                what: "chunk",
-                id,
-                note: "; remote gc stopped, nothing deleted",
-            }
-            .into());
-        }
-    }
+    let mut visit = LiveWalk {
+        remote: Remote {
+            backend,
+            index,
+            seal: &Seal::Plain,
+        },
+    };
+    reach::walk(roots, &mut live, &mut visit)?;
     Ok(live)
 }
 
-/// Drain `queue`, returning the ids not yet in `seen` (and adding them).
-fn fresh(queue: &mut Vec<ObjectId>, seen: &mut HashSet<ObjectId>) -> Vec<ObjectId> {
-    queue.drain(..).filter(|id| seen.insert(*id)).collect()
+/// Loads trees and list nodes for remote gc's walk; a chunk must be in some pack index.
+struct LiveWalk<'a> {
+    remote: Remote<'a>,
+}
+
+impl reach::Visit for LiveWalk<'_> {
+    fn skip(&mut self, _id: &ObjectId, _edge: Edge) -> Result<bool> {
+        Ok(false)
+    }
+
+    fn load(&mut self, batch: &[(ObjectId, Edge)]) -> Result<Vec<Vec<u8>>> {
+        load_batch(&self.remote, batch)
+    }
+
+    fn chunk(&mut self, id: &ObjectId, _len: u64) -> Result<()> {
+        if self.remote.index.contains_key(id) {
+            return Ok(());
+        }
+        Err(RemoteError::Unindexed {
+            what: "chunk",
+            id: *id,
+            note: "; remote gc stopped, nothing deleted",
+        }
+        .into())
+    }
 }
 
 /// `gc/pending`: pack key -> when remote gc first found it unreachable (seconds since epoch).

@@ -21,7 +21,7 @@ pub use index::{fresh_remote_index, remote_index, remote_packs, RemoteIndex, Rem
 pub use push::{
     plan_push, push, PushReport, PushRequest, PushStatus, RejectReason, PUSH_PACK_SIZE,
 };
-pub use records::{get_idx, read_objects, walk_commits, PackOut, Remote};
+pub use records::{get_idx, load_batch, read_objects, walk_commits, PackOut, Remote};
 pub use verify::{fsck_remote, RemoteFsckReport};
 
 use super::crypt::Seal;

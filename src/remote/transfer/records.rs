@@ -8,7 +8,8 @@ use crate::remote::crypt::Seal;
 use crate::remote::idx::{self, IdxEntry};
 use crate::remote::{Backend, RemoteError};
 use crate::store::pack::{pack_header, RecordHeader};
-use crate::store::{Kind, ObjectId, MAX_OBJECT_SIZE};
+use crate::repo::reach::Edge;
+use crate::store::{decode_payload, Kind, ObjectId, MAX_OBJECT_SIZE};
 use crate::{Error, Result};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -275,6 +276,21 @@ fn split_record(seal: &Seal, pack: &str, e: &IdxEntry, data: &[u8]) -> ReadRecor
         return Err(bad("record does not match the pack index"));
     }
     Ok((header, payload))
+}
+
+/// The verified contents of `batch`, in order, as the shared walker
+/// ([`reach::Visit::load`](crate::repo::reach::Visit::load)) wants them.
+pub fn load_batch(remote: &Remote, batch: &[(ObjectId, Edge)]) -> Result<Vec<Vec<u8>>> {
+    let wanted: Vec<(ObjectId, Kind)> = batch.iter().map(|(id, e)| (*id, e.kind())).collect();
+    let mut got: HashMap<ObjectId, Vec<u8>> = HashMap::with_capacity(batch.len());
+    read_objects(remote, &wanted, |h, payload| {
+        got.insert(h.id, decode_payload(&h.id, &h, &payload)?);
+        Ok(())
+    })?;
+    Ok(batch
+        .iter()
+        .map(|(id, _)| got.remove(id).expect("every wanted record is returned"))
+        .collect())
 }
 
 /// The remote side of a read: carrier, index and seal.
