@@ -92,11 +92,10 @@ fn percent_decode(s: &str) -> String {
 pub fn normalize(url: &str) -> Result<String> {
     match RemoteUrl::parse(url)? {
         RemoteUrl::Path(p) if !url.starts_with("file://") && p.is_relative() => {
-            let abs = std::path::absolute(&p)
-                .map_err(|source| Error::Unresolvable {
-                    url: url.to_string(),
-                    source,
-                })?;
+            let abs = std::path::absolute(&p).map_err(|source| Error::Unresolvable {
+                url: url.to_string(),
+                source,
+            })?;
             Ok(abs.to_string_lossy().into_owned())
         }
         _ => Ok(url.to_string()),

@@ -154,7 +154,9 @@ pub enum RemoteError {
     #[error("branch {0} has no commits to push (run dvol commit first)")]
     NothingToPush(String),
     /// A group branch without a group commit named for push.
-    #[error("group {group} branch {branch} has no group commit to push (run dvol group commit first)")]
+    #[error(
+        "group {group} branch {branch} has no group commit to push (run dvol group commit first)"
+    )]
     NoGroupCommitToPush { group: String, branch: String },
     /// A group member whose remote volume is not its member key.
     #[error("member {member} pushes to remote volume {remote_volume}, not to its member key {key}: a group's members are stored under their keys (dvol group remote)")]
@@ -234,6 +236,10 @@ pub enum RemoteError {
         #[source]
         source: std::io::Error,
     },
+
+    /// The S3 conditional-write probe failed (its error, kept as text for the process).
+    #[error("{0}")]
+    CasProbe(String),
 
     // --- Setup of a client or server.
     /// A client or server could not start: a TLS file, a token file, a runtime, a socket,

@@ -7,7 +7,7 @@
 
 use super::{check_key, check_prefix, Backend, CasOutcome, RemoteError};
 use crate::error::IoContext;
-use crate::{Error, Result};
+use crate::Result;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};

@@ -283,12 +283,10 @@ fn download_chain(
             .into());
         }
         let key = group_commit_key(group, seal, &id);
-        let stored = backend
-            .get(&key)?
-            .ok_or_else(|| RemoteError::MissingKey {
-                what: format!("group commit {id}"),
-                key: key.clone(),
-            })?;
+        let stored = backend.get(&key)?.ok_or_else(|| RemoteError::MissingKey {
+            what: format!("group commit {id}"),
+            key: key.clone(),
+        })?;
         let c = GroupCommit::decode(&id, &seal.open_group_commit(group, &id, &key, stored)?)?;
         todo.extend(c.parents.iter().copied());
         out.push((id, c));
@@ -388,12 +386,10 @@ pub(crate) fn member_commits(
     for key in backend.list(&prefix)? {
         let id = ObjectId::from_hex(&key[prefix.len()..])
             .ok_or_else(|| RemoteError::bad_record(&key, "is not a group commit id"))?;
-        let body = backend
-            .get(&key)?
-            .ok_or_else(|| RemoteError::MissingKey {
-                what: "group commit".into(),
-                key: key.clone(),
-            })?;
+        let body = backend.get(&key)?.ok_or_else(|| RemoteError::MissingKey {
+            what: "group commit".into(),
+            key: key.clone(),
+        })?;
         out.extend(GroupCommit::decode(&id, &body)?.members);
     }
     Ok(out)

@@ -4,8 +4,8 @@
 //! `[32]id u8:kind u8:codec u16:0 u64:offset u32:clen u32:ulen` (52 bytes), then the 32-byte
 //! blake3 of everything before it. Offsets point at the record header inside the pack.
 
-use crate::store::{Kind, ObjectId, MAX_OBJECT_SIZE};
 use super::RemoteError;
+use crate::store::{Kind, ObjectId, MAX_OBJECT_SIZE};
 use crate::{Error, Result};
 
 pub const IDX_MAGIC: &[u8; 8] = b"DVOLIDX\0";

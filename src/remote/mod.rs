@@ -33,9 +33,9 @@ mod mem;
 pub mod ops;
 pub mod proto;
 pub mod prune;
-pub mod s3;
+pub(crate) mod s3;
 pub mod scope;
-pub mod server;
+pub(crate) mod server;
 pub mod ssh;
 pub mod transfer;
 

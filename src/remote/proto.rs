@@ -101,8 +101,7 @@ pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
 }
 
 pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T> {
-    postcard::from_bytes(bytes)
-        .map_err(|e| RemoteError::Malformed(e.to_string()).into())
+    postcard::from_bytes(bytes).map_err(|e| RemoteError::Malformed(e.to_string()).into())
 }
 
 /// Write one frame.

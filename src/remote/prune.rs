@@ -46,8 +46,8 @@ fn expired_key(volume: &str) -> String {
 
 /// Parse an expired list (`dvol serve` checks that one only grows).
 pub fn parse_list(key: &str, bytes: &[u8]) -> Result<BTreeSet<ObjectId>> {
-    let text = std::str::from_utf8(bytes)
-        .map_err(|_| RemoteError::bad_record(key, "is not text"))?;
+    let text =
+        std::str::from_utf8(bytes).map_err(|_| RemoteError::bad_record(key, "is not text"))?;
     text.lines()
         .filter(|l| !l.is_empty())
         .map(|l| {

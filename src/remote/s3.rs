@@ -86,7 +86,7 @@ impl S3Backend {
                 r
             })
             .clone()
-            .map_err(Error::Remote)
+            .map_err(|e| RemoteError::CasProbe(e).into())
     }
 
     fn probe(&self) -> Result<CasSupport> {

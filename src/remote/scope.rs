@@ -15,7 +15,7 @@
 //! [`super::server`]; this module must not touch the remote.
 
 use super::RemoteError;
-use crate::{Error, Result};
+use crate::Result;
 use std::path::Path;
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 

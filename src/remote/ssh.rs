@@ -184,10 +184,11 @@ pub fn serve_stdio(path: &Path, grant: &Grant) -> Result<()> {
             Err(e) => Response::Error(e.to_string()),
         };
         drop(frame);
-        proto::write_frame(&mut output, &proto::encode(&resp))
-            .map_err(|source| RemoteError::Stdio {
+        proto::write_frame(&mut output, &proto::encode(&resp)).map_err(|source| {
+            RemoteError::Stdio {
                 what: "writing response",
                 source,
-            })?;
+            }
+        })?;
     }
 }

@@ -6,7 +6,7 @@ use super::reach::{self, Edge};
 use super::Repo;
 use crate::error::IoContext;
 use crate::snapshot::StatCache;
-use crate::store::{self, Kind, ObjectId, Store};
+use crate::store::{self, ObjectId, Store};
 use crate::{Error, Result};
 use rusqlite::params;
 use serde::Serialize;

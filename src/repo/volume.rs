@@ -128,12 +128,10 @@ impl Repo {
         let head = self
             .group_commit(group, &id)?
             .member(member)
-            .ok_or_else(|| {
-                Error::NoSuchMember {
-                    group: group.to_string(),
-                    commit: id.to_hex()[..12].to_string(),
-                    member: member.to_string(),
-                }
+            .ok_or_else(|| Error::NoSuchMember {
+                group: group.to_string(),
+                commit: id.to_hex()[..12].to_string(),
+                member: member.to_string(),
             })?;
         self.create_volume_at(name, &head, None)
     }

@@ -95,9 +95,9 @@ pub fn push(
     // Decide per branch before sending anything.
     let mut to_send = Vec::new();
     for branch in &req.branches {
-        let local = repo.branch_head(req.volume, branch)?.ok_or_else(|| {
-            RemoteError::NothingToPush(branch.clone()).into()
-        })?;
+        let local = repo
+            .branch_head(req.volume, branch)?
+            .ok_or_else(|| Error::from(RemoteError::NothingToPush(branch.clone())))?;
         let key = ref_key(req.remote_volume, branch);
         let raw = backend.get(&key)?;
         let remote = raw

@@ -7,8 +7,8 @@ use crate::failpoint::hit;
 use crate::remote::crypt::Seal;
 use crate::remote::idx::{self, IdxEntry};
 use crate::remote::{Backend, RemoteError};
-use crate::store::pack::{pack_header, RecordHeader};
 use crate::repo::reach::Edge;
+use crate::store::pack::{pack_header, RecordHeader};
 use crate::store::{decode_payload, Kind, ObjectId, MAX_OBJECT_SIZE};
 use crate::{Error, Result};
 use std::collections::HashMap;
@@ -173,10 +173,7 @@ pub fn walk_commits(
             if !going {
                 return Ok(());
             }
-            let c = crate::repo::Commit::decode(
-                &h.id,
-                &crate::store::decode_payload(&h.id, &h, &payload)?,
-            )?;
+            let c = crate::repo::Commit::decode(&h.id, &decode_payload(&h.id, &h, &payload)?)?;
             next.extend(c.parents.iter().copied());
             going = visit(h.id, &c)?;
             Ok(())
