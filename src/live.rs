@@ -214,11 +214,6 @@ impl Dir {
         Dir::open_root(path)
     }
 
-    /// The directory's path, for messages only (never opened again by it).
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// The path of an entry, for messages only.
     pub fn child_path(&self, name: &[u8]) -> PathBuf {
         self.path.join(std::ffi::OsStr::from_bytes(name))

@@ -84,7 +84,7 @@ fn decode_all(bytes: &[u8]) {
     let s = String::from_utf8_lossy(bytes);
     let _ = check_key(&s);
     let _ = check_prefix(&s);
-    let _ = dvol::remote_url::RemoteUrl::parse(&s);
+    let _ = dvol::RemoteUrl::parse(&s);
     let _ = dvol::names::validate("branch", &s);
 }
 
