@@ -141,6 +141,43 @@ fn remote_gc_deletes_nothing_when_in_doubt() {
     assert!(!url.join("gc").exists(), "nothing recorded either");
 }
 
+/// Remote gc walks through the shared walker, so a directory stored split into parts (more
+/// than 4096 entries) is followed like any tree: its files stay, and gc deletes what only the
+/// expired commits held.
+#[test]
+fn remote_gc_follows_split_trees() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = dir.path().join("r");
+    let url = url.to_str().unwrap();
+    let host = Host::new(&Vec::new());
+    host.ok(&["init", "db"]);
+    host.ok(&["remote", "add", "origin", url]);
+    let big = host.live().join("big");
+    std::fs::create_dir(&big).unwrap();
+    for i in 0..4200 {
+        write(&big.join(format!("f{i}")), format!("file {i}"));
+    }
+    commits(&host, 3, 70);
+    host.ok(&["push"]);
+    let out = host.ok(&[
+        "prune",
+        "--remote",
+        "origin",
+        "--keep-last",
+        "1",
+        "--grace",
+        "0",
+    ]);
+    assert!(out.contains("remote gc: deleted"), "{out}");
+    let qa = Host::new(&Vec::new());
+    qa.ok(&["clone", url, "db"]);
+    assert!(qa.ok(&["fsck"]).contains("no problems"));
+    assert_eq!(
+        std::fs::read_to_string(qa.live().join("big/f4199")).unwrap(),
+        "file 4199"
+    );
+}
+
 /// Kill remote gc (kill -9) after it copied the reachable objects, and after it deleted an
 /// index but not its pack: the remote stays complete (clones work), and the next run finishes.
 #[test]

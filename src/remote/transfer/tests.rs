@@ -5,6 +5,7 @@
 use super::*;
 use crate::progress::NoProgress;
 use crate::remote::mem::MemBackend;
+use crate::remote::{Backend, RemoteError};
 use crate::repo::{Repo, Unguarded};
 use crate::Error;
 
@@ -135,4 +136,62 @@ fn fetch_refuses_a_record_the_remote_altered() {
         matches!(err, Error::CorruptObject { .. } | Error::Remote(_)),
         "unexpected error: {err}"
     );
+}
+
+#[test]
+fn push_errors_are_variants_callers_match_on() {
+    let (a, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let repo = repo_with(a.path(), &[("f", b"x".to_vec())]);
+    let remote = MemBackend::default();
+    let req = PushRequest {
+        volume: "v",
+        remote_volume: "v",
+        branches: vec!["nothing-here".into()],
+        force: false,
+        repair: false,
+        cache: cache.path(),
+        seal: &Seal::Plain,
+        extra: Vec::new(),
+    };
+    let err = push(&repo, &remote, &req, &NoProgress).unwrap_err();
+    match err {
+        Error::Remote(e) => assert!(
+            matches!(&*e, RemoteError::NothingToPush(b) if b == "nothing-here"),
+            "{e}"
+        ),
+        other => panic!("not a remote error: {other}"),
+    }
+    // Remote gc needs a carrier that lists volumes; the memory carrier says it cannot.
+    let err = remote.list_volumes().unwrap_err();
+    assert!(
+        matches!(&err, Error::Remote(e) if matches!(**e, RemoteError::GcUnsupported { .. })),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_rejected_push_names_its_reason_as_a_variant() {
+    let (a, b, cache) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let remote = MemBackend::default();
+    let first = repo_with(a.path(), &[("f", b"one".to_vec())]);
+    push_master(&first, &remote, cache.path());
+    // An unrelated history pushed to the same branch is not a fast-forward.
+    let second = repo_with(b.path(), &[("f", b"two".to_vec())]);
+    let report = push_master(&second, &remote, cache.path());
+    assert!(
+        matches!(
+            report.branches[0].1,
+            PushStatus::Rejected {
+                reason: RejectReason::NonFastForward,
+                ..
+            }
+        ),
+        "{:?}",
+        report.branches
+    );
+    assert_eq!(RejectReason::NonFastForward.to_string(), "non-fast-forward");
 }
