@@ -141,12 +141,14 @@ fn fetch_refuses_a_record_the_remote_altered() {
 #[test]
 fn push_errors_are_variants_callers_match_on() {
     let (a, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let repo = repo_with(a.path(), &[("f", b"x".to_vec())]);
+    // A volume whose master has no commit yet.
+    let mut repo = Repo::open(a.path()).unwrap();
+    repo.init_volume("v").unwrap();
     let remote = MemBackend::default();
     let req = PushRequest {
         volume: "v",
         remote_volume: "v",
-        branches: vec!["nothing-here".into()],
+        branches: vec!["master".into()],
         force: false,
         repair: false,
         cache: cache.path(),
@@ -156,7 +158,7 @@ fn push_errors_are_variants_callers_match_on() {
     let err = push(&repo, &remote, &req, &NoProgress).unwrap_err();
     match err {
         Error::Remote(e) => assert!(
-            matches!(&*e, RemoteError::NothingToPush(b) if b == "nothing-here"),
+            matches!(&*e, RemoteError::NothingToPush(b) if b == "master"),
             "{e}"
         ),
         other => panic!("not a remote error: {other}"),
