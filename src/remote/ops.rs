@@ -349,7 +349,7 @@ fn check_pull(
                 volume: volume.to_string(),
                 branch: branch.to_string(),
                 count: changes.len(),
-                example: changes[0].path.to_string(),
+                example: changes[0].path.clone(),
             }
             .into());
         }
