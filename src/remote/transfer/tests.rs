@@ -24,8 +24,9 @@ fn write_and_commit(repo: &mut Repo, files: &[(&str, Vec<u8>)], msg: &str) -> Ob
     repo.commit("v", msg, &NoProgress, &Unguarded).unwrap().id
 }
 
-fn push_master(repo: &Repo, remote: &MemBackend, cache: &std::path::Path) -> PushReport {
-    let req = PushRequest {
+/// A plain push of `v`'s master.
+fn master_request(cache: &std::path::Path) -> PushRequest<'_> {
+    PushRequest {
         volume: "v",
         remote_volume: "v",
         branches: vec!["master".into()],
@@ -34,8 +35,11 @@ fn push_master(repo: &Repo, remote: &MemBackend, cache: &std::path::Path) -> Pus
         cache,
         seal: &Seal::Plain,
         extra: Vec::new(),
-    };
-    push(repo, remote, &req, &NoProgress).unwrap()
+    }
+}
+
+fn push_master(repo: &Repo, remote: &MemBackend, cache: &std::path::Path) -> PushReport {
+    push(repo, remote, &master_request(cache), &NoProgress).unwrap()
 }
 
 fn pseudo_random(len: usize, seed: u32) -> Vec<u8> {
@@ -145,17 +149,7 @@ fn push_errors_are_variants_callers_match_on() {
     let mut repo = Repo::open(a.path()).unwrap();
     repo.init_volume("v").unwrap();
     let remote = MemBackend::default();
-    let req = PushRequest {
-        volume: "v",
-        remote_volume: "v",
-        branches: vec!["master".into()],
-        force: false,
-        repair: false,
-        cache: cache.path(),
-        seal: &Seal::Plain,
-        extra: Vec::new(),
-    };
-    let err = push(&repo, &remote, &req, &NoProgress).unwrap_err();
+    let err = push(&repo, &remote, &master_request(cache.path()), &NoProgress).unwrap_err();
     match err {
         Error::Remote(e) => assert!(
             matches!(&*e, RemoteError::NothingToPush(b) if b == "master"),
