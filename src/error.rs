@@ -141,6 +141,26 @@ pub enum Error {
     /// A container guard returned without running the operation it was given.
     #[error("{what} of {volumes} was not run")]
     NotRun { what: String, volumes: String },
+    /// An object larger than the store's record limit.
+    #[error("object {id} is {size} bytes, over the limit")]
+    ObjectTooLarge { id: String, size: usize },
+    /// zstd failed to compress.
+    #[error("compression failed: {0}")]
+    Compress(#[source] std::io::Error),
+    /// A worker thread could not be started.
+    #[error("cannot start {what}: {source}")]
+    Spawn {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The background pack writer failed (its error as text: it crossed a thread), stopped
+    /// or panicked.
+    #[error("{0}")]
+    PackWriter(String),
+    /// A directory entry name that is not one path component.
+    #[error("refusing entry name {name:?} in {}", .dir.display())]
+    BadEntryName { name: String, dir: PathBuf },
     #[error("{0}")]
     Other(String),
     /// A key is missing or wrong, or sealed remote data failed authentication.
@@ -155,9 +175,25 @@ pub enum Error {
     /// A group of volumes cannot do what was asked.
     #[error(transparent)]
     Group(Box<crate::repo::GroupError>),
-    /// A remote operation failed (transport, protocol, authentication, bad data).
-    #[error("{0}")]
-    Remote(String),
+    /// A remote operation failed (see [`RemoteError`](crate::remote::RemoteError) for the kinds).
+    #[error(transparent)]
+    Remote(Box<crate::remote::RemoteError>),
+    /// A remote name this volume does not have.
+    #[error("No such remote: '{0}'")]
+    NoSuchRemote(String),
+    /// `remote add` of a name the volume already has.
+    #[error("remote {0} already exists")]
+    RemoteExists(String),
+    /// A remote URL that does not parse.
+    #[error("invalid remote URL {url:?}: {why}")]
+    BadRemoteUrl { url: String, why: String },
+    /// A remote path that cannot be made absolute.
+    #[error("cannot resolve {url}: {source}")]
+    Unresolvable {
+        url: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl From<crate::repo::GroupError> for Error {

@@ -16,21 +16,33 @@
 //! - [`docker`]: the Docker engine client and the "with containers stopped" wrapper.
 //! - [`progress`]: how long operations report progress without knowing about terminals.
 
+//!
+//! The public surface is these modules' `pub` items and the re-exports below; what only the
+//! crate itself uses (failpoints, live-directory handles, locks, overlay mounts, the client
+//! runtime, the remote server and S3 internals, SQL access) is `pub(crate)` or private.
+
 pub mod cluster;
 pub mod docker;
 pub mod error;
-pub mod failpoint;
-pub mod live;
-pub mod lock;
+mod failpoint;
+mod live;
+mod lock;
 pub mod names;
-pub mod overlay;
+mod overlay;
 pub mod plugin;
 pub mod progress;
 pub mod remote;
-pub mod remote_url;
+mod remote_url;
 pub mod repo;
 mod runtime;
 pub mod snapshot;
 pub mod store;
 
+// The curated list: what a caller needs first, without knowing the module layout.
 pub use error::{Error, Result};
+pub use overlay::unmount_under;
+pub use plugin::PluginError;
+pub use remote::RemoteError;
+pub use remote_url::RemoteUrl;
+pub use repo::{Options, Repo};
+pub use store::ObjectId;

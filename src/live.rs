@@ -186,11 +186,10 @@ fn fstat(fd: BorrowedFd, path: &Path) -> Result<Stat> {
 /// A tree entry or directory listing name must be one path component.
 fn check_name<'n>(name: &'n [u8], dir: &Path) -> Result<&'n [u8]> {
     if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') {
-        return Err(Error::Other(format!(
-            "refusing entry name {:?} in {}",
-            String::from_utf8_lossy(name),
-            dir.display()
-        )));
+        return Err(Error::BadEntryName {
+            name: String::from_utf8_lossy(name).into_owned(),
+            dir: dir.to_path_buf(),
+        });
     }
     Ok(name)
 }
@@ -213,11 +212,6 @@ impl Dir {
     pub fn create_root(path: &Path) -> Result<Dir> {
         std::fs::create_dir_all(path).at("create", path)?;
         Dir::open_root(path)
-    }
-
-    /// The directory's path, for messages only (never opened again by it).
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// The path of an entry, for messages only.

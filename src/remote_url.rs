@@ -26,7 +26,10 @@ pub enum RemoteUrl {
 impl RemoteUrl {
     /// Parse a remote URL: a path, `file://`, `ssh://`, `http(s)://` or `s3://`.
     pub fn parse(url: &str) -> Result<RemoteUrl> {
-        let bad = |why: &str| Error::Remote(format!("invalid remote URL {url:?}: {why}"));
+        let bad = |why: &str| Error::BadRemoteUrl {
+            url: url.to_string(),
+            why: why.to_string(),
+        };
         if url.starts_with("http://") || url.starts_with("https://") {
             let u = url::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
             if u.host_str().is_none() {
@@ -89,8 +92,10 @@ fn percent_decode(s: &str) -> String {
 pub fn normalize(url: &str) -> Result<String> {
     match RemoteUrl::parse(url)? {
         RemoteUrl::Path(p) if !url.starts_with("file://") && p.is_relative() => {
-            let abs = std::path::absolute(&p)
-                .map_err(|e| Error::Remote(format!("cannot resolve {url}: {e}")))?;
+            let abs = std::path::absolute(&p).map_err(|source| Error::Unresolvable {
+                url: url.to_string(),
+                source,
+            })?;
             Ok(abs.to_string_lossy().into_owned())
         }
         _ => Ok(url.to_string()),

@@ -488,7 +488,7 @@ fn push(
             &new.to_hex()[..12]
         ),
         PushStatus::Rejected { reason, .. } => {
-            eprintln!("  ! [rejected] group {} ({})", quote(name), escape(&reason));
+            eprintln!("  ! [rejected] group {} ({reason})", quote(name));
             return Ok(ExitCode::FAILURE);
         }
     }

@@ -8,7 +8,7 @@ use dvol::docker::Quiesce;
 
 use dvol::remote::crypt::Secret;
 use dvol::remote::ops::{self, Pulled, PushWhat, RemoteOptions};
-use dvol::remote::transfer::PushStatus;
+use dvol::remote::transfer::{PushStatus, RejectReason};
 use dvol::remote::ConnectOptions;
 use dvol::store::ObjectId;
 use std::process::ExitCode;
@@ -150,9 +150,8 @@ pub fn push(
                 pushed.push(branch.to_string());
             }
             PushStatus::Rejected { reason, .. } => {
-                let reason = escape(reason);
                 eprintln!(" ! [rejected]        {branch} -> {branch} ({reason})");
-                rejected.push((branch.to_string(), reason.to_string()));
+                rejected.push((branch.to_string(), *reason));
             }
         }
     }
@@ -168,7 +167,9 @@ pub fn push(
         );
     }
     if !rejected.is_empty() {
-        let non_ff = rejected.iter().any(|(_, r)| r == "non-fast-forward");
+        let non_ff = rejected
+            .iter()
+            .any(|(_, r)| *r == RejectReason::NonFastForward);
         let names: Vec<&str> = rejected.iter().map(|(b, _)| b.as_str()).collect();
         if non_ff {
             bail!(

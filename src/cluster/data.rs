@@ -86,7 +86,7 @@ pub fn push_branch(
     )?;
     for (b, status) in &report.branches {
         if let PushStatus::Rejected { .. } = status {
-            return Err(Error::Remote(format!(
+            return Err(Error::Other(format!(
                 "cluster volume {volume}: push of {b} to {url} was rejected"
             )));
         }

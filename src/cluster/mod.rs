@@ -562,6 +562,7 @@ impl Cluster {
         let engine = self.engine();
         let paused = ByNameGuard {
             engine: engine.as_ref(),
+            root: &self.root,
             how: Quiesce::Pause,
         };
         let mut synced = Instant::now();

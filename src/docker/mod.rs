@@ -104,7 +104,7 @@ pub fn with_containers_stopped<T>(
         return op();
     };
     let using = engine.containers_using_any(root, volumes)?;
-    hold_these(engine, using, volumes, how, what, op)
+    hold_these(engine, root, using, volumes, how, what, op)
 }
 
 /// The container policy for a plugin's own volumes (cluster mode's background commits): the
@@ -112,6 +112,8 @@ pub fn with_containers_stopped<T>(
 /// never calls back into the plugin (a `Get` that could wait on the plugin's own state).
 pub struct ByNameGuard<'a> {
     pub engine: Option<&'a Engine>,
+    /// The dvol root, where the record of held containers goes.
+    pub root: &'a Path,
     pub how: Quiesce,
 }
 
@@ -121,13 +123,14 @@ impl crate::repo::LiveGuard for ByNameGuard<'_> {
             return op();
         };
         let using = engine.containers_with_volumes(volumes)?;
-        hold_these(engine, using, volumes, self.how, what, op)
+        hold_these(engine, self.root, using, volumes, self.how, what, op)
     }
 }
 
 /// [`with_containers_stopped`] once the containers are known.
 fn hold_these<T>(
     engine: &Engine,
+    root: &Path,
     mut using: Vec<Container>,
     volumes: &[&str],
     how: Quiesce,

@@ -5,9 +5,9 @@
 //! never be replaced are created with a hard link, which fails if the name exists
 //! ([`FsBackend::put_new`]).
 
-use super::{check_key, check_prefix, Backend, CasOutcome};
+use super::{check_key, check_prefix, Backend, CasOutcome, RemoteError};
 use crate::error::IoContext;
-use crate::{Error, Result};
+use crate::Result;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -199,7 +199,7 @@ impl Backend for FsBackend {
     fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
         let path = self.path(key)?;
         if len > super::proto::MAX_FRAME as u64 {
-            return Err(Error::Remote(format!("range of {len} bytes is too large")));
+            return Err(RemoteError::RangeTooLarge(len).into());
         }
         let f = std::fs::File::open(&path).at("open", &path)?;
         let mut buf = vec![0u8; len as usize];

@@ -20,7 +20,7 @@
 
 use super::crypt::{self, Seal};
 use super::ops::{self, PushFlags, PushWhat, RemoteOptions};
-use super::transfer::{self, PushReport, PushStatus};
+use super::transfer::{self, PushReport, PushStatus, RejectReason};
 use super::{cache_dir, Backend, CasOutcome};
 use crate::progress::Progress;
 use crate::repo::Head;
@@ -120,7 +120,7 @@ pub fn push_group(
                 members: Vec::new(),
                 status: PushStatus::Rejected {
                     remote: Some(r),
-                    reason: "non-fast-forward".into(),
+                    reason: RejectReason::NonFastForward,
                 },
             });
         }
@@ -148,7 +148,7 @@ pub fn push_group(
                 group: name.to_string(),
                 branch: branch.clone(),
                 volume: m.volume.clone(),
-                reason: reason.clone(),
+                reason: reason.to_string(),
             }
             .into());
         }
@@ -170,7 +170,7 @@ pub fn push_group(
                 .as_deref()
                 .map(|v| seal.parse_ref(&ref_owner(name), &branch, &key, v))
                 .transpose()?,
-            reason: "the remote group ref moved during the push".into(),
+            reason: RejectReason::GroupRefMoved,
         },
     };
     Ok(GroupPushed {

@@ -11,6 +11,7 @@ use super::http_limits::{HyperTimer, LimitAcceptor, HEADER_TIMEOUT};
 use super::proto::{self, Call, Request, Response, RpcBackend, MAX_FRAME, PROTO_VERSION};
 use super::scope::{Grant, Tokens};
 use super::server::{Outcome, Server};
+use super::RemoteError;
 use crate::{Error, Result};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -33,15 +34,15 @@ pub fn connect(base: &str, opts: &super::ConnectOptions) -> Result<RpcBackend<Ht
     if let Some(ca_path) = &opts.tls_ca {
         let ca = ca_path.display();
         let pem = std::fs::read(ca_path)
-            .map_err(|e| Error::Remote(format!("cannot read DVOL_TLS_CA {ca}: {e}")))?;
+            .map_err(|e| RemoteError::setup(format!("cannot read DVOL_TLS_CA {ca}"), e))?;
         let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| {
-            Error::Remote(format!("DVOL_TLS_CA {ca} is not a PEM certificate: {e}"))
+            RemoteError::setup(format!("DVOL_TLS_CA {ca} is not a PEM certificate"), e)
         })?;
         builder = builder.add_root_certificate(cert);
     }
     let client = builder
         .build()
-        .map_err(|e| Error::Remote(format!("cannot start the HTTP client: {e}")))?;
+        .map_err(|e| RemoteError::setup("cannot start the HTTP client", e))?;
     let conn = HttpConn {
         base: base.trim_end_matches('/').to_string(),
         token: opts
@@ -53,15 +54,11 @@ pub fn connect(base: &str, opts: &super::ConnectOptions) -> Result<RpcBackend<Ht
         client,
         rt,
     };
-    match conn.call(Request::Hello {
+    let hello = conn.call(Request::Hello {
         version: PROTO_VERSION,
-    })? {
-        Response::Hello { version } if version == PROTO_VERSION => Ok(RpcBackend(conn)),
-        other => Err(Error::Remote(format!(
-            "{}: unexpected greeting {other:?}",
-            conn.base
-        ))),
-    }
+    })?;
+    proto::check_hello(&conn.base, hello)?;
+    Ok(RpcBackend(conn))
 }
 
 impl Call for HttpConn {
@@ -81,31 +78,32 @@ impl Call for HttpConn {
             let resp = r
                 .send()
                 .await
-                .map_err(|e| Error::Remote(format!("{}: {}", self.base, chain(&e))))?;
+                .map_err(|e| RemoteError::transport(&self.base, chain(&e)))?;
             let status = resp.status();
             if status == reqwest::StatusCode::UNAUTHORIZED {
-                let which = if self.token.is_some() {
-                    "the token in DVOL_TOKEN is wrong"
-                } else {
-                    "the token is missing (set DVOL_TOKEN)"
-                };
-                return Err(Error::Remote(format!(
-                    "{} refused access (401 Unauthorized): {which}; the token is missing or wrong",
-                    self.base
-                )));
+                return Err(RemoteError::Unauthorized {
+                    url: self.base.clone(),
+                    token_given: self.token.is_some(),
+                }
+                .into());
             }
             let bytes = read_bounded(resp, &self.base).await?;
             if status == reqwest::StatusCode::FORBIDDEN {
                 let why = String::from_utf8_lossy(&bytes[..bytes.len().min(500)]);
                 let why = why.trim().replace(['\n', '\r'], " ");
-                return Err(Error::Remote(format!("remote {}: {why}", self.base)));
+                return Err(RemoteError::Forbidden {
+                    url: self.base.clone(),
+                    why,
+                }
+                .into());
             }
             if !status.is_success() {
-                return Err(Error::Remote(format!(
-                    "{} answered {status}: {}",
-                    self.base,
-                    String::from_utf8_lossy(&bytes[..bytes.len().min(500)])
-                )));
+                return Err(RemoteError::Status {
+                    url: self.base.clone(),
+                    status: status.to_string(),
+                    body: String::from_utf8_lossy(&bytes[..bytes.len().min(500)]).into_owned(),
+                }
+                .into());
             }
             proto::decode(&bytes)
         })
@@ -120,7 +118,12 @@ impl Call for HttpConn {
 /// not).
 async fn read_bounded(mut resp: reqwest::Response, base: &str) -> Result<Vec<u8>> {
     let limit = MAX_FRAME + 4096;
-    let too_big = || Error::Remote(format!("{base} sent a response over {limit} bytes"));
+    let too_big = || {
+        Error::from(RemoteError::ResponseTooLarge {
+            url: base.to_string(),
+            limit,
+        })
+    };
     if resp.content_length().is_some_and(|n| n > limit as u64) {
         return Err(too_big());
     }
@@ -128,7 +131,7 @@ async fn read_bounded(mut resp: reqwest::Response, base: &str) -> Result<Vec<u8>
     while let Some(chunk) = resp
         .chunk()
         .await
-        .map_err(|e| Error::Remote(format!("{base}: {e}")))?
+        .map_err(|e| RemoteError::transport(base, e))?
     {
         if out.len() + chunk.len() > limit {
             return Err(too_big());
@@ -170,7 +173,7 @@ pub fn serve(opts: ServeOptions, on_ready: impl FnOnce(SocketAddr)) -> Result<()
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| Error::Remote(format!("cannot start the server runtime: {e}")))?;
+        .map_err(|e| RemoteError::setup("cannot start the server runtime", e))?;
     let server = Server::new(&opts.store);
     server.backend().create_private_root()?;
     let state = AppState {
@@ -186,28 +189,33 @@ pub fn serve(opts: ServeOptions, on_ready: impl FnOnce(SocketAddr)) -> Result<()
     rt.block_on(async move {
         let addr: SocketAddr = tokio::net::lookup_host(&opts.listen)
             .await
-            .map_err(|e| Error::Remote(format!("cannot resolve {}: {e}", opts.listen)))?
+            .map_err(|e| RemoteError::setup(format!("cannot resolve {}", opts.listen), e))?
             .next()
-            .ok_or_else(|| Error::Remote(format!("cannot resolve {}", opts.listen)))?;
+            .ok_or_else(|| {
+                RemoteError::setup(format!("cannot resolve {}", opts.listen), "no address")
+            })?;
         let listener = std::net::TcpListener::bind(addr)
-            .map_err(|e| Error::Remote(format!("cannot listen on {addr}: {e}")))?;
+            .map_err(|e| RemoteError::setup(format!("cannot listen on {addr}"), e))?;
         listener
             .set_nonblocking(true)
-            .map_err(|e| Error::Remote(e.to_string()))?;
+            .map_err(|e| RemoteError::setup(format!("cannot listen on {addr}"), e))?;
         let bound = listener
             .local_addr()
-            .map_err(|e| Error::Remote(e.to_string()))?;
+            .map_err(|e| RemoteError::setup(format!("cannot listen on {addr}"), e))?;
         let result = match opts.tls {
             Some((cert, key)) => {
                 let _ = rustls::crypto::ring::default_provider().install_default();
                 let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key)
                     .await
                     .map_err(|e| {
-                        Error::Remote(format!(
-                            "cannot load TLS certificate {} / key {}: {e}",
-                            cert.display(),
-                            key.display()
-                        ))
+                        RemoteError::setup(
+                            format!(
+                                "cannot load TLS certificate {} / key {}",
+                                cert.display(),
+                                key.display()
+                            ),
+                            e,
+                        )
                     })?;
                 on_ready(bound);
                 let tls = axum_server::tls_rustls::RustlsAcceptor::new(config)
@@ -233,7 +241,7 @@ pub fn serve(opts: ServeOptions, on_ready: impl FnOnce(SocketAddr)) -> Result<()
                 server.serve(app.into_make_service()).await
             }
         };
-        result.map_err(|e| Error::Remote(format!("server failed: {e}")))
+        result.map_err(|e| RemoteError::setup("server failed", e))
     })
 }
 

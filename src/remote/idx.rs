@@ -8,6 +8,7 @@
 //! `offset` is the block's and `clen` its member table and payload. Version 1 indexes (remotes
 //! written by older dvols) stay readable; an index of a later version is refused by name.
 
+use super::RemoteError;
 use crate::store::pack::{BLOCK_MEMBER_LEN, MAX_BLOCK_CHUNKS};
 use crate::store::{Kind, ObjectId, CHUNK_SIZE, MAX_OBJECT_SIZE};
 use crate::{Error, Result};
@@ -67,7 +68,13 @@ pub fn encode(entries: &[IdxEntry]) -> Vec<u8> {
 
 /// Decode and check an index read from a remote (untrusted).
 pub fn decode(name: &str, bytes: &[u8]) -> Result<Vec<IdxEntry>> {
-    let bad = |why: &str| Error::Remote(format!("remote pack index {name} is invalid: {why}"));
+    let bad = |why: &str| -> Error {
+        RemoteError::BadIndex {
+            name: name.to_string(),
+            why: why.to_string(),
+        }
+        .into()
+    };
     if bytes.len() < 16 + 32 || &bytes[..8] != IDX_MAGIC {
         return Err(bad("not a dvol pack index"));
     }

@@ -2,8 +2,8 @@
 //! carrier: a map behind a mutex, with the same key checks and compare-and-swap as the real
 //! ones, and a hook to damage stored bytes the way a hostile remote would. Test-only.
 
-use super::{check_key, check_prefix, Backend, CasOutcome};
-use crate::{Error, Result};
+use super::{check_key, check_prefix, Backend, CasOutcome, RemoteError};
+use crate::Result;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
@@ -54,15 +54,21 @@ impl Backend for MemBackend {
     }
 
     fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
-        let value = self
-            .get(key)?
-            .ok_or_else(|| Error::Remote(format!("memory: {key} is missing")))?;
+        let value = self.get(key)?.ok_or_else(|| RemoteError::MissingKey {
+            what: "a key".into(),
+            key: key.to_string(),
+        })?;
         let start = usize::try_from(offset).unwrap_or(usize::MAX);
         let end = start.saturating_add(usize::try_from(len).unwrap_or(usize::MAX));
-        value
-            .get(start..end)
-            .map(<[u8]>::to_vec)
-            .ok_or_else(|| Error::Remote(format!("memory: {key} is shorter than {end}")))
+        value.get(start..end).map(<[u8]>::to_vec).ok_or_else(|| {
+            RemoteError::ShortRead {
+                remote: self.describe(),
+                key: key.to_string(),
+                got: value.len().saturating_sub(start) as u64,
+                want: len,
+            }
+            .into()
+        })
     }
 
     fn put(&self, key: &str, data: Vec<u8>) -> Result<()> {

@@ -22,6 +22,7 @@
 //!   refs are on the remote (see [`group`]). Every group key lies under `groups/`.
 
 pub mod crypt;
+mod error;
 pub mod fs;
 pub mod group;
 pub mod http;
@@ -32,11 +33,13 @@ mod mem;
 pub mod ops;
 pub mod proto;
 pub mod prune;
-pub mod s3;
+pub(crate) mod s3;
 pub mod scope;
-pub mod server;
+pub(crate) mod server;
 pub mod ssh;
 pub mod transfer;
+
+pub use error::RemoteError;
 
 use crate::remote_url::RemoteUrl;
 use crate::{names, Error, Result};
@@ -80,10 +83,10 @@ pub trait Backend: Send + Sync {
     /// The volumes that have refs (`refs/<volume>/`), for remote gc, which must see every
     /// volume before it deletes anything. Carriers that cannot list them refuse remote gc.
     fn list_volumes(&self) -> Result<Vec<String>> {
-        Err(Error::Remote(format!(
-            "{}: remote gc (prune --remote) is supported on path and s3:// remotes only",
-            self.describe()
-        )))
+        Err(RemoteError::GcUnsupported {
+            remote: self.describe(),
+        }
+        .into())
     }
     /// The groups that have keys (`groups/<group>/`), for remote gc, which keeps what every
     /// group commit names. Carriers that cannot list them refuse remote gc.
@@ -94,7 +97,13 @@ pub trait Backend: Send + Sync {
 
 /// Check that a key follows the remote layout, so no key can name a path outside the remote.
 pub fn check_key(key: &str) -> Result<()> {
-    let bad = || Error::Remote(format!("invalid remote key {key:?}"));
+    let bad = || -> Error {
+        RemoteError::BadKey {
+            what: "key",
+            key: key.to_string(),
+        }
+        .into()
+    };
     if key == FORMAT_KEY {
         return Ok(());
     }
@@ -136,7 +145,13 @@ fn is_hex_id(s: &str) -> bool {
 
 /// Check a list prefix: `packs/`, `refs/<volume>/heads/`, `probe/` or `expired/`.
 pub fn check_prefix(prefix: &str) -> Result<()> {
-    let bad = || Error::Remote(format!("invalid remote prefix {prefix:?}"));
+    let bad = || -> Error {
+        RemoteError::BadKey {
+            what: "prefix",
+            key: prefix.to_string(),
+        }
+        .into()
+    };
     let inner = prefix.strip_suffix('/').ok_or_else(bad)?;
     let parts: Vec<&str> = inner.split('/').collect();
     match parts.as_slice() {
@@ -208,28 +223,28 @@ pub fn check_format(backend: &dyn Backend, create: bool) -> Result<bool> {
                 CasOutcome::Updated => return Ok(true),
                 CasOutcome::Conflict { current: Some(c) } => c,
                 CasOutcome::Conflict { current: None } => {
-                    return Err(Error::Remote(format!(
-                        "{}: cannot create {FORMAT_KEY}",
-                        backend.describe()
-                    )))
+                    return Err(RemoteError::MarkerNotCreated {
+                        remote: backend.describe(),
+                    }
+                    .into())
                 }
             }
         }
         None => return Ok(false),
     };
     let fmt: RemoteFormat = serde_json::from_slice(&marker).map_err(|e| {
-        Error::Remote(format!(
-            "{}: {FORMAT_KEY} is not a dvol remote marker: {e}",
-            backend.describe()
-        ))
+        Error::from(RemoteError::BadMarker {
+            remote: backend.describe(),
+            why: e.to_string(),
+        })
     })?;
     if fmt.format != "dvol-remote" || fmt.version != REMOTE_VERSION {
-        return Err(Error::Remote(format!(
-            "{} has remote format {} version {}; this dvol reads dvol-remote version {REMOTE_VERSION}",
-            backend.describe(),
-            fmt.format,
-            fmt.version
-        )));
+        return Err(RemoteError::WrongFormat {
+            remote: backend.describe(),
+            format: fmt.format,
+            version: fmt.version,
+        }
+        .into());
     }
     Ok(true)
 }
@@ -239,7 +254,7 @@ pub fn parse_ref(key: &str, value: &[u8]) -> Result<crate::store::ObjectId> {
     std::str::from_utf8(value)
         .ok()
         .and_then(|s| crate::store::ObjectId::from_hex(s.trim()))
-        .ok_or_else(|| Error::Remote(format!("remote ref {key} does not hold a commit id")))
+        .ok_or_else(|| RemoteError::bad_record(key, "does not hold a commit id"))
 }
 
 /// Encode a ref value.

@@ -3,7 +3,7 @@
 
 use super::crypt::{self, OpenRequest, Seal, Secret};
 use super::transfer::{self, FetchReport, PushReport, PushRequest, PushStatus};
-use super::{cache_dir, open, Backend, ConnectOptions};
+use super::{cache_dir, open, Backend, ConnectOptions, RemoteError};
 use crate::progress::Progress;
 use crate::repo::{guarded, Head, LiveGuard, Repo, VolumeLock};
 use crate::store::ObjectId;
@@ -46,7 +46,7 @@ pub fn add_remote(
     if let Some(secret) = encrypt {
         names::validate("remote", name)?;
         if repo.remotes(volume)?.iter().any(|(n, _)| n == name) {
-            return Err(Error::Remote(format!("remote {name} already exists")));
+            return Err(Error::RemoteExists(name.to_string()));
         }
         crypt::init(open(&url, connect)?.as_ref(), secret)?;
     }
@@ -185,9 +185,11 @@ pub(crate) fn open_existing(
         &opts.open_request(expect_encrypted, false),
     )?
     else {
-        return Err(Error::Remote(format!(
-            "{url} is not a dvol remote (no dvol-remote.json); push to it first"
-        )));
+        return Err(RemoteError::NotARemote {
+            url: url.to_string(),
+            push_first: true,
+        }
+        .into());
     };
     Ok((backend, seal))
 }
@@ -286,9 +288,12 @@ pub fn pull(
     };
     let fetched = fetch(repo, volume, remote, opts, progress)?;
     let Some(&(_, theirs)) = fetched.report.refs.iter().find(|r| r.0 == branch) else {
-        return Err(Error::Remote(format!(
-            "remote {remote} has no branch {branch}"
-        )));
+        return Err(RemoteError::NoBranch {
+            remote: remote.to_string(),
+            what: "branch",
+            name: branch,
+        }
+        .into());
     };
     let lock = repo.lock_volume(volume)?;
     let ours = repo.head(volume, &branch)?;
@@ -325,15 +330,14 @@ fn check_pull(
             return Ok(false);
         }
         if !repo.is_ancestor(&o, theirs)? {
-            return Err(Error::Remote(format!(
-                "Cannot pull {remote}/{branch} into {volume}/{branch}: the histories have diverged \
-                 (not a fast-forward). Commit ids: local {}, remote {}. \
-                 Keep your work on a new branch (dvol checkout -b NAME), then \
-                 dvol reset --hard {} on {branch}, or push --force to overwrite the remote",
-                &o.to_hex()[..12],
-                &theirs.to_hex()[..12],
-                &theirs.to_hex()[..12],
-            )));
+            return Err(RemoteError::Diverged {
+                remote: remote.to_string(),
+                volume: volume.to_string(),
+                branch: branch.to_string(),
+                local: o,
+                theirs: *theirs,
+            }
+            .into());
         }
     }
     // An interrupted pull (or reset) left the live data half-written towards a committed
@@ -341,12 +345,13 @@ fn check_pull(
     if ours != Head::Absent && repo.pending_op(volume, branch)?.is_none() {
         let changes = repo.live_changes(volume, branch)?;
         if !changes.is_empty() {
-            return Err(Error::Remote(format!(
-                "Cannot pull into {volume}/{branch}: the live data has uncommitted changes ({} path{}, e.g. {}); commit them (dvol commit -m MSG) or discard them (dvol reset --hard HEAD) first",
-                changes.len(),
-                if changes.len() == 1 { "" } else { "s" },
-                changes[0].path
-            )));
+            return Err(RemoteError::Uncommitted {
+                volume: volume.to_string(),
+                branch: branch.to_string(),
+                count: changes.len(),
+                example: changes[0].path.clone(),
+            }
+            .into());
         }
     }
     Ok(true)
@@ -383,11 +388,14 @@ pub fn clone(
         match repo.pending_clone(&local)? {
             Some((u, rv)) if u == url && rv == remote_volume => true,
             Some((u, rv)) => {
-                return Err(Error::Remote(format!(
-                    "volume {local} is an interrupted clone of volume {rv} from {u}, not of \
-                     {remote_volume} from {url}; finish it with `dvol clone {u} {rv} {local}` \
-                     or remove it with `dvol rm -f {local}`"
-                )))
+                return Err(RemoteError::OtherClone {
+                    local,
+                    was_volume: rv,
+                    was_url: u,
+                    remote_volume: remote_volume.to_string(),
+                    url,
+                }
+                .into())
             }
             None => return Err(Error::VolumeExists(local)),
         }
@@ -397,9 +405,12 @@ pub fn clone(
     let (backend, seal) = open_existing(&url, opts, false)?;
     let refs = transfer::remote_branches_sealed(backend.as_ref(), remote_volume, &seal)?;
     if refs.is_empty() {
-        return Err(Error::Remote(format!(
-            "remote volume {remote_volume} does not exist at {url}"
-        )));
+        return Err(RemoteError::NoVolume {
+            what: "volume",
+            name: remote_volume.to_string(),
+            url,
+        }
+        .into());
     }
     if !resuming {
         repo.begin_clone(&local, &url, remote_volume)?;

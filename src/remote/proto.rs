@@ -2,7 +2,7 @@
 //! frames on stdin/stdout of `dvol serve --stdio`) and HTTP (one `POST /v1/rpc` per request).
 //! Messages are postcard-encoded; a frame is `u32 little-endian length` + message.
 
-use super::{Backend, CasOutcome};
+use super::{Backend, CasOutcome, RemoteError};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::io::{Read, Write};
@@ -101,8 +101,7 @@ pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
 }
 
 pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T> {
-    postcard::from_bytes(bytes)
-        .map_err(|e| Error::Remote(format!("malformed protocol message: {e}")))
+    postcard::from_bytes(bytes).map_err(|e| RemoteError::Malformed(e.to_string()).into())
 }
 
 /// Write one frame.
@@ -171,8 +170,26 @@ pub fn expect_cas(r: Response) -> Result<CasOutcome> {
 
 fn unexpected(r: Response) -> Error {
     match r {
-        Response::Error(e) => Error::Remote(format!("remote error: {e}")),
-        other => Error::Remote(format!("unexpected response from remote: {other:?}")),
+        Response::Error(e) => RemoteError::Server(e).into(),
+        other => RemoteError::UnexpectedResponse(format!("{other:?}")).into(),
+    }
+}
+
+/// Check the answer to [`Request::Hello`] from `remote`.
+pub fn check_hello(remote: &str, r: Response) -> Result<()> {
+    match r {
+        Response::Hello { version } if version == PROTO_VERSION => Ok(()),
+        Response::Hello { version } => Err(RemoteError::ProtocolVersion {
+            remote: remote.to_string(),
+            theirs: version,
+            ours: PROTO_VERSION,
+        }
+        .into()),
+        other => Err(RemoteError::UnexpectedGreeting {
+            remote: remote.to_string(),
+            greeting: format!("{other:?}"),
+        }
+        .into()),
     }
 }
 
@@ -213,10 +230,12 @@ impl<C: Call> Backend for RpcBackend<C> {
         })?)?
         .unwrap_or_default();
         if d.len() as u64 != len {
-            return Err(Error::Remote(format!(
-                "remote returned {} bytes of {key} instead of {len}",
-                d.len()
-            )));
+            return Err(RemoteError::WrongLength {
+                key: key.to_string(),
+                got: d.len() as u64,
+                want: len,
+            }
+            .into());
         }
         Ok(d)
     }

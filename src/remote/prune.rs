@@ -23,15 +23,15 @@
 use super::crypt::Seal;
 use super::idx::IdxEntry;
 use super::transfer::{
-    read_objects, remote_branches, remote_index, remote_packs, walk_commits, PackOut, Remote,
-    RemoteIndex,
+    load_batch, read_objects, remote_branches, remote_index, remote_packs, walk_commits, PackOut,
+    Remote, RemoteIndex,
 };
-use super::{cache_dir, check_format, open, Backend, CasOutcome};
+use super::{cache_dir, check_format, open, Backend, CasOutcome, RemoteError};
 use crate::repo::prune::{decisions, select, Candidate, Policy, PruneReport};
+use crate::repo::reach::{self, Edge};
 use crate::repo::{Commit, Repo};
-use crate::snapshot::{Node, Tree};
 use crate::store::pack::{RecordHeader, CODEC_RAW, RECORD_HEADER_LEN};
-use crate::store::{self, decode_payload, make_record, Kind, ObjectId, CHUNK_SIZE};
+use crate::store::{decode_payload, make_record, Kind, ObjectId};
 use crate::{Error, Result};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -46,14 +46,14 @@ fn expired_key(volume: &str) -> String {
 
 /// Parse an expired list (`dvol serve` checks that one only grows).
 pub fn parse_list(key: &str, bytes: &[u8]) -> Result<BTreeSet<ObjectId>> {
-    let text = std::str::from_utf8(bytes)
-        .map_err(|_| Error::Remote(format!("remote {key} is not text")))?;
+    let text =
+        std::str::from_utf8(bytes).map_err(|_| RemoteError::bad_record(key, "is not text"))?;
     text.lines()
         .filter(|l| !l.is_empty())
         .map(|l| {
             ObjectId::from_hex(l)
                 .filter(|id| id.to_hex() == l)
-                .ok_or_else(|| Error::Remote(format!("remote {key} holds a bad commit id")))
+                .ok_or_else(|| RemoteError::bad_record(key, "holds a bad commit id"))
         })
         .collect()
 }
@@ -264,74 +264,59 @@ fn plan_remote(
     (report, newly)
 }
 
-/// Every object the remote's refs reach, skipping the trees of `expired` commits. Reads and
-/// verifies every tree and chunk-list node; chunks must be indexed.
+/// Every object the remote's refs reach, skipping the trees of `expired` commits, through the
+/// shared walker ([`reach::walk`]): every tree and chunk-list node is read, verified and
+/// checked against its limits; chunks must be indexed.
 fn live_objects(
     backend: &dyn Backend,
     index: &RemoteIndex,
     graph: &Graph,
     expired: &HashSet<ObjectId>,
 ) -> Result<HashSet<ObjectId>> {
+    // The commits are already read (the graph); the walk starts at their trees.
     let mut live: HashSet<ObjectId> = graph.commits.keys().copied().collect();
-    let mut trees: Vec<ObjectId> = graph
+    let roots: Vec<(ObjectId, Edge)> = graph
         .commits
         .iter()
         .filter(|(id, _)| !expired.contains(*id))
-        .map(|(_, c)| c.tree)
+        .map(|(_, c)| (c.tree, Edge::root_tree()))
         .collect();
-    let mut lists = Vec::new();
-    let mut chunks = Vec::new();
-    while !trees.is_empty() {
-        let want = fresh(&mut trees, &mut live);
-        let mut next = Vec::new();
-        read_plain(backend, index, &want, Kind::Tree, |h, payload| {
-            let tree = Tree::decode(&h.id, &decode_payload(&h.id, &h, &payload)?)?;
-            for e in &tree.entries {
-                match &e.node {
-                    Node::Dir { tree } => next.push(*tree),
-                    Node::File {
-                        size,
-                        content: Some(c),
-                        ..
-                    } if *size <= CHUNK_SIZE as u64 => chunks.push(*c),
-                    Node::File {
-                        content: Some(c), ..
-                    } => lists.push(*c),
-                    _ => {}
-                }
-            }
-            Ok(())
-        })?;
-        trees = next;
-    }
-    while !lists.is_empty() {
-        let want = fresh(&mut lists, &mut live);
-        let mut next = Vec::new();
-        read_plain(backend, index, &want, Kind::List, |h, payload| {
-            let node = store::decode_list(&h.id, &decode_payload(&h.id, &h, &payload)?)?;
-            let into = if node.level == 0 {
-                &mut chunks
-            } else {
-                &mut next
-            };
-            into.extend(node.entries.iter().map(|e| e.id));
-            Ok(())
-        })?;
-        lists = next;
-    }
-    for id in fresh(&mut chunks, &mut live) {
-        if !index.contains_key(&id) {
-            return Err(Error::Remote(format!(
-                "the remote is incomplete: chunk {id} is not in any pack index; remote gc stopped, nothing deleted"
-            )));
-        }
-    }
+    let mut visit = LiveWalk {
+        remote: Remote {
+            backend,
+            index,
+            seal: &Seal::Plain,
+        },
+    };
+    reach::walk(roots, &mut live, &mut visit)?;
     Ok(live)
 }
 
-/// Drain `queue`, returning the ids not yet in `seen` (and adding them).
-fn fresh(queue: &mut Vec<ObjectId>, seen: &mut HashSet<ObjectId>) -> Vec<ObjectId> {
-    queue.drain(..).filter(|id| seen.insert(*id)).collect()
+/// Loads trees and list nodes for remote gc's walk; a chunk must be in some pack index.
+struct LiveWalk<'a> {
+    remote: Remote<'a>,
+}
+
+impl reach::Visit for LiveWalk<'_> {
+    fn skip(&mut self, _id: &ObjectId, _edge: Edge) -> Result<bool> {
+        Ok(false)
+    }
+
+    fn load(&mut self, batch: &[(ObjectId, Edge)]) -> Result<Vec<Vec<u8>>> {
+        load_batch(&self.remote, batch)
+    }
+
+    fn chunk(&mut self, id: &ObjectId, _len: u64) -> Result<()> {
+        if self.remote.index.contains_key(id) {
+            return Ok(());
+        }
+        Err(RemoteError::Unindexed {
+            what: "chunk",
+            id: *id,
+            note: "; remote gc stopped, nothing deleted",
+        }
+        .into())
+    }
 }
 
 /// `gc/pending`: pack key -> when remote gc first found it unreachable (seconds since epoch).
@@ -339,7 +324,7 @@ fn read_pending(backend: &dyn Backend) -> Result<BTreeMap<String, i64>> {
     match backend.get(GC_PENDING_KEY)? {
         None => Ok(BTreeMap::new()),
         Some(b) => serde_json::from_slice(&b)
-            .map_err(|e| Error::Remote(format!("remote {GC_PENDING_KEY} is damaged: {e}"))),
+            .map_err(|e| RemoteError::bad_record(GC_PENDING_KEY, format!("is damaged: {e}"))),
     }
 }
 
@@ -477,14 +462,16 @@ pub fn prune_remote(
     }
     let url = repo.remote_url(volume, remote)?;
     if repo.remote_encrypted(volume, remote)? {
-        return Err(Error::Remote(format!(
-            "{url} is encrypted: prune --remote does not support encrypted remotes yet"
-        )));
+        return Err(RemoteError::GcEncrypted { url }.into());
     }
     let remote_volume = repo.remote_volume(volume, remote)?;
     let backend = open(&url, connect)?;
     if !check_format(backend.as_ref(), false)? {
-        return Err(Error::Remote(format!("{url} is not a dvol remote")));
+        return Err(RemoteError::NotARemote {
+            url,
+            push_first: false,
+        }
+        .into());
     }
     let cache = cache_dir(repo.root(), &url);
     // Listed first: a pack uploaded after this moment is never considered.

@@ -4,7 +4,7 @@
 //! `If-Match: <etag>` to update. Servers that ignore those headers are detected by a probe
 //! before the first ref update, and dvol warns that concurrent pushes are then unsafe.
 
-use super::{check_key, check_prefix, Backend, CasOutcome};
+use super::{check_key, check_prefix, Backend, CasOutcome, RemoteError};
 use crate::{Error, Result};
 use object_store::path::Path as ObjPath;
 use object_store::{ObjectStore, PutMode, PutOptions, PutPayload, UpdateVersion};
@@ -42,7 +42,7 @@ impl S3Backend {
             .with_bucket_name(bucket)
             .with_conditional_put(object_store::aws::S3ConditionalPut::ETagMatch)
             .build()
-            .map_err(|e| Error::Remote(format!("s3://{bucket}/{prefix}: {e}")))?;
+            .map_err(|e| RemoteError::setup(format!("s3://{bucket}/{prefix}"), e))?;
         let rt = crate::runtime::client_runtime("the S3 client")?;
         Ok(S3Backend {
             bucket: bucket.to_string(),
@@ -62,7 +62,7 @@ impl S3Backend {
     }
 
     fn err(&self, what: &str, key: &str, e: object_store::Error) -> Error {
-        Error::Remote(format!("{} {what} {key}: {e}", self.describe()))
+        RemoteError::transport(format!("{} {what} {key}", self.describe()), e)
     }
 
     async fn get_with_etag(&self, key: &str) -> Result<Option<(Vec<u8>, Option<String>)>> {
@@ -86,7 +86,7 @@ impl S3Backend {
                 r
             })
             .clone()
-            .map_err(Error::Remote)
+            .map_err(|e| RemoteError::CasProbe(e).into())
     }
 
     fn probe(&self) -> Result<CasSupport> {
@@ -238,10 +238,13 @@ impl Backend for S3Backend {
             .block_on(self.store.get_range(&self.path(key), offset..offset + len))
             .map_err(|e| self.err("read", key, e))?;
         if bytes.len() as u64 != len {
-            return Err(Error::Remote(format!(
-                "{}: short read of {key}",
-                self.describe()
-            )));
+            return Err(RemoteError::ShortRead {
+                remote: self.describe(),
+                key: key.to_string(),
+                got: bytes.len() as u64,
+                want: len,
+            }
+            .into());
         }
         Ok(bytes.to_vec())
     }

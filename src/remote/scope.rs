@@ -14,7 +14,8 @@
 //! a permitted write may change (fast-forward only, packs never replaced) is checked by
 //! [`super::server`]; this module must not touch the remote.
 
-use crate::{Error, Result};
+use super::RemoteError;
+use crate::Result;
 use std::path::Path;
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 
@@ -91,10 +92,10 @@ impl Tokens {
     /// Read and check a token file (one error line naming the file and line).
     pub fn read(path: &Path) -> Result<Tokens> {
         let text = std::fs::read_to_string(path).map_err(|e| {
-            Error::Remote(format!("cannot read token file {}: {e}", path.display()))
+            RemoteError::setup(format!("cannot read token file {}", path.display()), e)
         })?;
         Tokens::parse(&text)
-            .map_err(|e| Error::Remote(format!("token file {}: {e}", path.display())))
+            .map_err(|e| RemoteError::setup(format!("token file {}", path.display()), e))
     }
 
     /// Parse a token file's text.

@@ -23,7 +23,7 @@ use super::group::members_key;
 use super::proto::{Request, Response, PROTO_VERSION};
 use super::scope::{self, Access, Grant, KeyClass, Scope};
 use super::transfer::{get_idx, read_objects, walk_commits, Remote, RemoteIndex};
-use super::{check_key, check_prefix, Backend, CasOutcome, FORMAT_KEY};
+use super::{check_key, check_prefix, Backend, CasOutcome, RemoteError, FORMAT_KEY};
 use crate::repo::Commit;
 use crate::store::{decode_payload, Kind, ObjectId};
 use crate::{Error, Result};
@@ -295,7 +295,7 @@ impl Server {
             verdict.map_err(|d| match d {
                 Denied::Refused(m) => {
                     refused = Some(m.clone());
-                    Error::Remote(m)
+                    RemoteError::Denied(m).into()
                 }
                 Denied::Failed(e) => e,
             })

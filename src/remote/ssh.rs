@@ -6,6 +6,7 @@
 use super::proto::{self, Call, Request, Response, RpcBackend, PROTO_VERSION};
 use super::scope::Grant;
 use super::server::{Outcome, Server};
+use super::RemoteError;
 use crate::{Error, Result};
 use std::io::{BufReader, BufWriter, Read};
 use std::path::Path;
@@ -60,7 +61,7 @@ pub fn connect(
     );
     let mut child = cmd
         .spawn()
-        .map_err(|e| Error::Remote(format!("cannot run {ssh}: {e}")))?;
+        .map_err(|e| RemoteError::setup(format!("cannot run {ssh}"), e))?;
     let stdin = child.stdin.take().expect("piped");
     let stdout = child.stdout.take().expect("piped");
     let mut err_pipe = child.stderr.take().expect("piped");
@@ -84,23 +85,10 @@ pub fn connect(
         child: Mutex::new(child),
         stderr,
     };
-    match conn.call(Request::Hello {
+    let hello = conn.call(Request::Hello {
         version: PROTO_VERSION,
-    })? {
-        Response::Hello { version } if version == PROTO_VERSION => {}
-        Response::Hello { version } => {
-            return Err(Error::Remote(format!(
-                "{}: remote dvol speaks protocol {version}, this dvol speaks {PROTO_VERSION}",
-                conn.desc
-            )))
-        }
-        other => {
-            return Err(Error::Remote(format!(
-                "{}: unexpected greeting {other:?}",
-                conn.desc
-            )))
-        }
-    }
+    })?;
+    proto::check_hello(&conn.desc, hello)?;
     Ok(RpcBackend(conn))
 }
 
@@ -116,10 +104,12 @@ impl SshConn {
         } else {
             format!("; ssh said: {stderr}")
         };
-        Error::Remote(format!(
-            "connection to {} failed while {what}: {e}{detail}",
-            self.desc
-        ))
+        RemoteError::ConnectionLost {
+            remote: self.desc.clone(),
+            what: what.to_string(),
+            detail: format!("{e}{detail}"),
+        }
+        .into()
     }
 }
 
@@ -178,7 +168,13 @@ pub fn serve_stdio(path: &Path, grant: &Grant) -> Result<()> {
         let frame = match proto::read_frame(&mut input) {
             Ok(Some(f)) => f,
             Ok(None) => return Ok(()),
-            Err(e) => return Err(Error::Remote(format!("reading request: {e}"))),
+            Err(source) => {
+                return Err(RemoteError::Stdio {
+                    what: "reading request",
+                    source,
+                }
+                .into())
+            }
         };
         let resp = match proto::decode::<Request>(&frame) {
             Ok(req) => match server.handle(grant, req) {
@@ -188,7 +184,11 @@ pub fn serve_stdio(path: &Path, grant: &Grant) -> Result<()> {
             Err(e) => Response::Error(e.to_string()),
         };
         drop(frame);
-        proto::write_frame(&mut output, &proto::encode(&resp))
-            .map_err(|e| Error::Remote(format!("writing response: {e}")))?;
+        proto::write_frame(&mut output, &proto::encode(&resp)).map_err(|source| {
+            RemoteError::Stdio {
+                what: "writing response",
+                source,
+            }
+        })?;
     }
 }

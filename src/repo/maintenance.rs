@@ -329,6 +329,16 @@ impl Repo {
                 return;
             };
             report.objects += 1;
+            let loc = match loc {
+                Ok(loc) => loc,
+                Err(kind) => {
+                    if let Err(e) = store::known_kind(&id, kind) {
+                        report.problems.push(e.to_string());
+                    }
+                    bad.insert(id);
+                    return;
+                }
+            };
             if let Err(e) = self.store.read_at(&id, &loc) {
                 report.problems.push(e.to_string());
                 bad.insert(id);

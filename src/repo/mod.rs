@@ -9,16 +9,16 @@
 
 mod audit;
 pub mod commit;
-pub mod db;
+pub(crate) mod db;
 pub mod group;
 mod guard;
-pub mod heads;
+pub(crate) mod heads;
 mod history;
 mod identity;
 mod maintenance;
 mod perms;
 pub mod prune;
-pub mod reach;
+pub(crate) mod reach;
 mod refs;
 mod remotes;
 mod rewrite;
@@ -143,7 +143,8 @@ impl Repo {
         &self.store
     }
 
-    pub fn conn(&self) -> &Connection {
+    /// The metadata connection, for the crate's own SQL (never part of the public API).
+    pub(crate) fn conn(&self) -> &Connection {
         &self.conn
     }
 

@@ -29,7 +29,7 @@ impl Repo {
                 |r| r.get(0),
             )
             .optional()?
-            .ok_or_else(|| Error::Remote(format!("No such remote: '{name}'")))
+            .ok_or_else(|| Error::NoSuchRemote(name.to_string()))
     }
 
     /// Add a remote; `remote_volume` is the volume's name on the remote (default: the same).
@@ -52,7 +52,7 @@ impl Repo {
             .optional()?
             .is_some();
         if exists {
-            return Err(Error::Remote(format!("remote {name} already exists")));
+            return Err(Error::RemoteExists(name.to_string()));
         }
         if let Some(rv) = remote_volume {
             names::validate("volume", rv)?;

@@ -123,3 +123,23 @@ fn fsck_reports_a_flipped_byte_in_a_pack() {
     let report = repo.fsck().unwrap();
     assert!(!report.problems.is_empty(), "a flipped byte went unnoticed");
 }
+
+#[test]
+fn an_unknown_object_kind_in_the_index_is_corruption_not_a_chunk() {
+    let (_dir, mut repo, _live) = repo_with_tree();
+    let id = commit(&mut repo, "one");
+    repo.conn()
+        .execute("UPDATE objects SET kind = 9 WHERE id = ?1", [&id.0[..]])
+        .unwrap();
+    let err = repo.store().locate(&id).unwrap_err();
+    assert!(
+        matches!(&err, Error::CorruptObject { detail, .. } if detail.contains("unknown kind 9")),
+        "{err}"
+    );
+    let report = repo.fsck().unwrap();
+    assert!(
+        report.problems.iter().any(|p| p.contains("unknown kind 9")),
+        "{:?}",
+        report.problems
+    );
+}

@@ -2,13 +2,13 @@
 //! cache that keeps scans proportional to what changed ([`statcache`]), writing a tree back
 //! ([`materialize`]), and comparing trees ([`diff`]). Knows nothing of volumes or branches.
 
-pub mod diff;
-pub mod materialize;
-pub mod reflink;
-pub mod scan;
-pub mod statcache;
-pub mod tree;
-pub mod usage;
+pub(crate) mod diff;
+pub(crate) mod materialize;
+pub(crate) mod reflink;
+pub(crate) mod scan;
+pub(crate) mod statcache;
+pub(crate) mod tree;
+pub(crate) mod usage;
 
 pub use diff::{diff, Change, ChangeKind};
 pub use materialize::{materialize, materialize_with, Materialized, RestoreOptions};
@@ -47,8 +47,11 @@ pub fn check_free_space(
 /// Bytes an unprivileged writer may still use on the file system holding `dir` (statvfs).
 fn free_bytes(dir: &Path) -> Result<u64> {
     use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
-        .map_err(|_| crate::Error::Other(format!("path {} contains NUL", dir.display())))?;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).map_err(|_| crate::Error::Io {
+        context: "statvfs",
+        path: dir.to_path_buf(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "path contains NUL"),
+    })?;
     let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
     // SAFETY: `c` is a valid NUL-terminated path and `st` points to writable memory the
     // size of a statvfs, which the call fills on success.

@@ -78,20 +78,27 @@ pub fn pack_names(conn: &Connection) -> Result<HashSet<String>> {
 }
 
 /// Every index row in pack order, as an id and location; a row whose id is malformed is
-/// handed over as `None`.
-pub fn each_object(conn: &Connection, mut f: impl FnMut(Option<ObjectId>, Location)) -> Result<()> {
+/// handed over as `None`, one whose kind is unknown as `Err(kind)` (never read as a chunk).
+pub fn each_object(
+    conn: &Connection,
+    mut f: impl FnMut(Option<ObjectId>, std::result::Result<Location, u8>),
+) -> Result<()> {
     let mut stmt = conn.prepare(
         "SELECT p.name, o.id, o.offset, o.kind, o.clen, o.ulen, o.boff FROM objects o \
          JOIN packs p ON p.id = o.pack ORDER BY p.name, o.offset",
     )?;
     let rows = stmt.query_map([], |r| {
-        let loc = Location {
-            pack: r.get(0)?,
-            offset: r.get::<_, i64>(2)? as u64,
-            kind: Kind::from_u8(r.get::<_, u8>(3)?).unwrap_or(Kind::Chunk),
-            clen: r.get(4)?,
-            ulen: r.get(5)?,
-            boff: r.get(6)?,
+        let raw_kind = r.get::<_, u8>(3)?;
+        let loc = match Kind::from_u8(raw_kind) {
+            Some(kind) => Ok(Location {
+                pack: r.get(0)?,
+                offset: r.get::<_, i64>(2)? as u64,
+                kind,
+                clen: r.get(4)?,
+                ulen: r.get(5)?,
+                boff: r.get(6)?,
+            }),
+            None => Err(raw_kind),
         };
         Ok((ObjectId::from_slice(&r.get::<_, Vec<u8>>(1)?), loc))
     })?;

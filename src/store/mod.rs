@@ -135,18 +135,28 @@ impl Store {
         )?;
         ids.iter()
             .map(|id| {
-                Ok(stmt
+                let row = stmt
                     .query_row([&id.0[..]], |r| {
-                        Ok(Location {
-                            pack: r.get(0)?,
-                            offset: r.get::<_, i64>(1)? as u64,
-                            kind: Kind::from_u8(r.get::<_, u8>(2)?).unwrap_or(Kind::Chunk),
-                            clen: r.get(3)?,
-                            ulen: r.get(4)?,
-                            boff: r.get(5)?,
-                        })
+                        Ok((
+                            r.get::<_, u8>(2)?,
+                            Location {
+                                pack: r.get(0)?,
+                                offset: r.get::<_, i64>(1)? as u64,
+                                kind: Kind::Chunk,
+                                clen: r.get(3)?,
+                                ulen: r.get(4)?,
+                                boff: r.get(5)?,
+                            },
+                        ))
                     })
-                    .optional()?)
+                    .optional()?;
+                row.map(|(kind, loc)| {
+                    Ok(Location {
+                        kind: known_kind(id, kind)?,
+                        ..loc
+                    })
+                })
+                .transpose()
             })
             .collect()
     }
@@ -390,7 +400,10 @@ impl Store {
                 }
                 result
             })
-            .map_err(|e| Error::Other(format!("cannot start pack writer: {e}")))?;
+            .map_err(|source| Error::Spawn {
+                what: "pack writer",
+                source,
+            })?;
         Ok(WriteSession {
             store: self.clone(),
             claimed: Mutex::new(HashSet::new()),
@@ -631,7 +644,7 @@ pub fn make_block(chunks: &[(ObjectId, &[u8])]) -> Result<Record> {
     for (_, bytes) in chunks {
         data.extend_from_slice(bytes);
     }
-    let payload = zstd_frame(&data).map_err(|e| Error::Other(e.to_string()))?;
+    let payload = zstd_frame(&data).map_err(Error::Compress)?;
     Ok(Record {
         id: chunks[0].0,
         kind: Kind::Chunk,
@@ -658,15 +671,23 @@ fn decompress(payload: &[u8], ulen: usize) -> std::io::Result<Vec<u8>> {
     })
 }
 
+/// The kind an index row gives `id`; an unknown kind is corruption, never a guess.
+pub fn known_kind(id: &ObjectId, kind: u8) -> Result<Kind> {
+    Kind::from_u8(kind).ok_or_else(|| Error::CorruptObject {
+        id: id.to_hex(),
+        detail: format!("the index gives it unknown kind {kind}"),
+    })
+}
+
 /// Turn an object into a pack record (compressing it when that helps).
 pub fn make_record(id: ObjectId, kind: Kind, data: &[u8]) -> Result<Record> {
     if data.len() > MAX_OBJECT_SIZE {
-        return Err(Error::Other(format!(
-            "object {id} is {} bytes, over the limit",
-            data.len()
-        )));
+        return Err(Error::ObjectTooLarge {
+            id: id.to_hex(),
+            size: data.len(),
+        });
     }
-    let (codec, payload) = match compress(data).map_err(|e| Error::Other(e.to_string()))? {
+    let (codec, payload) = match compress(data).map_err(Error::Compress)? {
         Some(c) => (CODEC_ZSTD, c),
         None => (CODEC_RAW, data.to_vec()),
     };
@@ -853,7 +874,7 @@ impl WriteSession {
 
     fn writer_error(&self) -> Error {
         let msg = self.failure.lock().expect("failure lock").clone();
-        Error::Other(msg.unwrap_or_else(|| "pack writer stopped".into()))
+        Error::PackWriter(msg.unwrap_or_else(|| "pack writer stopped".into()))
     }
 
     /// Close the session: every object put is now in durable pack files, not yet indexed.
@@ -862,7 +883,7 @@ impl WriteSession {
         let thread = self.thread.take().expect("finish once");
         thread
             .join()
-            .map_err(|_| Error::Other("pack writer panicked".into()))?
+            .map_err(|_| Error::PackWriter("pack writer panicked".into()))?
     }
 }
 

@@ -19,7 +19,7 @@ impl Drop for Managed {
             let prop = format!("/var/lib/docker/plugins/{id}/propagated-mount");
             let _ = std::process::Command::new("umount").arg(&prop).status();
         }
-        let _ = dvol::overlay::unmount_under(&self.host_root);
+        let _ = dvol::unmount_under(&self.host_root);
     }
 }
 

@@ -115,7 +115,7 @@ impl Drop for TestPlugin {
         let _ = self.child.kill();
         let _ = self.child.wait();
         // `-o from=` volumes are overlay clones when the root is on ext4 and we are root.
-        let _ = dvol::overlay::unmount_under(self.dir.path());
+        let _ = dvol::unmount_under(self.dir.path());
     }
 }
 

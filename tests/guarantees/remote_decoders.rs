@@ -84,7 +84,7 @@ fn decode_all(bytes: &[u8]) {
     let s = String::from_utf8_lossy(bytes);
     let _ = check_key(&s);
     let _ = check_prefix(&s);
-    let _ = dvol::remote_url::RemoteUrl::parse(&s);
+    let _ = dvol::RemoteUrl::parse(&s);
     let _ = dvol::names::validate("branch", &s);
 }
 
@@ -275,10 +275,21 @@ impl Backend for Mem {
         let m = self.0.lock().unwrap();
         let v = m
             .get(key)
-            .ok_or_else(|| dvol::Error::Remote("absent".into()))?;
+            .ok_or_else(|| dvol::remote::RemoteError::MissingKey {
+                what: "a key".into(),
+                key: key.into(),
+            })?;
         v.get(offset as usize..(offset + len) as usize)
             .map(<[u8]>::to_vec)
-            .ok_or_else(|| dvol::Error::Remote("short".into()))
+            .ok_or_else(|| {
+                dvol::remote::RemoteError::ShortRead {
+                    remote: "test".into(),
+                    key: key.into(),
+                    got: v.len() as u64,
+                    want: len,
+                }
+                .into()
+            })
     }
     fn put(&self, key: &str, data: Vec<u8>) -> dvol::Result<()> {
         self.0.lock().unwrap().insert(key.into(), data);

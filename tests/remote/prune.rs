@@ -13,6 +13,29 @@ fn commits(host: &Host, n: u64, seed: u64) {
     }
 }
 
+/// `dvol prune --remote origin --keep-last KEEP --grace 0`.
+fn remote_gc_args(keep: &str) -> [&str; 7] {
+    [
+        "prune",
+        "--remote",
+        "origin",
+        "--keep-last",
+        keep,
+        "--grace",
+        "0",
+    ]
+}
+
+/// A host with volume `db` and remote `origin` at a path in the returned directory.
+fn host_with_path_remote() -> (tempfile::TempDir, String, Host) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = dir.path().join("r").to_str().unwrap().to_string();
+    let host = Host::new(&Vec::new());
+    host.ok(&["init", "db"]);
+    host.ok(&["remote", "add", "origin", &url]);
+    (dir, url, host)
+}
+
 fn expired_count(host: &Host) -> usize {
     host.ok(&["log", "--oneline"])
         .lines()
@@ -37,15 +60,7 @@ fn remote_prune_on_s3_keeps_other_volumes() {
     prod.ok(&["push"]);
 
     prod.ok(&["switch", "db"]);
-    let out = prod.ok(&[
-        "prune",
-        "--remote",
-        "origin",
-        "--keep-last",
-        "1",
-        "--grace",
-        "0",
-    ]);
+    let out = prod.ok(&remote_gc_args("1"));
     assert!(out.contains("expired 3 commits"), "{out}");
     assert!(out.contains("rewrote 1 packs"), "{out}");
 
@@ -80,15 +95,7 @@ fn remote_prune_over_dvol_serve_with_the_admin_token() {
     host.ok(&["push"]);
     // The single-token file's token is admin on every volume: the server lists the volumes
     // (ListVolumes) and remote gc runs.
-    let out = host.ok(&[
-        "prune",
-        "--remote",
-        "origin",
-        "--keep-last",
-        "1",
-        "--grace",
-        "0",
-    ]);
+    let out = host.ok(&remote_gc_args("1"));
     assert!(out.contains("expired 2 commits"), "{out}");
     assert!(store.join("expired/db").exists());
     let qa = Host::new(&vars);
@@ -124,15 +131,7 @@ fn remote_gc_deletes_nothing_when_in_doubt() {
         .unwrap();
     std::fs::remove_file(idx).unwrap();
     let packs_before = std::fs::read_dir(url.join("packs")).unwrap().count();
-    let err = host.fails(&[
-        "prune",
-        "--remote",
-        "origin",
-        "--keep-last",
-        "3",
-        "--grace",
-        "0",
-    ]);
+    let err = host.fails(&remote_gc_args("3"));
     assert!(err.contains("the remote is incomplete"), "{err}");
     assert_eq!(
         std::fs::read_dir(url.join("packs")).unwrap().count(),
@@ -141,30 +140,43 @@ fn remote_gc_deletes_nothing_when_in_doubt() {
     assert!(!url.join("gc").exists(), "nothing recorded either");
 }
 
+/// Remote gc walks through the shared walker, so a directory stored split into parts (more
+/// than 4096 entries) is followed like any tree: its files stay, and gc deletes what only the
+/// expired commits held.
+#[test]
+fn remote_gc_follows_split_trees() {
+    let (_dir, url, host) = host_with_path_remote();
+    let url = url.as_str();
+    let big = host.live().join("big");
+    std::fs::create_dir(&big).unwrap();
+    for i in 0..4200 {
+        write(&big.join(format!("f{i}")), format!("file {i}"));
+    }
+    commits(&host, 3, 70);
+    host.ok(&["push"]);
+    let out = host.ok(&remote_gc_args("1"));
+    assert!(out.contains("remote gc: deleted"), "{out}");
+    let qa = Host::new(&Vec::new());
+    qa.ok(&["clone", url, "db"]);
+    assert!(qa.ok(&["fsck"]).contains("no problems"));
+    assert_eq!(
+        std::fs::read_to_string(qa.live().join("big/f4199")).unwrap(),
+        "file 4199"
+    );
+}
+
 /// Kill remote gc (kill -9) after it copied the reachable objects, and after it deleted an
 /// index but not its pack: the remote stays complete (clones work), and the next run finishes.
 #[test]
 fn remote_gc_killed_midway_leaves_a_complete_remote() {
     for point in ["remote-gc.after-copy", "remote-gc.after-idx-delete"] {
-        let dir = tempfile::tempdir().unwrap();
-        let url = dir.path().join("r");
-        let url = url.to_str().unwrap();
-        let host = Host::new(&Vec::new());
-        host.ok(&["init", "db"]);
-        host.ok(&["remote", "add", "origin", url]);
+        let (dir, url, host) = host_with_path_remote();
+        let url = url.as_str();
         for round in 0..3 {
             commits(&host, 2, round * 10);
             host.ok(&["push"]);
         }
-        let args = [
-            "prune",
-            "--remote",
-            "origin",
-            "--keep-last",
-            "2",
-            "--grace",
-            "0",
-        ];
+        let args = remote_gc_args("2");
         let out = host
             .env
             .dvol()

@@ -25,7 +25,7 @@ impl Drop for Env {
     /// Overlay clones (made as root on a file system without reflinks) are unmounted so the
     /// temporary directory can go.
     fn drop(&mut self) {
-        let _ = dvol::overlay::unmount_under(self.dir.path());
+        let _ = dvol::unmount_under(self.dir.path());
     }
 }
 

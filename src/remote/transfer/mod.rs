@@ -18,8 +18,12 @@ mod verify;
 
 pub use fetch::{download_history, Downloaded, FetchReport};
 pub use index::{fresh_remote_index, remote_index, remote_packs, RemoteIndex, RemoteLoc};
-pub use push::{plan_push, push, PushReport, PushRequest, PushStatus, PUSH_PACK_SIZE};
-pub use records::{get_idx, read_objects, read_pieces, walk_commits, PackOut, Piece, Remote};
+pub use push::{
+    plan_push, push, PushReport, PushRequest, PushStatus, RejectReason, PUSH_PACK_SIZE,
+};
+pub use records::{
+    get_idx, load_batch, read_objects, read_pieces, walk_commits, PackOut, Piece, Remote,
+};
 pub use verify::{fsck_remote, RemoteFsckReport};
 
 use super::crypt::Seal;

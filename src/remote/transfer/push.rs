@@ -7,7 +7,7 @@ use super::verify::verified_copies;
 use crate::failpoint::{hit, knob as test_knob};
 use crate::progress::Progress;
 use crate::remote::crypt::Seal;
-use crate::remote::{ref_key, Backend, CasOutcome};
+use crate::remote::{ref_key, Backend, CasOutcome, RemoteError};
 use crate::repo::reach::{self, Edge};
 use crate::repo::Repo;
 use crate::store::pack::{RecordHeader, BLOCK_MEMBER_LEN};
@@ -30,8 +30,26 @@ pub enum PushStatus {
     /// The remote head is not an ancestor of ours (or changed during the push).
     Rejected {
         remote: Option<ObjectId>,
-        reason: String,
+        reason: RejectReason,
     },
+}
+
+/// Why a ref was not moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectReason {
+    /// The remote head is not an ancestor of the pushed commit.
+    NonFastForward,
+    /// The remote group ref changed between reading it and the compare-and-swap.
+    GroupRefMoved,
+}
+
+impl std::fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RejectReason::NonFastForward => "non-fast-forward",
+            RejectReason::GroupRefMoved => "the remote group ref moved during the push",
+        })
+    }
 }
 
 /// Result of a push.
@@ -77,11 +95,9 @@ pub fn push(
     // Decide per branch before sending anything.
     let mut to_send = Vec::new();
     for branch in &req.branches {
-        let local = repo.branch_head(req.volume, branch)?.ok_or_else(|| {
-            Error::Remote(format!(
-                "branch {branch} has no commits to push (run dvol commit first)"
-            ))
-        })?;
+        let local = repo
+            .branch_head(req.volume, branch)?
+            .ok_or_else(|| Error::from(RemoteError::NothingToPush(branch.clone())))?;
         let key = ref_key(req.remote_volume, branch);
         let raw = backend.get(&key)?;
         let remote = raw
@@ -98,7 +114,7 @@ pub fn push(
                     branch.clone(),
                     PushStatus::Rejected {
                         remote: Some(r),
-                        reason: "non-fast-forward".into(),
+                        reason: RejectReason::NonFastForward,
                     },
                 ));
                 continue;
@@ -196,7 +212,7 @@ pub fn push(
                     if !(ff || req.force) {
                         break PushStatus::Rejected {
                             remote: now,
-                            reason: "non-fast-forward".into(),
+                            reason: RejectReason::NonFastForward,
                         };
                     }
                     expected = current;
@@ -256,10 +272,11 @@ fn verified_unit(store: &Store, id: &ObjectId, loc: &Location) -> Result<Unit> {
 /// A local object push needs is corrupt: say which and what to do.
 fn refuse_corrupt(id: &ObjectId, e: Error) -> Error {
     match e {
-        Error::CorruptObject { .. } => Error::Remote(format!(
-            "push refused: local object {id} is corrupt ({e}); no ref was moved. Run `dvol \
-             fsck`; a host with a good copy can `dvol push --repair`"
-        )),
+        Error::CorruptObject { .. } => RemoteError::CorruptLocal {
+            id: *id,
+            detail: e.to_string(),
+        }
+        .into(),
         other => other,
     }
 }

@@ -11,10 +11,11 @@ use super::index::RemoteIndex;
 use crate::failpoint::hit;
 use crate::remote::crypt::Seal;
 use crate::remote::idx::{self, IdxEntry};
-use crate::remote::Backend;
+use crate::remote::{Backend, RemoteError};
+use crate::repo::reach::Edge;
 use crate::store::pack::{pack_header, pack_header_of, RecordHeader, CODEC_RAW, CODEC_ZSTD};
 use crate::store::pack::{PACK_VERSION_BLOCKS, RECORD_HEADER_LEN};
-use crate::store::{Kind, ObjectId, RawBlock, MAX_OBJECT_SIZE};
+use crate::store::{decode_payload, Kind, ObjectId, RawBlock, MAX_OBJECT_SIZE};
 use crate::{Error, Result};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -187,9 +188,11 @@ pub fn read_pieces(
     let mut todo: Vec<&IdxEntry> = Vec::with_capacity(wanted.len());
     for (id, _) in wanted {
         let loc = index.get(&seal.remote_id(id)).ok_or_else(|| {
-            Error::Remote(format!(
-                "the remote is incomplete: object {id} is not in any pack index"
-            ))
+            Error::from(RemoteError::Unindexed {
+                what: "object",
+                id: *id,
+                note: "",
+            })
         })?;
         todo.push(&loc.entry);
     }
@@ -258,10 +261,7 @@ pub fn walk_commits(
             if !going {
                 return Ok(());
             }
-            let c = crate::repo::Commit::decode(
-                &h.id,
-                &crate::store::decode_payload(&h.id, &h, &payload)?,
-            )?;
+            let c = crate::repo::Commit::decode(&h.id, &decode_payload(&h.id, &h, &payload)?)?;
             next.extend(c.parents.iter().copied());
             going = visit(h.id, &c)?;
             Ok(())
@@ -309,7 +309,11 @@ pub fn read_pack_records(
         .iter()
         .any(|e| record_end(e).is_none() || e.clen as usize > MAX_OBJECT_SIZE + 1024)
     {
-        return Err(Error::Remote(format!("remote index of {pack} is invalid")));
+        return Err(RemoteError::BadIndex {
+            name: pack.to_string(),
+            why: "a record lies past the end or is too large".into(),
+        }
+        .into());
     }
     // Spans: the entries at one offset (a record, or the listed members of one block).
     let mut spans: Vec<&[&IdxEntry]> = Vec::new();
@@ -436,6 +440,21 @@ fn split_record(seal: &Seal, pack: &str, e: &IdxEntry, data: &[u8]) -> ReadRecor
         return Err(bad("record does not match the pack index"));
     }
     Ok(Piece::Record(header, payload))
+}
+
+/// The verified contents of `batch`, in order, as the shared walker
+/// ([`reach::Visit::load`](crate::repo::reach::Visit::load)) wants them.
+pub fn load_batch(remote: &Remote, batch: &[(ObjectId, Edge)]) -> Result<Vec<Vec<u8>>> {
+    let wanted: Vec<(ObjectId, Kind)> = batch.iter().map(|(id, e)| (*id, e.kind())).collect();
+    let mut got: HashMap<ObjectId, Vec<u8>> = HashMap::with_capacity(batch.len());
+    read_objects(remote, &wanted, |h, payload| {
+        got.insert(h.id, decode_payload(&h.id, &h, &payload)?);
+        Ok(())
+    })?;
+    Ok(batch
+        .iter()
+        .map(|(id, _)| got.remove(id).expect("every wanted record is returned"))
+        .collect())
 }
 
 /// The remote side of a read: carrier, index and seal.

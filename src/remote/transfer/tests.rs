@@ -5,6 +5,7 @@
 use super::*;
 use crate::progress::NoProgress;
 use crate::remote::mem::MemBackend;
+use crate::remote::{Backend, RemoteError};
 use crate::repo::{Repo, Unguarded};
 use crate::Error;
 
@@ -23,8 +24,9 @@ fn write_and_commit(repo: &mut Repo, files: &[(&str, Vec<u8>)], msg: &str) -> Ob
     repo.commit("v", msg, &NoProgress, &Unguarded).unwrap().id
 }
 
-fn push_master(repo: &Repo, remote: &MemBackend, cache: &std::path::Path) -> PushReport {
-    let req = PushRequest {
+/// A plain push of `v`'s master.
+fn master_request(cache: &std::path::Path) -> PushRequest<'_> {
+    PushRequest {
         volume: "v",
         remote_volume: "v",
         branches: vec!["master".into()],
@@ -33,8 +35,11 @@ fn push_master(repo: &Repo, remote: &MemBackend, cache: &std::path::Path) -> Pus
         cache,
         seal: &Seal::Plain,
         extra: Vec::new(),
-    };
-    push(repo, remote, &req, &NoProgress).unwrap()
+    }
+}
+
+fn push_master(repo: &Repo, remote: &MemBackend, cache: &std::path::Path) -> PushReport {
+    push(repo, remote, &master_request(cache), &NoProgress).unwrap()
 }
 
 fn pseudo_random(len: usize, seed: u32) -> Vec<u8> {
@@ -135,4 +140,54 @@ fn fetch_refuses_a_record_the_remote_altered() {
         matches!(err, Error::CorruptObject { .. } | Error::Remote(_)),
         "unexpected error: {err}"
     );
+}
+
+#[test]
+fn push_errors_are_variants_callers_match_on() {
+    let (a, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // A volume whose master has no commit yet.
+    let mut repo = Repo::open(a.path()).unwrap();
+    repo.init_volume("v").unwrap();
+    let remote = MemBackend::default();
+    let err = push(&repo, &remote, &master_request(cache.path()), &NoProgress).unwrap_err();
+    match err {
+        Error::Remote(e) => assert!(
+            matches!(&*e, RemoteError::NothingToPush(b) if b == "master"),
+            "{e}"
+        ),
+        other => panic!("not a remote error: {other}"),
+    }
+    // Remote gc needs a carrier that lists volumes; the memory carrier says it cannot.
+    let err = remote.list_volumes().unwrap_err();
+    assert!(
+        matches!(&err, Error::Remote(e) if matches!(**e, RemoteError::GcUnsupported { .. })),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_rejected_push_names_its_reason_as_a_variant() {
+    let (a, b, cache) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let remote = MemBackend::default();
+    let first = repo_with(a.path(), &[("f", b"one".to_vec())]);
+    push_master(&first, &remote, cache.path());
+    // An unrelated history pushed to the same branch is not a fast-forward.
+    let second = repo_with(b.path(), &[("f", b"two".to_vec())]);
+    let report = push_master(&second, &remote, cache.path());
+    assert!(
+        matches!(
+            report.branches[0].1,
+            PushStatus::Rejected {
+                reason: RejectReason::NonFastForward,
+                ..
+            }
+        ),
+        "{:?}",
+        report.branches
+    );
+    assert_eq!(RejectReason::NonFastForward.to_string(), "non-fast-forward");
 }

@@ -4,14 +4,14 @@
 //! uses to decide what to send again. Reads only; never changes the remote.
 
 use super::index::fresh_remote_index;
-use super::records::{read_objects, read_pack_records, Piece, Remote};
+use super::records::{load_batch, read_pack_records, Piece, Remote};
 use super::remote_branches_sealed;
 use crate::remote::crypt::Seal;
-use crate::remote::Backend;
+use crate::remote::{Backend, RemoteError};
 use crate::repo::reach::{self, Edge};
-use crate::store::{decode_payload, Kind, ObjectId};
+use crate::store::{decode_payload, ObjectId};
 use crate::{Error, Result};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 /// What `fsck --remote` found.
 #[derive(Debug, Default)]
@@ -124,19 +124,10 @@ impl reach::Visit for Checker<'_> {
     }
 
     fn load(&mut self, batch: &[(ObjectId, Edge)]) -> Result<Vec<Vec<u8>>> {
-        let wanted: Vec<(ObjectId, Kind)> = batch.iter().map(|(id, e)| (*id, e.kind())).collect();
-        for (id, _) in &wanted {
+        for (id, _) in batch {
             self.chunk(id, 0)?;
         }
-        let mut got: HashMap<ObjectId, Vec<u8>> = HashMap::with_capacity(batch.len());
-        read_objects(&self.remote, &wanted, |h, payload| {
-            got.insert(h.id, decode_payload(&h.id, &h, &payload)?);
-            Ok(())
-        })?;
-        Ok(batch
-            .iter()
-            .map(|(id, _)| got.remove(id).expect("every wanted record is returned"))
-            .collect())
+        load_batch(&self.remote, batch)
     }
 
     fn tree_expired(&self, commit: &ObjectId) -> bool {
@@ -146,9 +137,7 @@ impl reach::Visit for Checker<'_> {
     fn chunk(&mut self, id: &ObjectId, _len: u64) -> Result<()> {
         let rid = self.remote.seal.remote_id(id);
         if !self.remote.index.contains_key(&rid) {
-            return Err(Error::Remote(format!(
-                "object {id} is missing from the remote"
-            )));
+            return Err(RemoteError::MissingObject(*id).into());
         }
         if !self.good.contains(&rid) {
             return Err(Error::CorruptObject {
