@@ -161,8 +161,9 @@ pub enum Error {
     /// A directory entry name that is not one path component.
     #[error("refusing entry name {name:?} in {}", .dir.display())]
     BadEntryName { name: String, dir: PathBuf },
-    #[error("{0}")]
-    Other(String),
+    /// The live data of an overlay clone whose mount is gone and could not be made again.
+    #[error("the live data at {} is a thin clone whose overlay is not mounted and could not be mounted again ({why}); run dvol as root", .path.display())]
+    OverlayNotMounted { path: PathBuf, why: String },
     /// A key is missing or wrong, or sealed remote data failed authentication.
     #[error(transparent)]
     Crypt(#[from] crate::remote::crypt::CryptError),

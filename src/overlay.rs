@@ -143,11 +143,10 @@ pub fn supported(dir: &Path) -> bool {
 
 /// The error for an overlay clone whose mount is gone and cannot be made again.
 pub fn not_mounted(path: &Path, why: &Error) -> Error {
-    Error::Other(format!(
-        "the live data at {} is a thin clone whose overlay is not mounted and could not be \
-         mounted again ({why}); run dvol as root",
-        path.display()
-    ))
+    Error::OverlayNotMounted {
+        path: path.to_path_buf(),
+        why: why.to_string(),
+    }
 }
 
 #[cfg(test)]

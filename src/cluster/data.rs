@@ -86,9 +86,12 @@ pub fn push_branch(
     )?;
     for (b, status) in &report.branches {
         if let PushStatus::Rejected { .. } = status {
-            return Err(Error::Other(format!(
-                "cluster volume {volume}: push of {b} to {url} was rejected"
-            )));
+            return Err(ClusterError::PushRejected {
+                volume: volume.to_string(),
+                branch: b.to_string(),
+                url: url.to_string(),
+            }
+            .into());
         }
     }
     Ok(report.bytes)

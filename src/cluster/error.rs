@@ -61,6 +61,13 @@ pub enum ClusterError {
     /// etcd holds a record dvol cannot read.
     #[error("etcd {what} record: {detail}")]
     BadRecord { what: &'static str, detail: String },
+    /// The shared remote refused a host's push of a cluster volume's branch.
+    #[error("cluster volume {volume}: push of {branch} to {url} was rejected")]
+    PushRejected {
+        volume: String,
+        branch: String,
+        url: String,
+    },
     /// A thread of the plugin could not be started.
     #[error("start the keeper thread of {volume}: {detail}")]
     Thread { volume: String, detail: String },

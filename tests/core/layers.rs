@@ -57,14 +57,17 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "docker", "error", "names", "progress", "remote", "repo", "runtime", "store",
         ],
     ),
-    ("docker", &["error", "names", "repo", "runtime"]),
+    (
+        "docker",
+        &["error", "failpoint", "names", "repo", "runtime"],
+    ),
     (
         "plugin",
         &["cluster", "error", "docker", "live", "names", "repo"],
     ),
     // The upward edges: the library error wraps the remote, cluster and plugin layers' typed
     // errors.
-    ("error", &["cluster", "plugin", "remote"]),
+    ("error", &["cluster", "plugin", "remote", "repo"]),
 ];
 
 /// The top-level module a file under `src/` belongs to (`None` for the crate root and CLI).
@@ -188,7 +191,8 @@ fn store_table_sql(text: &str) -> Vec<String> {
 fn only_the_store_names_its_tables() {
     let mut violations = Vec::new();
     for (module, rel, text) in library_sources() {
-        if module == "store" {
+        // In-crate test fixtures may damage a row on purpose (a corruption test).
+        if module == "store" || rel.file_name().is_some_and(|f| f == "tests.rs") {
             continue;
         }
         for sql in store_table_sql(&text) {

@@ -136,8 +136,9 @@ pub fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
 }
 
 /// One raw HTTP exchange on the plugin socket. A connection dropped before the reply (seen
-/// once in CI, with the 50-container load test running beside it) is retried, as Docker
-/// itself retries plugin calls; three failures in a row fail the test.
+/// twice in CI, right after the 50-container load test) is retried with back-off for up to
+/// about 10 s, as Docker's plugin client retries a failed call (for up to 30 s); then the test
+/// fails.
 fn post_with_retry(socket: &Path, path: &str, body: &str) -> String {
     let attempt = || -> std::io::Result<String> {
         let mut s = UnixStream::connect(socket)?;
@@ -151,16 +152,16 @@ fn post_with_retry(socket: &Path, path: &str, body: &str) -> String {
         Ok(resp)
     };
     let mut last = None;
-    for _ in 0..3 {
+    for pause_ms in [100, 200, 400, 800, 1600, 3200, 3200] {
         match attempt() {
             Ok(resp) if !resp.is_empty() => return resp,
             Ok(_) => last = Some("empty reply".to_string()),
             Err(e) => last = Some(e.to_string()),
         }
         eprintln!("plugin call {path} failed ({last:?}); retrying");
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(pause_ms));
     }
-    panic!("plugin call {path} failed three times: {last:?}");
+    panic!("plugin call {path} failed for ~10 s: {last:?}");
 }
 
 /// POST `body` to `/path` on the plugin socket; (content type, JSON body).
