@@ -669,9 +669,8 @@ fn group_commit_naming_an_uncovered_volume_is_refused() {
     assert!(!store.join(&key).exists(), "the refused commit was written");
 
     // The same commit placed on the remote behind the server's back, with the group ref.
-    write(&store.join(&key), "");
-    std::fs::write(store.join(&key), &body).unwrap();
-    write(&store.join("groups/evil/refs/master"), &format!("{hex}\n"));
+    write(&store.join(&key), body);
+    write(&store.join("groups/evil/refs/master"), format!("{hex}\n"));
     let victim = Host::new(&vars("rw-token-all-12345"));
     let err = victim.fails(&["group", "clone", &url, "evil"]);
     assert!(
