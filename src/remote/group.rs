@@ -14,7 +14,9 @@
 //! Every push first writes `groups/<group>/members` (the member keys, in the clear, by
 //! compare-and-swap even when unchanged): `dvol serve` authorizes a group key for a token only
 //! if the token covers every member listed there, so a token that misses one is refused, naming
-//! it, before anything is sent. Clone takes every group branch and records a clone-in-progress
+//! it, before anything is sent; and clone and pull refuse a group commit naming a member key
+//! that list lacks (the server checks a token against the members a commit names only on plain
+//! remotes, where it can read them). Clone takes every group branch and records a clone-in-progress
 //! row first (`group_clones`): a killed clone is finished by running it again, keeping the
 //! members it has.
 
@@ -296,9 +298,35 @@ fn remote_group_branches(
     Ok(out)
 }
 
+/// Refuse `chain` unless every member key its group commits name is in the group's member list
+/// on the remote: a token that covers only some volumes could otherwise write a group commit
+/// naming others, and a clone or pull would reset those. The list is in the clear on every
+/// remote, so this check applies to encrypted remotes too.
+fn check_listed(
+    backend: &dyn Backend,
+    group: &str,
+    chain: &[(ObjectId, GroupCommit)],
+) -> Result<()> {
+    let listed = backend
+        .get(&members_key(group))?
+        .map(|v| super::scope::parse_members(&v))
+        .ok_or_else(|| GroupError::NoRemoteMembers(group.to_string()))?;
+    for (id, c) in chain {
+        if let Some((key, _)) = c.members.iter().find(|(k, _)| !listed.contains(k)) {
+            return Err(GroupError::UnlistedMember {
+                group: group.to_string(),
+                id: *id,
+                key: key.clone(),
+            }
+            .into());
+        }
+    }
+    Ok(())
+}
+
 /// Download the group commits `head` reaches that `have` does not, each checked against its
 /// id; newest first.
-fn download_chain(
+pub(super) fn download_chain(
     backend: &dyn Backend,
     seal: &Seal,
     group: &str,
@@ -377,6 +405,7 @@ pub fn pull_group(
     }
     let have = |id: &ObjectId| repo.has_group_commit(name, id);
     let chain = download_chain(backend.as_ref(), &seal, name, theirs, &have)?;
+    check_listed(backend.as_ref(), name, &chain)?;
     if let Some(o) = ours {
         if !group_descends(repo, name, &chain, &o, &theirs)? {
             return Err(GroupError::Diverged {
@@ -506,6 +535,7 @@ pub fn clone_group(
             &have,
         )?);
     }
+    check_listed(backend.as_ref(), remote_group, &chain)?;
     let commit_of = |id: &ObjectId| {
         chain
             .iter()

@@ -19,7 +19,8 @@
 //! - `groups/<group>/commits/<id>`: a group commit's encoding (sealed on encrypted remotes,
 //!   listed under its remote id); `groups/<group>/refs/<branch>`: a group branch, a ref value
 //!   naming a group commit, moved by compare-and-swap only after every member's objects and
-//!   refs are on the remote (see [`group`]). Every group key lies under `groups/`.
+//!   refs are on the remote (see [`group`]); `groups/<group>/reflog/<branch>`: its reflog,
+//!   kept by `dvol serve` like a volume's. Every group key lies under `groups/`.
 
 pub mod crypt;
 mod error;
@@ -125,7 +126,7 @@ pub fn check_key(key: &str) -> Result<()> {
             Ok(())
         }
         ["expired", volume] => names::validate("volume", volume),
-        ["groups", group, "refs", branch] => {
+        ["groups", group, "refs" | "reflog", branch] => {
             names::validate("group", group)?;
             names::validate("branch", branch)
         }

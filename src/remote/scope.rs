@@ -192,6 +192,8 @@ pub enum KeyClass<'a> {
     /// `groups/<group>/members`, `groups/<group>/refs/<branch>`, `groups/<group>/commits/<id>`:
     /// governed by the group's member volumes (the server reads the member list).
     Group(&'a str),
+    /// `groups/<group>/reflog/<branch>`: written only by the server, like [`KeyClass::Reflog`].
+    GroupReflog,
     /// Anything else (`gc/pending`, `probe/…`): remote gc and carrier internals.
     Other,
 }
@@ -208,6 +210,7 @@ pub fn classify(key: &str) -> KeyClass<'_> {
         ["groups", group, "members"] | ["groups", group, "refs" | "commits", _] => {
             KeyClass::Group(group)
         }
+        ["groups", _, "reflog", _] => KeyClass::GroupReflog,
         _ => KeyClass::Other,
     }
 }
@@ -225,7 +228,7 @@ pub enum Access {
 /// volume. `None`: no token may do it over the protocol (reflogs are written by the server).
 pub fn required(class: KeyClass, access: Access) -> Option<(Scope, Need)> {
     use Access::{Delete, Read, Write};
-    use KeyClass::{Expired, Group, Marker, Other, Pack, Ref, Reflog};
+    use KeyClass::{Expired, Group, GroupReflog, Marker, Other, Pack, Ref, Reflog};
     Some(match (class, access) {
         (Group(g), Read) => (Scope::ReadOnly, Need::Members(g)),
         (Group(g), Write) => (Scope::ReadWrite, Need::Members(g)),
@@ -236,10 +239,10 @@ pub fn required(class: KeyClass, access: Access) -> Option<(Scope, Need)> {
         (Marker | Pack, Write) => (Scope::ReadWrite, Need::Any),
         (Ref(v) | Expired(v), Write) => (Scope::ReadWrite, Need::Volume(v)),
         (Ref(v) | Reflog(v) | Expired(v), Delete) => (Scope::Admin, Need::Volume(v)),
-        (Reflog(_), Write) => return None,
-        (Marker | Pack | Other | Group(_), Delete) | (Other, Read | Write) => {
-            (Scope::Admin, Need::All)
-        }
+        (Reflog(_) | GroupReflog, Write) => return None,
+        (Marker | Pack | Other | Group(_) | GroupReflog, Delete)
+        | (Other | GroupReflog, Read)
+        | (Other, Write) => (Scope::Admin, Need::All),
     })
 }
 

@@ -8,6 +8,9 @@
 //! - refs move only by compare-and-swap (a put of a ref is refused); below admin, a move must
 //!   be a fast-forward, checked by walking the remote's own commits (plain remotes) under the
 //!   compare-and-swap lock, so the check and the move are one step;
+//! - group refs (`groups/<group>/refs/<branch>`) follow the same rules, walking group commits,
+//!   with their reflog at `groups/<group>/reflog/<branch>`; on a plain remote a group commit
+//!   is refused unless the grant covers every member volume it names;
 //! - every value a ref held before a move is appended to `reflog/<volume>/heads/<branch>`,
 //!   which no client may write: on an encrypted remote, whose commits the server cannot read,
 //!   a read-write token can move a ref anywhere but cannot make the server forget it;
@@ -19,12 +22,12 @@
 use super::crypt::Seal;
 use super::crypt::ENCRYPTED_FORMAT;
 use super::fs::FsBackend;
-use super::group::members_key;
+use super::group::{download_chain, members_key};
 use super::proto::{Request, Response, PROTO_VERSION};
 use super::scope::{self, Access, Grant, KeyClass, Scope};
 use super::transfer::{get_idx, read_objects, walk_commits, Remote, RemoteIndex};
 use super::{check_key, check_prefix, Backend, CasOutcome, RemoteError, FORMAT_KEY};
-use crate::repo::Commit;
+use crate::repo::{Commit, GroupCommit};
 use crate::store::{decode_payload, Kind, ObjectId};
 use crate::{Error, Result};
 use std::collections::HashSet;
@@ -166,8 +169,8 @@ impl Server {
             KeyClass::Ref(_) => refuse(format!(
                 "refused to put {key}: refs move only by compare-and-swap"
             )),
-            KeyClass::Group(_) if key.split('/').nth(2) == Some("commits") => {
-                self.put_group_commit(key, data)
+            KeyClass::Group(group) if key.split('/').nth(2) == Some("commits") => {
+                self.put_group_commit(grant, group, key, data)
             }
             _ if grant.scope < Scope::Admin => refuse(format!(
                 "{} is {}: refused to overwrite {key} (only compare-and-swap may change it)",
@@ -223,13 +226,16 @@ impl Server {
     }
 
     /// Add a group commit; one that exists is never replaced (a byte-identical retry is
-    /// accepted), and on a plain remote its key must be the hash of its bytes.
-    fn put_group_commit(&self, key: &str, data: Vec<u8>) -> Step<()> {
-        let id = key.rsplit('/').next().unwrap_or("");
-        if !self.encrypted()? && blake3::hash(&data).to_hex().as_str() != id {
-            return refuse(format!(
-                "refused to write {key}: its name is not the blake3 hash of its bytes"
-            ));
+    /// accepted). On a plain remote it must decode as the commit its key names, and the grant
+    /// must cover every member volume it names (not only those of the member list).
+    fn put_group_commit(&self, grant: &Grant, group: &str, key: &str, data: Vec<u8>) -> Step<()> {
+        if !self.encrypted()? {
+            let id = ObjectId::from_hex(key.rsplit('/').next().unwrap_or(""))
+                .expect("checked group commit key");
+            let commit = GroupCommit::decode(&id, &data)
+                .or_else(|e| refuse(format!("refused to write {key}: {e}")))?;
+            let named: Vec<String> = commit.members.into_iter().map(|(k, _)| k).collect();
+            scope::authorize_members(grant, group, &named, key, "write").or_else(refuse)?;
         }
         if self.backend.put_new(key, &data)? || self.backend.get(key)?.as_deref() == Some(&data[..])
         {
@@ -280,7 +286,14 @@ impl Server {
         let mut refused = None;
         let mut check = |current: Option<&[u8]>| -> Result<()> {
             let verdict = match scope::classify(key) {
-                KeyClass::Ref(_) => self.ref_move(grant, key, current, &new),
+                KeyClass::Ref(_) => self.ref_move(grant, key, current, || {
+                    self.forward_only(key, current, &new)
+                }),
+                KeyClass::Group(group) if key.split('/').nth(2) == Some("refs") => {
+                    self.ref_move(grant, key, current, || {
+                        self.group_forward_only(group, key, current, &new)
+                    })
+                }
                 KeyClass::Expired(_) if !admin => self.expiring(key, current, &new),
                 KeyClass::Marker if !admin && current.is_some() => refuse(format!(
                     "{} is {}: replacing {FORMAT_KEY} needs an admin token",
@@ -312,12 +325,18 @@ impl Server {
         }
     }
 
-    /// The checks of a ref move, run under the compare-and-swap lock: below admin, a value
-    /// of the remote's kind that fast-forwards (plain remotes); for everyone, the old value
-    /// goes to the reflog first.
-    fn ref_move(&self, grant: &Grant, key: &str, current: Option<&[u8]>, new: &[u8]) -> Step<()> {
+    /// The checks of a ref move (a volume's or a group's), run under the compare-and-swap
+    /// lock: below admin, `forward` (a value of the remote's kind that fast-forwards, on plain
+    /// remotes); for everyone, the old value goes to the reflog first.
+    fn ref_move(
+        &self,
+        grant: &Grant,
+        key: &str,
+        current: Option<&[u8]>,
+        forward: impl FnOnce() -> Step<()>,
+    ) -> Step<()> {
         if grant.scope < Scope::Admin {
-            self.forward_only(key, current, new).or_else(|d| match d {
+            forward().or_else(|d| match d {
                 Denied::Refused(m) => {
                     refuse(format!("{} is {}: {m}", grant.holder, grant.scope.name()))
                 }
@@ -374,6 +393,40 @@ impl Server {
         match current {
             Some(old) => self.fast_forward(key, old, new),
             None => Ok(()),
+        }
+    }
+
+    /// Below admin, a group ref: a value of the remote's kind that (plain remotes) names a
+    /// group commit the remote holds and that descends from the current one (walking group
+    /// commits' parents, at most [`super::group`]'s bound).
+    fn group_forward_only(
+        &self,
+        group: &str,
+        key: &str,
+        current: Option<&[u8]>,
+        new: &[u8],
+    ) -> Step<()> {
+        if self.encrypted()? {
+            return check_sealed_ref(key, new);
+        }
+        let new = super::parse_ref(key, new).or_else(|e| refuse(e.to_string()))?;
+        let old = match current.map(|v| super::parse_ref(key, v)) {
+            None => None,
+            Some(Ok(old)) => Some(old),
+            Some(Err(_)) => return refuse(format!(
+                "refused to move {key}: its current value is not a group commit id (an admin token can replace it)"
+            )),
+        };
+        let have = |id: &ObjectId| Ok(Some(*id) == old);
+        let chain = download_chain(&self.backend, &PLAIN, group, new, &have)
+            .or_else(|e| refuse(format!("refused to move {key} to {new}: {e}")))?;
+        match old {
+            Some(old) if old != new && !chain.iter().any(|(_, c)| c.parents.contains(&old)) => {
+                refuse(format!(
+                    "refused to move {key} from {old} to {new}: not a fast-forward (force-push needs an admin token)"
+                ))
+            }
+            _ => Ok(()),
         }
     }
 
@@ -458,9 +511,14 @@ impl Server {
         }
     }
 
-    /// Append `old` to the ref's reflog (`<unix seconds> <value>` per line).
+    /// Append `old` to the ref's reflog (`<unix seconds> <value>` per line): the reflog of
+    /// `refs/<v>/heads/<b>` is `reflog/<v>/heads/<b>`, that of `groups/<g>/refs/<b>` is
+    /// `groups/<g>/reflog/<b>`.
     fn append_reflog(&self, key: &str, old: &[u8]) -> Result<()> {
-        let log_key = key.replacen("refs/", "reflog/", 1);
+        let log_key = match key.strip_prefix("groups/") {
+            Some(rest) => format!("groups/{}", rest.replacen("/refs/", "/reflog/", 1)),
+            None => key.replacen("refs/", "reflog/", 1),
+        };
         let value = old.trim_ascii();
         let shown = if !value.is_empty() && value.iter().all(u8::is_ascii_graphic) {
             String::from_utf8_lossy(value).into_owned()

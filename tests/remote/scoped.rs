@@ -615,3 +615,140 @@ fn group_push_needs_a_token_covering_every_member() {
         "member volume prod-db of group x",
     );
 }
+
+const EVIL_TOKENS: &str = "rw-token-a-1234567 read-write a*\n\
+    rw-token-all-12345 read-write *\n";
+
+/// The attacker holds a token for `a*`: its own volumes `a1` (data X) and `a2` (data Y) are
+/// pushed; the victim's `b1` is pushed with a token for every volume. Returns the attacker's
+/// group commit naming {a1: X, b1: Y} and its hex id.
+fn forged_group_commit(url: &str, store: &Path) -> (Vec<u8>, String) {
+    let _victim = first_push(&vars("rw-token-all-12345"), "b1", url, &[], "f", "victim\n");
+    let a = "rw-token-a-1234567";
+    let _x = first_push(&vars(a), "a1", url, &[], "f", "x\n");
+    let _y = first_push(&vars(a), "a2", url, &[], "f", "attacker\n");
+    let id = |v: &str| dvol::store::ObjectId::from_hex(read(&ref_file(store, v)).trim()).unwrap();
+    let forged = dvol::repo::GroupCommit {
+        parents: Vec::new(),
+        members: vec![("a1".into(), id("a1")), ("b1".into(), id("a2"))],
+        author: "Mallory <m@example.com>".into(),
+        time: 0,
+        tz_offset_min: 0,
+        message: "evil".into(),
+    };
+    let body = forged.encode();
+    let hex = forged.id().to_hex();
+    (body, hex)
+}
+
+/// A token for `a*` lists only `a1` as the members of a new group, then writes a group commit
+/// that also names `b1`: the server refuses the commit (it names a volume the token does not
+/// cover); and when such a commit is on the remote anyway (placed in the served directory, as
+/// on an encrypted remote the server cannot read), `dvol group clone` refuses it because `b1`
+/// is not in the remote's member list, before making any volume.
+#[test]
+fn group_commit_naming_an_uncovered_volume_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let (_server, port) = server_with_tokens(&store, None, EVIL_TOKENS);
+    let url = format!("http://127.0.0.1:{port}");
+    let (body, hex) = forged_group_commit(&url, &store);
+    let a = "rw-token-a-1234567";
+    let listed = call(port, a, &cas("groups/evil/members", None, b"a1\n"));
+    assert!(
+        matches!(listed, Ok(Response::Cas(CasOutcome::Updated))),
+        "{listed:?}"
+    );
+    let key = format!("groups/evil/commits/{hex}");
+    refused(
+        port,
+        a,
+        &put(&key, &body),
+        "member volume b1 of group evil is not covered",
+    );
+    assert!(!store.join(&key).exists(), "the refused commit was written");
+
+    // The same commit placed on the remote behind the server's back, with the group ref.
+    write(&store.join(&key), body);
+    write(&store.join("groups/evil/refs/master"), format!("{hex}\n"));
+    let victim = Host::new(&vars("rw-token-all-12345"));
+    let err = victim.fails(&["group", "clone", &url, "evil"]);
+    assert!(
+        err.contains(&format!(
+            "remote group commit {hex} of group evil names volume b1, which is not in the group's member list on the remote"
+        )),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let out = victim.ok(&["ls"]);
+    assert!(!out.contains("b1") && !out.contains("a1"), "{out}");
+}
+
+/// Below admin, a group ref on a plain remote moves only forward, to a group commit the remote
+/// holds, and every value it held is kept in `groups/<group>/reflog/<branch>`, which no token
+/// may write.
+#[test]
+fn group_ref_moves_forward_only_with_a_reflog() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let (_server, port) = server_with_tokens(&store, None, GROUP_TOKENS);
+    let url = format!("http://127.0.0.1:{port}");
+    super::group_round_trip(&url, &vars("rw-token-app-12345"));
+    let rw = "rw-token-app-12345";
+    let key = "groups/app/refs/master";
+    let head = read(&store.join(key));
+    let log = read(&store.join("groups/app/reflog/master"));
+    let one = log
+        .split_whitespace()
+        .nth(1)
+        .expect("the first push's head")
+        .to_string();
+    assert_ne!(head.trim(), one, "{log}");
+
+    // Rewind to the first group commit, or point at a group commit the remote lacks.
+    refused(
+        port,
+        rw,
+        &cas(key, Some(head.as_bytes()), format!("{one}\n").as_bytes()),
+        "not a fast-forward (force-push needs an admin token)",
+    );
+    let missing = "ab".repeat(32);
+    refused(
+        port,
+        rw,
+        &cas(
+            key,
+            Some(head.as_bytes()),
+            format!("{missing}\n").as_bytes(),
+        ),
+        &format!("the remote lacks group commit {missing}"),
+    );
+    let listed = call(port, rw, &cas("groups/fresh/members", None, b"app-a\n"));
+    assert!(
+        matches!(listed, Ok(Response::Cas(CasOutcome::Updated))),
+        "{listed:?}"
+    );
+    refused(
+        port,
+        rw,
+        &cas(
+            "groups/fresh/refs/master",
+            None,
+            format!("{missing}\n").as_bytes(),
+        ),
+        &format!("the remote lacks group commit {missing}"),
+    );
+    assert_eq!(
+        read(&store.join(key)),
+        head,
+        "a refused move changed the ref"
+    );
+    // The reflog is the server's: no token may write it.
+    refused(
+        port,
+        rw,
+        &put("groups/app/reflog/master", b""),
+        "the server keeps it and no token may change it",
+    );
+    assert_eq!(read(&store.join("groups/app/reflog/master")), log);
+}

@@ -151,4 +151,15 @@ pub enum GroupError {
     },
     #[error("the member list of group {0} on the remote changed during the push; push again")]
     MembersMoved(String),
+    #[error("group {0} has no member list on the remote (groups/{0}/members); refused to use its group commits")]
+    NoRemoteMembers(String),
+    #[error(
+        "remote group commit {id} of group {group} names volume {key}, which is not in the \
+         group's member list on the remote; refused"
+    )]
+    UnlistedMember {
+        group: String,
+        id: ObjectId,
+        key: String,
+    },
 }
