@@ -3,7 +3,7 @@
 //! the renewal schedule the deadline rests on, the deadline arithmetic and the stop; must not
 //! touch the lease or the data (the caller's).
 
-use crate::docker::{Action, Engine};
+use crate::docker::{Action, Engine, State};
 use std::time::{Duration, Instant};
 
 /// What the stop leaves before the deadline: Docker's SIGKILL and the containers' exit.
@@ -72,7 +72,13 @@ pub fn stop_containers(engine: Option<Engine>, volume: &str, deadline: Instant) 
     );
     let results = engine.each_within(Action::StopWithin(kill), &using, Some(left.max(MIN_WAIT)));
     for (c, r) in using.iter().zip(results) {
-        match r {
+        // Docker answers a stop once the volumes are unmounted, which can take longer than the
+        // container's end (this plugin's Unmount waits for etcd): what counts is its state.
+        let stopped = |e| match engine.state(&c.id) {
+            Some(State::Stopped) => Ok(()),
+            _ => Err(e),
+        };
+        match r.or_else(stopped) {
             Ok(()) => tracing::warn!(volume, container = %c.name,
                 "cluster: stopped a container: this host no longer holds the volume's lease"),
             Err(e) => tracing::error!(volume, "cluster: {e}"),

@@ -16,7 +16,7 @@ mod engine;
 pub mod held;
 mod inspect;
 
-pub use engine::{canonical, Action, Container, Engine};
+pub use engine::{canonical, Action, Container, Engine, State};
 
 use crate::{failpoint, Error, Result};
 use std::path::Path;
