@@ -7,7 +7,8 @@
 //! when another host waits for it), so Docker's Unmount-Mount pairs on one host keep it. A
 //! failed final push keeps the lease (the data is only here) and is retried until it
 //! succeeds. A holder that cannot renew for half the TTL stops publishing and stops its
-//! containers (within a sixth of the TTL) before its lease can have expired, and keeps what it could not publish as a branch. Sessions are
+//! containers, all at once, before its lease can have expired ([`fence`]), and keeps what it
+//! could not publish as a branch. Sessions are
 //! saved in the root ([`saved`]), so a restarted plugin takes its leases back. Owns the
 //! sessions of held volumes; must not speak Docker's plugin protocol (that is `plugin`) nor
 //! etcd's wire format (that is [`etcd`]).
@@ -15,6 +16,7 @@
 pub mod data;
 pub mod error;
 pub mod etcd;
+mod fence;
 pub mod lease;
 mod saved;
 
@@ -363,6 +365,7 @@ impl Cluster {
         let mut mounts = Vec::new();
         for (volume, s) in saved::load(&self.repo()?)? {
             let budget = Duration::from_secs(self.opts.lease_ttl) / 3;
+            let asked = Instant::now();
             let ours = s.lease.still_ours(&self.etcd)? && s.lease.renew(&self.etcd, budget)?;
             mounts.extend(s.mounts.iter().map(|id| (id.clone(), volume.clone())));
             let state = if s.mounts.is_empty() {
@@ -382,11 +385,12 @@ impl Cluster {
                     volume = volume.as_str(),
                     "cluster: took back its lease after a plugin restart"
                 );
-                self.spawn_keeper(session)?;
+                self.spawn_keeper(session, asked)?;
             } else {
                 let me = Arc::clone(self);
                 self.spawn(&volume, move || {
-                    me.lose(&session, "its lease expired while the plugin was down");
+                    let why = "its lease expired while the plugin was down";
+                    me.lose(&session, why, Instant::now());
                 })?;
             }
         }
@@ -408,14 +412,16 @@ impl Cluster {
             })
     }
 
-    fn spawn_keeper(self: &Arc<Self>, s: Arc<Session>) -> Result<()> {
+    /// Start the keeper threads of a session whose lease was renewed no earlier than
+    /// `renewed`.
+    fn spawn_keeper(self: &Arc<Self>, s: Arc<Session>, renewed: Instant) -> Result<()> {
         let interval = lease::volume(&self.etcd, s.volume())?
             .map_or(self.opts.sync_interval, |r| {
                 Duration::from_secs(r.sync_interval.max(1))
             });
         let volume = s.volume().to_string();
-        let (me, renewed) = (Arc::clone(self), Arc::clone(&s));
-        self.spawn(&volume, move || me.renew(&renewed))?;
+        let (me, session) = (Arc::clone(self), Arc::clone(&s));
+        self.spawn(&volume, move || me.renew(&session, renewed))?;
         let me = Arc::clone(self);
         self.spawn(&volume, move || me.keep(&s, interval))
     }
@@ -453,6 +459,8 @@ impl Cluster {
         if lease::volume(&self.etcd, volume)?.is_none() {
             return Err(ClusterError::NotClusterVolume(volume.to_string()).into());
         }
+        // The lease is granted, and later renewed, no earlier than this.
+        let asked = Instant::now();
         let held = lease::acquire(
             &self.etcd,
             volume,
@@ -473,7 +481,7 @@ impl Cluster {
         self.sessions()
             .insert(volume.to_string(), Arc::clone(&session));
         self.save();
-        self.spawn_keeper(session)
+        self.spawn_keeper(session, asked)
     }
 
     /// Bring the data to the cluster head (under a fresh lease); the head's etcd revision.
@@ -531,23 +539,28 @@ impl Cluster {
         set_local_seq(&repo, volume, seq)
     }
 
-    /// The lease keeper of a held volume: renews the lease every third of its TTL, each
-    /// attempt given at most a sixth. When renewals fail for half the TTL (before the lease
-    /// can have expired) the session is lost. A thread of its own, so nothing the sync does
-    /// (a slow remote, Docker) can delay the fencing.
-    fn renew(&self, s: &Session) {
+    /// The lease keeper of a held volume, whose lease was last renewed (or taken) no earlier
+    /// than `renewed`: renews it every third of its TTL, each attempt given at most a sixth.
+    /// When renewals fail for half the TTL the session is lost, and its containers are
+    /// stopped by the earliest expiry of the lease. A thread of its own, so nothing the sync
+    /// does (a slow remote, Docker) can delay the fencing.
+    fn renew(&self, s: &Session, mut renewed: Instant) {
         let ttl = Duration::from_secs(self.opts.lease_ttl);
-        let mut renewed = Instant::now();
         while !s.stop.load(Ordering::SeqCst) {
             std::thread::sleep(TICK);
-            if renewed.elapsed() < ttl / 3 {
+            if renewed.elapsed() < fence::renew_after(ttl) {
                 continue;
             }
-            match s.lease.renew(&self.etcd, ttl / 6) {
-                Ok(true) => renewed = Instant::now(),
-                Ok(false) => return self.lose(s, "the lease expired"),
-                Err(e) if renewed.elapsed() >= ttl / 2 => {
-                    return self.lose(s, &format!("cannot renew the lease: {e}"));
+            let attempt = Instant::now();
+            match s.lease.renew(&self.etcd, fence::attempt_budget(ttl)) {
+                Ok(true) => {
+                    renewed = attempt;
+                    tracing::debug!(volume = %s.volume(), "cluster: lease renewed");
+                }
+                Ok(false) => return self.lose(s, "the lease expired", Instant::now()),
+                Err(e) if renewed.elapsed() >= fence::lost_after(ttl) => {
+                    let why = format!("cannot renew the lease: {e}");
+                    return self.lose(s, &why, fence::expiry(renewed, ttl));
                 }
                 Err(e) => tracing::warn!(volume = %s.volume(), "lease renewal: {e}"),
             }
@@ -641,13 +654,14 @@ impl Cluster {
     }
 
     /// Stop using a volume whose lease is gone: nothing is published any more, the containers
-    /// using it here are stopped (within a sixth of the TTL, so before the lease can have
-    /// expired when renewals failed), and its unpublished work is kept once etcd answers.
-    fn lose(&self, s: &Session, why: &str) {
+    /// using it here are stopped by `deadline` (the earliest expiry of the lease when
+    /// renewals failed; now when it has expired), and its unpublished work is kept once etcd
+    /// answers.
+    fn lose(&self, s: &Session, why: &str, deadline: Instant) {
         let volume = s.volume();
         s.lost.store(true, Ordering::SeqCst);
         tracing::error!(volume = %volume, "cluster: {why}; this host stops publishing it");
-        self.fence(volume);
+        fence::stop_containers(self.engine(), volume, deadline);
         while !s.stop.load(Ordering::SeqCst) {
             match lease::head(&self.etcd, volume) {
                 Ok((head, _)) => {
@@ -657,31 +671,6 @@ impl Cluster {
                     return;
                 }
                 Err(_) => std::thread::sleep(Duration::from_secs(1)),
-            }
-        }
-    }
-
-    /// Stop the containers using `volume` on this host: it no longer owns the data.
-    fn fence(&self, volume: &str) {
-        let Some(engine) = self.engine() else {
-            tracing::error!(
-                volume,
-                "cluster: no Docker engine: containers using it keep running"
-            );
-            return;
-        };
-        let secs = i32::try_from(self.opts.lease_ttl / 6)
-            .unwrap_or(i32::MAX)
-            .max(1);
-        let using = match engine.containers_with_volumes(&[volume]) {
-            Ok(using) => using,
-            Err(e) => return tracing::error!(volume, "cluster: containers to stop unknown: {e}"),
-        };
-        for c in &using {
-            match engine.stop_within(c, secs) {
-                Ok(()) => tracing::warn!(volume, container = %c.name,
-                    "cluster: stopped a container: this host no longer holds the volume's lease"),
-                Err(e) => tracing::error!(volume, "cluster: {e}"),
             }
         }
     }

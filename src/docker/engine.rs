@@ -161,19 +161,31 @@ impl Engine {
 
     /// Running (or paused) containers that mount a volume with one of these names, by
     /// Docker's `volume=` filter alone (no volume inspection, so no plugin `Get`), sorted by
-    /// name.
-    pub fn containers_with_volumes(&self, volumes: &[&str]) -> Result<Vec<Container>> {
+    /// name. Fails if the engine has not answered `within` (`None`: no limit).
+    pub fn containers_with_volumes(
+        &self,
+        volumes: &[&str],
+        within: Option<Duration>,
+    ) -> Result<Vec<Container>> {
         let filters = std::collections::HashMap::from([(
             "volume".to_string(),
             volumes.iter().map(|v| (*v).to_string()).collect(),
         )]);
-        let list = self
-            .rt
-            .block_on(self.docker.list_containers(Some(ListContainersOptions {
-                all: false,
-                filters: Some(filters),
-                ..Default::default()
-            })))
+        let listing = self.docker.list_containers(Some(ListContainersOptions {
+            all: false,
+            filters: Some(filters),
+            ..Default::default()
+        }));
+        let answer = self.rt.block_on(async {
+            match within {
+                Some(d) => tokio::time::timeout(d, listing)
+                    .await
+                    .map_err(|_| not_within(d)),
+                None => Ok(listing.await),
+            }
+        });
+        let list = answer
+            .and_then(|r| r.map_err(|e| e.to_string()))
             .map_err(|e| Error::Docker(format!("listing containers: {e}")))?;
         let mut out: Vec<Container> = list
             .into_iter()
@@ -223,6 +235,17 @@ impl Engine {
     /// Apply `action` to every container concurrently (a group is frozen at one instant, not
     /// one container after the other); the result of each, in order.
     pub fn each(&self, action: Action, containers: &[Container]) -> Vec<Result<()>> {
+        self.each_within(action, containers, None)
+    }
+
+    /// [`Engine::each`], returning by `within` (`None`: no limit): an action not done by then
+    /// is reported as failed (Docker goes on with it).
+    pub fn each_within(
+        &self,
+        action: Action,
+        containers: &[Container],
+        within: Option<Duration>,
+    ) -> Vec<Result<()>> {
         let tasks: Vec<_> = containers
             .iter()
             .map(|c| {
@@ -231,11 +254,24 @@ impl Engine {
             })
             .collect();
         self.rt.block_on(async {
+            let end = within.map(|d| (tokio::time::Instant::now() + d, d));
             let mut out = Vec::with_capacity(tasks.len());
-            for t in tasks {
-                out.push(t.await.unwrap_or_else(|e| {
-                    Err(Error::Docker(format!("{} task failed: {e}", action.verb())))
-                }));
+            for (t, c) in tasks.into_iter().zip(containers) {
+                let done = match end {
+                    Some((at, d)) => tokio::time::timeout_at(at, t).await.map_err(|_| d),
+                    None => Ok(t.await),
+                };
+                out.push(match done {
+                    Ok(r) => r.unwrap_or_else(|e| {
+                        Err(Error::Docker(format!("{} task failed: {e}", action.verb())))
+                    }),
+                    Err(d) => Err(Error::Docker(format!(
+                        "{} container {}: {}",
+                        action.verb(),
+                        c.name,
+                        not_within(d)
+                    ))),
+                });
             }
             out
         })
@@ -245,18 +281,6 @@ impl Engine {
     /// (`docker run --stop-timeout`, default 10 s).
     pub fn stop(&self, c: &Container) -> Result<()> {
         self.rt.block_on(Action::Stop.run(&self.docker, c))
-    }
-
-    /// Stop within `secs` seconds: the stop signal, then SIGKILL after `secs` whatever the
-    /// container's own stop timeout (a cluster host that lost a lease must stop writing now).
-    pub fn stop_within(&self, c: &Container, secs: i32) -> Result<()> {
-        let opts = StopContainerOptions {
-            t: Some(secs),
-            ..Default::default()
-        };
-        self.rt
-            .block_on(self.docker.stop_container(&c.id, Some(opts)))
-            .map_err(|e| Error::Docker(format!("stopping container {}: {e}", c.name)))
     }
 
     pub fn start(&self, c: &Container) -> Result<()> {
@@ -306,6 +330,9 @@ pub enum State {
 pub enum Action {
     /// Graceful stop: the container's stop signal, then SIGKILL after its stop timeout.
     Stop,
+    /// Stop, with SIGKILL after this many seconds whatever the container's own stop timeout
+    /// (a cluster host that lost a lease must stop writing now).
+    StopWithin(u32),
     Start,
     Pause,
     Unpause,
@@ -314,7 +341,7 @@ pub enum Action {
 impl Action {
     fn verb(self) -> &'static str {
         match self {
-            Action::Stop => "stopping",
+            Action::Stop | Action::StopWithin(_) => "stopping",
             Action::Start => "starting",
             Action::Pause => "pausing",
             Action::Unpause => "unpausing",
@@ -328,6 +355,13 @@ impl Action {
                 docker
                     .stop_container(id, None::<StopContainerOptions>)
                     .await
+            }
+            Action::StopWithin(secs) => {
+                let opts = StopContainerOptions {
+                    t: Some(i32::try_from(secs).unwrap_or(i32::MAX)),
+                    ..Default::default()
+                };
+                docker.stop_container(id, Some(opts)).await
             }
             Action::Start => {
                 docker
@@ -387,6 +421,11 @@ fn is_volume_dir_of(mountpoint: &Path, root: &Path, volume: &str) -> bool {
         (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
         _ => false,
     }
+}
+
+/// Why an engine call that did not answer in time failed.
+fn not_within(d: Duration) -> String {
+    format!("no answer within {} ms", d.as_millis())
 }
 
 /// `path` made absolute and free of symlinks where possible, so it compares with the

@@ -16,7 +16,7 @@ mod engine;
 pub mod held;
 mod inspect;
 
-pub use engine::{canonical, Action, Container, Engine};
+pub use engine::{canonical, Action, Container, Engine, State};
 
 use crate::{failpoint, Error, Result};
 use std::path::Path;
@@ -122,7 +122,7 @@ impl crate::repo::LiveGuard for ByNameGuard<'_> {
         let Some(engine) = self.engine else {
             return op();
         };
-        let using = engine.containers_with_volumes(volumes)?;
+        let using = engine.containers_with_volumes(volumes, None)?;
         hold_these(engine, self.root, using, volumes, self.how, what, op)
     }
 }

@@ -98,7 +98,7 @@ declare -A plugin_pid serving
 start_plugin() {
     local n=$1
     serving[$n]=$(grep -c '"serving"\| serving ' "$P/n$n/dvol.log" 2>/dev/null || true)
-    setsid nsenter -t "$(cat /run/spx-n$n.pid)" -m -n -u env DVOL_TOKEN=$TOKEN DVOL_LOG=info \
+    setsid nsenter -t "$(cat /run/spx-n$n.pid)" -m -n -u env DVOL_TOKEN=$TOKEN DVOL_LOG=info,dvol::cluster=debug \
         DOCKER_HOST=unix:///run/spx-n$n.sock \
         "$DVOL" -p "$P/n$n/dvol" plugin serve \
         --socket /run/docker/plugins/dvol.sock --cluster-etcd "$ETCD" --cluster-remote $REMOTE \
@@ -244,6 +244,9 @@ dk 1 node update --availability active "$first" >/dev/null
 step "5. a partitioned holder loses the lease after expiry and cannot move the head"
 dk 2 volume create -d dvol -o sync-interval=1s part >/dev/null
 cid=$(dk 2 run -d $DV -v part:/data $IMG sh -c 'i=0; while true; do i=$((i+1)); echo $i > /data/n; sleep 0.2; done')
+# Two more containers on it: fencing stops them all before the lease can expire. Each ignores
+# the stop signal (a shell as PID 1): only the kill stops it.
+cids="$cid $(for i in 1 2; do dk 2 run -d $DV -v part:/data $IMG sh -c 'while true; do sleep 1; done'; done)"
 sleep 4
 etcd_get dvol/v1/heads/part | grep -q '"host":"node2"' || fail "node2 never published part"
 ip -n spx-n2 link set eth0 down
@@ -256,10 +259,19 @@ done
 [ -n "${n3:-}" ] || fail "node3 never got part after node2 was cut off"
 [ $((SECONDS - t0)) -ge $((TTL - 2)) ] || fail "node3 mounted part $((SECONDS - t0))s after the cut, before the lease TTL ($TTL s)"
 head_after=$(etcd_get dvol/v1/heads/part)
-# fencing: node2 stopped its container when it could not renew, it did not write on
-for _ in $(seq 1 40); do [ "$(dk 2 inspect -f '{{.State.Running}}' "$cid")" = false ] && break; sleep 0.25; done
-[ "$(dk 2 inspect -f '{{.State.Running}}' "$cid")" = false ] || fail "node2 kept running its container after losing part's lease"
-grep -q 'cluster: stopped a container: this host no longer holds' "$P/n2/dvol.log" || fail "node2 did not report stopping its container"
+# fencing: node2 stopped its containers when it could not renew, it did not write on: it stopped
+# them all before the lease could expire: by the TTL after its last renewal (as logged).
+epoch() { date -d "$1" +%s.%N; }
+renewed=$(sed -n '/stops publishing it volume=part/q; /cluster: lease renewed volume=part/p' "$P/n2/dvol.log" | tail -1 | cut -d' ' -f1)
+[ -n "$renewed" ] || fail "node2 logged no renewal of part's lease"
+for c in $cids; do
+    for _ in $(seq 1 40); do [ "$(dk 2 inspect -f '{{.State.Running}}' "$c")" = false ] && break; sleep 0.25; done
+    [ "$(dk 2 inspect -f '{{.State.Running}}' "$c")" = false ] || fail "node2 kept running container $c after losing part's lease"
+    ahead=$(echo "$(epoch "$renewed") $TTL $(epoch "$(dk 2 inspect -f '{{.State.FinishedAt}}' "$c")")" | awk '{printf "%.2f", $1 + $2 - $3}')
+    echo "    node2 stopped ${c:0:12} ${ahead}s before its lease could expire"
+    awk "BEGIN {exit !($ahead > 0)}" || fail "node2 stopped container $c ${ahead#-}s after its lease could have expired"
+done
+[ "$(grep -c 'cluster: stopped a container: this host no longer holds.*volume="part"' "$P/n2/dvol.log")" = 3 ] || fail "node2 did not report stopping its 3 containers"
 sed -n '/stops publishing it volume=part/,/cluster: stopped a container/p' "$P/n2/dvol.log" | cut -c12-150 | sed 's/^/    | /'
 echo "    node2 lost the lease at $(grep -m1 'stops publishing it volume=part' "$P/n2/dvol.log" | cut -c12-23), stopped its container at $(grep -m1 'cluster: stopped a container' "$P/n2/dvol.log" | cut -c12-23); node3 took the lease at $(grep 'cluster: lease taken volume="part"' "$P/n3/dvol.log" | tail -1 | cut -c12-23)"
 ip -n spx-n2 link set eth0 up
@@ -274,5 +286,5 @@ done
 sleep 2
 [ "$(etcd_get dvol/v1/heads/part)" = "$head_after" ] || fail "node2 moved part's head after losing its lease"
 grep -q "stops publishing" "$P/n2/dvol.log" || fail "node2 did not report losing the lease"
-dk 2 rm -f "$cid" >/dev/null 2>&1 || true
+dk 2 rm -f $cids >/dev/null 2>&1 || true
 echo "PASSED all cluster scenarios in ${SECONDS}s (node3 read n=$n3; node2 kept $kept)"
