@@ -90,12 +90,17 @@ impl Tool for Dvol {
     }
     fn restore(&mut self, _dest: &Path) -> Result<Meas> {
         // `checkout -b` materializes HEAD in full into a new branch directory (forced: a thin
-        // clone, which `auto` picks where it can, is not a restore).
+        // clone, which `auto` picks where it can, is not a restore). Through the environment,
+        // which builds older than the flag ignore (examples/bench-baseline.sh runs them).
         self.restores += 1;
         let name = format!("restored{}", self.restores);
-        let m = self
-            .run(&["--clone-method", "full", "checkout", "-b", &name])?
-            .0;
+        let m = run(
+            self.cmd()
+                .env("DVOL_CLONE_METHOD", "full")
+                .args(["checkout", "-b", &name]),
+            &self.logs,
+        )?
+        .0;
         self.run(&["checkout", "master"])?;
         Ok(m)
     }
