@@ -363,12 +363,7 @@ fn dispatch(ctx: &Context, command: Command) -> anyhow::Result<ExitCode> {
             remote,
             branch,
             keep_special_bits,
-        } => remote::pull(
-            ctx,
-            remote.as_deref(),
-            branch.as_deref(),
-            keep_special_bits,
-        ),
+        } => remote::pull(ctx, remote.as_deref(), branch.as_deref(), keep_special_bits),
         Command::Fetch { remote } => remote::fetch(ctx, remote.as_deref()),
         Command::Clone {
             url,
