@@ -302,45 +302,50 @@ fn finish(result: anyhow::Result<ExitCode>) -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let ctx = Context::new(&cli)?;
-    if let Err(e) = ctx.recover_held() {
-        eprintln!(
-            "warning: {}",
-            output::escape(&format!(
-                "containers held by an interrupted dvol command: {e:#}"
-            ))
-        );
+    // The plugin lets them go itself when it starts (`plugin::Driver::new`).
+    if matches!(cli.command, Command::Plugin { .. }) {
+        return dispatch(&ctx, cli.command);
     }
-    match cli.command {
-        Command::Init { name } => volume::init(&ctx, &name),
-        Command::List { json } => volume::list(&ctx, json),
-        Command::Switch { name } => volume::switch(&ctx, &name),
-        Command::Rm { force, name } => volume::rm(&ctx, &name, force),
-        Command::Path { volume } => volume::path(&ctx, volume.as_deref()),
-        Command::Info { json } => volume::info(&ctx, json),
-        Command::Commit { message, pause } => history::commit(&ctx, message.as_deref(), pause),
-        Command::Log { oneline, json } => history::log(&ctx, oneline, json),
+    ctx.warn_recover_held();
+    let result = dispatch(&ctx, cli.command);
+    // Again after the command: the rewrite it finished may have settled the volumes of an
+    // interrupted one whose containers had to stay held until now.
+    ctx.warn_recover_held();
+    result
+}
+
+fn dispatch(ctx: &Context, command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Init { name } => volume::init(ctx, &name),
+        Command::List { json } => volume::list(ctx, json),
+        Command::Switch { name } => volume::switch(ctx, &name),
+        Command::Rm { force, name } => volume::rm(ctx, &name, force),
+        Command::Path { volume } => volume::path(ctx, volume.as_deref()),
+        Command::Info { json } => volume::info(ctx, json),
+        Command::Commit { message, pause } => history::commit(ctx, message.as_deref(), pause),
+        Command::Log { oneline, json } => history::log(ctx, oneline, json),
         Command::Branch { name, delete, json } => {
-            history::branch(&ctx, name.as_deref(), delete.as_deref(), json)
+            history::branch(ctx, name.as_deref(), delete.as_deref(), json)
         }
-        Command::Checkout { create, branch } => history::checkout(&ctx, &branch, create),
-        Command::Reset { hard, commit } => history::reset(&ctx, &commit, hard),
-        Command::Status { json } => history::status(&ctx, json),
+        Command::Checkout { create, branch } => history::checkout(ctx, &branch, create),
+        Command::Reset { hard, commit } => history::reset(ctx, &commit, hard),
+        Command::Status { json } => history::status(ctx, json),
         Command::Diff { stat, from, to } => {
-            history::diff(&ctx, from.as_deref(), to.as_deref(), stat)
+            history::diff(ctx, from.as_deref(), to.as_deref(), stat)
         }
         Command::Tag {
             name,
             commit,
             delete,
-        } => history::tag(&ctx, name.as_deref(), commit.as_deref(), delete.as_deref()),
+        } => history::tag(ctx, name.as_deref(), commit.as_deref(), delete.as_deref()),
         Command::Config { list, key, value } => {
-            maintenance::config(&ctx, list, key.as_deref(), value.as_deref())
+            maintenance::config(ctx, list, key.as_deref(), value.as_deref())
         }
-        Command::Gc => maintenance::gc(&ctx),
-        Command::Prune(args) => prune::prune(&ctx, &args),
-        Command::Fsck { remote: None } => maintenance::fsck(&ctx),
-        Command::Fsck { remote: Some(r) } => remote::fsck_remote(&ctx, &r),
-        Command::Remote { verbose, action } => remote::remote(&ctx, verbose, action),
+        Command::Gc => maintenance::gc(ctx),
+        Command::Prune(args) => prune::prune(ctx, &args),
+        Command::Fsck { remote: None } => maintenance::fsck(ctx),
+        Command::Fsck { remote: Some(r) } => remote::fsck_remote(ctx, &r),
+        Command::Remote { verbose, action } => remote::remote(ctx, verbose, action),
         Command::Push {
             remote,
             branch,
@@ -348,7 +353,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             all,
             repair,
         } => remote::push(
-            &ctx,
+            ctx,
             remote.as_deref(),
             branch.as_deref(),
             ops_push_flags(force, repair),
@@ -358,19 +363,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             remote,
             branch,
             keep_special_bits,
-        } => remote::pull(
-            &ctx,
-            remote.as_deref(),
-            branch.as_deref(),
-            keep_special_bits,
-        ),
-        Command::Fetch { remote } => remote::fetch(&ctx, remote.as_deref()),
+        } => remote::pull(ctx, remote.as_deref(), branch.as_deref(), keep_special_bits),
+        Command::Fetch { remote } => remote::fetch(ctx, remote.as_deref()),
         Command::Clone {
             url,
             volume,
             localname,
             keep_special_bits,
-        } => remote::clone(&ctx, &url, &volume, localname.as_deref(), keep_special_bits),
+        } => remote::clone(ctx, &url, &volume, localname.as_deref(), keep_special_bits),
         Command::Serve {
             stdio,
             listen,
@@ -390,10 +390,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             tls_key,
             path: &path,
         }),
-        Command::Group { action } => group::run(&ctx, action),
+        Command::Group { action } => group::run(ctx, action),
         Command::Plugin {
             command: PluginCommand::Serve { socket, cluster },
-        } => plugin::serve(&ctx, &socket, &cluster),
+        } => plugin::serve(ctx, &socket, &cluster),
     }
 }
 
@@ -449,6 +449,18 @@ impl Context {
             .as_ref()
     }
 
+    /// [`Context::recover_held`], its error a warning.
+    fn warn_recover_held(&self) {
+        if let Err(e) = self.recover_held() {
+            eprintln!(
+                "warning: {}",
+                output::escape(&format!(
+                    "containers held by an interrupted dvol command: {e:#}"
+                ))
+            );
+        }
+    }
+
     /// Let go the containers a killed dvol command left paused or stopped (its journal record,
     /// `docker::held`), unless a rewrite of their volumes is still pending: the command that
     /// finishes it lets them go. Costs one directory read when nothing is waiting.
@@ -460,11 +472,7 @@ impl Context {
             return Ok(());
         };
         let repo = self.repo()?;
-        let settled = |volumes: &[String]| {
-            volumes
-                .iter()
-                .all(|v| repo.rewrite_pending(v).is_ok_and(|pending| !pending))
-        };
+        let settled = dvol::docker::held::settled_in(&repo);
         let names = dvol::docker::held::recover(engine, &self.root, &settled)?;
         if !names.is_empty() && !self.quiet {
             eprintln!(

@@ -75,7 +75,7 @@ pub fn stop_containers(engine: Option<Engine>, volume: &str, deadline: Instant) 
         // Docker answers a stop once the volumes are unmounted, which can take longer than the
         // container's end (this plugin's Unmount waits for etcd): what counts is its state.
         let stopped = |e| match engine.state(&c.id) {
-            Some(State::Stopped) => Ok(()),
+            Ok(Some(State::Stopped)) => Ok(()),
             _ => Err(e),
         };
         match r.or_else(stopped) {

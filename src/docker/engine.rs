@@ -295,23 +295,37 @@ impl Engine {
         self.rt.block_on(Action::Unpause.run(&self.docker, c))
     }
 
-    /// The state of container `id`; `None` when it is gone (or the engine does not say).
-    pub fn state(&self, id: &str) -> Option<State> {
+    /// The state of container `id`; `None` only when the engine says it is gone (404). Any
+    /// other failure is an error: a container the engine did not describe may still be held.
+    pub fn state(&self, id: &str) -> Result<Option<State>> {
         use bollard::models::ContainerStateStatusEnum as S;
-        let c = self
-            .rt
-            .block_on(self.docker.inspect_container(
-                id,
-                None::<bollard::query_parameters::InspectContainerOptions>,
-            ))
-            .ok()?;
-        Some(match c.state?.status? {
-            S::PAUSED => State::Paused,
-            S::RUNNING | S::RESTARTING => State::Running,
-            S::CREATED | S::EXITED => State::Stopped,
+        let found = self.rt.block_on(self.docker.inspect_container(
+            id,
+            None::<bollard::query_parameters::InspectContainerOptions>,
+        ));
+        let c = match found {
+            Ok(c) => c,
+            Err(e) if is_not_found(&e) => return Ok(None),
+            Err(e) => return Err(Error::Docker(format!("inspecting container {id}: {e}"))),
+        };
+        Ok(Some(match c.state.and_then(|s| s.status) {
+            Some(S::PAUSED) => State::Paused,
+            Some(S::RUNNING | S::RESTARTING) => State::Running,
+            Some(S::CREATED | S::EXITED) => State::Stopped,
             _ => State::Other,
-        })
+        }))
     }
+}
+
+/// Whether the engine answered "no such container".
+fn is_not_found(e: &bollard::errors::Error) -> bool {
+    matches!(
+        e,
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
 }
 
 /// What [`Engine::state`] reports.
@@ -446,6 +460,17 @@ mod tests {
             source: Some(source.into()),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn only_a_404_means_the_container_is_gone() {
+        let answer = |status_code| bollard::errors::Error::DockerResponseServerError {
+            status_code,
+            message: "x".into(),
+        };
+        assert!(is_not_found(&answer(404)));
+        assert!(!is_not_found(&answer(500)));
+        assert!(!is_not_found(&bollard::errors::Error::RequestTimeoutError));
     }
 
     #[test]

@@ -7,10 +7,12 @@
 //! belongs to a dead process: its containers are still held by nobody. Two ways roll it
 //! forward:
 //!
-//! - a command that holds containers of the same volumes adopts it ([`Journal::begin`]): the
-//!   dead record's containers are named in the new record and let go with the command's own
-//!   (so a stopped app stays stopped until an interrupted reset is finished);
-//! - [`recover`] (the CLI before every command, the plugin when it starts) lets go the
+//! - a command that holds containers of the same volumes adopts it ([`Journal::adopt`], before
+//!   it lists the containers, then [`Adoption::begin`]) when its volumes are settled: the
+//!   dead record's containers are named in the new record and let go with the command's own;
+//!   a record of an interrupted rewrite still pending is never adopted (its app stays stopped
+//!   until the reset is finished, and only then is let go);
+//! - [`recover`] (the CLI before and after every command, the plugin when it starts) lets go the
 //!   containers of every dead record whose volumes the caller says are settled (no
 //!   interrupted rewrite pending), then deletes the record.
 //!
@@ -57,24 +59,48 @@ pub struct Journal {
     pub adopted: Vec<Entry>,
 }
 
+/// The dead records a command is taking over, locked (so no concurrent [`recover`] lets their
+/// containers go) until [`Adoption::begin`] has written the command's own record.
+pub struct Adoption {
+    dir: PathBuf,
+    records: Vec<(PathBuf, File, Record)>,
+}
+
 impl Journal {
-    /// Write the record of `containers` (about to be held for `what` on `volumes`), adopting
-    /// the dead records that name any of `volumes`. Durable before it returns. `None` (and
-    /// nothing written) when there is nothing to hold and nothing to adopt.
-    pub fn begin(
+    /// Lock the dead records that name any of `volumes` and whose volumes `settled` accepts (a
+    /// record of an interrupted rewrite still pending is left alone: its containers must stay
+    /// held until the rewrite is finished, and the command that finishes it lets them go).
+    /// Called before the command lists the containers it holds, so a container a dead record
+    /// keeps paused stays paused while the command counts on it.
+    pub fn adopt(
         root: &Path,
+        volumes: &[&str],
+        settled: &dyn Fn(&[String]) -> bool,
+    ) -> Result<Adoption> {
+        let dir = dir(root);
+        let records = dead_records(&dir)?
+            .into_iter()
+            .filter(|(_, _, r)| r.volumes.iter().any(|v| volumes.contains(&v.as_str())))
+            .filter(|(_, _, r)| settled(&r.volumes))
+            .collect();
+        Ok(Adoption { dir, records })
+    }
+}
+
+impl Adoption {
+    /// Write the record of `containers` (about to be held for `what` on `volumes`), naming
+    /// the adopted records' containers too. Durable before it returns. `None` (and nothing
+    /// written) when there is nothing to hold and nothing adopted.
+    pub fn begin(
+        self,
         what: &str,
         volumes: &[&str],
         containers: &[Entry],
     ) -> Result<Option<Journal>> {
-        let dir = dir(root);
-        let dead: Vec<(PathBuf, File, Record)> = dead_records(&dir)?
-            .into_iter()
-            .filter(|(_, _, r)| r.volumes.iter().any(|v| volumes.contains(&v.as_str())))
-            .collect();
+        let Adoption { dir, records } = self;
         let mut adopted: Vec<Entry> = Vec::new();
         let mut all_volumes: Vec<String> = volumes.iter().map(ToString::to_string).collect();
-        for (_, _, r) in &dead {
+        for (_, _, r) in &records {
             for e in &r.containers {
                 if !containers.iter().chain(&adopted).any(|c| c.id == e.id) {
                     adopted.push(e.clone());
@@ -82,7 +108,7 @@ impl Journal {
             }
             all_volumes.extend(r.volumes.iter().cloned());
         }
-        if containers.is_empty() && dead.is_empty() {
+        if containers.is_empty() && records.is_empty() {
             return Ok(None);
         }
         all_volumes.sort();
@@ -94,7 +120,7 @@ impl Journal {
         };
         std::fs::create_dir_all(&dir).at("create", &dir)?;
         let (path, lock) = write_locked(&dir, &record)?;
-        for (old, _lock, _) in dead {
+        for (old, _lock, _) in records {
             remove(&old)?;
         }
         Ok(Some(Journal {
@@ -103,7 +129,9 @@ impl Journal {
             adopted,
         }))
     }
+}
 
+impl Journal {
     /// Every container is let go: drop the record.
     pub fn finish(self) -> Result<()> {
         remove(&self.path)
@@ -145,8 +173,13 @@ fn remove(path: &Path) -> Result<()> {
     }
 }
 
+/// How old a temporary record file must be before a scanner removes it: its writer locks
+/// it right after creating it, so an unlocked one this old belongs to a dead writer (a
+/// younger one may be a live writer's between its create and its lock).
+const STALE_TMP: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// The records in `dir` whose writer is dead (their lock could be taken; it is held in the
-/// returned file until dropped). Leftover temporary files of dead writers are removed.
+/// returned file until dropped). Stale temporary files of dead writers are removed.
 fn dead_records(dir: &Path) -> Result<Vec<(PathBuf, File, Record)>> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
@@ -163,11 +196,16 @@ fn dead_records(dir: &Path) -> Result<Vec<(PathBuf, File, Record)>> {
         if file.try_lock().is_err() {
             continue;
         }
-        let is_tmp = path.extension().is_some_and(|e| e == "tmp");
+        if path.extension().is_some_and(|e| e == "tmp") {
+            if is_stale(&file) {
+                remove(&path)?;
+            }
+            continue;
+        }
         let body = std::fs::read(&path).unwrap_or_default();
         match serde_json::from_slice::<Record>(&body) {
-            Ok(r) if !is_tmp => out.push((path, file, r)),
-            _ => {
+            Ok(r) => out.push((path, file, r)),
+            Err(_) => {
                 tracing::warn!(
                     "removing an unreadable held-containers record {}",
                     path.display()
@@ -177,6 +215,23 @@ fn dead_records(dir: &Path) -> Result<Vec<(PathBuf, File, Record)>> {
         }
     }
     Ok(out)
+}
+
+/// Whether `file` was last modified longer than [`STALE_TMP`] ago.
+fn is_stale(file: &File) -> bool {
+    file.metadata()
+        .and_then(|m| m.modified())
+        .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > STALE_TMP))
+}
+
+/// The rule of which dead records may be let go: none of their volumes has an interrupted
+/// rewrite pending in `repo` (one that cannot be read counts as pending).
+pub fn settled_in(repo: &crate::repo::Repo) -> impl Fn(&[String]) -> bool + '_ {
+    |volumes| {
+        volumes
+            .iter()
+            .all(|v| repo.rewrite_pending(v).is_ok_and(|pending| !pending))
+    }
 }
 
 /// Let go every container of the dead records in `root`'s journal whose volumes `settled`
@@ -225,9 +280,15 @@ pub fn anything_to_recover(root: &Path) -> bool {
 pub fn let_go(engine: &Engine, entries: &[Entry]) -> Vec<crate::Error> {
     let mut unpause = Vec::new();
     let mut start = Vec::new();
+    let mut errors: Vec<crate::Error> = Vec::new();
     for e in entries {
-        let Some(state) = engine.state(&e.id) else {
-            continue;
+        let state = match engine.state(&e.id) {
+            Ok(Some(state)) => state,
+            Ok(None) => continue,
+            Err(err) => {
+                errors.push(err);
+                continue;
+            }
         };
         let c = Container {
             id: e.id.clone(),
@@ -240,7 +301,6 @@ pub fn let_go(engine: &Engine, entries: &[Entry]) -> Vec<crate::Error> {
             _ => {}
         }
     }
-    let mut errors: Vec<crate::Error> = Vec::new();
     for (action, list) in [(Action::Unpause, unpause), (Action::Start, start)] {
         errors.extend(
             engine
@@ -250,4 +310,94 @@ pub fn let_go(engine: &Engine, entries: &[Entry]) -> Vec<crate::Error> {
         );
     }
     errors
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A record left by a writer that is gone (written, never locked).
+    fn dead(root: &Path, name: &str, volumes: &[&str], id: &str) -> PathBuf {
+        let record = Record {
+            what: "reset".into(),
+            volumes: volumes.iter().map(ToString::to_string).collect(),
+            containers: vec![Entry {
+                id: id.into(),
+                name: format!("/{id}"),
+                paused: false,
+            }],
+        };
+        let dir = dir(root);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{name}.json"));
+        std::fs::write(&path, serde_json::to_vec(&record).unwrap()).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_record_of_a_pending_rewrite_is_not_adopted() {
+        let root = tempfile::tempdir().unwrap();
+        let old = dead(root.path(), "1", &["a", "b"], "c1");
+        let pending = |_: &[String]| false;
+        let adoption = Journal::adopt(root.path(), &["a"], &pending).unwrap();
+        assert!(adoption.begin("commit", &["a"], &[]).unwrap().is_none());
+        assert!(old.exists(), "the pending reset's record was taken");
+        let settled = |_: &[String]| true;
+        let journal = Journal::adopt(root.path(), &["a"], &settled)
+            .unwrap()
+            .begin("commit", &["a"], &[])
+            .unwrap()
+            .expect("adopted");
+        assert_eq!(journal.adopted.len(), 1);
+        assert_eq!(journal.adopted[0].id, "c1");
+        assert!(!old.exists());
+        journal.finish().unwrap();
+        assert!(dead_records(&dir(root.path())).unwrap().is_empty());
+    }
+
+    #[test]
+    fn adopted_records_are_locked_until_the_new_record_is_written() {
+        let root = tempfile::tempdir().unwrap();
+        dead(root.path(), "1", &["a"], "c1");
+        let settled = |_: &[String]| true;
+        let adoption = Journal::adopt(root.path(), &["a"], &settled).unwrap();
+        // What a concurrent recover scans: nothing it may let go.
+        assert!(dead_records(&dir(root.path())).unwrap().is_empty());
+        let journal = adoption.begin("commit", &["a"], &[]).unwrap().unwrap();
+        assert!(dead_records(&dir(root.path())).unwrap().is_empty());
+        drop(journal);
+        // Its writer gone, the new record (naming the adopted container) is dead in turn.
+        let left = dead_records(&dir(root.path())).unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].2.containers[0].id, "c1");
+    }
+
+    #[test]
+    fn only_a_stale_unlocked_temporary_file_is_removed() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = dir(root.path());
+        std::fs::create_dir_all(&dir).unwrap();
+        // A live writer between its create and its lock: kept.
+        let fresh = dir.join(".9-1.tmp");
+        std::fs::write(&fresh, "").unwrap();
+        // A stale one still locked by its (live) writer: kept.
+        let held = dir.join(".9-2.tmp");
+        let writer = File::create(&held).unwrap();
+        writer.lock().unwrap();
+        // A stale one nobody holds: removed.
+        let stale = dir.join(".9-3.tmp");
+        std::fs::write(&stale, "").unwrap();
+        let old = std::time::SystemTime::now() - 2 * STALE_TMP;
+        for p in [&held, &stale] {
+            File::options()
+                .write(true)
+                .open(p)
+                .unwrap()
+                .set_modified(old)
+                .unwrap();
+        }
+        assert!(dead_records(&dir).unwrap().is_empty());
+        assert!(fresh.exists() && held.exists());
+        assert!(!stale.exists());
+    }
 }

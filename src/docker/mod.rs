@@ -103,8 +103,8 @@ pub fn with_containers_stopped<T>(
     let Some(engine) = engine else {
         return op();
     };
-    let using = engine.containers_using_any(root, volumes)?;
-    hold_these(engine, root, using, volumes, how, what, op)
+    let list = || engine.containers_using_any(root, volumes);
+    hold_these(engine, root, list, volumes, how, what, op)
 }
 
 /// The container policy for a plugin's own volumes (cluster mode's background commits): the
@@ -122,22 +122,26 @@ impl crate::repo::LiveGuard for ByNameGuard<'_> {
         let Some(engine) = self.engine else {
             return op();
         };
-        let using = engine.containers_with_volumes(volumes, None)?;
-        hold_these(engine, self.root, using, volumes, self.how, what, op)
+        let list = || engine.containers_with_volumes(volumes, None);
+        hold_these(engine, self.root, list, volumes, self.how, what, op)
     }
 }
 
-/// [`with_containers_stopped`] once the containers are known.
+/// [`with_containers_stopped`] with the containers `list` finds (listed once the dead records
+/// of `volumes` this command adopts are locked, so none of their containers is let go by a
+/// concurrent recover while this command counts on it staying held).
 fn hold_these<T>(
     engine: &Engine,
     root: &Path,
-    mut using: Vec<Container>,
+    list: impl FnOnce() -> Result<Vec<Container>>,
     volumes: &[&str],
     how: Quiesce,
     what: &str,
     op: impl FnOnce() -> Result<T>,
 ) -> Result<T> {
     let label = crate::repo::describe_volumes(volumes);
+    let adoption = held::Journal::adopt(root, volumes, &|of| settled(root, of))?;
+    let mut using = list()?;
     if how == Quiesce::Pause {
         using.retain(|c| !c.paused);
     }
@@ -155,7 +159,7 @@ fn hold_these<T>(
             paused: how == Quiesce::Pause,
         })
         .collect();
-    let journal = held::Journal::begin(root, what, volumes, &entries)?;
+    let journal = adoption.begin(what, volumes, &entries)?;
     let frozen = std::time::Instant::now();
     let mut held: Vec<Container> = Vec::new();
     let mut first_error = None;
@@ -196,6 +200,13 @@ fn hold_these<T>(
             note: describe_release(how, &held, &back),
         }),
     }
+}
+
+/// Whether `volumes` of the dvol root `root` have no interrupted rewrite pending (the rule of
+/// [`held::settled_in`]; the repository is opened only when a dead record asks).
+fn settled(root: &Path, volumes: &[String]) -> bool {
+    crate::repo::Repo::open_with(root, crate::repo::Options::default())
+        .is_ok_and(|repo| held::settled_in(&repo)(volumes))
 }
 
 /// Start (or unpause) every container in `held`, concurrently, and those of the dead holders

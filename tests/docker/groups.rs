@@ -230,10 +230,33 @@ fn killed(s: &Scope, point: &str, skip: &str, args: &[&str]) {
     assert!(!out.status.success(), "{args:?} was not killed at {point}");
 }
 
+/// Start `dvol plugin serve` on the scope's root and stop it once it listens: it lets go the
+/// containers of killed commands before it listens, so once the socket is there the work is
+/// done.
+fn start_and_stop_plugin(s: &Scope) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = dir.path().join("p.sock");
+    let mut plugin = std::process::Command::new(env!("CARGO_BIN_EXE_dvol"))
+        .env("DVOL_ROOT", s.root())
+        .args(["plugin", "serve", "--socket"])
+        .arg(&socket)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("plugin");
+    wait_for(Duration::from_secs(30), "the plugin socket", || {
+        socket.exists()
+    });
+    // Stop the plugin this test started (by its pid).
+    let _ = plugin.kill();
+    let _ = plugin.wait();
+}
+
 /// A dvol killed while it holds an app's containers (paused for a group commit or a single
 /// `commit --pause`, stopped for a group reset) leaves a durable record; the next dvol
 /// command lets them go (a reset's only after it is rolled forward), and so does a plugin
-/// that starts. The first kill shows the containers really were left paused.
+/// that starts (itself, not through the CLI). The first kill shows the containers really
+/// were left paused.
 #[test]
 fn containers_held_by_a_killed_dvol_are_let_go_by_the_next_command() {
     if !crate::support::require_docker() {
@@ -294,22 +317,7 @@ fn containers_held_by_a_killed_dvol_are_let_go_by_the_next_command() {
         &["commit", "--pause", "--volume", &a, "-m", "x"],
     );
     assert_eq!(status(&ca), "paused");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let socket = dir.path().join("p.sock");
-    let mut plugin = std::process::Command::new(env!("CARGO_BIN_EXE_dvol"))
-        .env("DVOL_ROOT", s.root())
-        .args(["plugin", "serve", "--socket"])
-        .arg(&socket)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("plugin");
-    // The plugin recovers before it listens: once the socket is there, the work is done.
-    wait_for(Duration::from_secs(30), "the plugin socket", || {
-        socket.exists()
-    });
-    let _ = plugin.kill();
-    let _ = plugin.wait();
+    start_and_stop_plugin(&s);
     assert_eq!(status(&ca), "running");
 
     // A group reset killed between members, containers stopped: the next group command
@@ -322,6 +330,14 @@ fn containers_held_by_a_killed_dvol_are_let_go_by_the_next_command() {
         "0",
         &["group", "reset", &group, "--hard", "HEAD^"],
     );
+    assert_eq!(
+        (status(&ca), status(&cb)),
+        ("exited".into(), "exited".into())
+    );
+    // Neither a plugin starting nor a command holding the containers of a member (and
+    // finishing nothing) lets them go while the reset is pending: b is not reset yet.
+    start_and_stop_plugin(&s);
+    s.dvol_ok(&["commit", "--volume", &a, "-m", "meanwhile"]);
     assert_eq!(
         (status(&ca), status(&cb)),
         ("exited".into(), "exited".into())
