@@ -4,11 +4,10 @@
 //! (`wait4` rusage), asserted against a bound.
 
 use crate::remote::{fill, free_port, start_with_line, Daemon, Host, Vars};
-use dvol::remote::idx::{self, IdxEntry};
+use crate::support::handmade::HandPack;
 use dvol::repo::Commit;
 use dvol::snapshot::{Entry, Meta, Node, Tree};
-use dvol::store::pack::{pack_header, RecordHeader};
-use dvol::store::{make_record, Kind, ListEntry, ListNode, ObjectId, CHUNK_SIZE};
+use dvol::store::{Kind, ListEntry, ListNode, ObjectId, CHUNK_SIZE};
 use std::path::Path;
 use std::process::Command;
 
@@ -71,44 +70,11 @@ impl Objects {
 
     /// Write them as a path remote with `db/master` at `head`.
     fn write(&self, dir: &Path, head: ObjectId) {
-        let mut pack = pack_header().to_vec();
-        let mut entries = Vec::new();
+        let mut pack = HandPack::default();
         for (kind, data) in &self.0 {
-            let rec = make_record(ObjectId::hash(data), *kind, data).unwrap();
-            let header = RecordHeader {
-                id: rec.id,
-                kind: rec.kind,
-                codec: rec.codec,
-                ulen: rec.ulen,
-                clen: rec.payload.len() as u32,
-            };
-            entries.push(IdxEntry {
-                id: rec.id,
-                kind: rec.kind,
-                codec: rec.codec,
-                offset: pack.len() as u64,
-                clen: header.clen,
-                ulen: rec.ulen,
-                boff: None,
-            });
-            pack.extend_from_slice(&header.encode());
-            pack.extend_from_slice(&rec.payload);
+            pack.record(*kind, data);
         }
-        let name = blake3::hash(&pack).to_hex().to_string();
-        std::fs::create_dir_all(dir.join("packs")).unwrap();
-        std::fs::create_dir_all(dir.join("refs/db/heads")).unwrap();
-        std::fs::write(
-            dir.join("dvol-remote.json"),
-            r#"{"format":"dvol-remote","version":1}"#,
-        )
-        .unwrap();
-        std::fs::write(dir.join(format!("packs/{name}.pack")), pack).unwrap();
-        std::fs::write(dir.join(format!("packs/{name}.idx")), idx::encode(&entries)).unwrap();
-        std::fs::write(
-            dir.join("refs/db/heads/master"),
-            format!("{}\n", head.to_hex()),
-        )
-        .unwrap();
+        pack.write_remote(dir, "db", head);
     }
 }
 

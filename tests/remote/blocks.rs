@@ -3,11 +3,11 @@
 //! before storing anything; a remote that lies about a block is refused.
 
 use super::{bytes_sent, same_tree, Host, Vars};
+use crate::support::handmade::HandPack;
 use crate::support::{noise, rows, write};
-use dvol::remote::idx::{self, IdxEntry};
+use dvol::remote::idx::IdxEntry;
 use dvol::repo::Commit;
 use dvol::snapshot::{Entry, Meta, Node, Tree};
-use dvol::store::pack::{pack_header, RecordHeader};
 use dvol::store::{make_block, make_record, Kind, ListEntry, ListNode, ObjectId, RawBlock};
 use std::path::Path;
 
@@ -220,61 +220,31 @@ fn lying_remote(dir: &Path, lie: Lie) -> Vec<u8> {
         Lie::Count => block[38..40].copy_from_slice(&60000u16.to_le_bytes()),
         _ => {}
     }
-    let mut pack = pack_header().to_vec();
-    let mut entries = Vec::new();
+    let mut pack = HandPack::default();
     let boff_b = match lie {
         Lie::IndexOffset => 0,
         _ => CHUNK as u32,
     };
     for (id, boff) in [(ia, 0), (ib, boff_b)] {
-        entries.push(IdxEntry {
+        pack.entries.push(IdxEntry {
             id,
             kind: Kind::Chunk,
             codec: 1,
-            offset: pack.len() as u64,
+            offset: pack.bytes.len() as u64,
             clen: (block.len() - 48) as u32,
             ulen: CHUNK as u32,
             boff: Some(boff),
         });
     }
-    pack.extend_from_slice(&block);
+    pack.bytes.extend_from_slice(&block);
     for (kind, data) in [
         (Kind::List, &list),
         (Kind::Tree, &tree),
         (Kind::Commit, &commit),
     ] {
-        let rec = make_record(ObjectId::hash(data), kind, data).unwrap();
-        let header = RecordHeader {
-            id: rec.id,
-            kind,
-            codec: rec.codec,
-            ulen: rec.ulen,
-            clen: rec.payload.len() as u32,
-        };
-        entries.push(IdxEntry {
-            id: rec.id,
-            kind,
-            codec: rec.codec,
-            offset: pack.len() as u64,
-            clen: header.clen,
-            ulen: rec.ulen,
-            boff: None,
-        });
-        pack.extend_from_slice(&header.encode());
-        pack.extend_from_slice(&rec.payload);
+        pack.record(kind, data);
     }
-    let name = blake3::hash(&pack).to_hex().to_string();
-    std::fs::create_dir_all(dir.join("packs")).unwrap();
-    std::fs::create_dir_all(dir.join("refs/db/heads")).unwrap();
-    std::fs::write(
-        dir.join("dvol-remote.json"),
-        r#"{"format":"dvol-remote","version":1}"#,
-    )
-    .unwrap();
-    std::fs::write(dir.join(format!("packs/{name}.pack")), pack).unwrap();
-    std::fs::write(dir.join(format!("packs/{name}.idx")), idx::encode(&entries)).unwrap();
-    let head = ObjectId::hash(&commit).to_hex();
-    std::fs::write(dir.join("refs/db/heads/master"), format!("{head}\n")).unwrap();
+    pack.write_remote(dir, "db", ObjectId::hash(&commit));
     text.as_bytes()[..2 * CHUNK].to_vec()
 }
 

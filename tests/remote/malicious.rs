@@ -2,11 +2,10 @@
 //! bytes do not match their ids. Both are refused before anything is written to live data.
 
 use super::{fill, Host, Vars};
-use dvol::remote::idx::{self, IdxEntry};
+use crate::support::handmade::HandPack;
 use dvol::repo::Commit;
 use dvol::snapshot::{Entry, Meta, Node, Tree};
-use dvol::store::pack::{pack_header, RecordHeader};
-use dvol::store::{make_record, Kind, ObjectId};
+use dvol::store::{Kind, ObjectId};
 use std::path::Path;
 
 fn meta() -> Meta {
@@ -21,44 +20,11 @@ fn meta() -> Meta {
 
 /// Write a remote holding `objects` in one pack and `volume/master` pointing at `head`.
 fn write_remote(dir: &Path, volume: &str, objects: &[(Kind, Vec<u8>)], head: ObjectId) {
-    let mut pack = pack_header().to_vec();
-    let mut entries = Vec::new();
+    let mut pack = HandPack::default();
     for (kind, data) in objects {
-        let rec = make_record(ObjectId::hash(data), *kind, data).unwrap();
-        entries.push(IdxEntry {
-            id: rec.id,
-            kind: rec.kind,
-            codec: rec.codec,
-            offset: pack.len() as u64,
-            clen: rec.payload.len() as u32,
-            ulen: rec.ulen,
-            boff: None,
-        });
-        let header = RecordHeader {
-            id: rec.id,
-            kind: rec.kind,
-            codec: rec.codec,
-            ulen: rec.ulen,
-            clen: rec.payload.len() as u32,
-        };
-        pack.extend_from_slice(&header.encode());
-        pack.extend_from_slice(&rec.payload);
+        pack.record(*kind, data);
     }
-    let name = blake3::hash(&pack).to_hex().to_string();
-    std::fs::create_dir_all(dir.join("packs")).unwrap();
-    std::fs::create_dir_all(dir.join(format!("refs/{volume}/heads"))).unwrap();
-    std::fs::write(
-        dir.join("dvol-remote.json"),
-        r#"{"format":"dvol-remote","version":1}"#,
-    )
-    .unwrap();
-    std::fs::write(dir.join(format!("packs/{name}.pack")), pack).unwrap();
-    std::fs::write(dir.join(format!("packs/{name}.idx")), idx::encode(&entries)).unwrap();
-    std::fs::write(
-        dir.join(format!("refs/{volume}/heads/master")),
-        format!("{}\n", head.to_hex()),
-    )
-    .unwrap();
+    pack.write_remote(dir, volume, head);
 }
 
 fn find_named(dir: &Path, name: &str) -> bool {

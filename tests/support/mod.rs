@@ -6,6 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use tempfile::TempDir;
 
+pub mod handmade;
 pub mod loopfs;
 
 /// The binary under test: `DVOL_TEST_BIN` when set (to run a test against another build, e.g.
