@@ -88,7 +88,7 @@ pub fn push_branch(
         if let PushStatus::Rejected { .. } = status {
             return Err(ClusterError::PushRejected {
                 volume: volume.to_string(),
-                branch: b.to_string(),
+                branch: b.clone(),
                 url: url.to_string(),
             }
             .into());
