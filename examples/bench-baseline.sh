@@ -9,7 +9,7 @@
 # defaults to target/release/dvol. Runs examples/bench on the same deterministic db set for
 # both, interleaved (new, old, new, old) so drift on a shared machine hits both, with full
 # copies for checkout -b (DVOL_CLONE_METHOD=full; an older build ignores it), then prints the
-# medians and new/old ratios.
+# medians and new/old ratios (DVOL_BASELINE_ROUNDS rounds, default 3).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 old=${1:?usage: examples/bench-baseline.sh OLD_DVOL [NEW_DVOL] [-- bench args]}
@@ -22,7 +22,7 @@ rm -rf "$out"
 mkdir -p "$out"
 export DVOL_CLONE_METHOD=full
 cargo build --release --example bench >/dev/null
-for round in 1 2; do
+for round in $(seq 1 "${DVOL_BASELINE_ROUNDS:-3}"); do
     for side in new old; do
         bin=$new; [ $side = old ] && bin=$old
         echo "round $round: $side ($bin)" >&2

@@ -397,7 +397,8 @@ pub fn pull_group(
             branch: branch.clone(),
         })?;
     let theirs = seal.parse_ref(&ref_owner(name), &branch, &key, &stored)?;
-    let ours = repo.group_head(name, &branch)?.commit();
+    let seen = repo.group_head(name, &branch)?;
+    let ours = seen.commit();
     if let Some(o) = ours {
         if group_descends(repo, name, &[], &theirs, &o)? {
             return Ok(GroupPulled::UpToDate);
@@ -431,7 +432,8 @@ pub fn pull_group(
         fetch_commits(repo, backend.as_ref(), &seal, &url, &commits, progress)?;
     }
     repo.record_group_commits(name, &chain)?;
-    repo.reset_group_hard(name, &theirs.to_hex(), guard)?;
+    crate::failpoint::pause("group-pull.before-reset");
+    repo.reset_group_hard_from(name, &theirs.to_hex(), Some((&branch, seen)), guard)?;
     Ok(GroupPulled::FastForward {
         old: ours,
         new: theirs,

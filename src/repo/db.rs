@@ -56,6 +56,24 @@ pub fn open(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
+/// Above this many bytes of WAL, the command that wrote them folds them back into the
+/// database before it exits (see [`fold_large_wal`]).
+const LARGE_WAL: u64 = 4 << 20;
+
+/// Fold a large WAL back into the database (and truncate it) at the end of the command that
+/// wrote it, so a big commit, fetch or gc pays for its own checkpoint instead of leaving it
+/// to the next command's first write (connections do not checkpoint on close: see
+/// `store::connect`). Never waits: if another process is reading, SQLite's automatic
+/// checkpoint does it later.
+pub fn fold_large_wal(conn: &Connection, db: &Path) {
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    let large = std::fs::metadata(&wal).is_ok_and(|m| m.len() > LARGE_WAL);
+    if large && conn.busy_timeout(std::time::Duration::ZERO).is_ok() {
+        let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+    }
+}
+
 /// Format 1 to 2: objects gain `boff` (NULL: a record of its own), in one transaction that
 /// checks the version again (another dvol may have upgraded it meanwhile).
 fn upgrade_from_1(conn: &Connection) -> Result<()> {

@@ -37,7 +37,7 @@ impl Head {
         self.commit().map(|id| id.to_hex())
     }
 
-    fn describe(self) -> String {
+    pub(crate) fn describe(self) -> String {
         match self {
             Head::Absent => "(no branch)".into(),
             Head::Unborn => "(no commits)".into(),

@@ -249,3 +249,10 @@ impl Repo {
         crate::live::discard(path, &self.meta.join("trash"))
     }
 }
+
+impl Drop for Repo {
+    /// A command that wrote a large WAL folds it back before it exits (db::fold_large_wal).
+    fn drop(&mut self) {
+        db::fold_large_wal(&self.conn, &self.meta.join("dvol.db"));
+    }
+}

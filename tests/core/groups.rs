@@ -432,6 +432,62 @@ fn group_pull_and_an_encrypted_remote_round_trip() {
     );
 }
 
+/// Live directory of `volume`'s current branch.
+fn live_of(env: &Env, volume: &str) -> PathBuf {
+    PathBuf::from(env.ok(&["path", volume]).trim())
+}
+
+/// A group commit made while `group pull` downloads is not dropped: the pull's fast-forward is
+/// a compare-and-swap against the head it looked at, so it fails naming both ids and the new
+/// group commit stays the head (a pause point holds the pull between its check and its move).
+#[test]
+fn a_group_commit_made_during_a_pull_is_kept() {
+    let env = Env::new();
+    let remote = env.dir.path().join("remote");
+    let url = remote.to_str().unwrap();
+    pushed_app(&env, &remote);
+    env.ok(&["group", "push", "app"]);
+    let other = Env::new();
+    other.ok(&["group", "clone", url, "app"]);
+    let (a, b) = (live_of(&env, "a"), live_of(&env, "b"));
+    generation(&a, &b, 3);
+    group_commit(&env, "three");
+    env.ok(&["group", "push", "app"]);
+
+    let marker = other.dir.path().join("paused");
+    let pull = other
+        .process()
+        .env("DVOL_FAILPOINT_PAUSE", "group-pull.before-reset")
+        .env("DVOL_FAILPOINT_PAUSE_FILE", &marker)
+        .args(["group", "pull", "app"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while !marker.exists() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "the pull never reached its pause point"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let (oa, ob) = (live_of(&other, "a"), live_of(&other, "b"));
+    generation(&oa, &ob, 7);
+    let ours = group_commit(&other, "made during the pull");
+    std::fs::remove_file(&marker).unwrap();
+    let out = pull.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the pull dropped {ours}: {err}");
+    assert!(err.contains("moved") && err.contains(&ours[..12]), "{err}");
+    let (head, _, _) = heads(&other);
+    assert_eq!(
+        head, ours,
+        "the group head is not the commit made meanwhile"
+    );
+    assert_eq!(state(&oa, &ob).0, "7");
+    other.ok(&["fsck"]);
+}
+
 #[test]
 fn gc_reclaims_group_commits_no_group_ref_reaches() {
     let env = Env::new();

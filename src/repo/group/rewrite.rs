@@ -30,11 +30,35 @@ impl Repo {
         spec: &str,
         guard: &dyn LiveGuard,
     ) -> Result<ObjectId> {
+        self.reset_group_hard_from(name, spec, None, guard)
+    }
+
+    /// [`Repo::reset_group_hard`], only if the group is still on `seen`'s branch at `seen`'s
+    /// head (checked by compare-and-swap under the group lock): a pull that looked at the
+    /// head before downloading must not drop a group commit made meanwhile.
+    pub fn reset_group_hard_from(
+        &mut self,
+        name: &str,
+        spec: &str,
+        seen: Option<(&str, Head)>,
+        guard: &dyn LiveGuard,
+    ) -> Result<ObjectId> {
         let lock = self.lock_group(name)?;
         self.finish_group_pending(&lock, guard)?;
         let info = self.group(name)?;
         let branch = info.branch.clone();
-        let expected = self.group_head(name, &branch)?;
+        let expected = match seen {
+            None => self.group_head(name, &branch)?,
+            Some((b, head)) if b == branch => head,
+            Some((b, head)) => {
+                return Err(Error::HeadMoved {
+                    volume: format!("group {name}"),
+                    branch: b.to_string(),
+                    expected: head.describe(),
+                    found: format!("(the group switched to branch {branch})"),
+                })
+            }
+        };
         let target = self.resolve_group(name, &branch, spec)?;
         let commit = self.group_commit(name, &target)?;
         for (key, _) in &commit.members {
