@@ -218,8 +218,54 @@ fn status(c: &str) -> String {
     inspect(c, "{{.State.Status}}")
 }
 
+/// A dvol root of one test's own, its volumes bind-mounted into containers: no other test's
+/// command runs on it, so none lets go (recovers) what this test's killed commands held.
+struct Private {
+    root: tempfile::TempDir,
+}
+
+impl Private {
+    fn new() -> Private {
+        Private {
+            root: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    fn dvol(&self) -> std::process::Command {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_dvol"));
+        c.env("DVOL_ROOT", self.root.path()).env_remove("DVOL_LOG");
+        c
+    }
+
+    fn dvol_ok(&self, args: &[&str]) -> String {
+        let out = self.dvol().args(args).output().expect("run dvol");
+        assert!(
+            out.status.success(),
+            "dvol {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf8")
+    }
+
+    fn live(&self, volume: &str) -> PathBuf {
+        PathBuf::from(self.dvol_ok(&["path", volume]).trim())
+    }
+
+    /// Volume `volume` here and a busybox container `name` (of scope `s`, which removes it)
+    /// running `script` with its live data bind-mounted at /data.
+    fn run_busybox(&self, s: &Scope, name: &str, volume: &str, script: &str) -> String {
+        self.dvol_ok(&["init", volume]);
+        let c = s.container(name);
+        let bind = format!("{}:/data", self.live(volume).display());
+        docker_ok(&[
+            "run", "-d", "--name", &c, "-v", &bind, BUSYBOX, "sh", "-c", script,
+        ]);
+        c
+    }
+}
+
 /// Run dvol killed (SIGKILL) at failpoint `point` (after `skip` earlier hits).
-fn killed(s: &Scope, point: &str, skip: &str, args: &[&str]) {
+fn killed(s: &Private, point: &str, skip: &str, args: &[&str]) {
     let out = s
         .dvol()
         .env("DVOL_FAILPOINT", point)
@@ -233,11 +279,11 @@ fn killed(s: &Scope, point: &str, skip: &str, args: &[&str]) {
 /// Start `dvol plugin serve` on the scope's root and stop it once it listens: it lets go the
 /// containers of killed commands before it listens, so once the socket is there the work is
 /// done.
-fn start_and_stop_plugin(s: &Scope) {
+fn start_and_stop_plugin(s: &Private) {
     let dir = tempfile::tempdir().expect("tempdir");
     let socket = dir.path().join("p.sock");
-    let mut plugin = std::process::Command::new(env!("CARGO_BIN_EXE_dvol"))
-        .env("DVOL_ROOT", s.root())
+    let mut plugin = s
+        .dvol()
         .args(["plugin", "serve", "--socket"])
         .arg(&socket)
         .stdout(std::process::Stdio::null())
@@ -262,14 +308,15 @@ fn containers_held_by_a_killed_dvol_are_let_go_by_the_next_command() {
     if !crate::support::require_docker() {
         return;
     }
-    let s = Scope::new("held");
-    let (a, b) = (s.volume("a"), s.volume("b"));
-    let ca = s.run_busybox("a", &a, IDLE);
-    let cb = s.run_busybox("b", &b, IDLE);
+    let scope = Scope::new("held");
+    let s = Private::new();
+    let (a, b) = ("a".to_string(), "b".to_string());
+    let ca = s.run_busybox(&scope, "a", &a, IDLE);
+    let cb = s.run_busybox(&scope, "b", &b, IDLE);
     wait_for(Duration::from_secs(20), "both running", || {
         status(&ca) == "running" && status(&cb) == "running"
     });
-    let group = format!("{}g", s.tag);
+    let group = format!("{}g", scope.tag);
     s.dvol_ok(&["group", "create", &group, &a, &b]);
     std::fs::write(s.live(&a).join("n"), "1").expect("write");
     s.dvol_ok(&["group", "commit", &group, "-m", "one"]);
