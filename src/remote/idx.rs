@@ -7,9 +7,12 @@
 //! `u32::MAX` for a record of its own, else the member's start in its block's data; then
 //! `offset` is the block's and `clen` its member table and payload. Version 1 indexes (remotes
 //! written by older dvols) stay readable; an index of a later version is refused by name.
+//! Version 3 has version 2's layout and is written when a block in the pack is larger than
+//! format 2 allowed (more than 16 chunks, up to [`MAX_BLOCK_CHUNKS`]), so a dvol that reads
+//! only version 2 refuses the index by its version instead of failing on the block.
 
 use super::RemoteError;
-use crate::store::pack::{BLOCK_MEMBER_LEN, MAX_BLOCK_CHUNKS};
+use crate::store::pack::{BLOCK_MEMBER_LEN, MAX_BLOCK_CHUNKS, V2_BLOCK_CHUNKS};
 use crate::store::{Kind, ObjectId, CHUNK_SIZE, MAX_OBJECT_SIZE};
 use crate::{Error, Result};
 
@@ -17,12 +20,36 @@ pub const IDX_MAGIC: &[u8; 8] = b"DVOLIDX\0";
 pub const IDX_VERSION: u32 = 1;
 /// Indexes of packs that hold blocks.
 pub const IDX_VERSION_BLOCKS: u32 = 2;
+/// Indexes of packs that hold a block larger than a format 2 block.
+pub const IDX_VERSION_LARGE_BLOCKS: u32 = 3;
 const ENTRY_LEN: usize = 52;
 const ENTRY_LEN_BLOCKS: usize = 56;
-/// Largest member table and payload of a block listed in an index: 16 members and a zstd
-/// frame of at most 128 KiB of data (its worst-case expansion included).
-pub const MAX_BLOCK_BODY: u32 =
-    (MAX_BLOCK_CHUNKS * BLOCK_MEMBER_LEN + 2 * MAX_BLOCK_CHUNKS * CHUNK_SIZE) as u32;
+/// Largest member table and payload of a block listed in an index: [`MAX_BLOCK_CHUNKS`]
+/// members and a zstd frame of at most that many chunks (its worst-case expansion included).
+pub const MAX_BLOCK_BODY: u32 = block_body_bound(MAX_BLOCK_CHUNKS);
+
+/// The largest member table and payload of a block of `chunks` chunks.
+const fn block_body_bound(chunks: usize) -> u32 {
+    (chunks * BLOCK_MEMBER_LEN + 2 * chunks * CHUNK_SIZE) as u32
+}
+
+/// The index version `entries` need: 1 without blocks, 2 when every block fits format 2's
+/// bounds, else 3.
+fn version_for(entries: &[IdxEntry]) -> u32 {
+    let v2_data = (V2_BLOCK_CHUNKS * CHUNK_SIZE) as u64;
+    let mut version = IDX_VERSION;
+    for e in entries {
+        if let Some(boff) = e.boff {
+            version = IDX_VERSION_BLOCKS;
+            if u64::from(boff) + u64::from(e.ulen) > v2_data
+                || e.clen > block_body_bound(V2_BLOCK_CHUNKS)
+            {
+                return IDX_VERSION_LARGE_BLOCKS;
+            }
+        }
+    }
+    version
+}
 
 /// One object of a remote pack.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,14 +64,11 @@ pub struct IdxEntry {
     pub boff: Option<u32>,
 }
 
-/// Encode an index: version 1 unless an entry is a block member.
+/// Encode an index in the oldest version that can describe it ([`version_for`]).
 pub fn encode(entries: &[IdxEntry]) -> Vec<u8> {
-    let blocks = entries.iter().any(|e| e.boff.is_some());
-    let (version, len) = if blocks {
-        (IDX_VERSION_BLOCKS, ENTRY_LEN_BLOCKS)
-    } else {
-        (IDX_VERSION, ENTRY_LEN)
-    };
+    let version = version_for(entries);
+    let blocks = version != IDX_VERSION;
+    let len = if blocks { ENTRY_LEN_BLOCKS } else { ENTRY_LEN };
     let mut out = Vec::with_capacity(16 + entries.len() * len + 32);
     out.extend_from_slice(IDX_MAGIC);
     out.extend_from_slice(&version.to_le_bytes());
@@ -81,11 +105,11 @@ pub fn decode(name: &str, bytes: &[u8]) -> Result<Vec<IdxEntry>> {
     let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
     let entry_len = match version {
         IDX_VERSION => ENTRY_LEN,
-        IDX_VERSION_BLOCKS => ENTRY_LEN_BLOCKS,
+        IDX_VERSION_BLOCKS | IDX_VERSION_LARGE_BLOCKS => ENTRY_LEN_BLOCKS,
         _ => {
             return Err(bad(&format!(
-                "version {version}, this dvol reads versions {IDX_VERSION} and \
-                 {IDX_VERSION_BLOCKS} (a newer dvol wrote it: upgrade dvol)"
+                "version {version}, this dvol reads versions {IDX_VERSION} to \
+                 {IDX_VERSION_LARGE_BLOCKS} (a newer dvol wrote it: upgrade dvol)"
             )))
         }
     };
@@ -125,8 +149,8 @@ pub fn decode(name: &str, bytes: &[u8]) -> Result<Vec<IdxEntry>> {
     Ok(out)
 }
 
-/// The block offset of a version 2 entry, bounded: a member is one chunk inside at most
-/// sixteen, in a block no larger than [`MAX_BLOCK_BODY`].
+/// The block offset of a version 2 or 3 entry, bounded: a member is one chunk inside at
+/// most [`MAX_BLOCK_CHUNKS`], in a block no larger than [`MAX_BLOCK_BODY`].
 fn block_offset(e: &[u8], clen: u32, ulen: u32) -> std::result::Result<Option<u32>, &'static str> {
     let boff = u32::from_le_bytes(e[52..56].try_into().expect("4 bytes"));
     if boff == u32::MAX {
@@ -165,8 +189,20 @@ mod tests {
             boff: Some(8192),
             ..e.clone()
         };
-        let both = vec![e.clone(), member];
+        let both = vec![e.clone(), member.clone()];
         assert_eq!(decode("x", &encode(&both)).unwrap(), both);
+        assert_eq!(
+            encode(&both)[8],
+            2,
+            "a format 2 sized block keeps version 2"
+        );
+        let large = IdxEntry {
+            boff: Some(20 * 8192),
+            ..member
+        };
+        let bytes = encode(std::slice::from_ref(&large));
+        assert_eq!(bytes[8], 3, "a block past 16 chunks needs version 3");
+        assert_eq!(decode("x", &bytes).unwrap(), vec![large]);
         let mut bad = bytes.clone();
         bad[20] ^= 1;
         assert!(decode("x", &bad).is_err());

@@ -6,9 +6,10 @@ use rusqlite::{Connection, OptionalExtension};
 use std::path::Path;
 
 /// On-disk format version written at creation and checked on every open. Version 2 adds
-/// blocks (several chunks compressed together, `objects.boff`); a version 1 store is
-/// upgraded in place when opened (its packs stay as they are).
-pub const FORMAT_VERSION: u32 = 2;
+/// blocks (several chunks compressed together, `objects.boff`); version 3 lets a block hold
+/// up to 32 chunks. Version 1 and 2 stores are upgraded in place when opened (their packs
+/// stay as they are).
+pub const FORMAT_VERSION: u32 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -45,7 +46,7 @@ pub fn open(path: &Path) -> Result<Connection> {
     match version {
         None => set_meta(&conn, "format_version", &FORMAT_VERSION.to_string())?,
         Some(v) if v == FORMAT_VERSION.to_string() => {}
-        Some(v) if v == "1" => upgrade_from_1(&conn)?,
+        Some(v) if v == "1" || v == "2" => upgrade(&conn, &v)?,
         Some(v) => {
             return Err(Error::Format(format!(
                 "{} has format version {v}; this dvol reads version {FORMAT_VERSION}",
@@ -74,13 +75,19 @@ pub fn fold_large_wal(conn: &Connection, db: &Path) {
     }
 }
 
-/// Format 1 to 2: objects gain `boff` (NULL: a record of its own), in one transaction that
-/// checks the version again (another dvol may have upgraded it meanwhile).
-fn upgrade_from_1(conn: &Connection) -> Result<()> {
+/// Upgrade a store of format `from` (1 or 2) in place, in one transaction that checks the
+/// version again (another dvol may have upgraded it meanwhile). Format 1 to 2: objects gain
+/// `boff` (NULL: a record of its own). Format 2 to 3: blocks may hold up to
+/// [`crate::store::pack::MAX_BLOCK_CHUNKS`] members (older dvols read 16 at most), so only
+/// the version changes: an older dvol then refuses the store by its version instead of
+/// failing on a block it cannot read.
+fn upgrade(conn: &Connection, from: &str) -> Result<()> {
     conn.execute_batch("BEGIN IMMEDIATE")?;
     let upgraded = (|| -> Result<()> {
-        if get_meta(conn, "format_version")?.as_deref() == Some("1") {
-            crate::store::index::add_block_offsets(conn)?;
+        if get_meta(conn, "format_version")?.as_deref() == Some(from) {
+            if from == "1" {
+                crate::store::index::add_block_offsets(conn)?;
+            }
             set_meta(conn, "format_version", &FORMAT_VERSION.to_string())?;
         }
         Ok(())

@@ -54,8 +54,10 @@ pub fn connect(db: &Path, busy: std::time::Duration) -> Result<Connection> {
 
 /// Largest object accepted anywhere (bounded decompression for untrusted input).
 pub const MAX_OBJECT_SIZE: usize = 64 << 20;
-/// zstd level: 1 keeps compression faster than disk on two cores.
-const ZSTD_LEVEL: i32 = 1;
+/// zstd level. 2 on blocks of up to 32 chunks (256 KiB: zstd picks its parameters for
+/// inputs of that size) stores real PostgreSQL data 8-18% smaller than level 1 on 16 chunks
+/// for about 13% more compression time (docs/benchmarks.md, "The experiment").
+const ZSTD_LEVEL: i32 = 2;
 
 /// What an object is. Recorded in pack headers and the index for fsck and transfers; the id
 /// depends only on the bytes.
@@ -649,7 +651,7 @@ pub fn make_block(chunks: &[(ObjectId, &[u8])]) -> Result<Record> {
         id: chunks[0].0,
         kind: Kind::Chunk,
         codec: CODEC_ZSTD,
-        ulen: u32::try_from(data.len()).expect("at most 16 chunks"),
+        ulen: u32::try_from(data.len()).expect("at most MAX_BLOCK_CHUNKS chunks"),
         payload,
         members: chunks
             .iter()

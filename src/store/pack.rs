@@ -25,8 +25,10 @@ pub const PACK_VERSION: u32 = 1;
 /// Local packs that may hold blocks.
 pub const PACK_VERSION_BLOCKS: u32 = 2;
 pub const BLOCK_MAGIC: &[u8; 4] = b"DVBK";
-/// Chunks compressed together in one block at most (128 KiB of data).
-pub const MAX_BLOCK_CHUNKS: usize = 16;
+/// Chunks compressed together in one block at most (256 KiB of data; format 3).
+pub const MAX_BLOCK_CHUNKS: usize = 32;
+/// The most members a format 2 block held (128 KiB): what dvols before format 3 accept.
+pub const V2_BLOCK_CHUNKS: usize = 16;
 /// Bytes of one member-table entry: id and length.
 pub const BLOCK_MEMBER_LEN: usize = 36;
 pub const PACK_HEADER_LEN: u64 = 16;
@@ -146,7 +148,7 @@ impl BlockHeader {
         usize::from(self.count) * BLOCK_MEMBER_LEN + self.clen as usize
     }
 
-    /// Decode and bound a block header: 1..=16 members of at most one chunk each, and a
+    /// Decode and bound a block header: 1..=[`MAX_BLOCK_CHUNKS`] members of at most one chunk each, and a
     /// payload no larger than the object size limit, before anything is allocated.
     pub fn decode(h: &[u8]) -> std::result::Result<Self, String> {
         if h.len() < RECORD_HEADER_LEN || &h[0..4] != BLOCK_MAGIC {

@@ -239,7 +239,7 @@ fn runs_of_new_chunks_are_compressed_together_and_damage_names_the_objects() {
     let text = rows(40_000);
     write(&live.join("table"), &text);
     env.commit("rows");
-    // 1.5 MiB of rows: blocks of 16 chunks compress far better than chunks one by one.
+    // 1.5 MiB of rows: blocks of chunks compress far better than chunks one by one.
     let packs = pack_files(&env);
     let with_block = packs
         .iter()
@@ -256,11 +256,13 @@ fn runs_of_new_chunks_are_compressed_together_and_damage_names_the_objects() {
     env.ok(&["reset", "--hard", "HEAD"]);
     assert!(std::fs::read_to_string(live.join("table")).unwrap() == text);
     assert!(env.ok(&["fsck"]).contains("no problems"));
-    // One flipped byte in a block's compressed data: fsck and reads name the objects.
+    // One flipped byte in the middle of a block's compressed data: fsck and reads name the
+    // objects.
     let mut bytes = std::fs::read(&with_block).unwrap();
     let at = first_block(&bytes).unwrap();
     let count = usize::from(u16::from_le_bytes([bytes[at + 38], bytes[at + 39]]));
-    bytes[at + 48 + count * 36 + 20] ^= 0x40;
+    let clen = u32::from_le_bytes(bytes[at + 44..at + 48].try_into().unwrap()) as usize;
+    bytes[at + 48 + count * 36 + clen / 2] ^= 0x40;
     std::fs::write(&with_block, bytes).unwrap();
     let out = env.dvol().arg("fsck").output().unwrap();
     assert!(!out.status.success());
@@ -365,4 +367,46 @@ fn gc_keeps_blocks_when_it_rewrites_a_pack() {
     std::fs::remove_file(live.join("table")).unwrap();
     env.ok(&["reset", "--hard", "HEAD"]);
     assert!(std::fs::read(live.join("table")).unwrap() == text[..20 * chunk]);
+}
+
+/// The store's `meta.format_version`, read or set behind dvol's back.
+fn store_format(env: &Env, set: Option<&str>) -> String {
+    let db = rusqlite::Connection::open(env.root().join(".dvol/dvol.db")).unwrap();
+    if let Some(v) = set {
+        db.execute(
+            "UPDATE meta SET value = ?1 WHERE key = 'format_version'",
+            [v],
+        )
+        .unwrap();
+    }
+    db.query_row(
+        "SELECT value FROM meta WHERE key = 'format_version'",
+        [],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_format_2_store_is_upgraded_and_a_newer_format_is_refused_by_name() {
+    let env = Env::new();
+    env.ok(&["init", "db"]);
+    let live = env.root().join("db/branches/master");
+    write(&live.join("base/table"), rows(50_000));
+    env.ok(&["--volume", "db", "commit", "-m", "one"]);
+    assert_eq!(store_format(&env, Some("2")), "2");
+    // Opening it upgrades it (format 3 only allows larger blocks); everything still reads.
+    assert!(env.ok(&["--volume", "db", "log"]).contains("one"));
+    assert_eq!(store_format(&env, None), "3");
+    env.ok(&["--volume", "db", "checkout", "-b", "copy"]);
+    assert_eq!(
+        std::fs::read_to_string(env.root().join("db/branches/copy/base/table")).unwrap(),
+        rows(50_000)
+    );
+    store_format(&env, Some("4"));
+    let err = env.fails(&["--volume", "db", "log"]);
+    assert!(
+        err.contains("has format version 4; this dvol reads version 3"),
+        "{err}"
+    );
 }
