@@ -30,8 +30,8 @@ use super::{cache_dir, check_format, open, Backend, CasOutcome, RemoteError};
 use crate::repo::prune::{decisions, select, Candidate, Policy, PruneReport};
 use crate::repo::reach::{self, Edge};
 use crate::repo::{Commit, Repo};
-use crate::store::pack::{RecordHeader, CODEC_RAW, RECORD_HEADER_LEN};
-use crate::store::{decode_payload, make_record, Kind, ObjectId};
+use crate::store::pack::{RecordHeader, CODEC_RAW, MAX_BLOCK_CHUNKS, RECORD_HEADER_LEN};
+use crate::store::{decode_payload, make_block, Kind, ObjectId, RawBlock};
 use crate::{Error, Result};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -408,7 +408,9 @@ fn remote_gc(
 }
 
 /// Copy records (verified) into new packs, children-first order not needed: every copied
-/// object is already reachable through kept packs or this copy.
+/// object is already reachable through kept packs or this copy. Block members (and raw chunk
+/// records) come back uncompressed and are compressed again together, in the order they are read (members of
+/// one old block stay neighbours), in blocks of up to [`MAX_BLOCK_CHUNKS`].
 fn copy_records(backend: &dyn Backend, index: &RemoteIndex, entries: &[&IdxEntry]) -> Result<()> {
     let mut pack = PackOut::new();
     for kind in [Kind::Chunk, Kind::List, Kind::Tree, Kind::Commit] {
@@ -418,17 +420,14 @@ fn copy_records(backend: &dyn Backend, index: &RemoteIndex, entries: &[&IdxEntry
             .map(|e| e.id)
             .collect();
         let mut full = Vec::new();
+        let mut members: Vec<(ObjectId, Vec<u8>)> = Vec::new();
         read_plain(backend, index, &ids, kind, |h, payload| {
             let data = decode_payload(&h.id, &h, &payload)?;
-            if h.codec == CODEC_RAW {
-                // A block member comes back uncompressed: kept compressed on its own.
-                let rec = make_record(h.id, h.kind, &data)?;
-                let header = RecordHeader {
-                    codec: rec.codec,
-                    clen: rec.payload.len() as u32,
-                    ..h
-                };
-                pack.append(&header, &rec.payload, &Seal::Plain);
+            if h.codec == CODEC_RAW && kind == Kind::Chunk {
+                members.push((h.id, data));
+                if members.len() == MAX_BLOCK_CHUNKS {
+                    append_chunks(&mut pack, &std::mem::take(&mut members))?;
+                }
             } else {
                 pack.append(&h, &payload, &Seal::Plain);
             }
@@ -437,12 +436,41 @@ fn copy_records(backend: &dyn Backend, index: &RemoteIndex, entries: &[&IdxEntry
             }
             Ok(())
         })?;
+        append_chunks(&mut pack, &members)?;
         for p in full {
             p.upload(backend, &Seal::Plain)?;
         }
     }
     if !pack.entries.is_empty() {
         pack.upload(backend, &Seal::Plain)?;
+    }
+    Ok(())
+}
+
+/// Compress rescued chunks (already verified) together: one block, or a plain record for a
+/// single one.
+fn append_chunks(pack: &mut PackOut, members: &[(ObjectId, Vec<u8>)]) -> Result<()> {
+    let run: Vec<(ObjectId, &[u8])> = members.iter().map(|(id, d)| (*id, &d[..])).collect();
+    if run.is_empty() {
+        return Ok(());
+    }
+    let rec = make_block(&run)?;
+    if rec.members.is_empty() {
+        let header = RecordHeader {
+            id: rec.id,
+            kind: Kind::Chunk,
+            codec: rec.codec,
+            ulen: rec.ulen,
+            clen: rec.payload.len() as u32,
+        };
+        pack.append(&header, &rec.payload, &Seal::Plain);
+    } else {
+        let block = RawBlock {
+            members: rec.members,
+            ulen: rec.ulen,
+            payload: rec.payload,
+        };
+        pack.append_block(&block, &Seal::Plain);
     }
     Ok(())
 }

@@ -610,7 +610,7 @@ impl RawBlock {
     /// The bytes as in a pack: block header, member table, payload.
     pub fn encode(&self) -> Vec<u8> {
         let header = BlockHeader {
-            count: u16::try_from(self.members.len()).expect("at most 16 members"),
+            count: u16::try_from(self.members.len()).expect("at most MAX_BLOCK_CHUNKS members"),
             ulen: self.ulen,
             clen: u32::try_from(self.payload.len()).expect("bounded payload"),
         };
