@@ -105,13 +105,16 @@ pub fn segment_bytes(seed: u64, seg: u64, buf: &mut Vec<u8>) {
 }
 
 pub fn generate_db(dir: &Path, seed: u64, segments: u64) -> Result<()> {
-    let mut buf = Vec::new();
-    for seg in 0..segments {
-        let path = dir.join(segment_name(seg));
-        fs::create_dir_all(path.parent().unwrap())?;
-        segment_bytes(seed, seg, &mut buf);
-        fs::write(&path, &buf).with_context(|| format!("writing {}", path.display()))?;
-    }
+    use rayon::prelude::*;
+    (0..segments)
+        .into_par_iter()
+        .try_for_each(|seg| -> Result<()> {
+            let mut buf = Vec::new();
+            let path = dir.join(segment_name(seg));
+            fs::create_dir_all(path.parent().unwrap())?;
+            segment_bytes(seed, seg, &mut buf);
+            fs::write(&path, &buf).with_context(|| format!("writing {}", path.display()))
+        })?;
     for (name, text) in SMALL_DB_FILES {
         fs::write(dir.join(name), text)?;
     }
@@ -166,7 +169,8 @@ const WORDS: &[&str] = &[
     "schema", "table", "user", "value", "widget", "export", "yield", "zone", "import", "return",
 ];
 
-/// 20,000 files as a/b/c/file: 10 x 10 x 10 directories of 20 files.
+/// The small set's files as a/b/c/file: directories of 20 files, 10 x 10 of them per top
+/// directory (20,000 files: 10 top directories).
 pub fn small_name(i: usize) -> String {
     format!(
         "d{}/e{}/f{}/file{:02}.txt",
@@ -199,24 +203,30 @@ pub fn small_content(seed: u64, i: usize, version: u64) -> Vec<u8> {
     out
 }
 
-pub fn generate_small(dir: &Path, seed: u64) -> Result<()> {
-    for i in 0..SMALL_FILES {
-        let path = dir.join(small_name(i));
-        if i % 20 == 0 {
-            fs::create_dir_all(path.parent().unwrap())?;
-        }
-        fs::write(&path, small_content(seed, i, 0))?;
-    }
-    Ok(())
+/// `n` small files (the small set has [`SMALL_FILES`]).
+pub fn generate_small(dir: &Path, seed: u64, n: usize) -> Result<()> {
+    use rayon::prelude::*;
+    (0..n.div_ceil(20))
+        .into_par_iter()
+        .try_for_each(|d| -> Result<()> {
+            for i in d * 20..(d * 20 + 20).min(n) {
+                let path = dir.join(small_name(i));
+                if i % 20 == 0 {
+                    fs::create_dir_all(path.parent().unwrap())?;
+                }
+                fs::write(&path, small_content(seed, i, 0))?;
+            }
+            Ok(())
+        })
 }
 
-/// The files an edit touches: `fraction` of them, chosen from the seed.
-pub fn edited_files(seed: u64, fraction: f64) -> BTreeSet<usize> {
-    let want = ((SMALL_FILES as f64 * fraction).round() as usize).max(1);
+/// The files of `n` an edit touches: `fraction` of them, chosen from the seed.
+pub fn edited_files(seed: u64, n: usize, fraction: f64) -> BTreeSet<usize> {
+    let want = ((n as f64 * fraction).round() as usize).max(1);
     let mut rng = Rng::new(seed, 0xED17);
     let mut set = BTreeSet::new();
     while set.len() < want {
-        set.insert(rng.below(SMALL_FILES as u64) as usize);
+        set.insert(rng.below(n as u64) as usize);
     }
     set
 }
@@ -236,17 +246,23 @@ pub fn write_small_files(
     Ok(())
 }
 
-/// Apparent size of every regular file below `dir`.
-pub fn dir_size(dir: &Path) -> Result<u64> {
-    let mut total = 0;
-    if !dir.exists() {
-        return Ok(0);
-    }
+/// Apparent size and number of the regular files below `dir`.
+pub fn dir_stats(dir: &Path) -> Result<(u64, u64)> {
+    let (mut bytes, mut files) = (0, 0);
     for e in walkdir::WalkDir::new(dir) {
         let e = e?;
         if e.file_type().is_file() {
-            total += e.metadata()?.len();
+            bytes += e.metadata()?.len();
+            files += 1;
         }
     }
-    Ok(total)
+    Ok((bytes, files))
+}
+
+/// Apparent size of every regular file below `dir` (0 if it does not exist).
+pub fn dir_size(dir: &Path) -> Result<u64> {
+    if !dir.exists() {
+        return Ok(0);
+    }
+    Ok(dir_stats(dir)?.0)
 }

@@ -30,6 +30,7 @@ use std::process::Command;
 use tools::{Dvol, Tool};
 
 #[derive(Parser, Debug, Clone)]
+#[allow(clippy::struct_excessive_bools)] // command-line switches
 struct Args {
     /// Size of the database-like set in GiB (rounded to 64 MiB segments).
     #[arg(long, default_value_t = 1.0)]
@@ -62,15 +63,24 @@ struct Args {
     maria_rows: u32,
     #[arg(long, value_delimiter = ',', default_value = "dvol,cp,tar,restic,borg")]
     tools: Vec<String>,
-    /// Also measure dvol commit time and memory against volume size and changed fraction.
+    /// Also measure dvol's scale curves: first commit, commit after a 1% change and full
+    /// restore, time and peak memory, against volume size (`--scale-sizes`, the database-like
+    /// set) and against file count (`--scale-files`, small text files).
     #[arg(long)]
     scaling: bool,
-    /// Runs per scaling point.
-    #[arg(long, default_value_t = 1)]
-    scaling_runs: usize,
+    /// Volume sizes of the size curve, GiB.
+    #[arg(long, value_delimiter = ',', default_value = "0.25,1,4,16")]
+    scale_sizes: Vec<f64>,
+    /// File counts of the file-count curve.
+    #[arg(long, value_delimiter = ',', default_value = "20000,200000,2000000")]
+    scale_files: Vec<usize>,
     /// Skip the fixed-vs-content-defined chunking comparison.
     #[arg(long)]
     no_chunking: bool,
+    /// Also compare chunkings on an insertion into a 64 MiB dump (in memory; `--sets ''`
+    /// for only this).
+    #[arg(long)]
+    insertion: bool,
     /// Skip the compression-unit comparison on the real database sets.
     #[arg(long)]
     no_compression: bool,
@@ -106,12 +116,21 @@ pub struct DvolExtras {
     pub rsync_bytes: Vec<u64>,
 }
 
+/// One point of a scale curve: a fresh store, its first commit, a commit after 1% of the
+/// volume changed, and a full restore of that commit.
 #[derive(Serialize, Deserialize, Debug, Clone)]
 pub struct ScalePoint {
-    pub size_gib: f64,
-    pub fraction: f64,
-    pub first: Option<Meas>,
+    /// `size` (database-like set) or `files` (small text files).
+    pub curve: String,
+    /// Bytes of data in the volume.
+    pub bytes: u64,
+    pub files: u64,
+    pub first: Meas,
     pub incr: Meas,
+    pub restore: Meas,
+    /// Store size after the first commit.
+    pub store: u64,
+    /// Store growth by the commit after the change.
     pub store_growth: u64,
 }
 
@@ -129,6 +148,8 @@ pub struct Results {
     pub tools: Vec<ToolRuns>,
     pub extras: Vec<DvolExtras>,
     pub chunking: Vec<chunking::ChunkRow>,
+    #[serde(default)]
+    pub insertion: Vec<chunking::InsertRow>,
     #[serde(default)]
     pub compression: Vec<compression::CompRow>,
     pub scaling: Vec<ScalePoint>,
@@ -207,7 +228,7 @@ fn main() -> Result<()> {
     };
 
     let segments = data::segments_for(args.size_gib);
-    for set in &args.sets {
+    for set in args.sets.iter().filter(|s| !s.is_empty()) {
         let (src, change) = prepare_set(&ctx, set, segments, &mut res)?;
         let mut extras = DvolExtras {
             set: set.clone(),
@@ -261,8 +282,12 @@ fn main() -> Result<()> {
         }
     }
 
+    if args.insertion {
+        eprintln!("[insertion] fixed vs FastCDC on a dump");
+        res.insertion = chunking::insertion(args.seed);
+    }
     if args.scaling {
-        res.scaling = scaling(&ctx)?;
+        scaling(&ctx, &mut res)?;
     }
     fs::write(
         args.out.join("results.json"),
@@ -316,11 +341,11 @@ fn prepare_set(
         "small" | "unchanged" => {
             let src = work.join("src-small");
             if !res.data_bytes.iter().any(|d| d.0 == "small") {
-                regenerate(&src, || data::generate_small(&src, seed))?;
+                regenerate(&src, || data::generate_small(&src, seed, data::SMALL_FILES))?;
                 res.data_bytes.push(("small".into(), data::dir_size(&src)?));
             }
             let change = if set == "small" {
-                Change::Files(data::edited_files(seed, 0.01))
+                Change::Files(data::edited_files(seed, data::SMALL_FILES, 0.01))
             } else {
                 Change::Nothing
             };
@@ -495,68 +520,86 @@ fn parse_rsync_sent(stats: &str) -> Result<u64> {
     bail!("no 'Total bytes sent' in rsync output:\n{stats}")
 }
 
-/// dvol commit time and memory against volume size (1% changed) and against the changed
-/// fraction at 1 GiB.
-fn scaling(ctx: &Ctx) -> Result<Vec<ScalePoint>> {
+/// dvol's scale curves (see `--scaling`). Each point's data set is generated, moved into a
+/// fresh store's volume and deleted with it; results.json is rewritten after every point, so
+/// a run stopped early keeps the points it finished.
+fn scaling(ctx: &Ctx, res: &mut Results) -> Result<()> {
     let work = &ctx.args.work;
     let seed = ctx.args.seed;
     let src = work.join("src-scale");
-    let mut points = Vec::new();
-    for size in [0.25, 1.0, 4.0] {
+    for &size in &ctx.args.scale_sizes {
         let segments = data::segments_for(size);
         regenerate(&src, || data::generate_db(&src, seed, segments))?;
-        for r in 0..ctx.args.scaling_runs {
-            eprintln!("[scaling {size} GiB run {}] dvol", r + 1);
-            let fractions: &[f64] = if (size - 1.0).abs() < f64::EPSILON {
-                &[0.001, 0.01, 0.1]
-            } else {
-                &[0.01]
-            };
-            points.extend(scale_run(ctx, &src, size, segments, fractions)?);
-        }
+        let pages = data::dirty_pages(seed, segments, 0.01, 1);
+        eprintln!("[scaling {size} GiB] dvol");
+        let point = scale_point(ctx, &src, "size", |live| {
+            data::rewrite_pages(live, seed, &pages, 1)
+        })?;
+        res.scaling.push(point);
+        save(ctx, res)?;
     }
-    fs::remove_dir_all(&src)?;
-    Ok(points)
+    for &n in &ctx.args.scale_files {
+        regenerate(&src, || data::generate_small(&src, seed, n))?;
+        let edited = data::edited_files(seed, n, 0.01);
+        eprintln!("[scaling {n} files] dvol");
+        let point = scale_point(ctx, &src, "files", |live| {
+            data::write_small_files(live, seed, &edited, 1)
+        })?;
+        res.scaling.push(point);
+        save(ctx, res)?;
+    }
+    Ok(())
 }
 
-/// One fresh store: the first commit, then for each fraction: change, commit (measured),
-/// change back, commit (not measured).
-fn scale_run(
+fn save(ctx: &Ctx, res: &Results) -> Result<()> {
+    fs::write(
+        ctx.args.out.join("results.json"),
+        serde_json::to_string_pretty(res)?,
+    )?;
+    Ok(())
+}
+
+/// One scale point on the data set in `src` (consumed): first commit, `change`, commit,
+/// full restore, each timed with its peak memory.
+fn scale_point(
     ctx: &Ctx,
     src: &Path,
-    size: f64,
-    segments: u64,
-    fractions: &[f64],
-) -> Result<Vec<ScalePoint>> {
+    curve: &str,
+    change: impl FnOnce(&Path) -> Result<()>,
+) -> Result<ScalePoint> {
+    let (bytes, files) = data::dir_stats(src)?;
     let mut dvol = Dvol::new(ctx.dvol_bin.clone(), &ctx.args.work);
     dvol.setup()?;
-    let live = dvol.live_dir().unwrap();
+    let live = dvol.live_dir().expect("dvol has a live directory");
     fs::remove_dir(&live)?;
     fs::rename(src, &live)?;
-    let seed = ctx.args.seed;
-    let result = (|| -> Result<Vec<ScalePoint>> {
-        let mut pts = Vec::new();
+    let result = (|| -> Result<ScalePoint> {
         let first = dvol.first_snapshot(&live)?;
-        for (i, &f) in fractions.iter().enumerate() {
-            let pages = data::dirty_pages(seed, segments, f, 10 + i as u64);
-            let before = dvol.store_size()?;
-            data::rewrite_pages(&live, seed, &pages, 10 + i as u64)?;
-            let incr = dvol.incremental_snapshot(&live);
-            data::rewrite_pages(&live, seed, &pages, 0)?;
-            let incr = incr?;
-            let growth = dvol.store_size()?.saturating_sub(before);
-            dvol.run(&["commit", "-m", "back"])?;
-            pts.push(ScalePoint {
-                size_gib: size,
-                fraction: f,
-                first: (i == 0).then_some(first),
-                incr,
-                store_growth: growth,
-            });
-        }
-        Ok(pts)
+        let store = dvol.store_size()?;
+        change(&live)?;
+        let incr = dvol.incremental_snapshot(&live)?;
+        let store_growth = dvol.store_size()?.saturating_sub(store);
+        let restore = dvol.restore(&ctx.args.work)?;
+        eprintln!(
+            "  first {:.1} s {} MiB, 1% {:.1} s {} MiB, restore {:.1} s {} MiB",
+            first.secs,
+            first.maxrss_kib / 1024,
+            incr.secs,
+            incr.maxrss_kib / 1024,
+            restore.secs,
+            restore.maxrss_kib / 1024
+        );
+        Ok(ScalePoint {
+            curve: curve.into(),
+            bytes,
+            files,
+            first,
+            incr,
+            restore,
+            store,
+            store_growth,
+        })
     })();
-    fs::rename(&live, src)?;
     fs::remove_dir_all(&dvol.root)?;
     result
 }

@@ -430,7 +430,7 @@ pub fn markdown(r: &Results, push_available: bool) -> String {
         .map(|t| row(t).peak_max)
         .fold(0.0, f64::max);
     for p in &r.scaling {
-        for m in p.first.iter().chain([&p.incr]) {
+        for m in [&p.first, &p.incr, &p.restore] {
             peak = peak.max(m.maxrss_kib as f64 / 1024.0);
         }
     }
@@ -467,28 +467,63 @@ pub fn markdown(r: &Results, push_available: bool) -> String {
         }
     }
 
+    if !r.insertion.is_empty() {
+        let _ = writeln!(
+            s,
+            "\n## Chunking of non-page files (64 MiB dump, 100 KiB inserted in the middle; 64 MiB page file, 1% of pages rewritten)\n"
+        );
+        let _ = writeln!(s, "| scheme | dump chunks | dump stored (zstd -1, runs of 16) | regular rows stored | insertion: new chunk bytes | insertion: new list bytes | page rewrite: new chunk bytes | cut s/GiB |");
+        let _ = writeln!(
+            s,
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        );
+        for c in &r.insertion {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {:.2} MiB | {:.2} MiB | {} | {} | {} | {:.2} |",
+                c.scheme,
+                c.chunks,
+                c.stored as f64 / MIB,
+                c.rows_stored as f64 / MIB,
+                fmt_bytes(c.insert_chunk_bytes as f64),
+                fmt_bytes(c.insert_list_bytes as f64),
+                fmt_bytes(c.pages_chunk_bytes as f64),
+                c.cut_secs_per_gib
+            );
+        }
+    }
+
     if !r.scaling.is_empty() {
         let _ = writeln!(
             s,
-            "\n## dvol scaling (one fresh store per size; incremental = commit after the change)\n"
+            "\n## dvol scale curves (one fresh store per point; 1% = commit after 1% of the pages or files changed; restore = full checkout -b)\n"
         );
-        let _ = writeln!(s, "| size GiB | changed | first commit s | first peak MiB | incremental s | incremental peak MiB | store growth |");
-        let _ = writeln!(s, "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+        let _ = writeln!(s, "| data | files | first commit | 1% commit | restore | first / 1% / restore per GiB | per file (µs) | peak MiB first / 1% / restore | store | growth |");
+        let _ = writeln!(
+            s,
+            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        );
         for p in &r.scaling {
-            let (fs_, fm) = match &p.first {
-                Some(m) => (
-                    format!("{:.2}", m.secs),
-                    format!("{:.0}", m.maxrss_kib as f64 / 1024.0),
-                ),
-                None => (String::new(), String::new()),
-            };
+            let gib = p.bytes as f64 / (1u64 << 30) as f64;
+            let per = |m: &Meas, by: f64| m.secs / by;
             let _ = writeln!(
                 s,
-                "| {} | {}% | {fs_} | {fm} | {:.3} | {:.0} | {} |",
-                p.size_gib,
-                p.fraction * 100.0,
+                "| {} | {} | {:.2} s | {:.2} s | {:.2} s | {:.2} / {:.2} / {:.2} s | {:.1} / {:.1} / {:.1} | {:.0} / {:.0} / {:.0} | {} | {} |",
+                fmt_bytes(p.bytes as f64),
+                p.files,
+                p.first.secs,
                 p.incr.secs,
+                p.restore.secs,
+                per(&p.first, gib),
+                per(&p.incr, gib),
+                per(&p.restore, gib),
+                per(&p.first, p.files as f64) * 1e6,
+                per(&p.incr, p.files as f64) * 1e6,
+                per(&p.restore, p.files as f64) * 1e6,
+                p.first.maxrss_kib as f64 / 1024.0,
                 p.incr.maxrss_kib as f64 / 1024.0,
+                p.restore.maxrss_kib as f64 / 1024.0,
+                fmt_bytes(p.store as f64),
                 fmt_bytes(p.store_growth as f64)
             );
         }
@@ -666,107 +701,113 @@ fn ratio_chart(r: &Results, path: &Path) -> Result<(), DynErr> {
     Ok(())
 }
 
+/// A scale curve: its name, x axis label, time unit factor, and x of a point.
+type Curve = (
+    &'static str,
+    &'static str,
+    f64,
+    fn(&crate::ScalePoint) -> f64,
+);
+/// A measured step of a scale point: label, colour, and its measurement.
+type Step = (&'static str, RGBColor, fn(&crate::ScalePoint) -> Meas);
+
 fn scaling_chart(r: &Results, path: &Path) -> Result<(), DynErr> {
-    let root = SVGBackend::new(path, (1200, 400)).into_drawing_area();
+    let root = SVGBackend::new(path, (1200, 800)).into_drawing_area();
     root.fill(&WHITE)?;
-    let panels = root.split_evenly((1, 3));
-    let by_size: Vec<_> = r
-        .scaling
-        .iter()
-        .filter(|p| (p.fraction - 0.01).abs() < f64::EPSILON)
-        .collect();
-    let maxsize = by_size.iter().map(|p| p.size_gib).fold(1.0, f64::max);
-
-    // Commit time against size.
-    let tmax = by_size
-        .iter()
-        .map(|p| p.first.map(|m| m.secs).unwrap_or(0.0).max(p.incr.secs))
-        .fold(0.1, f64::max)
-        * 1.15;
-    let mut c = ChartBuilder::on(&panels[0])
-        .caption("dvol commit time vs volume size", ("sans-serif", 16))
-        .margin(10)
-        .x_label_area_size(35)
-        .y_label_area_size(50)
-        .build_cartesian_2d(0f64..maxsize * 1.05, 0f64..tmax)?;
-    c.configure_mesh().x_desc("GiB").y_desc("seconds").draw()?;
-    let first: Vec<(f64, f64)> = by_size
-        .iter()
-        .filter_map(|p| p.first.map(|m| (p.size_gib, m.secs)))
-        .collect();
-    let incr: Vec<(f64, f64)> = by_size.iter().map(|p| (p.size_gib, p.incr.secs)).collect();
-    c.draw_series(LineSeries::new(first.clone(), BLUE.stroke_width(2)))?
-        .label("first commit")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], BLUE));
-    c.draw_series(first.iter().map(|p| Circle::new(*p, 4, BLUE.filled())))?;
-    c.draw_series(LineSeries::new(incr.clone(), RED.stroke_width(2)))?
-        .label("incremental (1% pages)")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], RED));
-    c.draw_series(incr.iter().map(|p| Circle::new(*p, 4, RED.filled())))?;
-    c.configure_series_labels()
-        .border_style(BLACK)
-        .background_style(WHITE)
-        .draw()?;
-
-    // Peak memory against size.
-    let mem = |m: &Meas| m.maxrss_kib as f64 / 1024.0;
-    let mmax = by_size
-        .iter()
-        .map(|p| p.first.as_ref().map(mem).unwrap_or(0.0).max(mem(&p.incr)))
-        .fold(256.0, f64::max)
-        * 1.1;
-    let mut c = ChartBuilder::on(&panels[1])
-        .caption("dvol peak memory vs volume size", ("sans-serif", 16))
-        .margin(10)
-        .x_label_area_size(35)
-        .y_label_area_size(50)
-        .build_cartesian_2d(0f64..maxsize * 1.05, 0f64..mmax)?;
-    c.configure_mesh().x_desc("GiB").y_desc("MiB").draw()?;
-    let fm: Vec<(f64, f64)> = by_size
-        .iter()
-        .filter_map(|p| p.first.as_ref().map(|m| (p.size_gib, mem(m))))
-        .collect();
-    let im: Vec<(f64, f64)> = by_size.iter().map(|p| (p.size_gib, mem(&p.incr))).collect();
-    c.draw_series(LineSeries::new(fm, BLUE.stroke_width(2)))?
-        .label("first commit")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], BLUE));
-    c.draw_series(LineSeries::new(im, RED.stroke_width(2)))?
-        .label("incremental")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], RED));
-    c.draw_series(LineSeries::new(
-        vec![(0.0, 256.0), (maxsize * 1.05, 256.0)],
-        BLACK.mix(0.5),
-    ))?
-    .label("256 MiB goal")
-    .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], BLACK.mix(0.5)));
-    c.configure_series_labels()
-        .border_style(BLACK)
-        .background_style(WHITE)
-        .draw()?;
-
-    // Incremental time against changed fraction at 1 GiB.
-    let by_frac: Vec<(f64, f64)> = r
-        .scaling
-        .iter()
-        .filter(|p| (p.size_gib - 1.0).abs() < f64::EPSILON)
-        .map(|p| (p.fraction * 100.0, p.incr.secs))
-        .collect();
-    let fmax = by_frac.iter().map(|p| p.1).fold(0.1, f64::max) * 1.15;
-    let mut c = ChartBuilder::on(&panels[2])
-        .caption(
-            "dvol incremental commit vs changed pages (1 GiB)",
-            ("sans-serif", 16),
-        )
-        .margin(10)
-        .x_label_area_size(35)
-        .y_label_area_size(50)
-        .build_cartesian_2d((0.05f64..20.0).log_scale(), 0f64..fmax)?;
-    c.configure_mesh()
-        .x_desc("% of pages rewritten (log)")
-        .y_desc("seconds")
-        .draw()?;
-    c.draw_series(LineSeries::new(by_frac.clone(), RED.stroke_width(2)))?;
-    c.draw_series(by_frac.iter().map(|p| Circle::new(*p, 4, RED.filled())))?;
+    let panels = root.split_evenly((2, 2));
+    let gib = |p: &crate::ScalePoint| p.bytes as f64 / (1u64 << 30) as f64;
+    let curves: [Curve; 2] = [
+        ("size", "volume size, GiB (log)", 1.0, |p| {
+            p.bytes as f64 / (1u64 << 30) as f64
+        }),
+        ("files", "files (log)", 1e6, |p| p.files as f64),
+    ];
+    for (row, (curve, xdesc, scale, x)) in curves.into_iter().enumerate() {
+        let pts: Vec<_> = r.scaling.iter().filter(|p| p.curve == curve).collect();
+        if pts.is_empty() {
+            continue;
+        }
+        let xs: Vec<f64> = pts.iter().map(|p| x(p)).collect();
+        let (xmin, xmax) = (
+            xs.iter().copied().fold(f64::MAX, f64::min) / 1.5,
+            xs.iter().copied().fold(0.0, f64::max) * 1.5,
+        );
+        let steps: [Step; 3] = [
+            ("first commit", BLUE, |p| p.first),
+            ("commit after 1% change", RED, |p| p.incr),
+            ("full restore", GREEN, |p| p.restore),
+        ];
+        // Time per unit: per GiB for the size curve, per file (µs) for the file curve.
+        let unit = |p: &crate::ScalePoint, m: &Meas| {
+            m.secs * scale
+                / if curve == "size" {
+                    gib(p)
+                } else {
+                    p.files as f64
+                }
+        };
+        let tmax = pts
+            .iter()
+            .flat_map(|p| steps.iter().map(move |s| unit(p, &(s.2)(p))))
+            .fold(0.01, f64::max)
+            * 1.2;
+        let ydesc = if curve == "size" {
+            "seconds per GiB"
+        } else {
+            "µs per file"
+        };
+        let mut c = ChartBuilder::on(&panels[row * 2])
+            .caption(format!("dvol time per unit vs {curve}"), ("sans-serif", 16))
+            .margin(10)
+            .x_label_area_size(35)
+            .y_label_area_size(55)
+            .build_cartesian_2d((xmin..xmax).log_scale(), 0f64..tmax)?;
+        c.configure_mesh().x_desc(xdesc).y_desc(ydesc).draw()?;
+        for (label, color, get) in steps {
+            let line: Vec<(f64, f64)> = pts.iter().map(|p| (x(p), unit(p, &get(p)))).collect();
+            c.draw_series(LineSeries::new(line.clone(), color.stroke_width(2)))?
+                .label(label)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], color));
+            c.draw_series(line.iter().map(|p| Circle::new(*p, 4, color.filled())))?;
+        }
+        c.configure_series_labels()
+            .border_style(BLACK)
+            .background_style(WHITE)
+            .draw()?;
+        let mem = |m: &Meas| m.maxrss_kib as f64 / 1024.0;
+        let mmax = pts
+            .iter()
+            .flat_map(|p| steps.iter().map(move |s| mem(&(s.2)(p))))
+            .fold(256.0, f64::max)
+            * 1.15;
+        let mut c = ChartBuilder::on(&panels[row * 2 + 1])
+            .caption(format!("dvol peak memory vs {curve}"), ("sans-serif", 16))
+            .margin(10)
+            .x_label_area_size(35)
+            .y_label_area_size(55)
+            .build_cartesian_2d((xmin..xmax).log_scale(), 0f64..mmax)?;
+        c.configure_mesh()
+            .x_desc(xdesc)
+            .y_desc("peak RSS, MiB")
+            .draw()?;
+        for (label, color, get) in steps {
+            let line: Vec<(f64, f64)> = pts.iter().map(|p| (x(p), mem(&get(p)))).collect();
+            c.draw_series(LineSeries::new(line.clone(), color.stroke_width(2)))?
+                .label(label)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], color));
+            c.draw_series(line.iter().map(|p| Circle::new(*p, 4, color.filled())))?;
+        }
+        c.draw_series(LineSeries::new(
+            vec![(xmin, 256.0), (xmax, 256.0)],
+            BLACK.mix(0.5),
+        ))?
+        .label("256 MiB goal")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], BLACK.mix(0.5)));
+        c.configure_series_labels()
+            .border_style(BLACK)
+            .background_style(WHITE)
+            .draw()?;
+    }
     root.present()?;
     Ok(())
 }

@@ -9,7 +9,7 @@ use crate::error::IoContext;
 use crate::live::{Dir, Found, Kind, Stat};
 use crate::progress::Progress;
 use crate::store::pack::MAX_BLOCK_CHUNKS;
-use crate::store::CHUNK_SIZE;
+use crate::store::{cut_of, defined_cuts, Cut, CHUNK_SIZE, DEFINED_MAX, PAGE_MULTIPLE};
 use crate::store::{ListBuilder, ListEntry, ObjectId, ObjectSink, Record};
 use crate::Result;
 use rayon::prelude::*;
@@ -220,12 +220,14 @@ fn scan_file(ctx: &Ctx, dir: &Dir, name: &[u8], st: &Stat, rel: &[u8]) -> Result
 
 /// Chunk, hash and store one open file (`expected` bytes long, as far as its stat knew);
 /// returns its content id and the bytes read. Chunks in `known` are already stored and skip
-/// the index lookup. `path` is for messages only.
+/// the index lookup. `path` is for messages only. How the file is cut is
+/// [`store::cut_of`](crate::store::cut_of) of its size and first bytes.
 ///
-/// Holes are not read: `SEEK_DATA`/`SEEK_HOLE` find the file's data, and every whole chunk
-/// of a hole is added as the all-zero chunk (whole zero subtrees where aligned), the same
-/// content a read of the hole would give. A file system without hole reporting reports the
-/// whole file as data.
+/// Holes of a page file are not read: `SEEK_DATA`/`SEEK_HOLE` find the file's data, and every
+/// whole chunk of a hole is added as the all-zero chunk (whole zero subtrees where aligned),
+/// the same content a read of the hole would give. A file system without hole reporting
+/// reports the whole file as data. Other files are read straight (content-defined cuts need
+/// every byte; a run of zeros is cut in full chunks, so it is restored as a hole).
 pub fn store_file(
     sink: &dyn ObjectSink,
     f: &mut File,
@@ -233,7 +235,8 @@ pub fn store_file(
     expected: u64,
     known: &HashSet<ObjectId>,
 ) -> Result<(Option<ObjectId>, u64)> {
-    let mut list = ListBuilder::new(sink);
+    let cut = cut_of(expected, &head(f, expected).at("read", path)?);
+    let mut list = ListBuilder::for_cut(sink, cut);
     // A whole number of chunks (so chunk boundaries stay aligned to the file start), no
     // bigger than the file needs: small files must not pay for a 1 MiB buffer.
     let want = expected as usize + 1;
@@ -243,6 +246,10 @@ pub fn store_file(
         path,
         buf: vec![0u8; want.next_multiple_of(CHUNK_SIZE).min(READ_BLOCK)],
     };
+    if cut == Cut::Defined {
+        let read = reader.defined(f, &mut list)?;
+        return Ok((list.finish()?, read));
+    }
     let chunk = CHUNK_SIZE as u64;
     // Only a file with fewer blocks than bytes can have holes: the others are read straight.
     let meta = f.metadata().at("read", path)?;
@@ -265,6 +272,27 @@ pub fn store_file(
         }
     }
     Ok((list.finish()?, pos))
+}
+
+/// The first bytes of a file of `size` bytes that [`cut_of`] looks at (none when its size
+/// alone decides).
+fn head(f: &File, size: u64) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    if size <= CHUNK_SIZE as u64 || !size.is_multiple_of(PAGE_MULTIPLE) {
+        return Ok(Vec::new());
+    }
+    let mut head = vec![0u8; 512];
+    let mut filled = 0;
+    while filled < head.len() {
+        match f.read_at(&mut head[filled..], filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    head.truncate(filled);
+    Ok(head)
 }
 
 /// From chunk-aligned `pos`: where the next data starts and where the hole after it begins
@@ -306,7 +334,11 @@ impl Reader<'_> {
                 .unwrap_or(usize::MAX)
                 .min(self.buf.len());
             let n = read_full(f, &mut self.buf[..room]).at("read", self.path)?;
-            self.store_chunks(list, n)?;
+            let lens: Vec<usize> = (0..n)
+                .step_by(CHUNK_SIZE)
+                .map(|at| CHUNK_SIZE.min(n - at))
+                .collect();
+            self.store_chunks(list, &lens)?;
             read += n as u64;
             if n < room {
                 return Ok((read, true));
@@ -315,20 +347,60 @@ impl Reader<'_> {
         Ok((read, false))
     }
 
-    /// Hashes the first `n` bytes of the buffer chunk by chunk in parallel, hands each run
-    /// of up to [`MAX_BLOCK_CHUNKS`] consecutive new chunks to the sink as one block
-    /// (compressed in parallel) and appends every chunk to `list`.
-    fn store_chunks(&self, list: &mut ListBuilder, n: usize) -> Result<()> {
-        let data = &self.buf[..n];
-        let ids: Vec<ObjectId> = data.par_chunks(CHUNK_SIZE).map(ObjectId::hash).collect();
-        let records: Vec<Record> = data
-            .par_chunks(CHUNK_SIZE * MAX_BLOCK_CHUNKS)
+    /// Reads, hashes and stores the whole file from its start into `list`, cut where its
+    /// content says; returns the bytes read. The bytes after the last cut that is certain
+    /// (see [`defined_cuts`]) move to the front of the buffer and wait for the next read.
+    fn defined(&mut self, f: &mut File, list: &mut ListBuilder) -> Result<u64> {
+        if self.buf.len() < 2 * DEFINED_MAX {
+            self.buf.resize(2 * DEFINED_MAX, 0);
+        }
+        let mut filled = 0;
+        let mut total = 0u64;
+        loop {
+            let n = read_full(f, &mut self.buf[filled..]).at("read", self.path)?;
+            let eof = filled + n < self.buf.len();
+            filled += n;
+            // A file that turned out to fit one chunk is that chunk, as for every cut.
+            let lens = if eof && total == 0 && filled <= CHUNK_SIZE {
+                if filled == 0 {
+                    Vec::new()
+                } else {
+                    vec![filled]
+                }
+            } else {
+                defined_cuts(&self.buf[..filled], eof)
+            };
+            self.store_chunks(list, &lens)?;
+            let used: usize = lens.iter().sum();
+            total += used as u64;
+            if eof {
+                return Ok(total);
+            }
+            self.buf.copy_within(used..filled, 0);
+            filled -= used;
+        }
+    }
+
+    /// Hashes the chunks at the start of the buffer (`lens` long, in order) in parallel,
+    /// hands each run of up to [`MAX_BLOCK_CHUNKS`] consecutive new chunks to the sink as one
+    /// block (compressed in parallel) and appends every chunk to `list`.
+    fn store_chunks(&self, list: &mut ListBuilder, lens: &[usize]) -> Result<()> {
+        let mut chunks: Vec<&[u8]> = Vec::with_capacity(lens.len());
+        let mut rest = &self.buf[..];
+        for &len in lens {
+            let (chunk, tail) = rest.split_at(len);
+            chunks.push(chunk);
+            rest = tail;
+        }
+        let ids: Vec<ObjectId> = chunks.par_iter().map(|c| ObjectId::hash(c)).collect();
+        let records: Vec<Record> = chunks
+            .par_chunks(MAX_BLOCK_CHUNKS)
             .zip(ids.par_chunks(MAX_BLOCK_CHUNKS))
-            .map(|(bytes, ids)| {
+            .map(|(chunks, ids)| {
                 let run: Vec<(ObjectId, &[u8])> = ids
                     .iter()
                     .copied()
-                    .zip(bytes.chunks(CHUNK_SIZE))
+                    .zip(chunks.iter().copied())
                     .filter(|(id, _)| !self.known.contains(id))
                     .collect();
                 self.sink.prepare_run(&run)
@@ -336,14 +408,12 @@ impl Reader<'_> {
             .filter_map(Result::transpose)
             .collect::<Result<_>>()?;
         self.sink.submit(records)?;
-        ids.into_iter()
-            .zip(data.chunks(CHUNK_SIZE))
-            .try_for_each(|(id, c)| {
-                list.push(ListEntry {
-                    id,
-                    len: c.len() as u64,
-                })
+        ids.into_iter().zip(chunks).try_for_each(|(id, c)| {
+            list.push(ListEntry {
+                id,
+                len: c.len() as u64,
             })
+        })
     }
 }
 
@@ -366,6 +436,32 @@ mod tests {
     use super::*;
     use crate::store::HashOnly;
     use std::os::unix::fs::FileExt;
+
+    /// A file cut where its content says gets the same content id whatever buffer it is read
+    /// with (the buffer follows the size the stat gave, which may be stale), and restores to
+    /// its bytes; a page file of the same bytes plus padding is cut in fixed blocks.
+    #[test]
+    fn defined_cuts_do_not_depend_on_the_read_buffer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dump");
+        let mut bytes: Vec<u8> = (0..(5 << 20) + 333u32)
+            .map(|i| (i % 251) as u8 ^ (i / 4093) as u8)
+            .collect();
+        std::fs::write(&path, &bytes).unwrap();
+        let hash = |p: &Path, expected: u64| {
+            let sink = HashOnly::default();
+            let mut f = File::open(p).unwrap();
+            store_file(&sink, &mut f, p, expected, &HashSet::new()).unwrap()
+        };
+        let len = bytes.len() as u64;
+        let whole = hash(&path, len);
+        assert_eq!(whole.1, len);
+        assert_eq!(hash(&path, 9000), whole);
+        assert_eq!(hash(&path, 100_001), whole);
+        bytes.truncate(5 << 20);
+        std::fs::write(&path, &bytes).unwrap();
+        assert_ne!(hash(&path, 5 << 20), hash(&path, (5 << 20) - 1));
+    }
 
     /// A file with holes stores the same content as the same bytes written out in full,
     /// whatever the alignment of its data and holes to chunks.

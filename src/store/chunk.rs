@@ -1,7 +1,10 @@
-//! File contents as chunks: fixed 8 KiB blocks aligned to the start of the file (database pages
-//! are 4, 8 or 16 KiB, so a rewritten page changes exactly the chunks it covers), and a tree of
-//! chunk-list nodes with a fixed fanout so a page rewrite also changes only one list node per
-//! level. See docs/format.md for why fixed blocks beat content-defined chunking here.
+//! File contents as chunks, and the tree of chunk-list nodes over them (fixed fanout, so a
+//! changed chunk changes only one list node per level). Owns the rule that decides how a file
+//! is cut ([`cut_of`]): page files (database files: a whole number of 4 KiB) in fixed 8 KiB
+//! blocks aligned to the file start, so a rewritten page changes exactly the chunks it covers;
+//! other files in content-defined pieces cut in 8 KiB chunks ([`defined_cuts`]), so an
+//! insertion changes only the chunks around it. Reading files is not done here (snapshot::scan).
+//! See docs/format.md for the rule and its measurements.
 
 use super::{Kind, ObjectId, ObjectSink, Store};
 use crate::{Error, Result};
@@ -9,10 +12,84 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-/// Chunk size in bytes.
+/// Chunk size in bytes: the size of a fixed block, and the largest content-defined chunk.
 pub const CHUNK_SIZE: usize = 8192;
-/// Entries per chunk-list node.
+/// A file whose size is a whole number of these is a page file (fixed blocks).
+pub const PAGE_MULTIPLE: u64 = 4096;
+/// Smallest content-defined piece (except a file's last).
+pub const DEFINED_MIN: usize = 4096;
+/// Average content-defined piece the FastCDC masks aim at.
+pub const DEFINED_AVG: usize = 16384;
+/// Largest content-defined piece.
+pub const DEFINED_MAX: usize = 65536;
+
+/// How a file's contents are cut into chunks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cut {
+    /// 8 KiB blocks aligned to the start of the file (page files, and files of one chunk).
+    Fixed,
+    /// Content-defined pieces (FastCDC 2020, 4 to 64 KiB), each cut in 8 KiB chunks from its
+    /// start.
+    Defined,
+}
+
+/// How a file of `size` bytes whose first bytes are `head` (at least its first 262 bytes, or
+/// all of it) is cut: a file of at most one chunk is one chunk; a file whose size is a whole
+/// number of 4 KiB is a page file (database pages are 4, 8 or 16 KiB), cut in fixed blocks,
+/// unless it is a tar archive (`ustar` at offset 257: GNU tar pads archives to 10 KiB, half of
+/// them a multiple of 4 KiB); everything else is cut where its content says.
+pub fn cut_of(size: u64, head: &[u8]) -> Cut {
+    let tar = head.get(257..262) == Some(b"ustar".as_slice());
+    if size <= CHUNK_SIZE as u64 || (size.is_multiple_of(PAGE_MULTIPLE) && !tar) {
+        Cut::Fixed
+    } else {
+        Cut::Defined
+    }
+}
+
+/// Lengths of the content-defined chunks at the start of `data`, in order. The file is cut
+/// into pieces where its content says — FastCDC 2020 (crate `fastcdc` 3.2.1, gear table of
+/// seed 0, normalization level 1) with min 4 KiB, average 16 KiB and max 64 KiB — and each
+/// piece into 8 KiB chunks from its start (its last chunk shorter): an insertion changes the
+/// piece it falls in and the next cut or two, every chunk fits the bounds every reader since
+/// format 1 checks, and most chunks are full-size, so runs of 16 compress as well as fixed
+/// blocks. Unless `eof` (the file ends with `data`), a piece is only cut where a whole
+/// maximal piece's worth of bytes follows its start, so the cuts depend on the file's bytes
+/// alone, never on how it was read; at `eof` all of `data` is cut.
+pub fn defined_cuts(data: &[u8], eof: bool) -> Vec<usize> {
+    let cdc = fastcdc::v2020::FastCDC::new(
+        data,
+        DEFINED_MIN as u32,
+        DEFINED_AVG as u32,
+        DEFINED_MAX as u32,
+    );
+    let mut lens = Vec::with_capacity(data.len() / CHUNK_SIZE + 8);
+    let mut pos = 0;
+    while pos < data.len() && (eof || data.len() - pos >= DEFINED_MAX) {
+        // The end of the piece, as an offset into `data`.
+        let (_, end) = cdc.cut(pos, data.len() - pos);
+        let piece = end - pos;
+        lens.extend(std::iter::repeat_n(CHUNK_SIZE, piece / CHUNK_SIZE));
+        if piece % CHUNK_SIZE != 0 {
+            lens.push(piece % CHUNK_SIZE);
+        }
+        pos = end;
+    }
+    lens
+}
+
+/// Entries per chunk-list node (the most a node of a content-defined file holds).
 pub const LIST_FANOUT: usize = 32;
+/// A list node of a content-defined file closes at an entry whose id ends in 3 zero bits once
+/// it holds at least this many entries (so a run of one repeated chunk cannot deepen the tree
+/// more than a level per factor of 8): nodes of 8 to 32 entries, about 16 on average.
+const DEFINED_NODE_MIN: usize = 8;
+
+/// Whether a list node of a content-defined file holding `len` entries, the last `last`,
+/// ends there.
+fn closes_defined(len: usize, last: &ObjectId) -> bool {
+    len >= DEFINED_NODE_MIN && last.0[31].trailing_zeros() >= 3
+}
 
 /// One entry of a list node: a chunk (level 0) or a child node, and the bytes it covers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,8 +132,15 @@ pub fn build_content(session: &dyn ObjectSink, chunks: Vec<ListEntry>) -> Result
 /// all-zero chunks (a hole) is appended without visiting each chunk: where the run is
 /// aligned, whole all-zero subtrees are added at once. The tree is the same, node for node,
 /// as the one built from the chunks one at a time.
+///
+/// For a file cut in fixed blocks every node but the last of a level holds 32 entries, so a
+/// rewritten block changes one node per level. For a content-defined file a node also ends
+/// where its entries' ids say ([`closes_defined`]), so an insertion, which shifts every later
+/// chunk by its count, still changes only the nodes around it.
 pub struct ListBuilder<'a> {
     sink: &'a dyn ObjectSink,
+    /// Node boundaries follow entry ids too (a content-defined file).
+    defined: bool,
     /// `pending[l]`: entries of level `l` (chunks for 0) not yet in a node.
     pending: Vec<Vec<ListEntry>>,
     /// `pushed[l]`: entries ever added at level `l`.
@@ -70,8 +154,14 @@ const MAX_ZERO_LEVEL: usize = 15;
 
 impl<'a> ListBuilder<'a> {
     pub fn new(sink: &'a dyn ObjectSink) -> Self {
+        Self::for_cut(sink, Cut::Fixed)
+    }
+
+    /// A builder for a file cut by `cut`.
+    pub fn for_cut(sink: &'a dyn ObjectSink, cut: Cut) -> Self {
         ListBuilder {
             sink,
+            defined: cut == Cut::Defined,
             pending: Vec::new(),
             pushed: Vec::new(),
             zeros: Vec::new(),
@@ -83,8 +173,9 @@ impl<'a> ListBuilder<'a> {
         self.push_at(0, chunk)
     }
 
-    /// Appends `count` full-size all-zero chunks.
+    /// Appends `count` full-size all-zero chunks (a file cut in fixed blocks only).
     pub fn push_zeros(&mut self, mut count: u64) -> Result<()> {
+        debug_assert!(!self.defined, "zero runs are aligned to fixed blocks");
         let fanout = LIST_FANOUT as u64;
         while count > 0 {
             // The highest level whose whole subtree fits and below which nothing is pending.
@@ -130,7 +221,8 @@ impl<'a> ListBuilder<'a> {
         }
         self.pending[level].push(entry);
         self.pushed[level] += 1;
-        if self.pending[level].len() == LIST_FANOUT {
+        let len = self.pending[level].len();
+        if len == LIST_FANOUT || (self.defined && closes_defined(len, &entry.id)) {
             let node = self.close(level)?;
             self.push_at(level + 1, node)?;
         }
@@ -446,6 +538,86 @@ mod tests {
             }
             assert_eq!(list.finish().unwrap(), flat(&reference), "{shape:?}");
         }
+    }
+
+    /// Bytes that look like a text dump: rows of digits and words from a fixed generator.
+    fn dump(len: usize, seed: u64) -> Vec<u8> {
+        let mut out = Vec::with_capacity(len + 64);
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        while out.len() < len {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            out.extend_from_slice(
+                format!("INSERT INTO t VALUES ({x}, 'n{}');\n", x % 977).as_bytes(),
+            );
+        }
+        out.truncate(len);
+        out
+    }
+
+    /// The cut points are part of content ids: these are the ones every dvol since content-
+    /// defined chunking computes for this input. A `fastcdc` upgrade that moves them fails here.
+    #[test]
+    fn defined_cuts_are_stable() {
+        let data = dump(1 << 20, 7);
+        let lens = defined_cuts(&data, true);
+        assert_eq!(lens.iter().sum::<usize>(), data.len());
+        assert!(lens.iter().all(|&l| l <= CHUNK_SIZE));
+        let full = lens.iter().filter(|&&l| l == CHUNK_SIZE).count();
+        assert!(
+            full * 3 > lens.len() * 2,
+            "{full} of {} chunks full",
+            lens.len()
+        );
+        // A run of zeros is cut in whole blocks: the zero chunk, restored as a hole.
+        assert_eq!(defined_cuts(&vec![0u8; 65536], true), vec![CHUNK_SIZE; 8]);
+        let digest = blake3::hash(&postcard::to_stdvec(&lens).unwrap());
+        assert_eq!(
+            (lens.len(), &lens[..6], digest.to_hex().to_string()),
+            (
+                153,
+                &[8192usize, 7928, 8192, 8192, 8192, 643][..],
+                "1354df3428b869f6a865de1da80418a8c6eddda69c6d50c54a237d4556f578ef".to_string()
+            ),
+        );
+    }
+
+    /// Cutting a stream piece by piece (as the reader does, carrying the uncut tail over)
+    /// gives the cuts of the whole, whatever the piece size.
+    #[test]
+    fn defined_cuts_do_not_depend_on_the_buffer() {
+        let data = dump(3 << 20, 11);
+        let whole = defined_cuts(&data, true);
+        for piece in [2 * DEFINED_MAX, 3 * DEFINED_MAX + 17, 1 << 20] {
+            let (mut lens, mut start) = (Vec::new(), 0);
+            loop {
+                let end = (start + piece).min(data.len());
+                let got = defined_cuts(&data[start..end], end == data.len());
+                start += got.iter().sum::<usize>();
+                lens.extend(got);
+                if end == data.len() && start == end {
+                    break;
+                }
+            }
+            assert_eq!(lens, whole, "piece {piece}");
+        }
+    }
+
+    #[test]
+    fn cut_rule() {
+        let tar = {
+            let mut h = vec![0u8; 512];
+            h[257..262].copy_from_slice(b"ustar");
+            h
+        };
+        assert_eq!(cut_of(8192, &[]), Cut::Fixed);
+        assert_eq!(cut_of(5000, &[]), Cut::Fixed);
+        assert_eq!(cut_of(64 << 20, &[]), Cut::Fixed);
+        assert_eq!(cut_of(3 * 4096, &[]), Cut::Fixed);
+        assert_eq!(cut_of((64 << 20) + 1, &[]), Cut::Defined);
+        assert_eq!(cut_of(10240 * 2, &tar), Cut::Defined);
+        assert_eq!(cut_of(8192, &tar), Cut::Fixed);
     }
 
     #[test]

@@ -13,8 +13,9 @@ pub mod pack;
 
 pub(crate) use chunk::check_node;
 pub use chunk::{
-    build_content, chunks, decode_list, is_zero_chunk, stored_bytes, zero_chunk_id, Chunks,
-    ListBuilder, ListEntry, ListNode, CHUNK_SIZE, LIST_FANOUT,
+    build_content, chunks, cut_of, decode_list, defined_cuts, is_zero_chunk, stored_bytes,
+    zero_chunk_id, Chunks, Cut, ListBuilder, ListEntry, ListNode, CHUNK_SIZE, DEFINED_MAX,
+    LIST_FANOUT, PAGE_MULTIPLE,
 };
 pub use id::ObjectId;
 pub use pack::{IndexEntry, Record, WrittenPack};
