@@ -34,14 +34,19 @@ const fn block_body_bound(chunks: usize) -> u32 {
 }
 
 /// The index version `entries` need: 1 without blocks, 2 when every block fits format 2's
-/// bounds, else 3.
+/// bounds (at most 16 members, 128 KiB of data), else 3. Members are counted per block
+/// offset: short chunks (a content-defined file's) can put more than 16 in 128 KiB.
 fn version_for(entries: &[IdxEntry]) -> u32 {
     let v2_data = (V2_BLOCK_CHUNKS * CHUNK_SIZE) as u64;
+    let mut members: std::collections::HashMap<u64, usize> = std::collections::HashMap::new();
     let mut version = IDX_VERSION;
     for e in entries {
         if let Some(boff) = e.boff {
             version = IDX_VERSION_BLOCKS;
-            if u64::from(boff) + u64::from(e.ulen) > v2_data
+            let count = members.entry(e.offset).or_default();
+            *count += 1;
+            if *count > V2_BLOCK_CHUNKS
+                || u64::from(boff) + u64::from(e.ulen) > v2_data
                 || e.clen > block_body_bound(V2_BLOCK_CHUNKS)
             {
                 return IDX_VERSION_LARGE_BLOCKS;
@@ -202,7 +207,18 @@ mod tests {
         };
         let bytes = encode(std::slice::from_ref(&large));
         assert_eq!(bytes[8], 3, "a block past 16 chunks needs version 3");
-        assert_eq!(decode("x", &bytes).unwrap(), vec![large]);
+        assert_eq!(decode("x", &bytes).unwrap(), vec![large.clone()]);
+        // Seventeen short members inside 128 KiB: more than a format 2 block held.
+        let short: Vec<IdxEntry> = (0..17u32)
+            .map(|i| IdxEntry {
+                id: ObjectId::hash(&i.to_le_bytes()),
+                boff: Some(i * 100),
+                ulen: 100,
+                ..large.clone()
+            })
+            .collect();
+        assert_eq!(encode(&short)[8], 3, "17 members need version 3");
+        assert_eq!(encode(&short[..16])[8], 2);
         let mut bad = bytes.clone();
         bad[20] ^= 1;
         assert!(decode("x", &bad).is_err());

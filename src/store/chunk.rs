@@ -52,7 +52,7 @@ pub fn cut_of(size: u64, head: &[u8]) -> Cut {
 /// seed 0, normalization level 1) with min 4 KiB, average 16 KiB and max 64 KiB — and each
 /// piece into 8 KiB chunks from its start (its last chunk shorter): an insertion changes the
 /// piece it falls in and the next cut or two, every chunk fits the bounds every reader since
-/// format 1 checks, and most chunks are full-size, so runs of 16 compress as well as fixed
+/// format 1 checks, and most chunks are full-size, so blocks compress as well as fixed
 /// blocks. Unless `eof` (the file ends with `data`), a piece is only cut where a whole
 /// maximal piece's worth of bytes follows its start, so the cuts depend on the file's bytes
 /// alone, never on how it was read; at `eof` all of `data` is cut.
