@@ -46,7 +46,7 @@ pub fn open(path: &Path) -> Result<Connection> {
     match version {
         None => set_meta(&conn, "format_version", &FORMAT_VERSION.to_string())?,
         Some(v) if v == FORMAT_VERSION.to_string() => {}
-        Some(v) if v == "1" || v == "2" => upgrade(&conn, &v)?,
+        Some(v) if v == "1" || v == "2" => upgrade(&conn)?,
         Some(v) => {
             return Err(Error::Format(format!(
                 "{} has format version {v}; this dvol reads version {FORMAT_VERSION}",
@@ -75,22 +75,29 @@ pub fn fold_large_wal(conn: &Connection, db: &Path) {
     }
 }
 
-/// Upgrade a store of format `from` (1 or 2) in place, in one transaction that checks the
-/// version again (another dvol may have upgraded it meanwhile). Format 1 to 2: objects gain
+/// Upgrade a store of format 1 or 2 in place, in one transaction that reads the version
+/// again (another dvol, maybe an older one, may have upgraded it meanwhile: from whatever
+/// older version it finds, it goes to this one). Format 1 to 2: objects gain
 /// `boff` (NULL: a record of its own). Format 2 to 3: blocks may hold up to
 /// [`crate::store::pack::MAX_BLOCK_CHUNKS`] members (older dvols read 16 at most), so only
 /// the version changes: an older dvol then refuses the store by its version instead of
 /// failing on a block it cannot read.
-fn upgrade(conn: &Connection, from: &str) -> Result<()> {
+fn upgrade(conn: &Connection) -> Result<()> {
     conn.execute_batch("BEGIN IMMEDIATE")?;
     let upgraded = (|| -> Result<()> {
-        if get_meta(conn, "format_version")?.as_deref() == Some(from) {
-            if from == "1" {
-                crate::store::index::add_block_offsets(conn)?;
-            }
-            set_meta(conn, "format_version", &FORMAT_VERSION.to_string())?;
+        let now = get_meta(conn, "format_version")?;
+        if now.as_deref() == Some("1") {
+            crate::store::index::add_block_offsets(conn)?;
         }
-        Ok(())
+        match now.as_deref() {
+            Some("1" | "2") => set_meta(conn, "format_version", &FORMAT_VERSION.to_string()),
+            Some(v) if v == FORMAT_VERSION.to_string() => Ok(()),
+            v => Err(Error::Format(format!(
+                "the store's format version became {} while this dvol opened it; this dvol \
+                 reads version {FORMAT_VERSION}",
+                v.unwrap_or("(none)")
+            ))),
+        }
     })();
     match upgraded {
         Ok(()) => Ok(conn.execute_batch("COMMIT")?),

@@ -226,8 +226,9 @@ fn scan_file(ctx: &Ctx, dir: &Dir, name: &[u8], st: &Stat, rel: &[u8]) -> Result
 /// Holes of a page file are not read: `SEEK_DATA`/`SEEK_HOLE` find the file's data, and every
 /// whole chunk of a hole is added as the all-zero chunk (whole zero subtrees where aligned),
 /// the same content a read of the hole would give. A file system without hole reporting
-/// reports the whole file as data. Other files are read straight (content-defined cuts need
-/// every byte; a run of zeros is cut in full chunks, so it is restored as a hole).
+/// reports the whole file as data. Content-defined files skip the whole maximal pieces of
+/// their holes the same way (see `Reader::defined`); a run of zeros is cut in full chunks,
+/// so it is restored as a hole.
 pub fn store_file(
     sink: &dyn ObjectSink,
     f: &mut File,
@@ -348,15 +349,30 @@ impl Reader<'_> {
     }
 
     /// Reads, hashes and stores the whole file from its start into `list`, cut where its
-    /// content says; returns the bytes read. The bytes after the last cut that is certain
+    /// content says; returns the bytes it covers. The bytes after the last cut that is certain
     /// (see [`defined_cuts`]) move to the front of the buffer and wait for the next read.
+    /// Holes are not read: at a cut with a whole maximal piece of hole ahead, that piece is
+    /// added as the zero chunks a read would give (zeros never make a cut, so a piece that
+    /// starts in a hole runs to the maximal length, in full chunks).
     fn defined(&mut self, f: &mut File, list: &mut ListBuilder) -> Result<u64> {
         if self.buf.len() < 2 * DEFINED_MAX {
             self.buf.resize(2 * DEFINED_MAX, 0);
         }
+        let meta = f.metadata().at("read", self.path)?;
+        let sparse = meta.blocks().saturating_mul(512) < meta.len();
         let mut filled = 0;
         let mut total = 0u64;
         loop {
+            if sparse {
+                let skipped = self.skip_hole(f, list, total)?;
+                if skipped > 0 {
+                    total += skipped;
+                    filled = 0;
+                }
+                // Asking for the next data moved the file offset: back to what is unread.
+                f.seek(SeekFrom::Start(total + filled as u64))
+                    .at("read", self.path)?;
+            }
             let n = read_full(f, &mut self.buf[filled..]).at("read", self.path)?;
             let eof = filled + n < self.buf.len();
             filled += n;
@@ -379,6 +395,23 @@ impl Reader<'_> {
             self.buf.copy_within(used..filled, 0);
             filled -= used;
         }
+    }
+
+    /// At the cut `at` of a sparse content-defined file: the whole maximal pieces of hole
+    /// that start there, added to `list` as zero chunks without reading them; returns the
+    /// bytes they cover (0 when less than a piece of hole lies ahead).
+    fn skip_hole(&self, f: &File, list: &mut ListBuilder, at: u64) -> Result<u64> {
+        let (data, _) = next_data(f, at).at("read", self.path)?;
+        let piece = DEFINED_MAX as u64;
+        let pieces = data.saturating_sub(at) / piece;
+        let zero = ListEntry {
+            id: crate::store::zero_chunk_id(),
+            len: CHUNK_SIZE as u64,
+        };
+        for _ in 0..pieces * piece / CHUNK_SIZE as u64 {
+            list.push(zero)?;
+        }
+        Ok(pieces * piece)
     }
 
     /// Hashes the chunks at the start of the buffer (`lens` long, in order) in parallel,
@@ -474,6 +507,9 @@ mod tests {
             ((10 << 20) + 123, &[((10 << 20) - 5, 5)]),
             ((9 << 20) + 77, &[(8 << 20, 1)]),
             (300 << 20, &[(1 << 20, 8192), (256 << 20, 3)]),
+            // Cut by content: data first, then holes of many maximal pieces.
+            ((10 << 20) + 7, &[(0, 100), (3 << 20, 70_000)]),
+            ((12 << 20) + 1, &[(0, 300_000), (65_536 * 40 + 5, 9)]),
         ];
         let dir = tempfile::tempdir().unwrap();
         for (len, writes) in layouts {

@@ -33,14 +33,24 @@ pub enum Cut {
     Defined,
 }
 
+/// Files larger than this are cut in fixed blocks whatever their size's remainder: a hole is
+/// added without being read either way, but a content-defined file adds it a zero chunk at a
+/// time (its cuts are not aligned), so this bounds what a sparse file of a huge apparent size
+/// (made by a container, or `/var/log/lastlog`) costs to about a second.
+pub const DEFINED_MAX_FILE: u64 = 64 << 30;
+
 /// How a file of `size` bytes whose first bytes are `head` (at least its first 262 bytes, or
 /// all of it) is cut: a file of at most one chunk is one chunk; a file whose size is a whole
 /// number of 4 KiB is a page file (database pages are 4, 8 or 16 KiB), cut in fixed blocks,
 /// unless it is a tar archive (`ustar` at offset 257: GNU tar pads archives to 10 KiB, half of
-/// them a multiple of 4 KiB); everything else is cut where its content says.
+/// them a multiple of 4 KiB); so is a file over [`DEFINED_MAX_FILE`]; everything else is cut
+/// where its content says.
 pub fn cut_of(size: u64, head: &[u8]) -> Cut {
     let tar = head.get(257..262) == Some(b"ustar".as_slice());
-    if size <= CHUNK_SIZE as u64 || (size.is_multiple_of(PAGE_MULTIPLE) && !tar) {
+    if size <= CHUNK_SIZE as u64
+        || size > DEFINED_MAX_FILE
+        || (size.is_multiple_of(PAGE_MULTIPLE) && !tar)
+    {
         Cut::Fixed
     } else {
         Cut::Defined
@@ -618,6 +628,8 @@ mod tests {
         assert_eq!(cut_of((64 << 20) + 1, &[]), Cut::Defined);
         assert_eq!(cut_of(10240 * 2, &tar), Cut::Defined);
         assert_eq!(cut_of(8192, &tar), Cut::Fixed);
+        assert_eq!(cut_of(DEFINED_MAX_FILE - 1, &[]), Cut::Defined);
+        assert_eq!(cut_of(DEFINED_MAX_FILE + 1, &[]), Cut::Fixed);
     }
 
     #[test]
