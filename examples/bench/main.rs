@@ -3,7 +3,9 @@
 //!     cargo run --release --example bench -- [--size-gib 1] [--runs 3] [--seed 42]
 //!         [--work DIR] [--sets pg,mariadb,db,small,unchanged]
 //!         [--tools dvol,cp,tar,restic,borg] [--pg-scale 64] [--db-secs 30]
-//!         [--maria-tables 8] [--maria-rows 400000] [--scaling] [--out docs/benchmarks]
+//!         [--maria-tables 8] [--maria-rows 400000] [--insertion]
+//!         [--scaling [--scale-sizes 0.25,1,4,16] [--scale-files 20000,200000,2000000]]
+//!         [--out docs/benchmarks]
 //!
 //! The peers must be on PATH (Debian: restic, borgbackup, rsync, zstd). The real database
 //! sets (`pg`, `mariadb`, see dbs.rs) install postgresql-15, mariadb-server and sysbench with
@@ -40,7 +42,8 @@ struct Args {
     runs: usize,
     #[arg(long, default_value_t = 42)]
     seed: u64,
-    /// Scratch directory (data sets and stores; needs ~6x --size-gib, ~15 GB with --scaling).
+    /// Scratch directory (data sets and stores; needs ~6x --size-gib; --scaling needs 2.3x its
+    /// largest size: the data, its restore and the store, and 2 GB per 200k files).
     #[arg(long, default_value = "/tmp/dvol-bench")]
     work: PathBuf,
     #[arg(

@@ -117,15 +117,20 @@ pub(crate) fn record_staged(tx: &rusqlite::Connection, s: &Staged) -> Result<()>
 impl Staged {
     /// After the transaction: keep the new stat cache and say what was done.
     pub(crate) fn finish(self) -> Result<CommitResult> {
-        if self.scan.cache != self.job.cache {
-            self.scan.cache.save(&self.job.cache_path)?;
+        let Staged { job, id, scan, .. } = self;
+        let changed = scan.cache != job.cache;
+        // The old cache is not needed while the new one is encoded (a cache of millions of
+        // files would be held twice).
+        drop(job.cache);
+        if changed {
+            scan.cache.save(&job.cache_path)?;
         }
         Ok(CommitResult {
-            id: self.id,
-            branch: self.job.branch,
-            skipped: self.scan.skipped,
-            files_read: self.scan.files_read,
-            bytes_read: self.scan.bytes_read,
+            id,
+            branch: job.branch,
+            skipped: scan.skipped,
+            files_read: scan.files_read,
+            bytes_read: scan.bytes_read,
         })
     }
 }

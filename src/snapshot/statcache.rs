@@ -81,11 +81,10 @@ impl StatCache {
     /// Write the cache atomically (temp file, rename; no fsync: it is derived data, and an
     /// older cache is still correct because every entry is checked against the file's stat).
     pub fn save(&self, path: &Path) -> Result<()> {
-        let body = postcard::to_stdvec(self).expect("cache serializes");
-        let mut bytes = Vec::with_capacity(body.len() + 40);
-        bytes.extend_from_slice(MAGIC);
-        bytes.extend_from_slice(&body);
-        bytes.extend_from_slice(blake3::hash(&body).as_bytes());
+        // Encoded in place after the magic: one copy of the encoding in memory, not two.
+        let mut bytes = postcard::to_extend(self, MAGIC.to_vec()).expect("cache serializes");
+        let sum = blake3::hash(&bytes[MAGIC.len()..]);
+        bytes.extend_from_slice(sum.as_bytes());
         crate::snapshot::replace_file(path, &bytes, false)
     }
 

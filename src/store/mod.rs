@@ -369,6 +369,8 @@ impl Store {
         let mut index = connect(&self.db, std::time::Duration::from_secs(120))?;
         let failure = Arc::new(Mutex::new(None));
         let failure_in_thread = failure.clone();
+        let claimed: Arc<Mutex<HashSet<ObjectId>>> = Arc::default();
+        let claimed_in_thread = claimed.clone();
         let thread = std::thread::Builder::new()
             .name("dvol-pack-writer".into())
             .spawn(move || -> Result<Vec<WrittenPack>> {
@@ -385,6 +387,18 @@ impl Store {
                             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
                         Store::record(&tx, &packs)?;
                         tx.commit()?;
+                        // Indexed objects are found by the index from now on: the session
+                        // forgets them, so its claims cover the unindexed packs only and
+                        // memory does not grow with the commit. (A writer that checked the
+                        // index just before this commit and claims one of them now writes a
+                        // second copy, which the index ignores; nothing is lost.)
+                        let mut claimed = claimed_in_thread.lock().expect("claim lock");
+                        for p in &packs {
+                            for e in &p.entries {
+                                claimed.remove(&e.id);
+                            }
+                        }
+                        drop(claimed);
                         packs.iter_mut().for_each(|p| p.entries = Vec::new());
                         written.extend(packs);
                     }
@@ -409,7 +423,7 @@ impl Store {
             })?;
         Ok(WriteSession {
             store: self.clone(),
-            claimed: Mutex::new(HashSet::new()),
+            claimed,
             sender: Some(tx),
             thread: Some(thread),
             failure,
@@ -821,7 +835,9 @@ impl ObjectSink for HashOnly {
 /// an object already in the store or already put in this session is not written again.
 pub struct WriteSession {
     store: Arc<Store>,
-    claimed: Mutex<HashSet<ObjectId>>,
+    /// Ids put in this session and not yet indexed (an indexing writer forgets the ids of
+    /// each pack it has indexed).
+    claimed: Arc<Mutex<HashSet<ObjectId>>>,
     sender: Option<crossbeam_channel::Sender<Vec<Record>>>,
     thread: Option<JoinHandle<Result<Vec<WrittenPack>>>>,
     failure: Arc<Mutex<Option<String>>>,
