@@ -93,7 +93,10 @@ impl ClusterArgs {
             release_grace: std::time::Duration::from_secs(self.cluster_release_grace),
             docker,
             remote_options: std::sync::Arc::new(dvol::remote::ops::RemoteOptions {
-                connect: super::remote::connect_options(),
+                connect: dvol::remote::ConnectOptions {
+                    s3_retry_timeout: Some(dvol::cluster::REMOTE_RETRY),
+                    ..super::remote::connect_options()
+                },
                 ..Default::default()
             }),
         }))

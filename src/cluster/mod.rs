@@ -54,6 +54,10 @@ const META_SEQ: &str = "cluster.seq.";
 const TICK: Duration = Duration::from_millis(200);
 /// Pause between retries of a failed final push.
 const RETRY: Duration = Duration::from_secs(1);
+/// How long the plugin's S3 client retries a failing request in cluster mode: a sync stuck
+/// behind an unreachable remote would hold back the keeping of unsynced work and Docker's
+/// Unmount (1 minute); the keeper retries failed pushes itself.
+pub const REMOTE_RETRY: Duration = Duration::from_secs(10);
 /// How long Docker's holder queries answer "unknown" at once after etcd did not answer.
 const UNREACHABLE_PAUSE: Duration = Duration::from_secs(5);
 

@@ -1,8 +1,11 @@
 #!/bin/bash
 # End-to-end test of cluster mode (issue 15) on three Docker hosts: the multihost fixture
 # (../shared/multihost: three dockerds in network namespaces joined as a Swarm), a 3-member
-# etcd (one member per host namespace), the shared remote (`dvol serve` in the hub namespace)
-# and `dvol plugin serve --cluster-*` on every host instead of the fixture's toy plugin.
+# etcd (one member per host namespace), the shared remote and `dvol plugin serve --cluster-*`
+# on every host instead of the fixture's toy plugin. The shared remote is S3 on a 3-node Garage
+# cluster, one node per host namespace (replication factor 3; each host's plugin uses its own
+# node), or with DVOL_CLUSTER_REMOTE_KIND=serve (the default when garage is not on PATH)
+# `dvol serve` in the hub namespace.
 #
 # usage: multihost.sh DVOL_BINARY FIXTURE_DIR
 # State goes to $SPX_STATE (a fresh directory by default). Stops only what it started (by
@@ -13,8 +16,13 @@ DVOL=$(readlink -f "$1"); FIX=$(readlink -f "$2")
 export SPX_STATE=${SPX_STATE:-$(mktemp -d /var/tmp/dvol-cluster.XXXXXX)}
 . "$FIX/env.sh"
 TTL=6
+REMOTE_KIND=${DVOL_CLUSTER_REMOTE_KIND:-$(command -v garage >/dev/null && echo garage || echo serve)}
 REMOTE_IP=10.99.0.2
-REMOTE=http://$REMOTE_IP:7900
+case $REMOTE_KIND in
+garage) REMOTE=s3://bucket/cluster ;;
+serve) REMOTE=http://$REMOTE_IP:7900 ;;
+*) echo "DVOL_CLUSTER_REMOTE_KIND=$REMOTE_KIND: garage or serve" >&2; exit 2 ;;
+esac
 ETCD=http://$(ip_of 1):2379,http://$(ip_of 2):2379,http://$(ip_of 3):2379
 TOKEN=cluster-test-token-0123456789abcdef
 IMG=spx/busybox:1
@@ -65,7 +73,6 @@ step "fixture: network and three dockerds"
 "$FIX/net-up.sh" >/dev/null
 "$FIX/nodes-up.sh" >/dev/null
 "$FIX/image.sh" >/dev/null 2>&1
-ip -n "$HUB" addr add $REMOTE_IP/24 dev br0
 
 step "etcd: three members, one per host namespace"
 cluster=""
@@ -85,15 +92,44 @@ for _ in $(seq 1 60); do
 done
 ip netns exec spx-n1 env ETCDCTL_API=3 etcdctl --endpoints "$ETCD" endpoint health >/dev/null || fail "etcd did not come up"
 
-step "shared remote: dvol serve in the hub namespace"
-printf '%s\n' "$TOKEN" > "$P/token"; chmod 600 "$P/token"
-start_remote() {
-    setsid ip netns exec "$HUB" "$DVOL" serve --listen $REMOTE_IP:7900 --token-file "$P/token" "$P/remote" \
-        >>"$P/serve.log" 2>&1 </dev/null &
-    remote_pid=$!
-    pids+=($!)
-}
-start_remote
+# The remote as host $1's plugin reaches it: start_remote N / stop_remote N (N's Garage node,
+# or the one dvol serve), remote_env N (the plugin's environment for it).
+declare -A remote_pid
+if [ $REMOTE_KIND = garage ]; then
+    step "shared remote: Garage, one node per host namespace (replication factor 3)"
+    GARAGE_SH=$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/../support/garage.sh
+    rpc_secret=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+    start_remote() {
+        setsid nsenter --net=/run/netns/$(ns $1) garage -c "$P/garage/g$1/garage.toml" server \
+            >>"$P/garage-g$1.log" 2>&1 </dev/null &
+        remote_pid[$1]=$!
+        pids+=($!)
+    }
+    for n in $NODES; do
+        bash "$GARAGE_SH" config "$P/garage/g$n" "$(ip_of $n):3901" "$(ip_of $n):3900" "$rpc_secret" 3
+        start_remote $n
+    done
+    cfgs=(); for n in $NODES; do cfgs+=("$P/garage/g$n/garage.toml"); done
+    keys=$(GARAGE_EXEC="ip netns exec $(ns 1)" bash "$GARAGE_SH" setup "${cfgs[@]}") || fail "garage setup failed"
+    remote_env() {
+        echo AWS_ENDPOINT_URL=http://$(ip_of $1):3900 AWS_REGION=garage AWS_ALLOW_HTTP=true \
+            AWS_ACCESS_KEY_ID=${keys% *} AWS_SECRET_ACCESS_KEY=${keys#* }
+    }
+    stop_remote() { kill "${remote_pid[$1]}"; while kill -0 "${remote_pid[$1]}" 2>/dev/null; do sleep 0.1; done; }
+else
+    step "shared remote: dvol serve in the hub namespace"
+    printf '%s\n' "$TOKEN" > "$P/token"; chmod 600 "$P/token"
+    ip -n "$HUB" addr add $REMOTE_IP/24 dev br0
+    start_remote() {
+        setsid ip netns exec "$HUB" "$DVOL" serve --listen $REMOTE_IP:7900 --token-file "$P/token" "$P/remote" \
+            >>"$P/serve.log" 2>&1 </dev/null &
+        remote_pid[0]=$!
+        pids+=($!)
+    }
+    start_remote 0
+    remote_env() { echo DVOL_TOKEN=$TOKEN; }
+    stop_remote() { kill "${remote_pid[0]}"; while kill -0 "${remote_pid[0]}" 2>/dev/null; do sleep 0.1; done; }
+fi
 
 step "dvol plugin serve --cluster-* on every host"
 # Docker integration on (DOCKER_HOST = the node's dockerd): background syncs pause the
@@ -106,7 +142,8 @@ start_plugin() {
     while [ $# -gt 0 ] && [ "$1" != -- ]; do envs+=("$1"); shift; done
     [ $# -gt 0 ] && { shift; flags=("$@"); }
     serving[$n]=$(grep -c '"serving"\| serving ' "$P/n$n/dvol.log" 2>/dev/null || true)
-    setsid nsenter -t "$(cat /run/spx-n$n.pid)" -m -n -u env DVOL_TOKEN=$TOKEN DVOL_LOG=info,dvol::cluster=debug \
+    # shellcheck disable=SC2046 # remote_env prints VAR=VALUE words
+    setsid nsenter -t "$(cat /run/spx-n$n.pid)" -m -n -u env $(remote_env $n) DVOL_LOG=info,dvol::cluster=debug \
         DOCKER_HOST=unix:///run/spx-n$n.sock "${envs[@]}" \
         "$DVOL" -p "$P/n$n/dvol" plugin serve \
         --socket /run/docker/plugins/dvol.sock --cluster-etcd "$ETCD" --cluster-remote $REMOTE \
@@ -197,13 +234,13 @@ step "3c. a failed final push keeps the lease on the host with the data; a retry
 dk 1 volume create -d dvol -o sync-interval=600s fp >/dev/null
 cid=$(dk 1 run -d $DV -v fp:/data $IMG sh -c 'echo final > /data/f; sleep 600')
 for _ in $(seq 1 40); do [ "$(dk 1 exec "$cid" cat /data/f 2>/dev/null)" = final ] && break; sleep 0.25; done
-kill "$remote_pid"; while kill -0 "$remote_pid" 2>/dev/null; do sleep 0.1; done
+stop_remote 1
 dk 1 rm -f "$cid" >/dev/null
 grep -q 'cluster: final push failed, lease kept.*volume="fp"' "$P/n1/dvol.log" || fail "node1's Unmount of fp did not report its failed final push"
 etcd_get dvol/v1/holders/fp | grep -q node1 || fail "node1 released fp although its final push failed"
 if out=$(dk 2 run --rm $DV -v fp:/data $IMG true 2>&1); then fail "node2 mounted fp before node1 pushed it"; fi
 echo "$out" | grep -q "in use on host node1" || fail "node2's refused mount of fp does not name node1: $out"
-start_remote
+start_remote 1
 got=""
 for _ in $(seq 1 20); do got=$(dk 2 run --rm $DV -v fp:/data $IMG cat /data/f 2>/dev/null) && break; sleep 1; done
 [ "$got" = final ] || fail "node2 read [$got] from fp after node1's push was retried"
