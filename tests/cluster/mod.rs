@@ -2,7 +2,8 @@
 //! hosts (the multihost fixture), a 3-member etcd, the shared remote (a 3-node Garage, one node
 //! per host) and the dvol plugin in cluster mode on every host, runs the scenarios (a volume
 //! moves between hosts through the remote, fencing of Mount and CLI, a lease race of many
-//! rounds, transfers longer than the lease TTL, a Swarm drain, a partitioned holder, a holder
+//! rounds, transfers longer than the lease TTL, a Swarm drain, a PostgreSQL service under
+//! pgbench drained with every acknowledged transaction, a partitioned holder, a holder
 //! cut from etcd only) and tears everything down. Without Garage (a developer machine) the
 //! remote is `dvol serve` and the test says so; CI (`DVOL_TEST_REQUIRE_ALL=1`) requires it.
 

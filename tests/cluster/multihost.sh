@@ -321,17 +321,23 @@ dk 1 service create -q --name mob --no-resolve-image --constraint node.role==wor
     --hostname '{{.Node.Hostname}}' --stop-grace-period 3s \
     --mount type=volume,source=mobvol,target=/data,volume-driver=dvol,volume-opt=sync-interval=2s \
     $IMG sh -c 'trap "exit 0" TERM; h=$(cat /etc/hostname); while true; do echo "$h" >> /data/log; sleep 0.5 & wait; done' >/dev/null
-running() { dk 1 service ps mob -f desired-state=running --format '{{.Node}} {{.CurrentState}}'; }
-first=""
-for _ in $(seq 1 120); do w=$(running); case "$w" in node*Running*) first=${w%% *}; break;; esac; sleep 0.5; done
-[ -n "$first" ] || fail "service mob did not start: $(dk 1 service ps mob --no-trunc)"
+# runs_on SERVICE [NOT_NODE]: the node running the service's task (not NOT_NODE), within 90 s
+runs_on() {
+    local w
+    for _ in $(seq 1 180); do
+        w=$(dk 1 service ps "$1" -f desired-state=running --format '{{.Node}} {{.CurrentState}}')
+        case "$w" in node*Running*) [ "${w%% *}" != "${2:-}" ] && { echo "${w%% *}"; return 0; };; esac
+        sleep 0.5
+    done
+    fail "service $1 is not running${2:+ off $2}: $(dk 1 service ps "$1" --no-trunc)"
+}
+task_of() { dk ${2#node} ps -q -f label=com.docker.swarm.service.name=$1; }
+first=$(runs_on mob)
 sleep 3
 dk 1 node update --availability drain "$first" >/dev/null
-second=""
-for _ in $(seq 1 180); do w=$(running); case "$w" in node*Running*) [ "${w%% *}" != "$first" ] && { second=${w%% *}; break; };; esac; sleep 0.5; done
-[ -n "$second" ] || fail "service mob did not move off $first: $(dk 1 service ps mob --no-trunc)"
+second=$(runs_on mob "$first")
 sleep 2
-cid=$(dk ${second#node} ps -q -f label=com.docker.swarm.service.name=mob)
+cid=$(task_of mob "$second")
 lines=$(dk ${second#node} exec "$cid" cat /data/log)
 echo "$lines" | awk '{print "    " $0}' | uniq -c | head
 [ "$(echo "$lines" | head -1)" = "$first" ] || fail "mobvol on $second does not start with $first's lines"
@@ -339,6 +345,61 @@ echo "$lines" | awk '{print "    " $0}' | uniq -c | head
 [ "$(echo "$lines" | grep -cx "$first")" -ge 4 ] || fail "mobvol kept too little of $first's log"
 dk 1 service rm mob >/dev/null
 dk 1 node update --availability active "$first" >/dev/null
+
+step "4b. PostgreSQL under pgbench is drained to another host with every acknowledged transaction"
+PG=dvol-test-postgres:15
+if [ "${DVOL_SKIP_PG_TESTS:-}" = 1 ]; then
+    echo "    skipped (DVOL_SKIP_PG_TESTS=1)"
+else
+    docker image inspect $PG >/dev/null 2>&1 || fail "image $PG missing: run tests/images/build.sh (or set DVOL_SKIP_PG_TESTS=1)"
+    for n in 2 3; do docker save $PG | dk $n load -q >/dev/null; done
+    dk 1 service create -q --name pg --no-resolve-image --constraint node.role==worker \
+        --stop-grace-period 30s \
+        --mount type=volume,source=pgvol,target=/var/lib/postgresql/data,volume-driver=dvol,volume-opt=sync-interval=600s \
+        $PG >/dev/null
+    psql_on() { local node=$1 cid=$2; shift 2; dk ${node#node} exec "$cid" psql -U postgres -qAtX -v ON_ERROR_STOP=1 "$@"; }
+    # pg_ready NODE: the container id once PostgreSQL answers there
+    pg_ready() {
+        local c
+        for _ in $(seq 1 120); do
+            c=$(task_of pg "$1")
+            [ -n "$c" ] && psql_on "$1" "$c" -c 'select 1' >/dev/null 2>&1 && { echo "$c"; return 0; }
+            sleep 0.5
+        done
+        fail "PostgreSQL did not answer on $1"
+    }
+    from=$(runs_on pg); cid=$(pg_ready "$from")
+    dk ${from#node} exec "$cid" pgbench -U postgres -i -s 2 -q postgres >/dev/null 2>&1 || fail "pgbench -i failed on $from"
+    psql_on "$from" "$cid" -c 'create table acks (i int primary key)'
+    # load: pgbench for longer than the test, then a client committing numbered rows one at a
+    # time and noting each one PostgreSQL acknowledged, until the drain stops the server
+    dk ${from#node} exec -d "$cid" pgbench -U postgres -c 2 -T 600 postgres
+    : > "$P/acked"
+    ( i=1; while psql_on "$from" "$cid" -c "insert into acks values ($i)" >/dev/null 2>&1; do echo $i >> "$P/acked"; i=$((i + 1)); done ) &
+    acker=$!
+    sleep 5
+    t_drain=$SECONDS
+    dk 1 node update --availability drain "$from" >/dev/null
+    wait $acker || true
+    to=$(runs_on pg "$from"); cid=$(pg_ready "$to")
+    moved=$((SECONDS - t_drain))
+    acked=$(wc -l < "$P/acked")
+    [ "$acked" -ge 5 ] || fail "only $acked rows were acknowledged before the drain"
+    psql_on "$to" "$cid" -c 'select i from acks order by i' > "$P/found"
+    missing=$(comm -23 <(sort "$P/acked") <(sort "$P/found") | wc -l)
+    [ "$missing" = 0 ] || fail "$missing of $acked acknowledged rows are missing on $to: $(comm -23 <(sort "$P/acked") <(sort "$P/found") | head -5 | tr '\n' ' ')"
+    # pgbench's own invariant: every committed transaction added the same delta to an account,
+    # a teller, a branch and the history
+    sums=$(psql_on "$to" "$cid" -c "select (select sum(abalance) from pgbench_accounts), (select sum(tbalance) from pgbench_tellers), (select sum(bbalance) from pgbench_branches), (select coalesce(sum(delta), 0) from pgbench_history), (select count(*) from pgbench_history)")
+    IFS='|' read -r a t b h txns <<<"$sums"
+    [ "$a" = "$t" ] && [ "$t" = "$b" ] && [ "$b" = "$h" ] || fail "pgbench balances disagree on $to: accounts|tellers|branches|history = $sums"
+    [ "$txns" -gt 0 ] || fail "no pgbench transaction reached $to"
+    bytes=$(fetched ${to#node} pgvol)
+    [ "$bytes" -gt 10000000 ] || fail "$to fetched only $bytes bytes of pgvol"
+    echo "    $from -> $to in ${moved}s (drain to PostgreSQL answering): $acked acknowledged rows all there ($(wc -l < "$P/found") found), $txns pgbench transactions consistent, $((bytes / 1048576)) MiB fetched"
+    dk 1 service rm pg >/dev/null
+    dk 1 node update --availability active "$from" >/dev/null
+fi
 
 # partitioned VOLUME CUT RESTORE: node2 holds VOLUME (three containers, one counting), CUT
 # cuts node2 off (its link, or only its path to etcd), node3 gets the lease only after expiry
