@@ -5,8 +5,9 @@
 //!
 //! Pause points ([`pause`]) stop dvol between a check and the use that follows it, so a race
 //! test can change the live directory in exactly that window: a process whose
-//! `DVOL_FAILPOINT_PAUSE` names the point creates the file `DVOL_FAILPOINT_PAUSE_FILE` at each hit
-//! and waits until the test removes it (at most 60 s), one thread at a time.
+//! `DVOL_FAILPOINT_PAUSE` names the point (a comma-separated list may name several) creates the
+//! file `DVOL_FAILPOINT_PAUSE_FILE` at each hit and waits until the test removes it (at most
+//! 60 s), one thread at a time.
 
 /// Die here if `DVOL_FAILPOINT` names this point (only with the `failpoints` feature).
 #[inline(always)]
@@ -32,7 +33,7 @@ pub fn hit(_name: &str) {
 #[inline(always)]
 pub fn pause(_name: &str) {
     #[cfg(feature = "failpoints")]
-    if std::env::var("DVOL_FAILPOINT_PAUSE").is_ok_and(|p| p == _name) {
+    if std::env::var("DVOL_FAILPOINT_PAUSE").is_ok_and(|p| p.split(',').any(|p| p == _name)) {
         if let Some(marker) = std::env::var_os("DVOL_FAILPOINT_PAUSE_FILE") {
             wait_for_test(std::path::Path::new(&marker), _name);
         }

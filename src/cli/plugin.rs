@@ -46,6 +46,15 @@ pub struct ClusterArgs {
         default_value_t = 60
     )]
     cluster_mount_wait: u64,
+    /// Cluster mode: seconds a Mount may take in all (lease wait and data transfer) before it
+    /// fails saying the transfer goes on (Docker gives up on a plugin after about 2 minutes).
+    #[arg(
+        long,
+        env = "DVOL_CLUSTER_MOUNT_TIMEOUT",
+        value_name = "SECS",
+        default_value_t = 100
+    )]
+    cluster_mount_timeout: u64,
     /// Cluster mode: background commit+push interval of volumes created without
     /// `-o sync-interval`.
     #[arg(
@@ -79,11 +88,15 @@ impl ClusterArgs {
             host: host.clone(),
             lease_ttl: self.cluster_lease_ttl,
             mount_wait: std::time::Duration::from_secs(self.cluster_mount_wait),
+            mount_timeout: std::time::Duration::from_secs(self.cluster_mount_timeout),
             sync_interval: dvol::cluster::parse_interval(&self.cluster_sync_interval)?,
             release_grace: std::time::Duration::from_secs(self.cluster_release_grace),
             docker,
             remote_options: std::sync::Arc::new(dvol::remote::ops::RemoteOptions {
-                connect: super::remote::connect_options(),
+                connect: dvol::remote::ConnectOptions {
+                    s3_retry_timeout: Some(dvol::cluster::REMOTE_RETRY),
+                    ..super::remote::connect_options()
+                },
                 ..Default::default()
             }),
         }))

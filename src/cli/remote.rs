@@ -350,6 +350,7 @@ pub fn connect_options() -> ConnectOptions {
         s3_config: std::env::vars()
             .filter(|(name, _)| name.starts_with("AWS_"))
             .collect(),
+        s3_retry_timeout: None,
     }
 }
 

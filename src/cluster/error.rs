@@ -35,6 +35,17 @@ pub enum ClusterError {
     /// This host's lease ended (expired, or taken over): it may not publish any more.
     #[error("cluster volume {volume}: this host ({host}) lost its lease; the head was not moved")]
     LeaseLost { volume: String, host: String },
+    /// A Mount whose data did not arrive within its timeout (Docker gives up after about 2
+    /// minutes): the transfer goes on under the lease.
+    #[error("cluster volume {volume}: its data did not arrive on host {host} within {}s; the transfer goes on in the background and host {host} keeps the lease: start the container again to use it", waited.as_secs())]
+    MountTimedOut {
+        volume: String,
+        host: String,
+        waited: Duration,
+    },
+    /// A Mount whose data could not be brought (the lease is released).
+    #[error("cluster volume {volume}: its data could not be brought here: {cause}")]
+    BringFailed { volume: String, cause: String },
     /// The cluster head moved under a holder (it should not happen while the lease holds).
     #[error("cluster volume {0}: its head moved under this holder; not moved")]
     HeadMoved(String),

@@ -31,7 +31,7 @@ use lease::{ClusterHead, Held, VolumeRecord};
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// The `Opts` key of `docker volume create -o sync-interval=60s`.
@@ -54,6 +54,12 @@ const META_SEQ: &str = "cluster.seq.";
 const TICK: Duration = Duration::from_millis(200);
 /// Pause between retries of a failed final push.
 const RETRY: Duration = Duration::from_secs(1);
+/// How long the plugin's S3 client retries a failing request in cluster mode: a sync stuck
+/// behind an unreachable remote would hold back the keeping of unsynced work and Docker's
+/// Unmount (1 minute); the keeper retries failed pushes itself.
+pub const REMOTE_RETRY: Duration = Duration::from_secs(10);
+/// How long Docker's holder queries answer "unknown" at once after etcd did not answer.
+const UNREACHABLE_PAUSE: Duration = Duration::from_secs(5);
 
 /// How a host takes part in the cluster (the CLI builds it from flags).
 #[derive(Clone)]
@@ -68,6 +74,10 @@ pub struct ClusterOptions {
     pub lease_ttl: u64,
     /// How long a Mount waits for another host's lease.
     pub mount_wait: Duration,
+    /// How long a Mount may take in all (lease wait and data) before it fails, so Docker
+    /// (which gives up on a plugin after about 2 minutes) hears why; the transfer goes on
+    /// under the lease and a retry within the release grace finds the data there.
+    pub mount_timeout: Duration,
     /// Background sync interval for volumes created without `sync-interval`.
     pub sync_interval: Duration,
     /// How long a host keeps a lease after the last Unmount (another host asking ends it).
@@ -122,8 +132,13 @@ fn bad_interval(s: &str) -> crate::Error {
 /// What Docker is doing with a held volume.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Use {
+    /// The lease is taken and the data is being brought (the Mounts wait for it, at most until
+    /// their timeout).
+    Bringing,
     /// At least one container has it mounted.
     Mounted,
+    /// The last Unmount is committing and pushing (the keeper does not retry meanwhile).
+    Publishing,
     /// Unmounted since `since`; `pushed` once its final commit is published (then the lease
     /// goes after the grace, else the push is retried).
     Releasing { since: Instant, pushed: bool },
@@ -133,6 +148,8 @@ enum Use {
 struct Usage {
     mounts: BTreeSet<String>,
     state: Use,
+    /// Why bringing the data failed (the session is over; the waiting Mounts say it).
+    failed: Option<String>,
 }
 
 /// A volume this host holds: its lease, its mounts, and what its keeper thread reads.
@@ -143,6 +160,8 @@ struct Session {
     /// One commit+push+head move at a time.
     syncing: Mutex<()>,
     usage: Mutex<Usage>,
+    /// Signalled when the data is brought (or could not be).
+    brought: Condvar,
     /// Set when the lease could not be renewed in time: nothing is published any more.
     lost: AtomicBool,
     stop: AtomicBool,
@@ -154,7 +173,12 @@ impl Session {
             lease,
             head_rev: AtomicI64::new(head_rev),
             syncing: Mutex::new(()),
-            usage: Mutex::new(Usage { mounts, state }),
+            usage: Mutex::new(Usage {
+                mounts,
+                state,
+                failed: None,
+            }),
+            brought: Condvar::new(),
             lost: AtomicBool::new(false),
             stop: AtomicBool::new(false),
         })
@@ -182,6 +206,8 @@ pub struct Cluster {
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     /// One Mount, Unmount or release at a time per volume on this host.
     turns: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// When [`Cluster::holder`] last found etcd out of reach.
+    holder_failed: Mutex<Option<Instant>>,
 }
 
 /// A volume as the cluster lists it.
@@ -223,6 +249,7 @@ impl Cluster {
             repo_options,
             sessions: Mutex::new(HashMap::new()),
             turns: Mutex::new(HashMap::new()),
+            holder_failed: Mutex::new(None),
         })
     }
 
@@ -319,10 +346,11 @@ impl Cluster {
             .collect()
     }
 
-    /// The holder of a volume, if any.
     /// The holder of a volume, if any, for Docker's `Get`: this host when it holds the volume
     /// (no etcd call: Docker asks while stopping a container, also when etcd is out of
-    /// reach), else etcd's answer within a second.
+    /// reach), else etcd's answer within a second. For [`UNREACHABLE_PAUSE`] after etcd did not
+    /// answer, the error comes at once: Docker asks before each Unmount, and the containers a
+    /// lost lease stops would otherwise wait a second each.
     pub fn holder(&self, volume: &str) -> Result<Option<String>> {
         if self
             .session(volume)
@@ -330,8 +358,17 @@ impl Cluster {
         {
             return Ok(Some(self.opts.host.clone()));
         }
+        let mut failed = self.holder_failed.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(at) = failed.filter(|at| at.elapsed() < UNREACHABLE_PAUSE) {
+            let ago = at.elapsed().as_millis();
+            return Err(
+                ClusterError::Etcd(format!("out of reach (no answer {ago} ms ago)")).into(),
+            );
+        }
         let budget = Some(Duration::from_secs(1));
-        Ok(lease::holder_within(&self.etcd, volume, budget)?.map(|h| h.host))
+        let holder = lease::holder_within(&self.etcd, volume, budget);
+        *failed = holder.is_err().then(Instant::now);
+        Ok(holder?.map(|h| h.host))
     }
 
     fn turn(&self, volume: &str) -> Arc<Mutex<()>> {
@@ -342,9 +379,12 @@ impl Cluster {
     /// Save every session in the root (a restarted plugin reads them back); a failure is
     /// logged: the sessions go on, only a restart would lose them.
     fn save(&self) {
+        // A session still bringing its data has no mount Docker knows of yet: a restarted
+        // plugin lets its lease expire.
         let all: std::collections::BTreeMap<String, saved::Saved> = self
             .sessions()
             .iter()
+            .filter(|(_, s)| s.state() != Use::Bringing)
             .map(|(v, s)| {
                 let saved = saved::Saved {
                     lease: s.lease.clone(),
@@ -415,15 +455,26 @@ impl Cluster {
     /// Start the keeper threads of a session whose lease was renewed no earlier than
     /// `renewed`.
     fn spawn_keeper(self: &Arc<Self>, s: Arc<Session>, renewed: Instant) -> Result<()> {
-        let interval = lease::volume(&self.etcd, s.volume())?
-            .map_or(self.opts.sync_interval, |r| {
-                Duration::from_secs(r.sync_interval.max(1))
-            });
-        let volume = s.volume().to_string();
-        let (me, session) = (Arc::clone(self), Arc::clone(&s));
-        self.spawn(&volume, move || me.renew(&session, renewed))?;
-        let me = Arc::clone(self);
+        let interval = self.interval(s.volume())?;
+        self.spawn_renewer(Arc::clone(&s), renewed)?;
+        let (me, volume) = (Arc::clone(self), s.volume().to_string());
         self.spawn(&volume, move || me.keep(&s, interval))
+    }
+
+    /// Start renewing the lease of a session, renewed (or taken) no earlier than `renewed`,
+    /// until it ends: a thread of its own, so no transfer delays it.
+    fn spawn_renewer(self: &Arc<Self>, s: Arc<Session>, renewed: Instant) -> Result<()> {
+        let (me, volume) = (Arc::clone(self), s.volume().to_string());
+        self.spawn(&volume, move || me.renew(&s, renewed))
+    }
+
+    /// The background sync interval of a volume.
+    fn interval(&self, volume: &str) -> Result<Duration> {
+        Ok(
+            lease::volume(&self.etcd, volume)?.map_or(self.opts.sync_interval, |r| {
+                Duration::from_secs(r.sync_interval.max(1))
+            }),
+        )
     }
 
     fn engine(&self) -> Option<Engine> {
@@ -431,22 +482,30 @@ impl Cluster {
     }
 
     /// `Mount` (Docker's mount `id`) of a cluster volume. Held here already: one more mount
-    /// (within the release grace: the lease and the data are kept, nothing is fetched).
-    /// Otherwise take the lease (waiting a bounded time), bring the data to the cluster head,
-    /// start the keeper.
+    /// (within the release grace: the lease and the data are kept, nothing is fetched; while
+    /// the data is still coming: wait for it). Otherwise take the lease (waiting a bounded
+    /// time), start renewing it, and bring the data to the cluster head on the keeper thread.
+    /// The Mount waits for the data until `mount_timeout` after it came, then fails saying
+    /// so; the transfer goes on under the lease, so a retry finds the data here.
     pub fn mount(self: &Arc<Self>, volume: &str, id: &str) -> Result<()> {
+        let came = Instant::now();
         let turn = self.turn(volume);
-        let _turn = turn.lock().unwrap_or_else(|e| e.into_inner());
+        let turn = turn.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(s) = self.session(volume) {
             if !s.lost.load(Ordering::SeqCst) {
                 let mut u = s.usage();
-                if u.state != Use::Mounted {
-                    tracing::info!(
+                u.mounts.insert(id.to_string());
+                match u.state {
+                    Use::Bringing => {
+                        drop((u, turn));
+                        return self.wait_brought(&s, id, came);
+                    }
+                    Use::Releasing { .. } | Use::Publishing => tracing::info!(
                         volume,
                         "cluster: mounted again; kept the lease, nothing fetched"
-                    );
+                    ),
+                    Use::Mounted => {}
                 }
-                u.mounts.insert(id.to_string());
                 u.state = Use::Mounted;
                 drop(u);
                 self.save();
@@ -459,6 +518,7 @@ impl Cluster {
         if lease::volume(&self.etcd, volume)?.is_none() {
             return Err(ClusterError::NotClusterVolume(volume.to_string()).into());
         }
+        let interval = self.interval(volume)?;
         // The lease is granted, and later renewed, no earlier than this.
         let asked = Instant::now();
         let held = lease::acquire(
@@ -469,25 +529,132 @@ impl Cluster {
             self.opts.mount_wait,
         )?;
         tracing::info!(volume, "cluster: lease taken");
-        let rev = match self.bring_data(volume) {
-            Ok(rev) => rev,
-            Err(e) => {
-                let _ = held.release(&self.etcd);
-                return Err(e);
-            }
-        };
         let mounts = BTreeSet::from([id.to_string()]);
-        let session = Session::new(held, rev, mounts, Use::Mounted);
+        let session = Session::new(held, 0, mounts, Use::Bringing);
         self.sessions()
             .insert(volume.to_string(), Arc::clone(&session));
+        let started = self
+            .spawn_renewer(Arc::clone(&session), asked)
+            .and_then(|()| {
+                let (me, s) = (Arc::clone(self), Arc::clone(&session));
+                self.spawn(volume, move || {
+                    if me.bring(&s) {
+                        me.keep(&s, interval);
+                    }
+                })
+            });
+        if let Err(e) = started {
+            self.end_session(&session);
+            return Err(e);
+        }
+        drop(turn);
+        self.wait_brought(&session, id, came)
+    }
+
+    /// Wait, until `mount_timeout` after the Mount `id` came, for the keeper to bring the data
+    /// of a session; a Mount that cannot wait longer forgets `id` (Docker never unmounts a
+    /// failed Mount) and fails saying the transfer goes on.
+    fn wait_brought(&self, s: &Session, id: &str, came: Instant) -> Result<()> {
+        let budget = self.opts.mount_timeout.saturating_sub(came.elapsed());
+        let u = s.usage();
+        let (mut u, _) = s
+            .brought
+            .wait_timeout_while(u, budget, |u| {
+                u.state == Use::Bringing && u.failed.is_none()
+            })
+            .unwrap_or_else(|e| e.into_inner());
+        let volume = s.volume().to_string();
+        if let Some(cause) = u.failed.clone() {
+            u.mounts.remove(id);
+            return Err(ClusterError::BringFailed { volume, cause }.into());
+        }
+        if u.state == Use::Bringing {
+            u.mounts.remove(id);
+            tracing::warn!(
+                volume,
+                "cluster: the data did not arrive before the Mount's timeout; it goes on"
+            );
+            return Err(ClusterError::MountTimedOut {
+                volume,
+                host: self.opts.host.clone(),
+                waited: came.elapsed(),
+            }
+            .into());
+        }
+        drop(u);
         self.save();
-        self.spawn_keeper(session, asked)
+        Ok(())
+    }
+
+    /// The keeper's first task: bring the data of a new session to the cluster head while the
+    /// renewer keeps the lease. Then the session is mounted (or, when every Mount gave up
+    /// waiting, unmounted and published: released after the grace unless a retry comes);
+    /// `false` when the data could not be brought (the session is over, the lease released).
+    fn bring(&self, s: &Session) -> bool {
+        let volume = s.volume();
+        let brought = self.bring_data(volume).and_then(|rev| {
+            // Lost meanwhile: the data may be the head, but this host may not use it.
+            if s.lost.load(Ordering::SeqCst) {
+                return Err(s.lease.lost());
+            }
+            Ok(rev)
+        });
+        match brought {
+            Ok(rev) => {
+                s.head_rev.store(rev, Ordering::SeqCst);
+                let mut u = s.usage();
+                u.state = if u.mounts.is_empty() {
+                    tracing::info!(
+                        volume,
+                        "cluster: data brought after its Mounts gave up; kept for a retry"
+                    );
+                    Use::Releasing {
+                        since: Instant::now(),
+                        pushed: true,
+                    }
+                } else {
+                    Use::Mounted
+                };
+                drop(u);
+                s.brought.notify_all();
+                self.save();
+                true
+            }
+            Err(e) => {
+                tracing::error!(volume, "cluster: bringing the data failed: {e}");
+                let turn = self.turn(volume);
+                let _turn = turn.lock().unwrap_or_else(|e| e.into_inner());
+                self.end_session(s);
+                s.usage().failed = Some(e.to_string());
+                s.brought.notify_all();
+                false
+            }
+        }
+    }
+
+    /// End a session that never got its data: forget it, stop its renewer, release the lease.
+    fn end_session(&self, s: &Session) {
+        let volume = s.volume();
+        let mut sessions = self.sessions();
+        if sessions
+            .get(volume)
+            .is_some_and(|mine| std::ptr::eq(Arc::as_ptr(mine), s))
+        {
+            sessions.remove(volume);
+        }
+        drop(sessions);
+        s.stop.store(true, Ordering::SeqCst);
+        if !s.lost.load(Ordering::SeqCst) {
+            let _ = s.lease.release(&self.etcd);
+        }
     }
 
     /// Bring the data to the cluster head (under a fresh lease); the head's etcd revision.
     fn bring_data(&self, volume: &str) -> Result<i64> {
         let (head, rev) = lease::head(&self.etcd, volume)?;
         let mut repo = self.repo()?;
+        // Where a test holds the transfer, to show the lease outlives it.
+        crate::failpoint::pause("cluster.bring");
         let b = data::bring(
             &mut repo,
             volume,
@@ -510,6 +677,8 @@ impl Cluster {
         }
         let volume = s.volume();
         let mut repo = self.repo()?;
+        // Where a test holds a publication, to show the lease outlives it.
+        crate::failpoint::pause("cluster.publish");
         let commit = data::publish(
             &mut repo,
             volume,
@@ -519,6 +688,8 @@ impl Cluster {
             guard,
         )?
         .to_hex();
+        // Pushed to this host's own remote volume: visible to nobody until the head names it.
+        tracing::debug!(volume, commit = %commit, "cluster: pushed");
         let (current, _) = lease::head(&self.etcd, volume)?;
         let seq = match current {
             Some(h) if h.commit == commit => h.seq,
@@ -552,7 +723,12 @@ impl Cluster {
                 continue;
             }
             let attempt = Instant::now();
-            match s.lease.renew(&self.etcd, fence::attempt_budget(ttl)) {
+            let renewal = s.lease.renew(&self.etcd, fence::attempt_budget(ttl));
+            // Released meanwhile (the stop is set before the lease is revoked): not a loss.
+            if s.stop.load(Ordering::SeqCst) {
+                return;
+            }
+            match renewal {
                 Ok(true) => {
                     renewed = attempt;
                     tracing::debug!(volume = %s.volume(), "cluster: lease renewed");
@@ -662,6 +838,10 @@ impl Cluster {
         s.lost.store(true, Ordering::SeqCst);
         tracing::error!(volume = %volume, "cluster: {why}; this host stops publishing it");
         fence::stop_containers(self.engine(), volume, deadline);
+        if s.state() == Use::Bringing {
+            // Nothing unpublished: the Mount's own commit of earlier local work keeps that.
+            return;
+        }
         while !s.stop.load(Ordering::SeqCst) {
             match lease::head(&self.etcd, volume) {
                 Ok((head, _)) => {
@@ -710,6 +890,11 @@ impl Cluster {
         };
         let mut u = s.usage();
         u.mounts.remove(id);
+        if u.state == Use::Bringing {
+            // A Mount that has not returned yet: the keeper settles the session once the
+            // data is here.
+            return Ok(());
+        }
         if !u.mounts.is_empty() {
             drop(u);
             self.save();
@@ -734,10 +919,7 @@ impl Cluster {
             return Ok(());
         }
         // The last mount, or Docker retrying the Unmount of a failed final push.
-        u.state = Use::Releasing {
-            since: Instant::now(),
-            pushed: false,
-        };
+        u.state = Use::Publishing;
         drop(u);
         self.save();
         let synced = self.sync(&s, &Unguarded);

@@ -183,6 +183,8 @@ pub struct ConnectOptions {
     /// S3 client settings as `(key, value)` pairs named like object_store's
     /// `AmazonS3ConfigKey` (`aws_access_key_id`, `aws_endpoint`, `aws_region`, ...).
     pub s3_config: Vec<(String, String)>,
+    /// How long the S3 client retries a failing request (default: object_store's 3 minutes).
+    pub s3_retry_timeout: Option<std::time::Duration>,
 }
 
 /// Connect to the remote at `url`.
@@ -196,9 +198,12 @@ pub fn open(url: &str, opts: &ConnectOptions) -> Result<Box<dyn Backend>> {
             path,
         } => Box::new(ssh::connect(user.as_deref(), &host, port, &path, opts)?),
         RemoteUrl::Http(base) => Box::new(http::connect(&base, opts)?),
-        RemoteUrl::S3 { bucket, prefix } => {
-            Box::new(s3::S3Backend::new(&bucket, &prefix, &opts.s3_config)?)
-        }
+        RemoteUrl::S3 { bucket, prefix } => Box::new(s3::S3Backend::new(
+            &bucket,
+            &prefix,
+            &opts.s3_config,
+            opts.s3_retry_timeout,
+        )?),
     })
 }
 

@@ -29,8 +29,20 @@ pub struct S3Backend {
 impl S3Backend {
     /// A client for `s3://bucket/prefix`; `config` holds object_store settings by key name
     /// (`aws_endpoint`, `aws_access_key_id`, ...): the CLI passes the `AWS_*` environment.
-    pub fn new(bucket: &str, prefix: &str, config: &[(String, String)]) -> Result<S3Backend> {
+    /// `retry_timeout` bounds how long a failing request is retried.
+    pub fn new(
+        bucket: &str,
+        prefix: &str,
+        config: &[(String, String)],
+        retry_timeout: Option<std::time::Duration>,
+    ) -> Result<S3Backend> {
         let mut builder = object_store::aws::AmazonS3Builder::new();
+        if let Some(retry_timeout) = retry_timeout {
+            builder = builder.with_retry(object_store::RetryConfig {
+                retry_timeout,
+                ..Default::default()
+            });
+        }
         for (name, value) in config {
             // Like object_store's own from_env: settings it does not know are not for it.
             match name.to_ascii_lowercase().parse() {

@@ -1,8 +1,11 @@
 //! Cluster mode (issue 15) end to end: `tests/cluster/multihost.sh` brings up three Docker
-//! hosts (the multihost fixture), a 3-member etcd, the shared remote and the dvol plugin in
-//! cluster mode on every host, runs the scenarios (a volume moves between hosts through the
-//! remote, fencing of Mount and CLI, a lease race of many rounds, a Swarm drain, a partitioned
-//! holder) and tears everything down.
+//! hosts (the multihost fixture), a 3-member etcd, the shared remote (a 3-node Garage, one node
+//! per host) and the dvol plugin in cluster mode on every host, runs the scenarios (a volume
+//! moves between hosts through the remote, fencing of Mount and CLI, a lease race of many
+//! rounds, transfers longer than the lease TTL, a Swarm drain, a PostgreSQL service under
+//! pgbench drained with every acknowledged transaction, a partitioned holder, a holder
+//! cut from etcd only) and tears everything down. Without Garage (a developer machine) the
+//! remote is `dvol serve` and the test says so; CI (`DVOL_TEST_REQUIRE_ALL=1`) requires it.
 
 use crate::support::{bin, require_binary, require_docker, skip};
 use std::path::PathBuf;
@@ -34,8 +37,16 @@ fn cluster_volumes_follow_containers_between_hosts() {
         skip("the multihost fixture (../shared/multihost, or DVOL_MULTIHOST_FIXTURE=DIR)");
         return;
     };
+    let remote = if crate::support::find_binary("garage").is_some() {
+        "garage"
+    } else {
+        // Fails under DVOL_TEST_REQUIRE_ALL; elsewhere says the remote is dvol serve instead.
+        skip("garage (cargo install garage --locked) for the shared remote; using dvol serve");
+        "serve"
+    };
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/cluster/multihost.sh");
     let out = std::process::Command::new("bash")
+        .env("DVOL_CLUSTER_REMOTE_KIND", remote)
         .arg(&script)
         .arg(bin())
         .arg(&fixture)

@@ -54,7 +54,15 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "cluster",
         &[
-            "docker", "error", "names", "progress", "remote", "repo", "runtime", "store",
+            "docker",
+            "error",
+            "failpoint",
+            "names",
+            "progress",
+            "remote",
+            "repo",
+            "runtime",
+            "store",
         ],
     ),
     (

@@ -106,36 +106,23 @@ pub(crate) struct Garage {
     _dir: tempfile::TempDir,
 }
 
-fn garage_cmd(bin: &std::path::Path, cfg: &std::path::Path, args: &[&str]) -> String {
-    let out = Command::new(bin)
-        .arg("-c")
-        .arg(cfg)
+/// `tests/support/garage.sh ARGS`, which knows the test configuration and cluster setup; its
+/// standard output.
+fn garage_sh(bin: &std::path::Path, args: &[&std::ffi::OsStr]) -> String {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/garage.sh");
+    let out = Command::new("bash")
+        .arg(script)
         .args(args)
+        .env("GARAGE_BIN", bin)
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "garage {args:?}: {}{}",
+        "garage.sh {args:?}: {}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn garage_retry(bin: &std::path::Path, cfg: &std::path::Path, args: &[&str]) -> String {
-    for _ in 0..100 {
-        let out = Command::new(bin)
-            .arg("-c")
-            .arg(cfg)
-            .args(args)
-            .output()
-            .unwrap();
-        if out.status.success() {
-            return String::from_utf8_lossy(&out.stdout).into_owned();
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
-    garage_cmd(bin, cfg, args)
 }
 
 impl Garage {
@@ -161,22 +148,18 @@ pub(crate) fn garage(n: usize) -> Garage {
     for i in 0..n {
         let (rpc, s3) = (free_port(), free_port());
         let d = dir.path().join(format!("node{i}"));
-        std::fs::create_dir_all(&d).unwrap();
+        let (rpc_addr, s3_addr) = (format!("127.0.0.1:{rpc}"), format!("127.0.0.1:{s3}"));
+        let replicas = n.to_string();
+        let args: [&std::ffi::OsStr; 6] = [
+            "config".as_ref(),
+            d.as_os_str(),
+            rpc_addr.as_ref(),
+            s3_addr.as_ref(),
+            secret.as_ref(),
+            replicas.as_ref(),
+        ];
+        garage_sh(&bin, &args);
         let cfg = d.join("garage.toml");
-        std::fs::write(
-            &cfg,
-            format!(
-                "metadata_dir = \"{m}\"\ndata_dir = \"{dd}\"\ndb_engine = \"sqlite\"\n\
-                 compression_level = \"none\"\n\
-                 replication_factor = {n}\nrpc_bind_addr = \"127.0.0.1:{rpc}\"\n\
-                 rpc_public_addr = \"127.0.0.1:{rpc}\"\nrpc_secret = \"{secret}\"\n\
-                 [s3_api]\ns3_region = \"garage\"\napi_bind_addr = \"127.0.0.1:{s3}\"\n\
-                 root_domain = \".s3.garage.localhost\"\n",
-                m = d.join("meta").display(),
-                dd = d.join("data").display(),
-            ),
-        )
-        .unwrap();
         let mut child = Command::new(&bin)
             .arg("-c")
             .arg(&cfg)
@@ -190,42 +173,14 @@ pub(crate) fn garage(n: usize) -> Garage {
         s3_ports.push(s3);
         cfgs.push(cfg);
     }
-    let ids: Vec<String> = cfgs
-        .iter()
-        .map(|c| {
-            garage_retry(&bin, c, &["node", "id", "-q"])
-                .trim()
-                .to_string()
-        })
-        .collect();
-    for id in &ids[1..] {
-        garage_retry(&bin, &cfgs[0], &["node", "connect", id]);
-    }
-    for id in &ids {
-        let short = id.split('@').next().unwrap();
-        garage_retry(
-            &bin,
-            &cfgs[0],
-            &["layout", "assign", "-z", "dc1", "-c", "1G", short],
-        );
-    }
-    garage_retry(&bin, &cfgs[0], &["layout", "apply", "--version", "1"]);
-    garage_retry(&bin, &cfgs[0], &["bucket", "create", "bucket"]);
-    let info = garage_retry(&bin, &cfgs[0], &["key", "create", "dvol"]);
-    let field = |name: &str| {
-        info.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .map(|v| v.trim().to_string())
-            .unwrap_or_else(|| panic!("no {name} in {info}"))
-    };
-    let (key, secret) = (field("Key ID:"), field("Secret key:"));
-    garage_retry(
-        &bin,
-        &cfgs[0],
-        &[
-            "bucket", "allow", "--read", "--write", "--owner", "bucket", "--key", "dvol",
-        ],
-    );
+    let mut args: Vec<&std::ffi::OsStr> = vec!["setup".as_ref()];
+    args.extend(cfgs.iter().map(|c| c.as_os_str()));
+    let out = garage_sh(&bin, &args);
+    let (key, secret) = out
+        .trim()
+        .split_once(' ')
+        .map(|(k, s)| (k.to_string(), s.to_string()))
+        .unwrap_or_else(|| panic!("garage.sh setup printed {out:?}"));
     Garage {
         nodes,
         s3_ports,
