@@ -651,6 +651,7 @@ impl Cluster {
 
     /// Bring the data to the cluster head (under a fresh lease); the head's etcd revision.
     fn bring_data(&self, volume: &str) -> Result<i64> {
+        let started = Instant::now();
         let (head, rev) = lease::head(&self.etcd, volume)?;
         let mut repo = self.repo()?;
         // Where a test holds the transfer, to show the lease outlives it.
@@ -664,7 +665,8 @@ impl Cluster {
             &self.opts.remote_options,
         )?;
         set_local_seq(&repo, volume, head.map_or(0, |h| h.seq))?;
-        tracing::info!(volume, bytes = b.bytes, kept = ?b.kept, "cluster: mounted");
+        let ms = started.elapsed().as_millis() as u64;
+        tracing::info!(volume, bytes = b.bytes, ms, kept = ?b.kept, "cluster: mounted");
         Ok(rev)
     }
 
@@ -679,6 +681,7 @@ impl Cluster {
         let mut repo = self.repo()?;
         // Where a test holds a publication, to show the lease outlives it.
         crate::failpoint::pause("cluster.publish");
+        let started = Instant::now();
         let commit = data::publish(
             &mut repo,
             volume,
@@ -689,7 +692,8 @@ impl Cluster {
         )?
         .to_hex();
         // Pushed to this host's own remote volume: visible to nobody until the head names it.
-        tracing::debug!(volume, commit = %commit, "cluster: pushed");
+        let ms = started.elapsed().as_millis() as u64;
+        tracing::debug!(volume, commit = %commit, ms, "cluster: pushed");
         let (current, _) = lease::head(&self.etcd, volume)?;
         let seq = match current {
             Some(h) if h.commit == commit => h.seq,
