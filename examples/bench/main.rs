@@ -87,6 +87,9 @@ struct Args {
     /// Skip the compression-unit comparison on the real database sets.
     #[arg(long)]
     no_compression: bool,
+    /// Only write the report and charts of an earlier run's results.json into --out.
+    #[arg(long)]
+    from_json: Option<PathBuf>,
     /// The dvol binary (default: `cargo build --release --bin dvol`, then target/release/dvol).
     #[arg(long)]
     dvol: Option<PathBuf>,
@@ -194,6 +197,11 @@ impl Change {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    if let Some(json) = &args.from_json {
+        let res: Results = serde_json::from_slice(&fs::read(json)?)?;
+        fs::create_dir_all(&args.out)?;
+        return write_report(&res, &args.out, true);
+    }
     fs::create_dir_all(&args.work)?;
     fs::create_dir_all(&args.out)?;
     let work = args.work.canonicalize()?;
@@ -296,14 +304,16 @@ fn main() -> Result<()> {
         args.out.join("results.json"),
         serde_json::to_string_pretty(&res)?,
     )?;
-    let md = report::markdown(&res, ctx.push_available);
+    write_report(&res, &args.out, ctx.push_available)
+}
+
+/// results.md (also printed) and the charts of `res` into `out`.
+fn write_report(res: &Results, out: &Path, push_available: bool) -> Result<()> {
+    let md = report::markdown(res, push_available);
     println!("{md}");
-    fs::write(args.out.join("results.md"), &md)?;
-    report::charts(&res, &args.out)?;
-    eprintln!(
-        "wrote {}/results.md, results.json and charts",
-        args.out.display()
-    );
+    fs::write(out.join("results.md"), &md)?;
+    report::charts(res, out)?;
+    eprintln!("wrote {}/results.md and charts", out.display());
     Ok(())
 }
 

@@ -493,33 +493,40 @@ pub fn markdown(r: &Results, push_available: bool) -> String {
         }
     }
 
-    if !r.scaling.is_empty() {
+    for (curve, title, unit) in [
+        ("size", "volume size (db set)", "per GiB, s"),
+        ("files", "file count (small files)", "per file, µs"),
+    ] {
+        let pts: Vec<_> = r.scaling.iter().filter(|p| p.curve == curve).collect();
+        if pts.is_empty() {
+            continue;
+        }
         let _ = writeln!(
             s,
-            "\n## dvol scale curves (one fresh store per point; 1% = commit after 1% of the pages or files changed; restore = full checkout -b)\n"
+            "\n## dvol scale curve: {title} (one fresh store per point; 1% = commit after 1% of the pages or files changed; restore = full `checkout -b`)\n"
         );
-        let _ = writeln!(s, "| data | files | first commit | 1% commit | restore | first / 1% / restore per GiB | per file (µs) | peak MiB first / 1% / restore | store | growth |");
+        let _ = writeln!(s, "| data | files | first commit | 1% commit | restore | first / 1% / restore {unit} | peak MiB first / 1% / restore | store | growth |");
         let _ = writeln!(
             s,
-            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
         );
-        for p in &r.scaling {
-            let gib = p.bytes as f64 / (1u64 << 30) as f64;
-            let per = |m: &Meas, by: f64| m.secs / by;
+        for p in pts {
+            let by = if curve == "size" {
+                p.bytes as f64 / (1u64 << 30) as f64
+            } else {
+                p.files as f64 / 1e6
+            };
             let _ = writeln!(
                 s,
-                "| {} | {} | {:.2} s | {:.2} s | {:.2} s | {:.2} / {:.2} / {:.2} s | {:.1} / {:.1} / {:.1} | {:.0} / {:.0} / {:.0} | {} | {} |",
+                "| {} | {} | {:.2} s | {:.2} s | {:.2} s | {:.2} / {:.2} / {:.2} | {:.0} / {:.0} / {:.0} | {} | {} |",
                 fmt_bytes(p.bytes as f64),
                 p.files,
                 p.first.secs,
                 p.incr.secs,
                 p.restore.secs,
-                per(&p.first, gib),
-                per(&p.incr, gib),
-                per(&p.restore, gib),
-                per(&p.first, p.files as f64) * 1e6,
-                per(&p.incr, p.files as f64) * 1e6,
-                per(&p.restore, p.files as f64) * 1e6,
+                p.first.secs / by,
+                p.incr.secs / by,
+                p.restore.secs / by,
                 p.first.maxrss_kib as f64 / 1024.0,
                 p.incr.maxrss_kib as f64 / 1024.0,
                 p.restore.maxrss_kib as f64 / 1024.0,
