@@ -43,15 +43,24 @@ use std::thread::JoinHandle;
 /// durable (synchronous=FULL syncs the WAL at each commit) and SQLite still checkpoints
 /// automatically once the WAL passes its size limit. Copies of a root must take
 /// `dvol.db-wal` with `dvol.db`.
+///
+/// Each connection caches up to [`INDEX_CACHE_KIB`] of database pages (SQLite's default is
+/// 2 MiB): the object index of a few GiB of data is larger than that, and every new chunk's
+/// lookup and insert lands on a random page of it, so a small cache re-reads the index many
+/// times over in one commit.
 pub fn connect(db: &Path, busy: std::time::Duration) -> Result<Connection> {
     let conn = Connection::open(db)?;
     conn.busy_timeout(busy)?;
+    conn.pragma_update(None, "cache_size", -INDEX_CACHE_KIB)?;
     conn.set_db_config(
         rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
         true,
     )?;
     Ok(conn)
 }
+
+/// Page cache of every database connection, in KiB (see [`connect`]).
+pub const INDEX_CACHE_KIB: i64 = 32 << 10;
 
 /// Largest object accepted anywhere (bounded decompression for untrusted input).
 pub const MAX_OBJECT_SIZE: usize = 64 << 20;
