@@ -29,7 +29,7 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use tools::{Dvol, Tool};
+use tools::{Dvol, TarZstd, Tool};
 
 #[derive(Parser, Debug, Clone)]
 #[allow(clippy::struct_excessive_bools)] // command-line switches
@@ -138,6 +138,19 @@ pub struct ScalePoint {
     pub store: u64,
     /// Store growth by the commit after the change.
     pub store_growth: u64,
+    /// `tar | zstd -1 -T0` on the same data at the same moments (restore: unpack + `sync -f`),
+    /// so each point's time reads as a ratio to what the machine did then. Absent in runs made
+    /// before it was measured.
+    #[serde(default)]
+    pub peer: Option<ScalePeer>,
+}
+
+/// The peer's seconds at one scale point.
+#[derive(Serialize, Deserialize, Debug, Clone, Default)]
+pub struct ScalePeer {
+    pub first_secs: f64,
+    pub incr_secs: f64,
+    pub restore_secs: f64,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, Default)]
@@ -573,7 +586,8 @@ fn save(ctx: &Ctx, res: &Results) -> Result<()> {
 }
 
 /// One scale point on the data set in `src` (consumed): first commit, `change`, commit,
-/// full restore, each timed with its peak memory.
+/// full restore, each timed with its peak memory, and `tar | zstd -1 -T0` of the same data
+/// just before each (the peer runs first, so dvol meets a page cache at least as warm).
 fn scale_point(
     ctx: &Ctx,
     src: &Path,
@@ -582,25 +596,36 @@ fn scale_point(
 ) -> Result<ScalePoint> {
     let (bytes, files) = data::dir_stats(src)?;
     let mut dvol = Dvol::new(ctx.dvol_bin.clone(), &ctx.args.work);
+    let mut tar = TarZstd::new(&ctx.args.work);
     dvol.setup()?;
+    tar.setup()?;
     let live = dvol.live_dir().expect("dvol has a live directory");
     fs::remove_dir(&live)?;
     fs::rename(src, &live)?;
     let result = (|| -> Result<ScalePoint> {
+        let mut peer = ScalePeer {
+            first_secs: tar.first_snapshot(&live)?.secs,
+            ..ScalePeer::default()
+        };
         let first = dvol.first_snapshot(&live)?;
         let store = dvol.store_size()?;
         change(&live)?;
+        peer.incr_secs = tar.incremental_snapshot(&live)?.secs;
         let incr = dvol.incremental_snapshot(&live)?;
         let store_growth = dvol.store_size()?.saturating_sub(store);
+        peer.restore_secs = tar_restore_synced(&mut tar, &ctx.args.work)?;
         let restore = dvol.restore(&ctx.args.work)?;
         eprintln!(
-            "  first {:.1} s {} MiB, 1% {:.1} s {} MiB, restore {:.1} s {} MiB",
+            "  first {:.1} s {} MiB, 1% {:.1} s {} MiB, restore {:.1} s {} MiB; tar|zstd {:.1} / {:.1} / {:.1} s",
             first.secs,
             first.maxrss_kib / 1024,
             incr.secs,
             incr.maxrss_kib / 1024,
             restore.secs,
-            restore.maxrss_kib / 1024
+            restore.maxrss_kib / 1024,
+            peer.first_secs,
+            peer.incr_secs,
+            peer.restore_secs
         );
         Ok(ScalePoint {
             curve: curve.into(),
@@ -611,8 +636,26 @@ fn scale_point(
             restore,
             store,
             store_growth,
+            peer: Some(peer),
         })
     })();
     fs::remove_dir_all(&dvol.root)?;
+    fs::remove_dir_all(ctx.args.work.join("tar-store"))?;
     result
+}
+
+/// The peer's full restore at a scale point: unpack the second archive into a fresh directory
+/// and `sync -f` it (dvol's restore ends with a syncfs too); the directory is deleted after.
+fn tar_restore_synced(tar: &mut TarZstd, work: &Path) -> Result<f64> {
+    let dest = work.join("tar-restore");
+    fs::create_dir_all(&dest)?;
+    let unpack = tar.restore(&dest)?.secs;
+    let t = std::time::Instant::now();
+    let status = Command::new("sync").arg("-f").arg(&dest).status()?;
+    if !status.success() {
+        bail!("sync -f {} failed: {status}", dest.display());
+    }
+    let secs = unpack + t.elapsed().as_secs_f64();
+    fs::remove_dir_all(&dest)?;
+    Ok(secs)
 }

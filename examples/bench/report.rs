@@ -2,7 +2,7 @@
 //! the targets, the chunking comparison, scaling; and two SVG charts.
 
 use crate::measure::{median, Meas};
-use crate::{Results, ToolRuns};
+use crate::{Results, ScalePoint, ToolRuns};
 use anyhow::Result;
 use plotters::prelude::*;
 use std::fmt::Write;
@@ -505,10 +505,10 @@ pub fn markdown(r: &Results, push_available: bool) -> String {
             s,
             "\n## dvol scale curve: {title} (one fresh store per point; 1% = commit after 1% of the pages or files changed; restore = full `checkout -b`)\n"
         );
-        let _ = writeln!(s, "| data | files | first commit | 1% commit | restore | first / 1% / restore {unit} | peak MiB first / 1% / restore | store | growth |");
+        let _ = writeln!(s, "| data | files | first commit | 1% commit | restore | first / 1% / restore {unit} | dvol / tar\\|zstd first / 1% / restore | peak MiB first / 1% / restore | store | growth |");
         let _ = writeln!(
             s,
-            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
         );
         for p in pts {
             let by = if curve == "size" {
@@ -518,7 +518,7 @@ pub fn markdown(r: &Results, push_available: bool) -> String {
             };
             let _ = writeln!(
                 s,
-                "| {} | {} | {:.2} s | {:.2} s | {:.2} s | {:.2} / {:.2} / {:.2} | {:.0} / {:.0} / {:.0} | {} | {} |",
+                "| {} | {} | {:.2} s | {:.2} s | {:.2} s | {:.2} / {:.2} / {:.2} | {} | {:.0} / {:.0} / {:.0} | {} | {} |",
                 fmt_bytes(p.bytes as f64),
                 p.files,
                 p.first.secs,
@@ -527,6 +527,7 @@ pub fn markdown(r: &Results, push_available: bool) -> String {
                 p.first.secs / by,
                 p.incr.secs / by,
                 p.restore.secs / by,
+                scale_peer_ratios(p),
                 p.first.maxrss_kib as f64 / 1024.0,
                 p.incr.maxrss_kib as f64 / 1024.0,
                 p.restore.maxrss_kib as f64 / 1024.0,
@@ -536,6 +537,19 @@ pub fn markdown(r: &Results, push_available: bool) -> String {
         }
     }
     s
+}
+
+/// dvol's time over the peer's at one scale point, or "n/a" for a run made without the peer.
+fn scale_peer_ratios(p: &ScalePoint) -> String {
+    match &p.peer {
+        Some(t) => format!(
+            "{:.2} / {:.2} / {:.2}",
+            p.first.secs / t.first_secs,
+            p.incr.secs / t.incr_secs,
+            p.restore.secs / t.restore_secs
+        ),
+        None => "n/a".to_string(),
+    }
 }
 
 type DynErr = Box<dyn std::error::Error + Send + Sync>;
@@ -713,16 +727,16 @@ type Curve = (
     &'static str,
     &'static str,
     f64,
-    fn(&crate::ScalePoint) -> f64,
+    fn(&ScalePoint) -> f64,
 );
 /// A measured step of a scale point: label, colour, and its measurement.
-type Step = (&'static str, RGBColor, fn(&crate::ScalePoint) -> Meas);
+type Step = (&'static str, RGBColor, fn(&ScalePoint) -> Meas);
 
 fn scaling_chart(r: &Results, path: &Path) -> Result<(), DynErr> {
     let root = SVGBackend::new(path, (1200, 800)).into_drawing_area();
     root.fill(&WHITE)?;
     let panels = root.split_evenly((2, 2));
-    let gib = |p: &crate::ScalePoint| p.bytes as f64 / (1u64 << 30) as f64;
+    let gib = |p: &ScalePoint| p.bytes as f64 / (1u64 << 30) as f64;
     let curves: [Curve; 2] = [
         ("size", "volume size, GiB (log)", 1.0, |p| {
             p.bytes as f64 / (1u64 << 30) as f64
@@ -745,7 +759,7 @@ fn scaling_chart(r: &Results, path: &Path) -> Result<(), DynErr> {
             ("full restore", GREEN, |p| p.restore),
         ];
         // Time per unit: per GiB for the size curve, per file (µs) for the file curve.
-        let unit = |p: &crate::ScalePoint, m: &Meas| {
+        let unit = |p: &ScalePoint, m: &Meas| {
             m.secs * scale
                 / if curve == "size" {
                     gib(p)

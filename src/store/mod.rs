@@ -360,7 +360,7 @@ impl Store {
     /// returned packs ([`Store::record`]) in the transaction that references them. For objects
     /// whose order is not children-first (fetched from a remote).
     pub fn writer(self: &Arc<Self>) -> Result<WriteSession> {
-        self.start_writer(false)
+        self.start_writer(false, WriterLimits::default())
     }
 
     /// Start writing new objects, each pack indexed (in its own transaction) as soon as it is
@@ -369,12 +369,16 @@ impl Store {
     /// so an indexed object always has all it reaches indexed too; until something references
     /// them, these objects are garbage that gc may reclaim.
     pub fn writer_indexing(self: &Arc<Self>) -> Result<WriteSession> {
-        self.start_writer(true)
+        self.start_writer(true, WriterLimits::default())
     }
 
-    fn start_writer(self: &Arc<Self>, index_early: bool) -> Result<WriteSession> {
+    fn start_writer(
+        self: &Arc<Self>,
+        index_early: bool,
+        limits: WriterLimits,
+    ) -> Result<WriteSession> {
         let (tx, rx) = crossbeam_channel::bounded::<Vec<Record>>(32);
-        let mut packer = PackWriter::new(&self.packs_dir);
+        let mut packer = PackWriter::with_target(&self.packs_dir, limits.pack_target);
         let mut index = connect(&self.db, std::time::Duration::from_secs(120))?;
         let failure = Arc::new(Mutex::new(None));
         let failure_in_thread = failure.clone();
@@ -385,41 +389,27 @@ impl Store {
             .spawn(move || -> Result<Vec<WrittenPack>> {
                 let mut written = Vec::new();
                 // Indexed packs are returned without their entries: memory stays bounded by
-                // one pack's index, not the whole commit's.
-                let mut index_closed = |mut packs: Vec<WrittenPack>| -> Result<()> {
+                // one batch's index, not the whole commit's.
+                let mut batch = IndexBatch::default();
+                let mut index_closed = |packs: Vec<WrittenPack>, last: bool| -> Result<()> {
                     if !index_early {
                         written.extend(packs);
                         return Ok(());
                     }
-                    if !packs.is_empty() {
-                        let tx = index
-                            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-                        Store::record(&tx, &packs)?;
-                        tx.commit()?;
-                        // Indexed objects are found by the index from now on: the session
-                        // forgets them, so its claims cover the unindexed packs only and
-                        // memory does not grow with the commit. (A writer that checked the
-                        // index just before this commit and claims one of them now writes a
-                        // second copy, which the index ignores; nothing is lost.)
-                        let mut claimed = claimed_in_thread.lock().expect("claim lock");
-                        for p in &packs {
-                            for e in &p.entries {
-                                claimed.remove(&e.id);
-                            }
-                        }
-                        drop(claimed);
-                        packs.iter_mut().for_each(|p| p.entries = Vec::new());
-                        written.extend(packs);
+                    batch.add(packs);
+                    if batch.entries < limits.index_batch && !last {
+                        return Ok(());
                     }
+                    written.extend(batch.index(&mut index, &claimed_in_thread)?);
                     Ok(())
                 };
                 let result = rx
                     .iter()
                     .try_for_each(|batch| {
                         batch.into_iter().try_for_each(|rec| packer.append(rec))?;
-                        index_closed(packer.take_closed())
+                        index_closed(packer.take_closed(), false)
                     })
-                    .and_then(|()| index_closed(packer.finish()?))
+                    .and_then(|()| index_closed(packer.finish()?, true))
                     .map(|()| written);
                 if let Err(e) = &result {
                     *failure_in_thread.lock().expect("failure lock") = Some(e.to_string());
@@ -448,25 +438,96 @@ impl Store {
             "INSERT OR IGNORE INTO objects(id, pack, offset, kind, clen, ulen, boff) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?;
+        let mut entries: Vec<(i64, &IndexEntry)> = Vec::new();
         for pack in packs {
             add_pack.execute(params![pack.name, pack.size as i64])?;
             let pid: i64 = pack_id.query_row([&pack.name], |r| r.get(0))?;
-            // Inserting in key order keeps the B-tree appends cheap.
-            let mut entries: Vec<&IndexEntry> = pack.entries.iter().collect();
-            entries.sort_unstable_by_key(|e| e.id);
-            for e in entries {
-                add_obj.execute(params![
-                    &e.id.0[..],
-                    pid,
-                    e.offset as i64,
-                    e.kind as u8,
-                    e.clen,
-                    e.ulen,
-                    e.boff
-                ])?;
-            }
+            entries.extend(pack.entries.iter().map(|e| (pid, e)));
+        }
+        // Inserting in key order, all packs together, keeps the B-tree appends cheap and
+        // each index page written once per batch.
+        entries.sort_unstable_by_key(|(_, e)| e.id);
+        for (pid, e) in entries {
+            add_obj.execute(params![
+                &e.id.0[..],
+                pid,
+                e.offset as i64,
+                e.kind as u8,
+                e.clen,
+                e.ulen,
+                e.boff
+            ])?;
         }
         Ok(())
+    }
+}
+
+/// Index entries an indexing writer gathers before it writes them in one transaction. Each
+/// new chunk lands on a random page of the object index, so indexing every pack alone rewrote
+/// most of the index's pages once per pack (quadratic in the commit's size once the index is
+/// bigger than a pack's entries); a batch of [`INDEX_BATCH_ENTRIES`] writes each page once per
+/// batch, and memory stays bounded by one batch.
+#[derive(Default)]
+struct IndexBatch {
+    packs: Vec<WrittenPack>,
+    entries: usize,
+}
+
+/// Entries per index transaction of an indexing writer (about 1 GiB of 8 KiB chunks; their
+/// entries and claims take ~16 MiB).
+const INDEX_BATCH_ENTRIES: usize = 128 << 10;
+
+/// Sizes a write session works in (the defaults; tests make them tiny).
+#[derive(Clone, Copy)]
+struct WriterLimits {
+    /// Pack files close at this size.
+    pack_target: u64,
+    /// An indexing writer indexes closed packs once they hold this many entries.
+    index_batch: usize,
+}
+
+impl Default for WriterLimits {
+    fn default() -> Self {
+        WriterLimits {
+            pack_target: pack::PACK_TARGET_SIZE,
+            index_batch: INDEX_BATCH_ENTRIES,
+        }
+    }
+}
+
+impl IndexBatch {
+    fn add(&mut self, packs: Vec<WrittenPack>) {
+        self.entries += packs.iter().map(|p| p.entries.len()).sum::<usize>();
+        self.packs.extend(packs);
+    }
+
+    /// Index the gathered packs in one transaction, then forget their claims (the index
+    /// answers for them from now on, so the session's claims cover unindexed packs only; a
+    /// writer that checked the index just before this commit and claims one of them now
+    /// writes a second copy, which the index ignores: nothing is lost). Returns the packs
+    /// without their entries.
+    fn index(
+        &mut self,
+        conn: &mut Connection,
+        claimed: &Mutex<HashSet<ObjectId>>,
+    ) -> Result<Vec<WrittenPack>> {
+        let mut packs = std::mem::take(&mut self.packs);
+        self.entries = 0;
+        if packs.is_empty() {
+            return Ok(packs);
+        }
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        Store::record(&tx, &packs)?;
+        tx.commit()?;
+        let mut claimed = claimed.lock().expect("claim lock");
+        for p in &packs {
+            for e in &p.entries {
+                claimed.remove(&e.id);
+            }
+        }
+        drop(claimed);
+        packs.iter_mut().for_each(|p| p.entries = Vec::new());
+        Ok(packs)
     }
 }
 
@@ -921,6 +982,66 @@ impl Drop for WriteSession {
         if let Some(t) = self.thread.take() {
             // Abandoned session: its packs are unreferenced and gc will remove them.
             let _ = t.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An indexing writer with tiny packs and batches: every object ends up indexed, each
+    /// batch is indexed before the session ends, and the session forgets what it indexed.
+    #[test]
+    fn indexing_writer_indexes_in_batches_and_forgets_its_claims() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("index.db");
+        connect(&db, std::time::Duration::from_secs(5))
+            .unwrap()
+            .execute_batch(index::SCHEMA)
+            .unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("packs"), &db).unwrap());
+        let limits = WriterLimits {
+            pack_target: 2048,
+            index_batch: 10,
+        };
+        let session = store.start_writer(true, limits).unwrap();
+        // Incompressible, so each pack holds a few objects.
+        let objects: Vec<Vec<u8>> = (0..200u32)
+            .map(|i| {
+                let mut data = vec![0u8; 600];
+                blake3::Hasher::new()
+                    .update(&i.to_le_bytes())
+                    .finalize_xof()
+                    .fill(&mut data);
+                data
+            })
+            .collect();
+        let mut ids = Vec::new();
+        for data in &objects {
+            ids.push(session.put(Kind::Chunk, data).unwrap());
+        }
+        // The same bytes again write nothing new.
+        assert_eq!(session.put(Kind::Chunk, &objects[0]).unwrap(), ids[0]);
+        // The first batches are indexed while the session still runs, and forgotten by it.
+        let t0 = std::time::Instant::now();
+        while !store.contains(&ids[0]).unwrap() || session.claimed.lock().unwrap().contains(&ids[0])
+        {
+            assert!(
+                t0.elapsed().as_secs() < 30,
+                "first batch never indexed and forgotten"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let packs = session.finish().unwrap();
+        assert!(packs.len() > 20, "tiny packs: {}", packs.len());
+        assert!(
+            packs.iter().all(|p| p.entries.is_empty()),
+            "indexed packs keep no entries"
+        );
+        assert!(store.contains_many(&ids).unwrap().into_iter().all(|b| b));
+        for (id, data) in ids.iter().zip(&objects) {
+            assert_eq!(&store.get(id).unwrap(), data);
         }
     }
 }

@@ -204,6 +204,7 @@ pub fn check_pack_header(h: &[u8], what: &str) -> Result<()> {
 /// Appends records to a sequence of pack files in `dir`, closing each at [`PACK_TARGET_SIZE`].
 pub struct PackWriter {
     dir: PathBuf,
+    target: u64,
     current: Option<OpenPack>,
     done: Vec<WrittenPack>,
 }
@@ -218,8 +219,14 @@ struct OpenPack {
 
 impl PackWriter {
     pub fn new(dir: &Path) -> Self {
+        PackWriter::with_target(dir, PACK_TARGET_SIZE)
+    }
+
+    /// A writer closing each pack once it reaches `target` bytes.
+    pub fn with_target(dir: &Path, target: u64) -> Self {
         PackWriter {
             dir: dir.to_path_buf(),
+            target,
             current: None,
             done: Vec::new(),
         }
@@ -281,7 +288,7 @@ impl PackWriter {
         }
         pack.write(&rec.payload, &self.dir)?;
         crate::failpoint::hit("pack.after-record");
-        if pack.size >= PACK_TARGET_SIZE {
+        if pack.size >= self.target {
             self.close_current()?;
         }
         Ok(())
