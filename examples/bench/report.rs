@@ -723,12 +723,7 @@ fn ratio_chart(r: &Results, path: &Path) -> Result<(), DynErr> {
 }
 
 /// A scale curve: its name, x axis label, time unit factor, and x of a point.
-type Curve = (
-    &'static str,
-    &'static str,
-    f64,
-    fn(&ScalePoint) -> f64,
-);
+type Curve = (&'static str, &'static str, f64, fn(&ScalePoint) -> f64);
 /// A measured step of a scale point: label, colour, and its measurement.
 type Step = (&'static str, RGBColor, fn(&ScalePoint) -> Meas);
 

@@ -140,6 +140,23 @@ pub enum RemoteError {
         remote_volume: String,
         url: String,
     },
+    /// A resumed clone met a branch with uncommitted changes it would overwrite (`clone`:
+    /// "the clone of volume V" or "the clone of group G").
+    #[error("Cannot resume {clone}: volume {volume} has uncommitted changes on branch {branch} (e.g. {example}) that the clone would overwrite; commit them on another branch or reset them, then run the clone again")]
+    ResumeUncommitted {
+        clone: String,
+        volume: String,
+        branch: String,
+        example: String,
+    },
+    /// A resumed clone met a branch at a commit the remote does not have.
+    #[error("Cannot resume {clone}: branch {branch} of volume {volume} is at {}, a commit the remote does not have (made after the clone was interrupted); the clone would drop it: move that work to another branch and reset {branch} to the remote's commit, then run the clone again", short(head))]
+    ResumeLocalCommits {
+        clone: String,
+        volume: String,
+        branch: String,
+        head: ObjectId,
+    },
     /// A group push stopped because a member's push was rejected.
     #[error("group push of {group}/{branch}: member {member} was rejected ({reason}); the group ref was not moved")]
     MemberRejected {

@@ -587,9 +587,17 @@ pub fn clone_group(
         }
         let commits: Vec<ObjectId> = chain.iter().filter_map(|(_, c)| c.member(&m.key)).collect();
         bytes += fetch_commits(repo, backend.as_ref(), &seal, &url, &commits, progress)?;
+        crate::failpoint::hit("group-clone.before-member-branches");
         for (b, h) in &branches {
             if let Some(target) = commit_of(h).member(&m.key) {
-                set_member_branch(repo, &m.volume, b, &target, *b == branch, opts, guard)?;
+                let to = MemberBranch {
+                    group: &name,
+                    volume: &m.volume,
+                    branch: b,
+                    target: &target,
+                    current: *b == branch,
+                };
+                set_member_branch(repo, &to, opts, guard)?;
             }
         }
         crate::failpoint::hit("group-clone.after-member");
@@ -644,35 +652,53 @@ fn fetch_commits(
     Ok(got.bytes)
 }
 
-/// Point `branch` of `volume` at `target` with its live data (creating the branch if the
-/// volume has none of that name), and make it the volume's current branch if `current`.
+/// Where a group clone puts one member branch.
+struct MemberBranch<'a> {
+    group: &'a str,
+    volume: &'a str,
+    branch: &'a str,
+    target: &'a ObjectId,
+    /// Whether it becomes the member's current branch.
+    current: bool,
+}
+
+/// Set branch `to.branch` of member volume `to.volume` to the member commit `to.target`
+/// (creating it, or resetting a branch the member clone made), under the volume lock. A
+/// resumed clone meets branches the user may have used since the interruption: see
+/// [`ops::check_resumable`].
 fn set_member_branch(
     repo: &mut Repo,
-    volume: &str,
-    branch: &str,
-    target: &ObjectId,
-    current: bool,
+    to: &MemberBranch,
     opts: &RemoteOptions,
     guard: &dyn LiveGuard,
 ) -> Result<()> {
-    let lock = repo.lock_volume(volume)?;
+    let lock = repo.lock_volume(to.volume)?;
     let restore = ops::restore_options(opts);
-    crate::repo::guarded(guard, volume, "clone", || {
-        match repo.head(volume, branch)? {
+    crate::repo::guarded(guard, to.volume, "clone", || {
+        match repo.head(to.volume, to.branch)? {
             Head::Absent => {
                 let how = crate::repo::NewBranch {
-                    switch: current,
+                    switch: to.current,
                     op: "clone",
                     restore: &restore,
                     source: None,
                 };
-                repo.create_branch_at(&lock, branch, target, &how)
+                repo.create_branch_at(&lock, to.branch, to.target, &how)
             }
-            Head::At(id) if id == *target => Ok(()),
-            head => repo.rewrite_branch(&lock, branch, head, target, "reset", &restore),
+            Head::At(id) if id == *to.target => Ok(()),
+            head => {
+                // Behind the target, or on the remote's branch (where the member clone put
+                // it): anything else was done here after the interruption.
+                let clone = format!("the clone of group {}", to.group);
+                ops::check_resumable(repo, &clone, to.volume, to.branch, head, &|id| {
+                    Ok(repo.is_ancestor(id, to.target)?
+                        || ops::on_remote_branch(repo, to.volume, to.branch, id)?)
+                })?;
+                repo.rewrite_branch(&lock, to.branch, head, to.target, "reset", &restore)
+            }
         }?;
-        if current {
-            repo.set_current_branch(volume, branch)?;
+        if to.current {
+            repo.set_current_branch(to.volume, to.branch)?;
         }
         Ok(())
     })

@@ -440,7 +440,15 @@ pub fn clone(
             let mut branches = Vec::new();
             for (branch, head) in &fetched.report.refs {
                 let ours = repo.head(&local, branch)?;
-                if ours != Head::At(*head) || repo.pending_op(&local, branch)?.is_some() {
+                let pending = repo.pending_op(&local, branch)?.is_some();
+                if ours != Head::At(*head) && !pending {
+                    // Only a resumed clone finds a branch here: it may be in use since.
+                    let clone = format!("the clone of volume {local}");
+                    check_resumable(repo, &clone, &local, branch, ours, &|id| {
+                        repo.is_ancestor(id, head)
+                    })?;
+                }
+                if ours != Head::At(*head) || pending {
                     repo.fast_forward(&lock, branch, ours, head, &restore_options(opts))?;
                 } // else: finished by the interrupted run.
                 branches.push(branch.clone());
@@ -462,10 +470,61 @@ pub fn clone(
             report: fetched.report,
         })
     })();
-    if result.is_err() {
+    // A volume this run made goes with its failure; a resumed one may hold work done since
+    // the interruption, and keeps its record so the clone can be run again.
+    if result.is_err() && !resuming {
         let _ = repo.remove_volume(&local);
     }
     result
+}
+
+/// Refuse to move `branch` of `volume`, found at `head` by a resumed clone (`clone` names it
+/// in errors), when it holds work done since the interruption: uncommitted changes in its
+/// live data, or a head the clone would drop (`expected` says which heads it put there or
+/// may move past). No commit and no live change is ever dropped by a resume.
+pub(crate) fn check_resumable(
+    repo: &Repo,
+    clone: &str,
+    volume: &str,
+    branch: &str,
+    head: Head,
+    expected: &dyn Fn(&ObjectId) -> Result<bool>,
+) -> Result<()> {
+    if head == Head::Absent {
+        return Ok(());
+    }
+    if let Some(c) = repo.live_changes(volume, branch)?.first() {
+        return Err(RemoteError::ResumeUncommitted {
+            clone: clone.to_string(),
+            volume: volume.to_string(),
+            branch: branch.to_string(),
+            example: c.path.clone(),
+        }
+        .into());
+    }
+    match head {
+        Head::At(id) if !expected(&id)? => Err(RemoteError::ResumeLocalCommits {
+            clone: clone.to_string(),
+            volume: volume.to_string(),
+            branch: branch.to_string(),
+            head: id,
+        }
+        .into()),
+        _ => Ok(()),
+    }
+}
+
+/// Whether commit `id` is the head of `branch` on `volume`'s origin, or behind it.
+pub(crate) fn on_remote_branch(
+    repo: &Repo,
+    volume: &str,
+    branch: &str,
+    id: &ObjectId,
+) -> Result<bool> {
+    Ok(match repo.remote_ref(volume, "origin", branch)? {
+        Some(r) => r == *id || repo.is_ancestor(id, &r)?,
+        None => false,
+    })
 }
 
 /// How clone and pull write files that came from a remote.

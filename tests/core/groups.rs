@@ -577,6 +577,65 @@ fn group_clone_takes_every_branch_and_a_killed_clone_resumes() {
     assert!(err.contains("group app already exists"), "{err}");
 }
 
+/// A resumed group clone drops nothing done in a member since the interruption: a member
+/// branch with uncommitted changes, or at a commit the remote does not have, is refused and
+/// left as it is; once that work is moved away, the clone finishes.
+#[test]
+fn a_resumed_group_clone_keeps_work_done_since_the_interruption() {
+    let env = Env::new();
+    let remote = env.dir.path().join("remote");
+    let url = remote.to_str().unwrap();
+    let (a, b) = app(&env);
+    generation(&a, &b, 1);
+    group_commit(&env, "one");
+    env.ok(&["group", "remote", "app", "origin", url]);
+    env.ok(&["group", "push", "app"]);
+    // Member a's own branch on the remote moves past the group commit.
+    write(&a.join("n"), "2");
+    env.ok(&["commit", "--volume", "a", "-m", "a alone"]);
+    env.ok(&["push", "--volume", "a"]);
+
+    // Killed with member a cloned at its remote head, before it is set to the group's.
+    let other = Env::new();
+    other.run_killed(
+        "group-clone.before-member-branches",
+        &["group", "clone", url, "app"],
+    );
+    let live_a = PathBuf::from(other.ok(&["path", "a"]).trim());
+    assert_eq!(std::fs::read_to_string(live_a.join("n")).unwrap(), "2");
+    write(&live_a.join("mine"), "not committed");
+    let err = other.fails(&["group", "clone", url, "app"]);
+    assert!(
+        err.contains(
+            "Cannot resume the clone of group app: volume a has uncommitted changes on branch \
+             master (e.g. mine)"
+        ),
+        "{err}"
+    );
+    assert!(live_a.join("mine").exists());
+    other.ok(&["commit", "--volume", "a", "-m", "mine"]);
+    let err = other.fails(&["group", "clone", url, "app"]);
+    assert!(
+        err.contains("branch master of volume a is at")
+            && err.contains("a commit the remote does not have"),
+        "{err}"
+    );
+    let log = other.ok(&["log", "--volume", "a", "--oneline"]);
+    assert!(log.contains("mine"), "{log}");
+
+    // The work kept on a branch of its own, master back at the remote's head: it finishes.
+    other.ok(&["checkout", "--volume", "a", "-b", "kept"]);
+    other.ok(&["checkout", "--volume", "a", "master"]);
+    other.ok(&["reset", "--volume", "a", "--hard", "HEAD^"]);
+    let out = other.ok(&["group", "clone", url, "app"]);
+    assert!(out.contains("Resumed an interrupted clone"), "{out}");
+    let live = |v: &str| PathBuf::from(other.ok(&["path", v]).trim());
+    assert_eq!(state(&live("a"), &live("b")).0, "1");
+    other.ok(&["checkout", "--volume", "a", "kept"]);
+    assert!(live("a").join("mine").exists());
+    other.ok(&["fsck"]);
+}
+
 fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).unwrap() {

@@ -276,6 +276,53 @@ fn kill_fetch_and_pull_at_every_step() {
     assert!(tried >= 30, "{tried}");
 }
 
+/// A resumed clone drops nothing done in the volume since the interruption: a commit made
+/// on the half-cloned volume, or uncommitted changes in it, make the resume fail, naming
+/// them, and the volume stays (with the work, and its clone record so the clone can be run
+/// again once the work is moved away).
+#[test]
+fn a_resumed_clone_keeps_work_done_since_the_interruption() {
+    let f = fixture();
+    let url = f.full.to_str().unwrap();
+    let qa = Env::new();
+    assert!(run_with(
+        &qa,
+        &vars("clone.before-finish", 0),
+        &["clone", url, "db"]
+    ));
+    qa.ok(&["switch", "db"]);
+    qa.ok(&["reset", "--hard", "HEAD^"]);
+    write(&qa.live().join("mine.txt"), "not committed\n");
+    let err = qa.fails(&["clone", url, "db"]);
+    assert!(
+        err.contains(
+            "Cannot resume the clone of volume db: volume db has uncommitted changes on branch master (e.g. mine.txt)"
+        ),
+        "{err}"
+    );
+    qa.commit("mine");
+    let mine = snap(&qa.live());
+    let err = qa.fails(&["clone", url, "db"]);
+    assert!(
+        err.contains("branch master of volume db is at")
+            && err.contains("a commit the remote does not have"),
+        "{err}"
+    );
+    assert!(snap(&qa.live()) == mine, "the work is gone");
+    assert!(qa.ok(&["log", "--oneline"]).contains("mine"));
+    fsck(&qa, "after the refused resumes");
+    // Moved to a branch of its own: the clone finishes, the work stays on that branch.
+    qa.ok(&["checkout", "-b", "kept"]);
+    qa.ok(&["checkout", "master"]);
+    qa.ok(&["reset", "--hard", "HEAD^"]);
+    let out = qa.ok(&["clone", url, "db"]);
+    assert!(out.contains("Cloned volume db"), "{out}");
+    assert!(snap(&qa.live()) == f.c2, "master differs");
+    qa.ok(&["checkout", "kept"]);
+    assert!(snap(&qa.live()) == mine, "kept differs");
+    fsck(&qa, "after the resume");
+}
+
 /// Kill `dvol clone` at every step: after the volume is created, after `origin` is added,
 /// during the download and its recording, before and during the materialization of each
 /// branch, and before the clone is marked finished. Re-running the same clone finishes it; a
