@@ -28,6 +28,14 @@ fn state(a: &Path, b: &Path) -> (String, bool, usize) {
     (n.clone(), b.join(&n).exists(), count)
 }
 
+/// The app group with generation 1 committed, and where its remote will be.
+fn app_at_one(env: &Env) -> (PathBuf, PathBuf, PathBuf) {
+    let (a, b) = app(env);
+    generation(&a, &b, 1);
+    group_commit(env, "one");
+    (env.dir.path().join("remote"), a, b)
+}
+
 fn group_commit(env: &Env, msg: &str) -> String {
     env.ok(&["group", "commit", "app", "-m", msg])
         .trim()
@@ -361,11 +369,8 @@ fn remote_gc_keeps_what_group_commits_name() {
 #[test]
 fn group_pull_and_an_encrypted_remote_round_trip() {
     let env = Env::new();
-    let remote = env.dir.path().join("remote");
+    let (remote, a, b) = app_at_one(&env);
     let url = remote.to_str().unwrap();
-    let (a, b) = app(&env);
-    generation(&a, &b, 1);
-    group_commit(&env, "one");
     let pass = [("DVOL_PASSPHRASE", "correct horse")];
     let run = |e: &Env, args: &[&str]| {
         let out = e.dvol().envs(pass).args(args).output().unwrap();
@@ -583,11 +588,8 @@ fn group_clone_takes_every_branch_and_a_killed_clone_resumes() {
 #[test]
 fn a_resumed_group_clone_keeps_work_done_since_the_interruption() {
     let env = Env::new();
-    let remote = env.dir.path().join("remote");
+    let (remote, a, _) = app_at_one(&env);
     let url = remote.to_str().unwrap();
-    let (a, b) = app(&env);
-    generation(&a, &b, 1);
-    group_commit(&env, "one");
     env.ok(&["group", "remote", "app", "origin", url]);
     env.ok(&["group", "push", "app"]);
     // Member a's own branch on the remote moves past the group commit.
