@@ -73,6 +73,13 @@ fetched() { grep "cluster: mounted volume=\"$2\"" "$P/n$1/dvol.log" | sed 's/.*b
 etcd_get() { ip netns exec spx-n1 env ETCDCTL_API=3 etcdctl --endpoints "$ETCD" get --print-value-only "$1"; }
 
 step "fixture: network and three dockerds"
+# A run killed before its trap (a stopped session, a SIGKILLed test) leaves the fixture's fixed
+# names behind (/run/netns/spx-*, its dockerds' pid files); with the lock held no live run owns
+# them, so the fixture's own teardown clears them first (it stops only the pids it recorded).
+if ip netns list | grep -q '^spx-' || ls /run/spx-n?.pid >/dev/null 2>&1; then
+    echo "clearing a fixture an earlier run left behind"
+    "$FIX/down.sh" >/dev/null 2>&1 || true
+fi
 "$FIX/net-up.sh" >/dev/null
 "$FIX/nodes-up.sh" >/dev/null
 "$FIX/image.sh" >/dev/null 2>&1
