@@ -274,7 +274,10 @@ fn live_objects(
     expired: &HashSet<ObjectId>,
 ) -> Result<HashSet<ObjectId>> {
     // The commits are already read (the graph); the walk starts at their trees.
-    let mut live: HashSet<ObjectId> = graph.commits.keys().copied().collect();
+    let mut live = reach::Reached::new();
+    for id in graph.commits.keys() {
+        live.insert(*id, Kind::Commit);
+    }
     let roots: Vec<(ObjectId, Edge)> = graph
         .commits
         .iter()
@@ -289,7 +292,7 @@ fn live_objects(
         },
     };
     reach::walk(roots, &mut live, &mut visit)?;
-    Ok(live)
+    Ok(live.into_ids())
 }
 
 /// Loads trees and list nodes for remote gc's walk; a chunk must be in some pack index.
@@ -421,7 +424,7 @@ fn copy_records(backend: &dyn Backend, index: &RemoteIndex, entries: &[&IdxEntry
             .collect();
         let mut full = Vec::new();
         let mut members: Vec<(ObjectId, Vec<u8>)> = Vec::new();
-        read_plain(backend, index, &ids, kind, |h, payload| {
+        read_plain(backend, index, &ids, |h, payload| {
             let data = decode_payload(&h.id, &h, &payload)?;
             if h.codec == CODEC_RAW && kind == Kind::Chunk {
                 members.push((h.id, data));
@@ -518,20 +521,18 @@ pub fn prune_remote(
     Ok(RemotePruneReport { url, prune, gc })
 }
 
-/// Read the records of `ids`, each expected to be of `kind`, from a plain remote (remote gc
-/// refuses encrypted ones) through [`read_objects`].
+/// Read the records of `ids` from a plain remote (remote gc refuses encrypted ones) through
+/// [`read_objects`].
 fn read_plain(
     backend: &dyn Backend,
     index: &RemoteIndex,
     ids: &[ObjectId],
-    kind: Kind,
     f: impl FnMut(RecordHeader, Vec<u8>) -> Result<()>,
 ) -> Result<u64> {
-    let wanted: Vec<(ObjectId, Kind)> = ids.iter().map(|id| (*id, kind)).collect();
     let remote = Remote {
         backend,
         index,
         seal: &Seal::Plain,
     };
-    read_objects(&remote, &wanted, f)
+    read_objects(&remote, ids, f)
 }

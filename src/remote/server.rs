@@ -28,7 +28,7 @@ use super::scope::{self, Access, Grant, KeyClass, Scope};
 use super::transfer::{get_idx, read_objects, walk_commits, Remote, RemoteIndex};
 use super::{check_key, check_prefix, Backend, CasOutcome, RemoteError, FORMAT_KEY};
 use crate::repo::{Commit, GroupCommit};
-use crate::store::{decode_payload, Kind, ObjectId};
+use crate::store::{decode_payload, ObjectId};
 use crate::{Error, Result};
 use std::collections::HashSet;
 use std::path::Path;
@@ -492,8 +492,7 @@ impl Server {
         let own = self.own_index()?;
         let index = &own.index;
         let remote = self.plain_remote(index);
-        let added: Vec<(ObjectId, Kind)> =
-            new.difference(&old).map(|id| (*id, Kind::Commit)).collect();
+        let added: Vec<ObjectId> = new.difference(&old).copied().collect();
         let mut kept = None;
         read_objects(&remote, &added, |h, payload| {
             let c = Commit::decode(&h.id, &decode_payload(&h.id, &h, &payload)?)?;

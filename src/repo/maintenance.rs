@@ -39,7 +39,7 @@ pub struct FsckReport {
 /// checked for presence in the index.
 pub struct Reach<'a> {
     store: &'a Store,
-    pub seen: HashSet<ObjectId>,
+    pub seen: reach::Reached,
     /// Commits walked so far.
     pub commits: u64,
     /// Commits expired by prune: the commit and its parents are walked, its tree is not.
@@ -50,7 +50,7 @@ impl<'a> Reach<'a> {
     pub fn new(store: &'a Store) -> Self {
         Reach {
             store,
-            seen: HashSet::new(),
+            seen: reach::Reached::new(),
             commits: 0,
             expired: HashSet::new(),
         }
@@ -175,7 +175,7 @@ impl Repo {
                 }
             }
         }
-        let live = reach.seen;
+        let live = reach.seen.into_ids();
         let packs = index::pack_objects(&self.conn)?;
         let mut writer = store::pack::PackWriter::new(self.store.packs_dir());
         let mut replaced = Vec::new();
@@ -353,7 +353,7 @@ impl Repo {
                 report
                     .problems
                     .push(format!("{what} ({}): {e}", &id.to_hex()[..12]));
-            } else if let Some(b) = reach.seen.iter().find(|o| bad.contains(o)) {
+            } else if let Some(b) = reach.seen.ids().find(|o| bad.contains(o)) {
                 report.problems.push(format!(
                     "{what} ({}): reaches corrupt object {b}",
                     &id.to_hex()[..12]

@@ -9,13 +9,20 @@
 //! and every chunk-list node covers exactly the bytes its parent (or the file entry) declares.
 //! This module must not know where objects come from: callers hand it a loader (the local
 //! store, or verified records read from a remote).
+//!
+//! An id names bytes, not a role: a file's bytes may equal another file's chunk-list node, a
+//! directory's tree or a commit (a container can write such a file on purpose). Walks therefore
+//! reach an object once per role ([`Reached`]): reached first as a leaf chunk, the same id is
+//! still walked as a list node or tree when something refers to it as one, so everything it
+//! reaches in that role is reached too.
 
 use super::commit::Commit;
 use crate::snapshot::tree::{TreeObject, MAX_SPLIT_LEVELS};
 use crate::snapshot::Node;
 use crate::store::{self, Kind, ObjectId, CHUNK_SIZE};
 use crate::{Error, Result};
-use std::collections::HashSet;
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 
 pub use crate::snapshot::tree::MAX_TREE_DEPTH;
 /// Objects loaded together by [`walk`] (one batch of ranged reads, or parallel local reads).
@@ -166,9 +173,60 @@ fn children_within(
     }
 }
 
+/// The objects a walk has reached, each with the roles ([`Kind`]s) it was reached in.
+#[derive(Debug, Default)]
+pub struct Reached {
+    roles: HashMap<ObjectId, u8>,
+}
+
+impl Reached {
+    pub fn new() -> Reached {
+        Reached::default()
+    }
+
+    /// Record `id` reached as `kind`; `false` when it already was, in that role.
+    pub fn insert(&mut self, id: ObjectId, kind: Kind) -> bool {
+        let bit = 1u8 << kind as u8;
+        match self.roles.entry(id) {
+            Entry::Occupied(mut o) => {
+                let new = *o.get() & bit == 0;
+                *o.get_mut() |= bit;
+                new
+            }
+            Entry::Vacant(v) => {
+                v.insert(bit);
+                true
+            }
+        }
+    }
+
+    /// Whether `id` was reached in the role `kind`.
+    pub fn has_role(&self, id: &ObjectId, kind: Kind) -> bool {
+        self.roles
+            .get(id)
+            .is_some_and(|roles| roles & (1u8 << kind as u8) != 0)
+    }
+
+    /// Distinct objects reached.
+    pub fn len(&self) -> usize {
+        self.roles.len()
+    }
+
+    /// The distinct ids reached, in no order.
+    pub fn ids(&self) -> impl Iterator<Item = &ObjectId> {
+        self.roles.keys()
+    }
+
+    /// The set of distinct ids reached.
+    pub fn into_ids(self) -> HashSet<ObjectId> {
+        self.roles.into_keys().collect()
+    }
+}
+
 /// How a [`walk`] reaches objects.
 pub trait Visit {
-    /// Whether `id` (and so everything it reaches) needs no walking: already present.
+    /// Whether `id` in the role `edge` (and so everything it reaches in that role) needs no
+    /// walking: already present as that kind.
     fn skip(&mut self, id: &ObjectId, edge: Edge) -> Result<bool>;
     /// The verified bytes of `batch` (commits, trees, list nodes), in the same order.
     fn load(&mut self, batch: &[(ObjectId, Edge)]) -> Result<Vec<Vec<u8>>>;
@@ -195,23 +253,24 @@ fn is_expired_tree(
     parent_edge == Edge::Commit && child.1 == Edge::root_tree() && expired(parent)
 }
 
-/// Walk everything `roots` reach that `seen` does not hold yet and `v` does not skip, loading
-/// objects [`BATCH`] at a time. Iterative; memory is the `seen` set plus the pending stack.
+/// Walk everything `roots` reach that `seen` does not hold yet (in the role reached) and `v`
+/// does not skip, loading objects [`BATCH`] at a time. Iterative; memory is the `seen` set
+/// plus the pending stack.
 pub fn walk(
     roots: impl IntoIterator<Item = (ObjectId, Edge)>,
-    seen: &mut HashSet<ObjectId>,
+    seen: &mut Reached,
     v: &mut dyn Visit,
 ) -> Result<()> {
     let mut stack: Vec<(ObjectId, Edge)> = Vec::new();
     let offer = |stack: &mut Vec<(ObjectId, Edge)>,
-                 seen: &mut HashSet<ObjectId>,
+                 seen: &mut Reached,
                  v: &mut dyn Visit,
                  (id, edge): (ObjectId, Edge)|
      -> Result<()> {
-        if seen.contains(&id) || v.skip(&id, edge)? {
+        if seen.has_role(&id, edge.kind()) || v.skip(&id, edge)? {
             return Ok(());
         }
-        seen.insert(id);
+        seen.insert(id, edge.kind());
         match edge {
             Edge::Chunk { len } => v.chunk(&id, len),
             _ => {
@@ -239,12 +298,13 @@ pub fn walk(
     Ok(())
 }
 
-/// Everything `roots` reach that `skip` does not stop at, children before the objects that
-/// refer to them (parent commits before their children), as a sender must emit them.
-/// Iterative depth-first walk; objects are loaded one at a time through `load`.
+/// Everything `roots` reach that `skip` (given the role reached) does not stop at, children
+/// before the objects that refer to them (parent commits before their children), as a sender
+/// must emit them. An id reached in two roles appears twice. Iterative depth-first walk;
+/// objects are loaded one at a time through `load`.
 pub fn post_order(
     roots: &[(ObjectId, Edge)],
-    skip: &dyn Fn(&ObjectId) -> bool,
+    skip: &dyn Fn(&ObjectId, Kind) -> bool,
     tree_expired: &dyn Fn(&ObjectId) -> bool,
     load: &mut dyn FnMut(&ObjectId) -> Result<Vec<u8>>,
 ) -> Result<Vec<(ObjectId, Edge)>> {
@@ -255,13 +315,13 @@ pub fn post_order(
         next: usize,
     }
     let mut out = Vec::new();
-    let mut seen = HashSet::new();
+    let mut seen = Reached::new();
     let mut stack: Vec<Frame> = Vec::new();
     let mut enter = |stack: &mut Vec<Frame>,
                      out: &mut Vec<(ObjectId, Edge)>,
                      (id, edge): (ObjectId, Edge)|
      -> Result<()> {
-        if skip(&id) || !seen.insert(id) {
+        if skip(&id, edge.kind()) || !seen.insert(id, edge.kind()) {
             return Ok(());
         }
         if let Edge::Chunk { .. } = edge {

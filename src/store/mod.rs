@@ -7,6 +7,7 @@
 //! (reclaimed by gc). The store never decides what is reachable; `repo` does.
 
 mod chunk;
+mod claims;
 mod id;
 pub mod index;
 pub mod pack;
@@ -17,6 +18,7 @@ pub use chunk::{
     zero_chunk_id, Chunks, Cut, ListBuilder, ListEntry, ListNode, CHUNK_SIZE, DEFINED_MAX,
     LIST_FANOUT, PAGE_MULTIPLE,
 };
+use claims::Claims;
 pub use id::ObjectId;
 pub use pack::{IndexEntry, Record, WrittenPack};
 
@@ -186,6 +188,17 @@ impl Store {
             .transpose()?;
         let mut stmt = conn.prepare_cached("SELECT 1 FROM objects WHERE id = ?1")?;
         ids.iter().map(|id| Ok(stmt.exists([&id.0[..]])?)).collect()
+    }
+
+    /// Whether the store holds `id` with everything it reaches as a `kind`: a chunk (a leaf)
+    /// whatever role its bytes were stored in, any other kind only when stored as that kind
+    /// (every writer stores an object after what it reaches in the role it stores it in; the
+    /// same bytes stored in another role say nothing of what they reach as this one).
+    pub fn holds(&self, id: &ObjectId, kind: Kind) -> Result<bool> {
+        let conn = self.index.lock().expect("index lock poisoned");
+        let mut stmt = conn.prepare_cached("SELECT kind FROM objects WHERE id = ?1")?;
+        let label: Option<u8> = stmt.query_row([&id.0[..]], |r| r.get(0)).optional()?;
+        Ok(label.is_some_and(|l| kind == Kind::Chunk || l == kind as u8))
     }
 
     /// Read, decompress and verify an object.
@@ -382,7 +395,7 @@ impl Store {
         let mut index = connect(&self.db, std::time::Duration::from_secs(120))?;
         let failure = Arc::new(Mutex::new(None));
         let failure_in_thread = failure.clone();
-        let claimed: Arc<Mutex<HashSet<ObjectId>>> = Arc::default();
+        let claimed: Arc<Claims> = Arc::default();
         let claimed_in_thread = claimed.clone();
         let thread = std::thread::Builder::new()
             .name("dvol-pack-writer".into())
@@ -391,7 +404,13 @@ impl Store {
                 // Indexed packs are returned without their entries: memory stays bounded by
                 // one batch's index, not the whole commit's.
                 let mut batch = IndexBatch::default();
-                let mut index_closed = |packs: Vec<WrittenPack>, last: bool| -> Result<()> {
+                // Records appended since the last index batch: a second copy of one of them
+                // (see `claims`) is dropped.
+                let mut appended = HashSet::new();
+                let mut index_closed = |packs: Vec<WrittenPack>,
+                                        last: bool,
+                                        appended: &mut HashSet<ObjectId>|
+                 -> Result<()> {
                     if !index_early {
                         written.extend(packs);
                         return Ok(());
@@ -401,15 +420,21 @@ impl Store {
                         return Ok(());
                     }
                     written.extend(batch.index(&mut index, &claimed_in_thread)?);
+                    appended.clear();
                     Ok(())
                 };
                 let result = rx
                     .iter()
                     .try_for_each(|batch| {
-                        batch.into_iter().try_for_each(|rec| packer.append(rec))?;
-                        index_closed(packer.take_closed(), false)
+                        for rec in batch {
+                            if rec.members.is_empty() && !appended.insert(rec.id) {
+                                continue;
+                            }
+                            packer.append(rec)?;
+                        }
+                        index_closed(packer.take_closed(), false, &mut appended)
                     })
-                    .and_then(|()| index_closed(packer.finish()?, true))
+                    .and_then(|()| index_closed(packer.finish()?, true, &mut appended))
                     .map(|()| written);
                 if let Err(e) = &result {
                     *failure_in_thread.lock().expect("failure lock") = Some(e.to_string());
@@ -506,11 +531,7 @@ impl IndexBatch {
     /// writer that checked the index just before this commit and claims one of them now
     /// writes a second copy, which the index ignores: nothing is lost). Returns the packs
     /// without their entries.
-    fn index(
-        &mut self,
-        conn: &mut Connection,
-        claimed: &Mutex<HashSet<ObjectId>>,
-    ) -> Result<Vec<WrittenPack>> {
+    fn index(&mut self, conn: &mut Connection, claimed: &Claims) -> Result<Vec<WrittenPack>> {
         let mut packs = std::mem::take(&mut self.packs);
         self.entries = 0;
         if packs.is_empty() {
@@ -519,15 +540,18 @@ impl IndexBatch {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         Store::record(&tx, &packs)?;
         tx.commit()?;
-        let mut claimed = claimed.lock().expect("claim lock");
-        for p in &packs {
-            for e in &p.entries {
-                claimed.remove(&e.id);
-            }
-        }
-        drop(claimed);
+        claimed.forget(packs.iter().flat_map(|p| p.entries.iter().map(|e| &e.id)));
         packs.iter_mut().for_each(|p| p.entries = Vec::new());
         Ok(packs)
+    }
+}
+
+/// The objects a record holds: its own id, or a block's members.
+fn record_ids(rec: &Record) -> Vec<ObjectId> {
+    if rec.members.is_empty() {
+        vec![rec.id]
+    } else {
+        rec.members.iter().map(|m| m.0).collect()
     }
 }
 
@@ -838,14 +862,17 @@ impl ObjectSink for WriteSession {
     fn prepare_run(&self, chunks: &[(ObjectId, &[u8])]) -> Result<Option<Record>> {
         let ids: Vec<ObjectId> = chunks.iter().map(|c| c.0).collect();
         let stored = self.store.contains_many(&ids)?;
-        let mut new = Vec::with_capacity(chunks.len());
-        let mut claimed = self.claimed.lock().expect("claim lock");
-        for (c, stored) in chunks.iter().zip(stored) {
-            if !stored && claimed.insert(c.0) {
-                new.push(*c);
-            }
-        }
-        drop(claimed);
+        let unstored: Vec<&(ObjectId, &[u8])> = chunks
+            .iter()
+            .zip(stored)
+            .filter_map(|(c, stored)| (!stored).then_some(c))
+            .collect();
+        let take = self.claimed.take_run(unstored.iter().map(|c| c.0));
+        let new: Vec<(ObjectId, &[u8])> = unstored
+            .into_iter()
+            .zip(take)
+            .filter_map(|(c, take)| take.then_some(*c))
+            .collect();
         if new.is_empty() {
             return Ok(None);
         }
@@ -857,10 +884,13 @@ impl ObjectSink for WriteSession {
             return Ok(());
         }
         let sender = self.sender.as_ref().expect("session not finished");
+        let ids: Vec<ObjectId> = records.iter().flat_map(record_ids).collect();
         if sender.send(records).is_err() {
             // The writer thread stopped: its error explains why.
             return Err(self.writer_error());
         }
+        // Only once queued: a writer that sees them handed over may send what refers to them.
+        self.claimed.hand_over(ids);
         Ok(())
     }
 
@@ -907,7 +937,7 @@ pub struct WriteSession {
     store: Arc<Store>,
     /// Ids put in this session and not yet indexed (an indexing writer forgets the ids of
     /// each pack it has indexed).
-    claimed: Arc<Mutex<HashSet<ObjectId>>>,
+    claimed: Arc<Claims>,
     sender: Option<crossbeam_channel::Sender<Vec<Record>>>,
     thread: Option<JoinHandle<Result<Vec<WrittenPack>>>>,
     failure: Arc<Mutex<Option<String>>>,
@@ -918,15 +948,22 @@ impl WriteSession {
         &self.store
     }
 
-    /// Store an already-encoded record received from elsewhere, after verifying it.
-    pub fn put_verified_record(&self, header: &RecordHeader, payload: Vec<u8>) -> Result<bool> {
+    /// Store an already-encoded record received from elsewhere, after verifying it, as a
+    /// `kind`: the role the caller reached it in, never the sender's label (see
+    /// [`Store::holds`]).
+    pub fn put_verified_record(
+        &self,
+        kind: Kind,
+        header: &RecordHeader,
+        payload: Vec<u8>,
+    ) -> Result<bool> {
         decode_payload(&header.id, header, &payload)?;
         if !self.claim(&header.id)? {
             return Ok(false);
         }
         self.submit(vec![Record {
             id: header.id,
-            kind: header.kind,
+            kind,
             codec: header.codec,
             ulen: header.ulen,
             payload,
@@ -948,17 +985,18 @@ impl WriteSession {
         Ok(new)
     }
 
-    /// Whether the id is new to both the store and this session; marks it as taken.
+    /// Whether the caller must write `id`: neither stored nor handed over by another writer of
+    /// this session (see `claims`); marks it as taken.
     fn claim(&self, id: &ObjectId) -> Result<bool> {
-        if self.claimed.lock().expect("claim lock").contains(id) || self.store.contains(id)? {
+        if self.claimed.handed_over(id) || self.store.contains(id)? {
             return Ok(false);
         }
-        Ok(self.claimed.lock().expect("claim lock").insert(*id))
+        Ok(self.claimed.take(*id))
     }
 
     /// Whether this session already holds `id` or the store does.
     pub fn has(&self, id: &ObjectId) -> Result<bool> {
-        Ok(self.claimed.lock().expect("claim lock").contains(id) || self.store.contains(id)?)
+        Ok(self.claimed.contains(id) || self.store.contains(id)?)
     }
 
     fn writer_error(&self) -> Error {
@@ -990,10 +1028,8 @@ impl Drop for WriteSession {
 mod tests {
     use super::*;
 
-    /// An indexing writer with tiny packs and batches: every object ends up indexed, each
-    /// batch is indexed before the session ends, and the session forgets what it indexed.
-    #[test]
-    fn indexing_writer_indexes_in_batches_and_forgets_its_claims() {
+    /// A store in a temporary directory.
+    fn temp_store() -> (tempfile::TempDir, Arc<Store>) {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("index.db");
         connect(&db, std::time::Duration::from_secs(5))
@@ -1001,11 +1037,57 @@ mod tests {
             .execute_batch(index::SCHEMA)
             .unwrap();
         let store = Arc::new(Store::open(&dir.path().join("packs"), &db).unwrap());
-        let limits = WriterLimits {
-            pack_target: 2048,
-            index_batch: 10,
-        };
+        (dir, store)
+    }
+
+    fn tiny(pack_target: u64, index_batch: usize) -> WriterLimits {
+        WriterLimits {
+            pack_target,
+            index_batch,
+        }
+    }
+
+    /// Two writers of one indexing session meet the same new chunk; the first is still
+    /// encoding it (and is killed before it hands it over) when the second stores a list node
+    /// referring to it. The node is indexed only with the chunk: the second wrote its own copy.
+    #[test]
+    fn a_node_is_never_indexed_without_a_chunk_another_writer_still_holds() {
+        let (_dir, store) = temp_store();
+        let limits = tiny(64, 1);
         let session = store.start_writer(true, limits).unwrap();
+        let chunk = b"a chunk two files share".to_vec();
+        let id = ObjectId::hash(&chunk);
+        let held = session.prepare(id, Kind::Chunk, &chunk).unwrap();
+        assert!(held.is_some(), "the first writer takes it");
+        if let Some(copy) = session.prepare(id, Kind::Chunk, &chunk).unwrap() {
+            session.submit(vec![copy]).unwrap();
+        }
+        let node = session.put(Kind::List, id.0.as_slice()).unwrap();
+        drop(held);
+        session.finish().unwrap();
+        assert!(store.contains(&node).unwrap());
+        assert!(
+            store.contains(&id).unwrap(),
+            "an indexed node's chunk is indexed"
+        );
+        // Once handed over, nobody writes it again.
+        let session = store.start_writer(true, limits).unwrap();
+        let other = b"another chunk".to_vec();
+        let other_id = ObjectId::hash(&other);
+        session.put_hashed(other_id, Kind::Chunk, &other).unwrap();
+        assert!(session
+            .prepare(other_id, Kind::Chunk, &other)
+            .unwrap()
+            .is_none());
+        session.finish().unwrap();
+    }
+
+    /// An indexing writer with tiny packs and batches: every object ends up indexed, each
+    /// batch is indexed before the session ends, and the session forgets what it indexed.
+    #[test]
+    fn indexing_writer_indexes_in_batches_and_forgets_its_claims() {
+        let (_dir, store) = temp_store();
+        let session = store.start_writer(true, tiny(2048, 10)).unwrap();
         // Incompressible, so each pack holds a few objects.
         let objects: Vec<Vec<u8>> = (0..200u32)
             .map(|i| {
@@ -1025,8 +1107,7 @@ mod tests {
         assert_eq!(session.put(Kind::Chunk, &objects[0]).unwrap(), ids[0]);
         // The first batches are indexed while the session still runs, and forgotten by it.
         let t0 = std::time::Instant::now();
-        while !store.contains(&ids[0]).unwrap() || session.claimed.lock().unwrap().contains(&ids[0])
-        {
+        while !store.contains(&ids[0]).unwrap() || session.claimed.contains(&ids[0]) {
             assert!(
                 t0.elapsed().as_secs() < 30,
                 "first batch never indexed and forgotten"

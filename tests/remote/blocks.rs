@@ -2,7 +2,7 @@
 //! keeps them): push sends a block once and the remote keeps it; fetch hashes every member
 //! before storing anything; a remote that lies about a block is refused.
 
-use super::{bytes_sent, same_tree, Host, Vars};
+use super::{bytes_sent, laptop_and_dir_remote, same_tree, Host, Vars};
 use crate::support::handmade::HandPack;
 use crate::support::{noise, rows, write};
 use dvol::remote::idx::IdxEntry;
@@ -82,12 +82,9 @@ fn records(len: usize) -> Vec<u8> {
 
 #[test]
 fn remote_push_and_fetch_carry_blocks() {
-    let remote = tempfile::tempdir().unwrap();
-    let url = remote.path().to_str().unwrap();
+    let (remote, url, laptop, live) = laptop_and_dir_remote();
+    let url = url.as_str();
     let vars = Vars::new();
-    let laptop = Host::new(&vars);
-    laptop.ok(&["init", "db"]);
-    let live = laptop.live();
     let text = records(4 << 20);
     write(&live.join("base/table"), &text);
     laptop.commit("rows");

@@ -6,6 +6,7 @@ mod http;
 mod malicious;
 mod path;
 mod prune;
+mod roles;
 pub(crate) mod s3;
 mod scoped;
 mod ssh;
@@ -18,6 +19,17 @@ use std::time::{Duration, Instant};
 
 /// Extra environment for every dvol run of a host (tokens, ssh command, AWS settings).
 pub type Vars = Vec<(String, String)>;
+
+/// A directory remote and a laptop (no extra environment) with volume `db` initialised:
+/// (remote directory, its URL, the laptop, its live directory).
+pub fn laptop_and_dir_remote() -> (tempfile::TempDir, String, Host, PathBuf) {
+    let remote = tempfile::tempdir().unwrap();
+    let url = remote.path().to_str().unwrap().to_string();
+    let laptop = Host::new(&Vars::new());
+    laptop.ok(&["init", "db"]);
+    let live = laptop.live();
+    (remote, url, laptop, live)
+}
 
 /// One machine (laptop, QA, production): a dvol root plus environment.
 pub struct Host {

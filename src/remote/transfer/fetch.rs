@@ -64,7 +64,7 @@ pub fn download_history(
         chunks: Vec::new(),
         bytes: 0,
     };
-    let mut seen = HashSet::new();
+    let mut seen = reach::Reached::new();
     reach::walk(
         heads.iter().map(|h| (*h, Edge::Commit)),
         &mut seen,
@@ -78,7 +78,7 @@ pub fn download_history(
         mut bytes,
         ..
     } = remote;
-    let mut objects = (seen.len() - chunks.len()) as u64;
+    let mut objects = seen.len().saturating_sub(chunks.len()) as u64;
     // Chunks, in batches; checkpointed into the local index so a re-run reuses them.
     let mut chunks_session = store.writer()?;
     objects += chunks.len() as u64;
@@ -95,9 +95,8 @@ pub fn download_history(
     let mut since = 0u64;
     let batch_len = (checkpoint as usize / CHUNK_SIZE).clamp(1, 2048);
     for batch in chunks.chunks(batch_len) {
-        let wanted: Vec<(ObjectId, Kind)> = batch.iter().map(|id| (*id, Kind::Chunk)).collect();
         let mut last = None;
-        let got = read_pieces(&remote_of(backend, &index, seal), &wanted, |piece| {
+        let got = read_pieces(&remote_of(backend, &index, seal), batch, |piece| {
             store_chunk(&chunks_session, piece, &mut last, progress)
         })?;
         bytes += got;
@@ -133,7 +132,7 @@ fn store_chunk(
     match piece {
         Piece::Record(h, payload) => {
             progress.advance(payload.len() as u64);
-            session.put_verified_record(&h, payload)?;
+            session.put_verified_record(Kind::Chunk, &h, payload)?;
         }
         Piece::Member(_, block) => {
             if last.as_ref().is_some_and(|l| Arc::ptr_eq(l, &block)) {
@@ -171,24 +170,29 @@ struct RemoteVisit<'a> {
 }
 
 impl reach::Visit for RemoteVisit<'_> {
-    fn skip(&mut self, id: &ObjectId, _edge: Edge) -> Result<bool> {
-        self.meta.has(id)
+    fn skip(&mut self, id: &ObjectId, edge: Edge) -> Result<bool> {
+        self.meta.store().holds(id, edge.kind())
     }
 
     fn load(&mut self, batch: &[(ObjectId, Edge)]) -> Result<Vec<Vec<u8>>> {
-        let wanted: Vec<(ObjectId, Kind)> = batch.iter().map(|(id, e)| (*id, e.kind())).collect();
+        // Stored as the kind it was reached as: a peer's label is not trusted (an id reached
+        // in two roles in one batch is read once and stored as the first).
+        let roles: HashMap<ObjectId, Kind> =
+            batch.iter().rev().map(|(id, e)| (*id, e.kind())).collect();
+        let wanted: Vec<ObjectId> = roles.keys().copied().collect();
         let mut got: HashMap<ObjectId, Vec<u8>> = HashMap::with_capacity(batch.len());
         let meta = &self.meta;
         self.bytes += read_objects(&self.remote, &wanted, |h, payload| {
             let data = decode_payload(&h.id, &h, &payload)?;
-            meta.put_verified_record(&h, payload)?;
+            meta.put_verified_record(roles[&h.id], &h, payload)?;
             got.insert(h.id, data);
             Ok(())
         })?;
         let mut out = Vec::with_capacity(batch.len());
         for (id, edge) in batch {
             let data = got
-                .remove(id)
+                .get(id)
+                .cloned()
                 .expect("read_objects returns every wanted record");
             if *edge == Edge::Commit {
                 let c = Commit::decode(id, &data)?;

@@ -5,7 +5,7 @@ use super::records::get_idx;
 use crate::remote::crypt::Seal;
 use crate::remote::idx::IdxEntry;
 use crate::remote::Backend;
-use crate::store::ObjectId;
+use crate::store::{Kind, ObjectId};
 use crate::Result;
 use std::collections::HashMap;
 use std::path::Path;
@@ -39,6 +39,19 @@ impl RemoteIndex {
             0 => self.first.get(id),
             n => self.more.get(id).and_then(|v| v.get(n - 1)),
         }
+    }
+
+    /// Whether the remote holds `id` (a remote id) with everything it reaches as a `kind`: a
+    /// chunk (a leaf) in any copy, any other kind only in a copy stored as that kind (a pusher
+    /// stores an object as a kind after what it reaches as that kind; see
+    /// [`crate::store::Store::holds`]).
+    pub fn holds(&self, id: &ObjectId, kind: Kind) -> bool {
+        if kind == Kind::Chunk {
+            return self.contains_key(id);
+        }
+        (0..)
+            .map_while(|n| self.copy(id, n))
+            .any(|loc| loc.entry.kind == kind)
     }
 
     pub fn contains_key(&self, id: &ObjectId) -> bool {

@@ -11,7 +11,7 @@ use crate::remote::{ref_key, Backend, CasOutcome, RemoteError};
 use crate::repo::reach::{self, Edge};
 use crate::repo::Repo;
 use crate::store::pack::{RecordHeader, BLOCK_MEMBER_LEN};
-use crate::store::{decode_payload, Location, ObjectId, RawBlock, Store};
+use crate::store::{decode_payload, make_record, Kind, Location, ObjectId, RawBlock, Store};
 use crate::{Error, Result};
 use std::collections::HashSet;
 use std::path::Path;
@@ -145,19 +145,22 @@ pub fn push(
         plan_push(
             store,
             &heads,
-            &|id| remote_has.contains_key(&seal.remote_id(id)),
+            &|id, kind| remote_has.holds(&seal.remote_id(id), kind),
             &expired,
         )?
     };
     let units = send_units(store, &plan)?;
-    let total: u64 = units.iter().map(|(_, loc)| seal.record_len(loc.clen)).sum();
+    let total: u64 = units
+        .iter()
+        .map(|(_, _, loc)| seal.record_len(loc.clen))
+        .sum();
     progress.start("Pushing", Some(total));
     let pack_size = test_knob("DVOL_TEST_PACK_SIZE")
         .map(|v| v as usize)
         .unwrap_or(PUSH_PACK_SIZE);
     let mut pack = PackOut::new();
-    for (id, loc) in &units {
-        let unit = verified_unit(store, id, loc)?;
+    for (id, kind, loc) in &units {
+        let unit = verified_unit(store, id, *kind, loc)?;
         let record_len = seal.record_len(unit.clen());
         progress.advance(record_len);
         // Close the pack before a record would take it past the size, so an upload stays
@@ -181,8 +184,8 @@ pub fn push(
     // under their remote ids (keyed on an encrypted remote, which must not learn commit ids).
     let sent_expired: Vec<ObjectId> = plan
         .iter()
-        .filter(|id| expired.contains(*id))
-        .map(|id| seal.remote_id(id))
+        .filter(|(id, kind)| *kind == Kind::Commit && expired.contains(id))
+        .map(|(id, _)| seal.remote_id(id))
         .collect();
     crate::remote::prune::publish_expired(backend, req.remote_volume, &sent_expired)?;
     // Every object is durable and indexed: now move the refs, each by compare-and-swap.
@@ -227,13 +230,15 @@ pub fn push(
 
 /// The planned objects as stored: one per record, one per block however many of its members
 /// the plan holds (a block travels whole, as the local store keeps it).
-fn send_units(store: &Store, plan: &[ObjectId]) -> Result<Vec<(ObjectId, Location)>> {
+fn send_units(store: &Store, plan: &[Planned]) -> Result<Vec<(ObjectId, Kind, Location)>> {
     let mut blocks = HashSet::new();
     let mut units = Vec::with_capacity(plan.len());
-    for (id, loc) in plan.iter().zip(store.locate_many(plan)?) {
+    let ids: Vec<ObjectId> = plan.iter().map(|p| p.0).collect();
+    for ((id, kind), loc) in plan.iter().zip(store.locate_many(&ids)?) {
         let loc = loc.ok_or(Error::MissingObject { id: id.to_hex() })?;
-        if loc.boff.is_none() || blocks.insert((loc.pack.clone(), loc.offset)) {
-            units.push((*id, loc));
+        let whole_block = loc.boff.is_some() && *kind == Kind::Chunk;
+        if !whole_block || blocks.insert((loc.pack.clone(), loc.offset)) {
+            units.push((*id, *kind, loc));
         }
     }
     Ok(units)
@@ -255,18 +260,37 @@ impl Unit {
     }
 }
 
-/// The stored form of a local object to send, re-hashed first (a block: every member): push
-/// never sends a corrupt object, and names it.
-fn verified_unit(store: &Store, id: &ObjectId, loc: &Location) -> Result<Unit> {
-    if loc.boff.is_some() {
-        let block = store
-            .verified_block(id, loc)
-            .map_err(|e| refuse_corrupt(id, e))?;
-        return Ok(Unit::Block(block));
+/// The stored form of a local object to send as a `kind`, re-hashed first (a block: every
+/// member): push never sends a corrupt object, and names it. A record is labelled with the
+/// kind it is sent as (the remote trusts a label to mean "stored after what it reaches as
+/// that kind"); a block member sent as anything but a chunk goes as a record of its own.
+fn verified_unit(store: &Store, id: &ObjectId, kind: Kind, loc: &Location) -> Result<Unit> {
+    match (loc.boff, kind) {
+        (Some(_), Kind::Chunk) => {
+            let block = store
+                .verified_block(id, loc)
+                .map_err(|e| refuse_corrupt(id, e))?;
+            Ok(Unit::Block(block))
+        }
+        (Some(_), _) => {
+            let data = store.get(id).map_err(|e| refuse_corrupt(id, e))?;
+            let rec = make_record(*id, kind, &data)?;
+            let header = RecordHeader {
+                id: rec.id,
+                kind,
+                codec: rec.codec,
+                ulen: rec.ulen,
+                clen: rec.payload.len() as u32,
+            };
+            Ok(Unit::Record(header, rec.payload))
+        }
+        (None, _) => {
+            let (mut header, payload) = store.get_raw(id).map_err(|e| refuse_corrupt(id, e))?;
+            decode_payload(id, &header, &payload).map_err(|e| refuse_corrupt(id, e))?;
+            header.kind = kind;
+            Ok(Unit::Record(header, payload))
+        }
     }
-    let (header, payload) = store.get_raw(id).map_err(|e| refuse_corrupt(id, e))?;
-    decode_payload(id, &header, &payload).map_err(|e| refuse_corrupt(id, e))?;
-    Ok(Unit::Record(header, payload))
 }
 
 /// A local object push needs is corrupt: say which and what to do.
@@ -294,9 +318,9 @@ fn repair_plan(
     heads: &[ObjectId],
     expired: &HashSet<ObjectId>,
     report: &mut PushReport,
-) -> Result<Vec<ObjectId>> {
+) -> Result<Vec<Planned>> {
     let roots: Vec<(ObjectId, Edge)> = heads.iter().map(|h| (*h, Edge::Commit)).collect();
-    let all = reach::post_order(&roots, &|_| false, &|c| expired.contains(c), &mut |id| {
+    let all = reach::post_order(&roots, &|_, _| false, &|c| expired.contains(c), &mut |id| {
         load_local(store, id)
     })?;
     // Remote ids: what the index lists and `verified_copies` reports.
@@ -309,22 +333,33 @@ fn repair_plan(
     report.repaired = listed.len() as u64 - good.len() as u64;
     Ok(all
         .into_iter()
-        .map(|o| o.0)
-        .filter(|id| !good.contains(&remote.seal.remote_id(id)))
+        .map(|(id, edge)| (id, edge.kind()))
+        .filter(|(id, kind)| {
+            let rid = remote.seal.remote_id(id);
+            !good.contains(&rid) || !remote.index.holds(&rid, *kind)
+        })
         .collect())
 }
 
-/// The objects reachable from `heads` that the remote lacks, children before parents; the
+/// One object push sends and the kind it is sent as (an id reached in two roles is sent once
+/// as each, each after what it reaches in that role).
+pub type Planned = (ObjectId, Kind);
+
+/// The objects reachable from `heads` that the remote does not hold in the role they are
+/// reached in ([`crate::remote::transfer::RemoteIndex::holds`]), children before parents; the
 /// trees of `expired` commits are not sent (prune expired them).
 pub fn plan_push(
     store: &Store,
     heads: &[ObjectId],
-    remote_has: &dyn Fn(&ObjectId) -> bool,
+    remote_holds: &dyn Fn(&ObjectId, Kind) -> bool,
     expired: &HashSet<ObjectId>,
-) -> Result<Vec<ObjectId>> {
+) -> Result<Vec<Planned>> {
     let roots: Vec<(ObjectId, Edge)> = heads.iter().map(|h| (*h, Edge::Commit)).collect();
-    let order = reach::post_order(&roots, remote_has, &|c| expired.contains(c), &mut |id| {
+    let order = reach::post_order(&roots, remote_holds, &|c| expired.contains(c), &mut |id| {
         load_local(store, id)
     })?;
-    Ok(order.into_iter().map(|(id, _)| id).collect())
+    Ok(order
+        .into_iter()
+        .map(|(id, edge)| (id, edge.kind()))
+        .collect())
 }

@@ -17,7 +17,7 @@ use crate::store::pack::{pack_header, pack_header_of, RecordHeader, CODEC_RAW, C
 use crate::store::pack::{PACK_VERSION_BLOCKS, RECORD_HEADER_LEN};
 use crate::store::{decode_payload, Kind, ObjectId, RawBlock, MAX_OBJECT_SIZE};
 use crate::{Error, Result};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// Largest coalesced range read by fetch.
@@ -122,13 +122,6 @@ impl Piece {
         }
     }
 
-    fn kind(&self) -> Kind {
-        match self {
-            Piece::Record(h, _) => h.kind,
-            Piece::Member(..) => Kind::Chunk,
-        }
-    }
-
     /// As a record of its own; a block member becomes a raw (uncompressed) record.
     pub fn into_record(self) -> (RecordHeader, Vec<u8>) {
         match self {
@@ -152,11 +145,11 @@ impl Piece {
     }
 }
 
-/// Read the records of `wanted` (id and the kind the reader expects) from the remote, each
-/// as a record of its own (block members uncompressed); see [`read_pieces`].
+/// Read the records of `wanted` from the remote, each as a record of its own (block members
+/// uncompressed); see [`read_pieces`].
 pub fn read_objects(
     remote: &Remote,
-    wanted: &[(ObjectId, Kind)],
+    wanted: &[ObjectId],
     mut f: impl FnMut(RecordHeader, Vec<u8>) -> Result<()>,
 ) -> Result<u64> {
     read_pieces(remote, wanted, |piece| {
@@ -165,14 +158,16 @@ pub fn read_objects(
     })
 }
 
-/// Read the objects of `wanted` (id and the kind the reader expects) from the remote with
-/// coalesced range reads, checking each record against its index entry and kind (a block
-/// wholly, once), and hand them to `f` (which verifies a record's content hash before use).
+/// Read the objects of `wanted` from the remote with coalesced range reads, checking each
+/// record against its index entry (a block wholly, once), and hand them to `f` (which verifies
+/// a record's content hash and decodes it in the role it was reached in). A record's kind is
+/// only the role its bytes were first stored in: an id names bytes, and the same bytes may be
+/// wanted in another role (see [`crate::repo::reach`]), so it is not checked here.
 /// A copy found corrupt (by these checks or by `f`) is retried from the object's next copy,
 /// if the remote has one. Returns the bytes read.
 pub fn read_pieces(
     remote: &Remote,
-    wanted: &[(ObjectId, Kind)],
+    wanted: &[ObjectId],
     mut f: impl FnMut(Piece) -> Result<()>,
 ) -> Result<u64> {
     let Remote {
@@ -180,13 +175,8 @@ pub fn read_pieces(
         index,
         seal,
     } = *remote;
-    // Keyed by remote id: the index lists objects under it.
-    let kinds: HashMap<ObjectId, Kind> = wanted
-        .iter()
-        .map(|(id, kind)| (seal.remote_id(id), *kind))
-        .collect();
     let mut todo: Vec<&IdxEntry> = Vec::with_capacity(wanted.len());
-    for (id, _) in wanted {
+    for id in wanted {
         let loc = index.get(&seal.remote_id(id)).ok_or_else(|| {
             Error::from(RemoteError::Unindexed {
                 what: "object",
@@ -203,19 +193,7 @@ pub fn read_pieces(
         let mut corrupt: Vec<(ObjectId, Error)> = Vec::new();
         for (pack, entries) in todo_packs {
             bytes += read_pack_records(backend, seal, &pack, entries, &mut |e, rec| {
-                let checked = rec.and_then(|piece| {
-                    let kind = kinds[&e.id];
-                    if piece.kind() != kind {
-                        return Err(Error::CorruptObject {
-                            id: e.id.to_hex(),
-                            detail: format!(
-                                "expected a {kind:?} object, found a {:?} in remote {pack}",
-                                piece.kind()
-                            ),
-                        });
-                    }
-                    f(piece)
-                });
+                let checked = rec.and_then(&mut f);
                 match checked {
                     Err(err @ Error::CorruptObject { .. }) => corrupt.push((e.id, err)),
                     other => other?,
@@ -246,16 +224,12 @@ pub fn walk_commits(
     start: &[ObjectId],
     mut visit: impl FnMut(ObjectId, &crate::repo::Commit) -> Result<bool>,
 ) -> Result<()> {
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = HashSet::new();
     let mut queue: Vec<ObjectId> = start.to_vec();
     let mut going = true;
     while going && !queue.is_empty() {
-        let mut want: Vec<(ObjectId, Kind)> = queue
-            .drain(..)
-            .filter(|id| seen.insert(*id))
-            .map(|id| (id, Kind::Commit))
-            .collect();
-        want.sort_by_key(|w| w.0);
+        let mut want: Vec<ObjectId> = queue.drain(..).filter(|id| seen.insert(*id)).collect();
+        want.sort();
         let mut next = Vec::new();
         read_objects(remote, &want, |h, payload| {
             if !going {
@@ -445,7 +419,8 @@ fn split_record(seal: &Seal, pack: &str, e: &IdxEntry, data: &[u8]) -> ReadRecor
 /// The verified contents of `batch`, in order, as the shared walker
 /// ([`reach::Visit::load`](crate::repo::reach::Visit::load)) wants them.
 pub fn load_batch(remote: &Remote, batch: &[(ObjectId, Edge)]) -> Result<Vec<Vec<u8>>> {
-    let wanted: Vec<(ObjectId, Kind)> = batch.iter().map(|(id, e)| (*id, e.kind())).collect();
+    let wanted: HashSet<ObjectId> = batch.iter().map(|(id, _)| *id).collect();
+    let wanted: Vec<ObjectId> = wanted.into_iter().collect();
     let mut got: HashMap<ObjectId, Vec<u8>> = HashMap::with_capacity(batch.len());
     read_objects(remote, &wanted, |h, payload| {
         got.insert(h.id, decode_payload(&h.id, &h, &payload)?);
@@ -453,7 +428,11 @@ pub fn load_batch(remote: &Remote, batch: &[(ObjectId, Edge)]) -> Result<Vec<Vec
     })?;
     Ok(batch
         .iter()
-        .map(|(id, _)| got.remove(id).expect("every wanted record is returned"))
+        .map(|(id, _)| {
+            got.get(id)
+                .cloned()
+                .expect("every wanted record is returned")
+        })
         .collect())
 }
 

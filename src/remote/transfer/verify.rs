@@ -47,7 +47,7 @@ pub fn fsck_remote(
             good: &good,
             expired: &expired,
         };
-        let mut seen = HashSet::new();
+        let mut seen = reach::Reached::new();
         if let Err(e) = reach::walk([(head, Edge::Commit)], &mut seen, &mut visit) {
             report.problems.push(format!(
                 "refs/{remote_volume}/heads/{branch} ({}): {e}",
