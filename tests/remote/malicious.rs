@@ -137,8 +137,9 @@ fn remote_pack_bytes_not_matching_ids_are_refused() {
 }
 
 #[test]
-fn remote_index_lying_about_kind_is_refused() {
-    // A chunk served where a commit is expected (the ref points at it).
+fn remote_chunk_served_as_a_commit_is_refused() {
+    // A chunk served where a commit is expected (the ref points at it). The record's kind
+    // label is not trusted either way: decoding in the role reached refuses it.
     let dir = tempfile::tempdir().unwrap();
     let remote = dir.path().join("remote");
     let data = b"not a commit".to_vec();
@@ -150,5 +151,5 @@ fn remote_index_lying_about_kind_is_refused() {
     );
     let host = Host::new(&Vars::new());
     let err = host.fails(&["clone", remote.to_str().unwrap(), "db"]);
-    assert!(err.contains("expected a Commit"), "{err}");
+    assert!(err.contains("is corrupt (not a commit"), "{err}");
 }
