@@ -67,13 +67,18 @@ impl Engine {
     /// Running (or paused) containers that mount a volume of the dvol root `root`, by volume.
     pub fn usage(&self, root: &Path) -> Result<BTreeMap<String, Vec<Container>>> {
         let root = canonical(root);
-        let list = self
+        let limit = call_limit();
+        let listing = self.docker.list_containers(Some(ListContainersOptions {
+            all: false,
+            ..Default::default()
+        }));
+        let list = match self
             .rt
-            .block_on(self.docker.list_containers(Some(ListContainersOptions {
-                all: false,
-                ..Default::default()
-            })))
-            .map_err(|e| Error::Docker(format!("listing containers: {e}")))?;
+            .block_on(async { tokio::time::timeout(limit, listing).await })
+        {
+            Err(_) => return Err(no_answer("listing", "containers", limit)),
+            Ok(answer) => answer.map_err(|e| Error::Docker(format!("listing containers: {e}")))?,
+        };
         let mut out: BTreeMap<String, Vec<Container>> = BTreeMap::new();
         let mut known: BTreeMap<String, Option<String>> = BTreeMap::new();
         for c in list {
@@ -351,8 +356,13 @@ impl Engine {
     /// engine says it is gone (404). Any other failure (no answer within [`call_limit`]
     /// included) is an error: a container the engine did not describe may still be held.
     pub fn status(&self, id: &str) -> Result<Option<Status>> {
+        self.status_within(id, call_limit())
+    }
+
+    /// [`Engine::status`] answered within `limit`.
+    pub fn status_within(&self, id: &str, limit: Duration) -> Result<Option<Status>> {
         use bollard::models::ContainerStateStatusEnum as S;
-        let Some(c) = self.rt.block_on(inspect(&self.docker, id))? else {
+        let Some(c) = self.rt.block_on(inspect(&self.docker, id, limit))? else {
             return Ok(None);
         };
         let state = c.state.unwrap_or_default();
@@ -381,7 +391,7 @@ impl Engine {
     /// and Docker's unpause would then wait on it. Gone containers have none.
     pub fn exec_starting(&self, id: &str) -> Result<bool> {
         self.rt.block_on(async {
-            let Some(c) = inspect(&self.docker, id).await? else {
+            let Some(c) = inspect(&self.docker, id, call_limit()).await? else {
                 return Ok(false);
             };
             let limit = call_limit();
@@ -417,12 +427,12 @@ impl Engine {
     }
 }
 
-/// What the engine says of container `id` within [`call_limit`]; `None` when it is gone.
+/// What the engine says of container `id` within `limit`; `None` when it is gone.
 async fn inspect(
     docker: &Docker,
     id: &str,
+    limit: Duration,
 ) -> Result<Option<bollard::models::ContainerInspectResponse>> {
-    let limit = call_limit();
     let call = docker.inspect_container(
         id,
         None::<bollard::query_parameters::InspectContainerOptions>,
@@ -573,7 +583,7 @@ impl Action {
 
 /// The stop timeout of container `c` in seconds (Docker's default when it sets none).
 async fn stop_timeout(docker: &Docker, c: &Container) -> Result<u64> {
-    let found = inspect(docker, &c.id).await?;
+    let found = inspect(docker, &c.id, call_limit()).await?;
     Ok(found
         .and_then(|i| i.config)
         .and_then(|config| config.stop_timeout)

@@ -260,18 +260,20 @@ pub fn anything_to_recover(root: &Path) -> bool {
     std::fs::read_dir(dir(root)).is_ok_and(|mut d| d.next().is_some())
 }
 
+/// A paused container `id` named `/id`, for unit tests.
+#[cfg(test)]
+pub fn entry(id: &str) -> Entry {
+    Entry {
+        id: id.into(),
+        name: format!("/{id}"),
+        paused: true,
+        pid: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn entry(id: &str) -> Entry {
-        Entry {
-            id: id.into(),
-            name: format!("/{id}"),
-            paused: true,
-            pid: None,
-        }
-    }
 
     fn record(ids: &[&str]) -> Record {
         Record {

@@ -166,16 +166,8 @@ fn wait_for_execs(engine: &Engine, containers: &[Container]) {
 
 #[cfg(test)]
 mod tests {
+    use super::held::entry;
     use super::*;
-
-    fn entry(id: &str) -> Entry {
-        Entry {
-            id: id.into(),
-            name: format!("/{id}"),
-            paused: true,
-            pid: None,
-        }
-    }
 
     #[test]
     fn a_dead_record_of_a_shared_container_concerns_the_hold() {

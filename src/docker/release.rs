@@ -86,7 +86,7 @@ fn bring_back(engine: &Engine, entries: &[Entry]) -> Vec<(Entry, Error)> {
     let mut start = Vec::new();
     let mut failed = Vec::new();
     for e in entries {
-        match engine.status(&e.id) {
+        match status(engine, e) {
             Ok(Some(s)) if e.paused && s.state == State::Paused => {
                 unpause.push(Entry {
                     pid: s.pid.or(e.pid),
@@ -96,18 +96,7 @@ fn bring_back(engine: &Engine, entries: &[Entry]) -> Vec<(Entry, Error)> {
             Ok(Some(s)) if !e.paused && s.state == State::Stopped => start.push(e.clone()),
             // Gone, or not held any more (running, or stopped after a pause).
             Ok(_) => {}
-            Err(err) => {
-                // Docker does not describe it (its lock may be held by a stuck call): a paused
-                // one is thawed all the same, and Docker asked again on the next try.
-                if let Some(cgroup) = e
-                    .pid
-                    .filter(|_| e.paused)
-                    .and_then(|p| Freezer::of(&e.id, p).ok())
-                {
-                    let _ = thaw(e, &cgroup);
-                }
-                failed.push((e.clone(), err));
-            }
+            Err(err) => failed.push((e.clone(), err)),
         }
     }
     failed.extend(unpause_all(engine, &unpause));
@@ -123,11 +112,32 @@ fn bring_back(engine: &Engine, entries: &[Entry]) -> Vec<(Entry, Error)> {
     failed
 }
 
+/// The status of held container `e`. Docker does not describe a container while a `docker
+/// exec` of it is frozen half-started (it holds the container's lock), so a paused one it
+/// does not describe within [`STUCK_AFTER`] is thawed directly and asked about again.
+fn status(engine: &Engine, e: &Entry) -> Result<Option<super::Status>> {
+    if !e.paused {
+        return engine.status(&e.id);
+    }
+    match engine.status_within(&e.id, stuck_after()) {
+        Err(err) => match e.pid.map(|pid| Freezer::of(&e.id, pid)) {
+            Some(Ok(cgroup)) if thaw(e, &cgroup).is_ok() => engine.status(&e.id),
+            _ => Err(err),
+        },
+        seen => seen,
+    }
+}
+
+/// [`STUCK_AFTER`], never more than the bound of one call.
+fn stuck_after() -> Duration {
+    STUCK_AFTER.min(call_limit())
+}
+
 /// Unpause `entries` at once; one Docker has not unpaused within [`STUCK_AFTER`], or whose
 /// cgroup its runtime finds thawed already, is let go through its cgroup ([`force_unpause`]).
 fn unpause_all(engine: &Engine, entries: &[Entry]) -> Vec<(Entry, Error)> {
     let containers = as_containers(entries);
-    let first = engine.each_bounded(Action::Unpause, &containers, STUCK_AFTER.min(call_limit()));
+    let first = engine.each_bounded(Action::Unpause, &containers, stuck_after());
     let mut failed = Vec::new();
     for (e, r) in entries.iter().zip(first) {
         let forced = match r {
@@ -160,16 +170,22 @@ fn force_unpause(engine: &Engine, e: &Entry) -> Result<()> {
         Error::Docker(format!(
             "unpausing container {}: Docker did not unpause it within {} ms and {why}",
             e.name,
-            STUCK_AFTER.min(call_limit()).as_millis()
+            stuck_after().as_millis()
         ))
     };
     let pid = e.pid.ok_or_else(|| gave_up("its pid is unknown".into()))?;
     let cgroup = Freezer::of(&e.id, pid).map_err(|w| gave_up(format!("its cgroup: {w}")))?;
     thaw(e, &cgroup).map_err(gave_up)?;
     let until = Instant::now() + SETTLE;
-    while Instant::now() < until {
-        if !matches!(engine.status(&e.id), Ok(Some(s)) if s.state == State::Paused) {
-            return Ok(());
+    loop {
+        match engine.status(&e.id) {
+            Ok(Some(s)) if s.state == State::Paused => {}
+            Ok(_) => return Ok(()),
+            Err(err) if Instant::now() >= until => return Err(err),
+            Err(_) => {}
+        }
+        if Instant::now() >= until {
+            break;
         }
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -10,12 +10,12 @@ use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-/// Rounds of the exec race (`DVOL_TEST_EXEC_RACE_ROUNDS`, default 300).
+/// Rounds of the exec race (`DVOL_TEST_EXEC_RACE_ROUNDS`, default 150).
 fn race_rounds() -> u64 {
     std::env::var("DVOL_TEST_EXEC_RACE_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(300)
+        .unwrap_or(150)
 }
 
 /// Run `cmd` to its end, failing the test if it takes longer than `limit` (it is killed).
@@ -119,6 +119,7 @@ fn commit_pause_racing_docker_exec_never_leaves_the_container_paused() {
         } else {
             failed += 1;
             assert!(err.contains("Error: "), "round {round}: {err}");
+            eprintln!("round {round} failed cleanly: {err}");
         }
         assert_ne!(status(&c), "paused", "round {round} left it paused: {err}");
     }
