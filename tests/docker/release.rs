@@ -10,12 +10,12 @@ use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-/// Rounds of the exec race (`DVOL_TEST_EXEC_RACE_ROUNDS`, default 150).
+/// Rounds of the exec race (`DVOL_TEST_EXEC_RACE_ROUNDS`, default 120).
 fn race_rounds() -> u64 {
     std::env::var("DVOL_TEST_EXEC_RACE_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(150)
+        .unwrap_or(120)
 }
 
 /// Run `cmd` to its end, failing the test if it takes longer than `limit` (it is killed).
