@@ -8,6 +8,10 @@
 //! `DVOL_FAILPOINT_PAUSE` names the point (a comma-separated list may name several) creates the
 //! file `DVOL_FAILPOINT_PAUSE_FILE` at each hit and waits until the test removes it (at most
 //! 60 s), one thread at a time.
+//!
+//! Failing points ([`fails`]) make a call dvol depends on fail without killing dvol (a Docker
+//! engine that refuses or never answers): `DVOL_FAILPOINT_FAIL=point:N,…` makes the first N
+//! hits of each named point in this process fail.
 
 /// Die here if `DVOL_FAILPOINT` names this point (only with the `failpoints` feature).
 #[inline(always)]
@@ -51,6 +55,36 @@ fn wait_for_test(marker: &std::path::Path, name: &str) {
     let start = Instant::now();
     while marker.exists() && start.elapsed() < Duration::from_secs(60) {
         std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+/// Whether this hit of `_name` must fail: `DVOL_FAILPOINT_FAIL` names it as `_name:N` and
+/// fewer than N hits of it came before in this process (only with the `failpoints` feature;
+/// otherwise never).
+pub fn fails(_name: &str) -> bool {
+    #[cfg(feature = "failpoints")]
+    {
+        use std::collections::HashMap;
+        static HITS: std::sync::Mutex<Option<HashMap<String, u64>>> = std::sync::Mutex::new(None);
+        let Some(times) = std::env::var("DVOL_FAILPOINT_FAIL").ok().and_then(|v| {
+            v.split(',')
+                .filter_map(|p| p.split_once(':'))
+                .find(|(p, _)| *p == _name)
+                .and_then(|(_, n)| n.parse::<u64>().ok())
+        }) else {
+            return false;
+        };
+        let mut hits = HITS.lock().unwrap_or_else(|e| e.into_inner());
+        let count = hits
+            .get_or_insert_with(HashMap::new)
+            .entry(_name.to_string())
+            .or_insert(0);
+        *count += 1;
+        *count <= times
+    }
+    #[cfg(not(feature = "failpoints"))]
+    {
+        false
     }
 }
 

@@ -473,7 +473,8 @@ impl Context {
         };
         let repo = self.repo()?;
         let settled = dvol::docker::held::settled_in(&repo);
-        let names = dvol::docker::held::recover(engine, &self.root, &settled)?;
+        let recovered = dvol::docker::release::recover(engine, &self.root, &settled)?;
+        let names = recovered.let_go;
         if !names.is_empty() && !self.quiet {
             eprintln!(
                 "{}",
@@ -482,6 +483,16 @@ impl Context {
                     names.join(",")
                 ))
             );
+        }
+        // What is not back stays in its record (dropped here, it is dead again): the next
+        // command tries again.
+        let errors: Vec<String> = recovered
+            .failed
+            .iter()
+            .map(|f| dvol::docker::release::describe(&f.errors))
+            .collect();
+        if !errors.is_empty() {
+            anyhow::bail!("{}", errors.join("; "));
         }
         Ok(())
     }

@@ -1,6 +1,10 @@
 //! A small synchronous facade over bollard: which running containers use which dvol volume,
-//! and stop / start / pause / unpause them. The CLI is synchronous, so the engine owns a
-//! current-thread tokio runtime and blocks on each call.
+//! and stop / start / pause / unpause / inspect them. The CLI is synchronous, so the engine owns
+//! a current-thread tokio runtime and blocks on each call. Every call on a container answers
+//! within a bound ([`CALL_LIMIT`]; a stop, its container's stop timeout more): a hung engine
+//! fails the call with an error naming the container, it never hangs dvol. It never decides
+//! which containers to hold or when to let them go (that is `docker::hold` and
+//! `docker::release`).
 
 use crate::{Error, Result};
 use bollard::models::{ContainerSummaryStateEnum, MountPoint, MountPointTypeEnum};
@@ -14,6 +18,21 @@ use std::time::Duration;
 
 /// How long we wait for a daemon to answer before treating Docker integration as off.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a pause, unpause, start or inspection of a container may take before dvol gives
+/// up on it (a stop: this more than the container's stop timeout).
+pub const CALL_LIMIT: Duration = Duration::from_secs(10);
+
+/// [`CALL_LIMIT`], or what the fault-injection tests set (`DVOL_TEST_DOCKER_LIMIT_MS`).
+pub fn call_limit() -> Duration {
+    crate::failpoint::knob("DVOL_TEST_DOCKER_LIMIT_MS").map_or(CALL_LIMIT, Duration::from_millis)
+}
+
+/// The stop timeout Docker uses for a container that sets none (`docker run --stop-timeout`).
+const DEFAULT_STOP_TIMEOUT: u64 = 10;
+
+/// Most exec sessions of one container looked at before a pause.
+const MAX_EXECS_INSPECTED: usize = 16;
 
 /// A container as dvol reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,13 +67,18 @@ impl Engine {
     /// Running (or paused) containers that mount a volume of the dvol root `root`, by volume.
     pub fn usage(&self, root: &Path) -> Result<BTreeMap<String, Vec<Container>>> {
         let root = canonical(root);
-        let list = self
+        let limit = call_limit();
+        let listing = self.docker.list_containers(Some(ListContainersOptions {
+            all: false,
+            ..Default::default()
+        }));
+        let list = match self
             .rt
-            .block_on(self.docker.list_containers(Some(ListContainersOptions {
-                all: false,
-                ..Default::default()
-            })))
-            .map_err(|e| Error::Docker(format!("listing containers: {e}")))?;
+            .block_on(async { tokio::time::timeout(limit, listing).await })
+        {
+            Err(_) => return Err(no_answer("listing", "containers", limit)),
+            Ok(answer) => answer.map_err(|e| Error::Docker(format!("listing containers: {e}")))?,
+        };
         let mut out: BTreeMap<String, Vec<Container>> = BTreeMap::new();
         let mut known: BTreeMap<String, Option<String>> = BTreeMap::new();
         for c in list {
@@ -246,35 +270,68 @@ impl Engine {
         containers: &[Container],
         within: Option<Duration>,
     ) -> Vec<Result<()>> {
-        let tasks: Vec<_> = containers
+        let Some(d) = within else {
+            let tasks = self.spawn_each(action, containers);
+            return self.rt.block_on(async {
+                let mut out = Vec::with_capacity(tasks.len());
+                for t in tasks {
+                    out.push(joined(action, t.await));
+                }
+                out
+            });
+        };
+        self.each_bounded(action, containers, d)
+            .into_iter()
+            .zip(containers)
+            .map(|(r, c)| {
+                r.unwrap_or_else(|| {
+                    Err(no_answer(
+                        action.verb(),
+                        &format!("container {}", c.name),
+                        d,
+                    ))
+                })
+            })
+            .collect()
+    }
+
+    /// [`Engine::each`], returning by `within`: `None` for an action not done by then (Docker
+    /// goes on with it, and so does its call, within its own bound).
+    pub fn each_bounded(
+        &self,
+        action: Action,
+        containers: &[Container],
+        within: Duration,
+    ) -> Vec<Option<Result<()>>> {
+        let tasks = self.spawn_each(action, containers);
+        self.rt.block_on(async {
+            let at = tokio::time::Instant::now() + within;
+            let mut out = Vec::with_capacity(tasks.len());
+            for t in tasks {
+                out.push(
+                    tokio::time::timeout_at(at, t)
+                        .await
+                        .ok()
+                        .map(|r| joined(action, r)),
+                );
+            }
+            out
+        })
+    }
+
+    /// One task per container doing `action` on it.
+    fn spawn_each(
+        &self,
+        action: Action,
+        containers: &[Container],
+    ) -> Vec<tokio::task::JoinHandle<Result<()>>> {
+        containers
             .iter()
             .map(|c| {
                 let (docker, c) = (self.docker.clone(), c.clone());
                 self.rt.spawn(async move { action.run(&docker, &c).await })
             })
-            .collect();
-        self.rt.block_on(async {
-            let end = within.map(|d| (tokio::time::Instant::now() + d, d));
-            let mut out = Vec::with_capacity(tasks.len());
-            for (t, c) in tasks.into_iter().zip(containers) {
-                let done = match end {
-                    Some((at, d)) => tokio::time::timeout_at(at, t).await.map_err(|_| d),
-                    None => Ok(t.await),
-                };
-                out.push(match done {
-                    Ok(r) => r.unwrap_or_else(|e| {
-                        Err(Error::Docker(format!("{} task failed: {e}", action.verb())))
-                    }),
-                    Err(d) => Err(Error::Docker(format!(
-                        "{} container {}: {}",
-                        action.verb(),
-                        c.name,
-                        not_within(d)
-                    ))),
-                });
-            }
-            out
-        })
+            .collect()
     }
 
     /// Graceful stop: the container's stop signal, then SIGKILL after its stop timeout
@@ -295,26 +352,120 @@ impl Engine {
         self.rt.block_on(Action::Unpause.run(&self.docker, c))
     }
 
-    /// The state of container `id`; `None` only when the engine says it is gone (404). Any
-    /// other failure is an error: a container the engine did not describe may still be held.
-    pub fn state(&self, id: &str) -> Result<Option<State>> {
+    /// The state of container `id` and the pid of its main process; `None` only when the
+    /// engine says it is gone (404). Any other failure (no answer within [`call_limit`]
+    /// included) is an error: a container the engine did not describe may still be held.
+    pub fn status(&self, id: &str) -> Result<Option<Status>> {
+        self.status_within(id, call_limit())
+    }
+
+    /// [`Engine::status`] answered within `limit`.
+    pub fn status_within(&self, id: &str, limit: Duration) -> Result<Option<Status>> {
         use bollard::models::ContainerStateStatusEnum as S;
-        let found = self.rt.block_on(self.docker.inspect_container(
-            id,
-            None::<bollard::query_parameters::InspectContainerOptions>,
-        ));
-        let c = match found {
-            Ok(c) => c,
-            Err(e) if is_not_found(&e) => return Ok(None),
-            Err(e) => return Err(Error::Docker(format!("inspecting container {id}: {e}"))),
+        let Some(c) = self.rt.block_on(inspect(&self.docker, id, limit))? else {
+            return Ok(None);
         };
-        Ok(Some(match c.state.and_then(|s| s.status) {
-            Some(S::PAUSED) => State::Paused,
-            Some(S::RUNNING | S::RESTARTING) => State::Running,
-            Some(S::CREATED | S::EXITED) => State::Stopped,
-            _ => State::Other,
+        let state = c.state.unwrap_or_default();
+        Ok(Some(Status {
+            state: match state.status {
+                Some(S::PAUSED) => State::Paused,
+                Some(S::RUNNING | S::RESTARTING) => State::Running,
+                Some(S::CREATED | S::EXITED) => State::Stopped,
+                _ => State::Other,
+            },
+            pid: state
+                .pid
+                .and_then(|p| u32::try_from(p).ok())
+                .filter(|p| *p > 0),
+            execs: c.exec_ids.is_some_and(|e| !e.is_empty()),
         }))
     }
+
+    /// The state alone of [`Engine::status`].
+    pub fn state(&self, id: &str) -> Result<Option<State>> {
+        Ok(self.status(id)?.map(|s| s.state))
+    }
+
+    /// Whether a `docker exec` session of container `id` is being started (created, or
+    /// running without a process yet): a pause now could freeze its process half-started,
+    /// and Docker's unpause would then wait on it. Gone containers have none.
+    pub fn exec_starting(&self, id: &str) -> Result<bool> {
+        self.rt.block_on(async {
+            let Some(c) = inspect(&self.docker, id, call_limit()).await? else {
+                return Ok(false);
+            };
+            let limit = call_limit();
+            for exec in c
+                .exec_ids
+                .unwrap_or_default()
+                .iter()
+                .take(MAX_EXECS_INSPECTED)
+            {
+                let answer = tokio::time::timeout(limit, self.docker.inspect_exec(exec)).await;
+                let e = match answer {
+                    Err(_) => {
+                        return Err(no_answer(
+                            "inspecting an exec of",
+                            &format!("container {id}"),
+                            limit,
+                        ))
+                    }
+                    Ok(Err(e)) if is_not_found(&e) => continue,
+                    Ok(Err(e)) => {
+                        return Err(Error::Docker(format!(
+                            "inspecting an exec of container {id}: {e}"
+                        )))
+                    }
+                    Ok(Ok(e)) => e,
+                };
+                if e.pid.unwrap_or(0) == 0 && e.exit_code.is_none() {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        })
+    }
+}
+
+/// What the engine says of container `id` within `limit`; `None` when it is gone.
+async fn inspect(
+    docker: &Docker,
+    id: &str,
+    limit: Duration,
+) -> Result<Option<bollard::models::ContainerInspectResponse>> {
+    let call = docker.inspect_container(
+        id,
+        None::<bollard::query_parameters::InspectContainerOptions>,
+    );
+    match tokio::time::timeout(limit, call).await {
+        Err(_) => Err(no_answer("inspecting", &format!("container {id}"), limit)),
+        Ok(Err(e)) if is_not_found(&e) => Ok(None),
+        Ok(Err(e)) => Err(Error::Docker(format!("inspecting container {id}: {e}"))),
+        Ok(Ok(c)) => Ok(Some(c)),
+    }
+}
+
+/// The error of a call on `what` the engine did not answer within `limit`.
+fn no_answer(doing: &str, what: &str, limit: Duration) -> Error {
+    Error::Docker(format!("{doing} {what}: {}", not_within(limit)))
+}
+
+/// What [`Engine::status`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Status {
+    pub state: State,
+    /// The container's main process on this host (none when it is not running).
+    pub pid: Option<u32>,
+    /// Whether it has `docker exec` sessions (running, being started, or just ended).
+    pub execs: bool,
+}
+
+/// The result of a finished action task.
+fn joined(
+    action: Action,
+    r: std::result::Result<Result<()>, tokio::task::JoinError>,
+) -> Result<()> {
+    r.unwrap_or_else(|e| Err(Error::Docker(format!("{} task failed: {e}", action.verb()))))
 }
 
 /// Whether the engine answered "no such container".
@@ -328,7 +479,7 @@ fn is_not_found(e: &bollard::errors::Error) -> bool {
     )
 }
 
-/// What [`Engine::state`] reports.
+/// The state part of [`Status`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
     Running,
@@ -362,9 +513,51 @@ impl Action {
         }
     }
 
+    /// The name of this action's failing points (`docker.unpause`, and `docker.unpause.hang`
+    /// for a call that never answers).
+    fn point(self) -> &'static str {
+        match self {
+            Action::Stop | Action::StopWithin(_) => "docker.stop",
+            Action::Start => "docker.start",
+            Action::Pause => "docker.pause",
+            Action::Unpause => "docker.unpause",
+        }
+    }
+
+    /// Do it to `c`, answered within [`call_limit`] (a stop: within the container's stop
+    /// timeout more). Unpausing a container that is not paused is not an error.
     async fn run(self, docker: &Docker, c: &Container) -> Result<()> {
-        let id = c.id.as_str();
-        let r = match self {
+        let limit = match self {
+            Action::Stop => call_limit() + Duration::from_secs(stop_timeout(docker, c).await?),
+            Action::StopWithin(secs) => call_limit() + Duration::from_secs(secs.into()),
+            _ => call_limit(),
+        };
+        let failed =
+            |e: String| Error::Docker(format!("{} container {}: {e}", self.verb(), c.name));
+        if crate::failpoint::fails(self.point()) {
+            return Err(failed("refused (failing point)".into()));
+        }
+        let answer = tokio::time::timeout(limit, async {
+            if crate::failpoint::fails(&format!("{}.hang", self.point())) {
+                std::future::pending::<()>().await;
+            }
+            self.call(docker, &c.id).await
+        })
+        .await;
+        match answer {
+            Err(_) => Err(failed(not_within(limit))),
+            Ok(Err(e)) if self == Action::Unpause && is_not_paused(&e) => Ok(()),
+            Ok(r) => r.map_err(|e| failed(e.to_string())),
+        }
+    }
+
+    /// The engine call itself, unbounded.
+    async fn call(
+        self,
+        docker: &Docker,
+        id: &str,
+    ) -> std::result::Result<(), bollard::errors::Error> {
+        match self {
             Action::Stop => {
                 docker
                     .stop_container(id, None::<StopContainerOptions>)
@@ -384,9 +577,27 @@ impl Action {
             }
             Action::Pause => docker.pause_container(id).await,
             Action::Unpause => docker.unpause_container(id).await,
-        };
-        r.map_err(|e| Error::Docker(format!("{} container {}: {e}", self.verb(), c.name)))
+        }
     }
+}
+
+/// The stop timeout of container `c` in seconds (Docker's default when it sets none).
+async fn stop_timeout(docker: &Docker, c: &Container) -> Result<u64> {
+    let found = inspect(docker, &c.id, call_limit()).await?;
+    Ok(found
+        .and_then(|i| i.config)
+        .and_then(|config| config.stop_timeout)
+        .and_then(|t| u64::try_from(t).ok())
+        .unwrap_or(DEFAULT_STOP_TIMEOUT))
+}
+
+/// Whether the engine answered that the container is not paused (unpausing it again).
+fn is_not_paused(e: &bollard::errors::Error) -> bool {
+    matches!(
+        e,
+        bollard::errors::Error::DockerResponseServerError { status_code: 409 | 500, message }
+            if message.contains("is not paused")
+    )
 }
 
 /// The dvol volume a container mount refers to, if any:
@@ -439,7 +650,10 @@ fn is_volume_dir_of(mountpoint: &Path, root: &Path, volume: &str) -> bool {
 
 /// Why an engine call that did not answer in time failed.
 fn not_within(d: Duration) -> String {
-    format!("no answer within {} ms", d.as_millis())
+    format!(
+        "the Docker engine gave no answer within {} ms",
+        d.as_millis()
+    )
 }
 
 /// `path` made absolute and free of symlinks where possible, so it compares with the

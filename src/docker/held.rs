@@ -1,32 +1,28 @@
 //! The durable journal of containers dvol holds (paused or stopped), so a dvol killed while it
-//! holds them does not leave an app frozen for good.
+//! holds them does not leave an app frozen for good, and two holds of one container let it go
+//! once, when the last of them ends.
 //!
-//! Before a command pauses or stops containers it writes a record naming them (and the
-//! volumes they use) to `ROOT/.dvol/held/`, fsynced, and keeps an exclusive flock on it while
-//! it runs; after it has let them go it deletes the record. A record whose lock can be taken
-//! belongs to a dead process: its containers are still held by nobody. Two ways roll it
-//! forward:
+//! One record per holder in `ROOT/.dvol/held/` names the containers (and the volumes they
+//! use), fsynced, with an exclusive flock its writer keeps while it runs; a record whose lock
+//! can be taken belongs to a dead process. The whole journal has one lock more
+//! (`ROOT/.dvol/held.lock`, [`lock`]): a holder takes it, reads every record, writes its own and
+//! pauses or stops its containers before it lets it go; a releaser takes it to let go the
+//! containers no other record names and drop its record. So no holder misses another's
+//! record: a paused container some record names (live or dead) is dvol's hold, never taken
+//! for the user's own pause.
 //!
-//! - a command that holds containers of the same volumes adopts it ([`Journal::adopt`], before
-//!   it lists the containers, then [`Adoption::begin`]) when its volumes are settled: the
-//!   dead record's containers are named in the new record and let go with the command's own;
-//!   a record of an interrupted rewrite still pending is never adopted (its app stays stopped
-//!   until the reset is finished, and only then is let go);
-//! - [`recover`] (the CLI before and after every command, the plugin when it starts) lets go the
-//!   containers of every dead record whose volumes the caller says are settled (no
-//!   interrupted rewrite pending), then deletes the record.
-//!
-//! Letting go is idempotent: a container is unpaused only if it is still paused, started only
-//! if it is still stopped, skipped if it is gone. This module never decides which containers
-//! use a volume (the engine does) and never touches volume data.
+//! This module only keeps the records: which containers a command holds is `docker::hold`'s
+//! business, letting them go `docker::release`'s. It never calls the engine and never touches
+//! volume data.
 
-use super::{Action, Container, Engine};
 use crate::error::IoContext;
-use crate::Result;
+use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// One held container and how it was held.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,6 +31,10 @@ pub struct Entry {
     pub name: String,
     /// `true`: paused (let go by unpausing); `false`: stopped (let go by starting).
     pub paused: bool,
+    /// The container's main process when it was held (to thaw its cgroup when Docker's
+    /// unpause does not answer); absent in records of older versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
 }
 
 /// What a journal record holds.
@@ -51,102 +51,101 @@ fn dir(root: &Path) -> PathBuf {
     root.join(".dvol").join("held")
 }
 
-/// A record this process wrote and holds the lock of; deleted by [`Journal::finish`].
+/// How long a command waits for the journal lock: its holders keep it only for engine calls,
+/// each answered within `engine::CALL_LIMIT`.
+const LOCK_WAIT: Duration = Duration::from_secs(120);
+
+/// The journal lock of a root, held: records are read, written and let go only under it.
+pub struct JournalLock {
+    _guard: crate::lock::LockGuard,
+    dir: PathBuf,
+}
+
+/// Take the journal lock of the dvol root `root` (waiting up to two minutes).
+pub fn lock(root: &Path) -> Result<JournalLock> {
+    let dir = dir(root);
+    std::fs::create_dir_all(&dir).at("create", &dir)?;
+    let path = root.join(".dvol").join("held.lock");
+    let guard = crate::lock::acquire(&path, "held", true, LOCK_WAIT).map_err(|e| match e {
+        Error::Locked { waited_secs, .. } => Error::Docker(format!(
+            "the journal of held containers ({}) is busy: waited {waited_secs}s for another dvol",
+            path.display()
+        )),
+        e => e,
+    })?;
+    Ok(JournalLock { _guard: guard, dir })
+}
+
+/// A record this process holds the lock of (written by it, or a dead one it took over).
 pub struct Journal {
     path: PathBuf,
     _lock: File,
-    /// Records of dead processes this one took over (deleted once its own is durable).
-    pub adopted: Vec<Entry>,
+    pub record: Record,
 }
 
-/// The dead records a command is taking over, locked (so no concurrent [`recover`] lets their
-/// containers go) until [`Adoption::begin`] has written the command's own record.
-pub struct Adoption {
-    dir: PathBuf,
-    records: Vec<(PathBuf, File, Record)>,
-}
-
-impl Journal {
-    /// Lock the dead records that name any of `volumes` and whose volumes `settled` accepts (a
-    /// record of an interrupted rewrite still pending is left alone: its containers must stay
-    /// held until the rewrite is finished, and the command that finishes it lets them go).
-    /// Called before the command lists the containers it holds, so a container a dead record
-    /// keeps paused stays paused while the command counts on it.
-    pub fn adopt(
-        root: &Path,
-        volumes: &[&str],
-        settled: &dyn Fn(&[String]) -> bool,
-    ) -> Result<Adoption> {
-        let dir = dir(root);
-        let records = dead_records(&dir)?
-            .into_iter()
-            .filter(|(_, _, r)| r.volumes.iter().any(|v| volumes.contains(&v.as_str())))
-            .filter(|(_, _, r)| settled(&r.volumes))
-            .collect();
-        Ok(Adoption { dir, records })
-    }
-}
-
-impl Adoption {
-    /// Write the record of `containers` (about to be held for `what` on `volumes`), naming
-    /// the adopted records' containers too. Durable before it returns. `None` (and nothing
-    /// written) when there is nothing to hold and nothing adopted.
-    pub fn begin(
-        self,
-        what: &str,
-        volumes: &[&str],
-        containers: &[Entry],
-    ) -> Result<Option<Journal>> {
-        let Adoption { dir, records } = self;
-        let mut adopted: Vec<Entry> = Vec::new();
-        let mut all_volumes: Vec<String> = volumes.iter().map(ToString::to_string).collect();
-        for (_, _, r) in &records {
-            for e in &r.containers {
-                if !containers.iter().chain(&adopted).any(|c| c.id == e.id) {
-                    adopted.push(e.clone());
-                }
-            }
-            all_volumes.extend(r.volumes.iter().cloned());
-        }
-        if containers.is_empty() && records.is_empty() {
-            return Ok(None);
-        }
-        all_volumes.sort();
-        all_volumes.dedup();
-        let record = Record {
-            what: what.to_string(),
-            volumes: all_volumes,
-            containers: containers.iter().chain(&adopted).cloned().collect(),
-        };
-        std::fs::create_dir_all(&dir).at("create", &dir)?;
-        let (path, lock) = write_locked(&dir, &record)?;
-        for (old, _lock, _) in records {
-            remove(&old)?;
-        }
-        Ok(Some(Journal {
+impl JournalLock {
+    /// Write `record`: durable (the file and its directory fsynced) before it returns.
+    pub fn write(&self, record: Record) -> Result<Journal> {
+        let (path, lock) = write_locked(&self.dir, &record)?;
+        Ok(Journal {
             path,
             _lock: lock,
-            adopted,
-        }))
+            record,
+        })
+    }
+
+    /// The records whose writer is dead, taken over by this process (locked until dropped).
+    /// Stale temporary files of dead writers are removed.
+    pub fn dead(&self) -> Result<Vec<Journal>> {
+        dead_records(&self.dir)
+    }
+
+    /// The containers (ids) every record but `except` names, live or dead.
+    pub fn named_elsewhere(&self, except: &[&Path]) -> Result<HashSet<String>> {
+        let mut out = HashSet::new();
+        for path in record_files(&self.dir)? {
+            if except.contains(&path.as_path()) {
+                continue;
+            }
+            if let Some(r) = read_record(&path) {
+                out.extend(r.containers.into_iter().map(|c| c.id));
+            }
+        }
+        Ok(out)
     }
 }
 
 impl Journal {
     /// Every container is let go: drop the record.
-    pub fn finish(self) -> Result<()> {
+    pub fn finish(self, _journal: &JournalLock) -> Result<()> {
         remove(&self.path)
+    }
+
+    /// Hold `record` instead: the new record is durable before the old one is removed.
+    pub fn replace(&mut self, journal: &JournalLock, record: Record) -> Result<()> {
+        let mut new = journal.write(record)?;
+        std::mem::swap(self, &mut new);
+        new.finish(journal)
+    }
+
+    /// Where the record is.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 }
 
 /// Write `record` under a new name in `dir`, locked before it is visible, fsynced with its
 /// directory.
 fn write_locked(dir: &Path, record: &Record) -> Result<(PathBuf, File)> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEQ: AtomicU64 = AtomicU64::new(0);
     let unique = format!(
-        "{}-{}",
+        "{}-{}-{}",
         std::process::id(),
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos())
+            .map_or(0, |d| d.as_nanos()),
+        SEQ.fetch_add(1, Ordering::SeqCst)
     );
     let tmp = dir.join(format!(".{unique}.tmp"));
     let path = dir.join(format!("{unique}.json"));
@@ -176,11 +175,10 @@ fn remove(path: &Path) -> Result<()> {
 /// How old a temporary record file must be before a scanner removes it: its writer locks
 /// it right after creating it, so an unlocked one this old belongs to a dead writer (a
 /// younger one may be a live writer's between its create and its lock).
-const STALE_TMP: std::time::Duration = std::time::Duration::from_secs(600);
+const STALE_TMP: Duration = Duration::from_secs(600);
 
-/// The records in `dir` whose writer is dead (their lock could be taken; it is held in the
-/// returned file until dropped). Stale temporary files of dead writers are removed.
-fn dead_records(dir: &Path) -> Result<Vec<(PathBuf, File, Record)>> {
+/// Every file of `dir`, sorted (none when it does not exist).
+fn files(dir: &Path) -> Result<Vec<PathBuf>> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -188,8 +186,27 @@ fn dead_records(dir: &Path) -> Result<Vec<(PathBuf, File, Record)>> {
     };
     let mut names: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
     names.sort();
+    Ok(names)
+}
+
+/// The record files of `dir` (not the temporary ones).
+fn record_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    Ok(files(dir)?
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect())
+}
+
+/// The record at `path`; `None` when it is gone or cannot be read.
+fn read_record(path: &Path) -> Option<Record> {
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+}
+
+/// The records in `dir` whose writer is dead (their lock could be taken; it is held in the
+/// returned journal until dropped). Stale temporary files of dead writers are removed.
+fn dead_records(dir: &Path) -> Result<Vec<Journal>> {
     let mut out = Vec::new();
-    for path in names {
+    for path in files(dir)? {
         let Ok(file) = File::open(&path) else {
             continue;
         };
@@ -202,10 +219,13 @@ fn dead_records(dir: &Path) -> Result<Vec<(PathBuf, File, Record)>> {
             }
             continue;
         }
-        let body = std::fs::read(&path).unwrap_or_default();
-        match serde_json::from_slice::<Record>(&body) {
-            Ok(r) => out.push((path, file, r)),
-            Err(_) => {
+        match read_record(&path) {
+            Some(record) => out.push(Journal {
+                path,
+                _lock: file,
+                record,
+            }),
+            None => {
                 tracing::warn!(
                     "removing an unreadable held-containers record {}",
                     path.display()
@@ -234,142 +254,85 @@ pub fn settled_in(repo: &crate::repo::Repo) -> impl Fn(&[String]) -> bool + '_ {
     }
 }
 
-/// Let go every container of the dead records in `root`'s journal whose volumes `settled`
-/// accepts, and delete those records. Returns the containers let go.
-pub fn recover(
-    engine: &Engine,
-    root: &Path,
-    settled: &dyn Fn(&[String]) -> bool,
-) -> Result<Vec<String>> {
-    let mut out = Vec::new();
-    for (path, _lock, record) in dead_records(&dir(root))? {
-        if !settled(&record.volumes) {
-            tracing::info!(
-                "containers held by an interrupted {} stay held until it is finished",
-                record.what
-            );
-            continue;
-        }
-        let failed = let_go(engine, &record.containers);
-        if let Some(e) = failed.into_iter().next() {
-            return Err(e);
-        }
-        tracing::warn!(
-            "let go the containers of an interrupted {} of {}: {}",
-            record.what,
-            record.volumes.join(", "),
-            record
-                .containers
-                .iter()
-                .map(|c| c.name.as_str())
-                .collect::<Vec<_>>()
-                .join(",")
-        );
-        out.extend(record.containers.iter().map(|c| c.name.clone()));
-        remove(&path)?;
-    }
-    Ok(out)
-}
-
-/// Whether any dead record is waiting in `root`'s journal (cheap: no engine call).
+/// Whether any record is in `root`'s journal (cheap: one directory read, no lock, no engine
+/// call).
 pub fn anything_to_recover(root: &Path) -> bool {
     std::fs::read_dir(dir(root)).is_ok_and(|mut d| d.next().is_some())
 }
 
-/// Unpause the still-paused and start the still-stopped containers of `entries`; the errors.
-pub fn let_go(engine: &Engine, entries: &[Entry]) -> Vec<crate::Error> {
-    let mut unpause = Vec::new();
-    let mut start = Vec::new();
-    let mut errors: Vec<crate::Error> = Vec::new();
-    for e in entries {
-        let state = match engine.state(&e.id) {
-            Ok(Some(state)) => state,
-            Ok(None) => continue,
-            Err(err) => {
-                errors.push(err);
-                continue;
-            }
-        };
-        let c = Container {
-            id: e.id.clone(),
-            name: e.name.clone(),
-            paused: state == super::engine::State::Paused,
-        };
-        match (e.paused, state) {
-            (true, super::engine::State::Paused) => unpause.push(c),
-            (false, super::engine::State::Stopped) => start.push(c),
-            _ => {}
-        }
+/// A paused container `id` named `/id`, for unit tests.
+#[cfg(test)]
+pub fn entry(id: &str) -> Entry {
+    Entry {
+        id: id.into(),
+        name: format!("/{id}"),
+        paused: true,
+        pid: None,
     }
-    for (action, list) in [(Action::Unpause, unpause), (Action::Start, start)] {
-        errors.extend(
-            engine
-                .each(action, &list)
-                .into_iter()
-                .filter_map(|r| r.err()),
-        );
-    }
-    errors
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn record(ids: &[&str]) -> Record {
+        Record {
+            what: "commit".into(),
+            volumes: vec!["a".into()],
+            containers: ids.iter().map(|id| entry(id)).collect(),
+        }
+    }
+
     /// A record left by a writer that is gone (written, never locked).
-    fn dead(root: &Path, name: &str, volumes: &[&str], id: &str) -> PathBuf {
-        let record = Record {
-            what: "reset".into(),
-            volumes: volumes.iter().map(ToString::to_string).collect(),
-            containers: vec![Entry {
-                id: id.into(),
-                name: format!("/{id}"),
-                paused: false,
-            }],
-        };
+    fn dead(root: &Path, name: &str, ids: &[&str]) -> PathBuf {
         let dir = dir(root);
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join(format!("{name}.json"));
-        std::fs::write(&path, serde_json::to_vec(&record).unwrap()).unwrap();
+        std::fs::write(&path, serde_json::to_vec(&record(ids)).unwrap()).unwrap();
         path
     }
 
     #[test]
-    fn a_record_of_a_pending_rewrite_is_not_adopted() {
+    fn every_record_live_or_dead_names_its_containers() {
         let root = tempfile::tempdir().unwrap();
-        let old = dead(root.path(), "1", &["a", "b"], "c1");
-        let pending = |_: &[String]| false;
-        let adoption = Journal::adopt(root.path(), &["a"], &pending).unwrap();
-        assert!(adoption.begin("commit", &["a"], &[]).unwrap().is_none());
-        assert!(old.exists(), "the pending reset's record was taken");
-        let settled = |_: &[String]| true;
-        let journal = Journal::adopt(root.path(), &["a"], &settled)
-            .unwrap()
-            .begin("commit", &["a"], &[])
-            .unwrap()
-            .expect("adopted");
-        assert_eq!(journal.adopted.len(), 1);
-        assert_eq!(journal.adopted[0].id, "c1");
-        assert!(!old.exists());
-        journal.finish().unwrap();
-        assert!(dead_records(&dir(root.path())).unwrap().is_empty());
+        let old = dead(root.path(), "1", &["c1"]);
+        let journal_lock = lock(root.path()).unwrap();
+        let mine = journal_lock.write(record(&["c2", "c3"])).unwrap();
+        let all = journal_lock.named_elsewhere(&[]).unwrap();
+        assert_eq!(all.len(), 3);
+        let others = journal_lock.named_elsewhere(&[mine.path()]).unwrap();
+        assert_eq!(others, HashSet::from(["c1".to_string()]));
+        // Only the dead one can be taken over; the live one is this process's.
+        let dead = journal_lock.dead().unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].path(), old);
+        // Taken over, it is live: nobody else takes it.
+        assert!(journal_lock.dead().unwrap().is_empty());
+        drop(dead);
+        assert_eq!(journal_lock.dead().unwrap().len(), 1);
     }
 
     #[test]
-    fn adopted_records_are_locked_until_the_new_record_is_written() {
+    fn a_replaced_record_stays_durable_and_locked() {
         let root = tempfile::tempdir().unwrap();
-        dead(root.path(), "1", &["a"], "c1");
-        let settled = |_: &[String]| true;
-        let adoption = Journal::adopt(root.path(), &["a"], &settled).unwrap();
-        // What a concurrent recover scans: nothing it may let go.
-        assert!(dead_records(&dir(root.path())).unwrap().is_empty());
-        let journal = adoption.begin("commit", &["a"], &[]).unwrap().unwrap();
-        assert!(dead_records(&dir(root.path())).unwrap().is_empty());
-        drop(journal);
-        // Its writer gone, the new record (naming the adopted container) is dead in turn.
-        let left = dead_records(&dir(root.path())).unwrap();
+        let journal_lock = lock(root.path()).unwrap();
+        let mut mine = journal_lock.write(record(&["c1", "c2"])).unwrap();
+        let first = mine.path().to_path_buf();
+        mine.replace(&journal_lock, record(&["c2"])).unwrap();
+        assert!(!first.exists());
+        assert!(journal_lock.dead().unwrap().is_empty());
+        let named = journal_lock.named_elsewhere(&[]).unwrap();
+        assert_eq!(named, HashSet::from(["c2".to_string()]));
+        drop(mine);
+        let left = journal_lock.dead().unwrap();
         assert_eq!(left.len(), 1);
-        assert_eq!(left[0].2.containers[0].id, "c1");
+        assert_eq!(left[0].record.containers, vec![entry("c2")]);
+        left.into_iter()
+            .next()
+            .unwrap()
+            .finish(&journal_lock)
+            .unwrap();
+        assert!(journal_lock.named_elsewhere(&[]).unwrap().is_empty());
     }
 
     #[test]

@@ -8,17 +8,22 @@
 //! ([`with_containers_stopped`]). A restarted container re-Mounts its volume, so the plugin
 //! hands it the directory of the branch that is current *now*. The containers held are written
 //! to a durable journal first ([`held`]), so a dvol killed while holding them does not leave
-//! them paused or stopped for good.
+//! them paused or stopped for good; the hold is taken by [`hold`] and let go by [`release`]
+//! (retried in the background by [`retry`] in the plugin).
 //!
 //! [`LiveGuard`]: crate::repo::LiveGuard
 
 mod engine;
+mod freezer;
 pub mod held;
+mod hold;
 mod inspect;
+pub mod release;
+pub mod retry;
 
-pub use engine::{canonical, Action, Container, Engine, State};
+pub use engine::{call_limit, canonical, Action, Container, Engine, State, Status, CALL_LIMIT};
 
-use crate::{failpoint, Error, Result};
+use crate::{Error, Result};
 use std::path::Path;
 
 /// How containers are kept off the live data during an operation.
@@ -28,7 +33,8 @@ pub enum Quiesce {
     /// later `docker start`: processes flush on SIGTERM, the snapshot is application-consistent.
     Stop,
     /// `docker pause` (cgroup freezer), later `docker unpause`: faster, crash-consistent.
-    /// Containers already paused by someone else are left paused.
+    /// Containers the user paused are left paused; one another dvol command holds paused is
+    /// held by both, and unpaused by the last to let it go.
     Pause,
 }
 
@@ -127,9 +133,8 @@ impl crate::repo::LiveGuard for ByNameGuard<'_> {
     }
 }
 
-/// [`with_containers_stopped`] with the containers `list` finds (listed once the dead records
-/// of `volumes` this command adopts are locked, so none of their containers is let go by a
-/// concurrent recover while this command counts on it staying held).
+/// [`with_containers_stopped`] with the containers `list` finds (listed before the journal
+/// lock is taken: their state is read again under it).
 fn hold_these<T>(
     engine: &Engine,
     root: &Path,
@@ -140,46 +145,21 @@ fn hold_these<T>(
     op: impl FnOnce() -> Result<T>,
 ) -> Result<T> {
     let label = crate::repo::describe_volumes(volumes);
-    let adoption = held::Journal::adopt(root, volumes, &|of| settled(root, of))?;
-    let mut using = list()?;
-    if how == Quiesce::Pause {
-        using.retain(|c| !c.paused);
-    }
-    let action = match how {
-        Quiesce::Stop => Action::Stop,
-        Quiesce::Pause => Action::Pause,
-    };
-    // Durable before the first container is held: a dvol killed from here on leaves a record
-    // the next command rolls forward (held::recover), never an app frozen for good.
-    let entries: Vec<held::Entry> = using
-        .iter()
-        .map(|c| held::Entry {
-            id: c.id.clone(),
-            name: c.name.clone(),
-            paused: how == Quiesce::Pause,
-        })
-        .collect();
-    let journal = adoption.begin(what, volumes, &entries)?;
+    let using = list()?;
+    let taken = hold::take(engine, root, &using, volumes, how, what, &|of| {
+        settled(root, of)
+    })?;
     let frozen = std::time::Instant::now();
-    let mut held: Vec<Container> = Vec::new();
-    let mut first_error = None;
-    let results = engine.each(action, &using);
-    failpoint::hit("guard.after-hold");
-    for (c, r) in using.iter().zip(results) {
-        match r {
-            Ok(()) => held.push(c.clone()),
-            Err(e) => first_error = first_error.or(Some(e)),
-        }
-    }
-    if let Some(e) = first_error {
-        let back = release(engine, how, &held, journal);
+    let held = taken.acted;
+    if let Some(e) = taken.error {
+        let back = give_back(engine, root, taken.journal);
         return Err(Error::Docker(format!(
             "{what} of {label} not started: {e}; {}",
             describe_release(how, &held, &back)
         )));
     }
     let result = op();
-    let back = release(engine, how, &held, journal);
+    let back = give_back(engine, root, taken.journal);
     // What the freeze cost the app, from the first stop/pause to the last start/unpause
     // (`DVOL_LOG=dvol::freeze=info`; the benchmark reads it).
     tracing::info!(
@@ -209,51 +189,45 @@ fn settled(root: &Path, volumes: &[String]) -> bool {
         .is_ok_and(|repo| held::settled_in(&repo)(volumes))
 }
 
-/// Start (or unpause) every container in `held`, concurrently, and those of the dead holders
-/// `journal` adopted; the errors of those that failed. The journal record is dropped only
-/// when every container is back (otherwise the next command retries).
-fn release(
+/// Let go the containers of `journal` (those no other hold still holds); the ones that are
+/// not back and why. Their record stays: this process's keeper retries them in the background
+/// (the plugin), or the next dvol command does.
+fn give_back(
     engine: &Engine,
-    how: Quiesce,
-    held: &[Container],
+    root: &Path,
     journal: Option<held::Journal>,
-) -> Vec<(String, Error)> {
-    let action = match how {
-        Quiesce::Stop => Action::Start,
-        Quiesce::Pause => Action::Unpause,
+) -> Vec<(String, String)> {
+    let Some(failed) = journal.and_then(|j| release::let_go(engine, root, j)) else {
+        return Vec::new();
     };
-    let mut failed: Vec<(String, Error)> = held
+    let mut errors: Vec<(String, String)> = failed
+        .errors
         .iter()
-        .zip(engine.each(action, held))
-        .filter_map(|(c, r)| r.err().map(|e| (c.name.clone(), e)))
+        .map(|(n, e)| (n.clone(), e.to_string()))
         .collect();
-    if let Some(journal) = journal {
-        failed.extend(
-            held::let_go(engine, &journal.adopted)
-                .into_iter()
-                .map(|e| ("(adopted)".to_string(), e)),
-        );
-        if failed.is_empty() {
-            if let Err(e) = journal.finish() {
-                failed.push(("(journal)".to_string(), e));
-            }
-        }
+    let by = match retry::hand_over(root, failed) {
+        None => "the plugin tries again in the background",
+        Some(_left) => "the next dvol command tries again",
+    };
+    if let Some((_, e)) = errors.last_mut() {
+        e.push_str("; ");
+        e.push_str(by);
     }
-    failed
+    errors
 }
 
-fn describe_release(how: Quiesce, held: &[Container], failed: &[(String, Error)]) -> String {
+fn describe_release(how: Quiesce, held: &[Container], failed: &[(String, String)]) -> String {
     let verb = match how {
         Quiesce::Stop => "started",
         Quiesce::Pause => "unpaused",
     };
-    if held.is_empty() {
+    if failed.is_empty() && held.is_empty() {
         return "no container was stopped".to_string();
     }
     if failed.is_empty() {
         return format!("containers {} were {verb} again", names(held));
     }
-    let errs: Vec<String> = failed.iter().map(|(_, e)| e.to_string()).collect();
+    let errs: Vec<&str> = failed.iter().map(|(_, e)| e.as_str()).collect();
     format!(
         "containers {} could not be {verb} again ({})",
         failed

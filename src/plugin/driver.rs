@@ -86,8 +86,9 @@ impl Driver {
             tracing::warn!("{e}");
         }
         // Then (their mounts back) let go the containers a killed dvol left paused or stopped,
-        // before the sessions of a cluster resume.
-        recover_held(&root, &keeper);
+        // before the sessions of a cluster resume; from now on every 30 s, and what this
+        // plugin cannot let go is retried in the background until it is back.
+        crate::docker::retry::start(&root);
         Ok(Driver {
             _keeper: Mutex::new(keeper),
             options,
@@ -283,27 +284,6 @@ impl Driver {
                 branch: v.branch,
             })
             .collect())
-    }
-}
-
-/// Let go the containers of the dead held-container records of `root` whose volumes have no
-/// interrupted rewrite pending (`docker::held::recover`, the CLI's rule). Failures are logged:
-/// the records stay for the next command.
-fn recover_held(root: &Path, repo: &Repo) {
-    if !crate::docker::held::anything_to_recover(root) {
-        return;
-    }
-    let Some(engine) = crate::docker::Engine::connect() else {
-        return;
-    };
-    let settled = crate::docker::held::settled_in(repo);
-    match crate::docker::held::recover(&engine, root, &settled) {
-        Ok(names) if !names.is_empty() => tracing::warn!(
-            "let go containers {} held by an interrupted dvol command",
-            names.join(",")
-        ),
-        Ok(_) => {}
-        Err(e) => tracing::warn!("containers held by an interrupted dvol command: {e}"),
     }
 }
 

@@ -212,32 +212,32 @@ fn group_commits_under_load_restore_consistently_and_single_commits_do_not() {
     s.dvol_ok(&["group", "rm", &group]);
 }
 
-const IDLE: &str = "trap 'exit 0' TERM; while true; do sleep 0.1; done";
+pub const IDLE: &str = "trap 'exit 0' TERM; while true; do sleep 0.1; done";
 
-fn status(c: &str) -> String {
+pub fn status(c: &str) -> String {
     inspect(c, "{{.State.Status}}")
 }
 
 /// A dvol root of one test's own, its volumes bind-mounted into containers: no other test's
 /// command runs on it, so none lets go (recovers) what this test's killed commands held.
-struct Private {
+pub struct Private {
     root: tempfile::TempDir,
 }
 
 impl Private {
-    fn new() -> Private {
+    pub fn new() -> Private {
         Private {
             root: tempfile::tempdir().expect("tempdir"),
         }
     }
 
-    fn dvol(&self) -> std::process::Command {
+    pub fn dvol(&self) -> std::process::Command {
         let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_dvol"));
         c.env("DVOL_ROOT", self.root.path()).env_remove("DVOL_LOG");
         c
     }
 
-    fn dvol_ok(&self, args: &[&str]) -> String {
+    pub fn dvol_ok(&self, args: &[&str]) -> String {
         let out = self.dvol().args(args).output().expect("run dvol");
         assert!(
             out.status.success(),
@@ -247,13 +247,13 @@ impl Private {
         String::from_utf8(out.stdout).expect("utf8")
     }
 
-    fn live(&self, volume: &str) -> PathBuf {
+    pub fn live(&self, volume: &str) -> PathBuf {
         PathBuf::from(self.dvol_ok(&["path", volume]).trim())
     }
 
     /// Volume `volume` here and a busybox container `name` (of scope `s`, which removes it)
     /// running `script` with its live data bind-mounted at /data.
-    fn run_busybox(&self, s: &Scope, name: &str, volume: &str, script: &str) -> String {
+    pub fn run_busybox(&self, s: &Scope, name: &str, volume: &str, script: &str) -> String {
         self.dvol_ok(&["init", volume]);
         let c = s.container(name);
         let bind = format!("{}:/data", self.live(volume).display());
@@ -265,7 +265,7 @@ impl Private {
 }
 
 /// Run dvol killed (SIGKILL) at failpoint `point` (after `skip` earlier hits).
-fn killed(s: &Private, point: &str, skip: &str, args: &[&str]) {
+pub fn killed(s: &Private, point: &str, skip: &str, args: &[&str]) {
     let out = s
         .dvol()
         .env("DVOL_FAILPOINT", point)
@@ -280,22 +280,56 @@ fn killed(s: &Private, point: &str, skip: &str, args: &[&str]) {
 /// containers of killed commands before it listens, so once the socket is there the work is
 /// done.
 fn start_and_stop_plugin(s: &Private) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let socket = dir.path().join("p.sock");
-    let mut plugin = s
-        .dvol()
-        .args(["plugin", "serve", "--socket"])
-        .arg(&socket)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("plugin");
-    wait_for(Duration::from_secs(30), "the plugin socket", || {
-        socket.exists()
-    });
-    // Stop the plugin this test started (by its pid).
-    let _ = plugin.kill();
-    let _ = plugin.wait();
+    drop(s.serve(&[]));
+}
+
+/// A `dvol plugin serve` a test started on its private root (on a socket Docker does not
+/// know), stopped by its pid when dropped.
+pub struct Served {
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+    /// Its log (stdout and stderr).
+    pub log: PathBuf,
+}
+
+impl Private {
+    /// Start `dvol plugin serve` on this root with `env` (and `DVOL_LOG=warn`), once it listens.
+    pub fn serve(&self, env: &[(&str, &str)]) -> Served {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let socket = dir.path().join("p.sock");
+        let log = dir.path().join("plugin.log");
+        let out = std::fs::File::create(&log).expect("log");
+        let child = self
+            .dvol()
+            .args(["plugin", "serve", "--socket"])
+            .arg(&socket)
+            .env("DVOL_LOG", "warn")
+            .envs(env.iter().copied())
+            .stdout(out.try_clone().expect("log"))
+            .stderr(out)
+            .spawn()
+            .expect("plugin");
+        wait_for(Duration::from_secs(30), "the plugin socket", || {
+            socket.exists()
+        });
+        Served {
+            child,
+            _dir: dir,
+            log,
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        self.root.path()
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        // Stop the plugin this test started (by its pid).
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// A dvol killed while it holds an app's containers (paused for a group commit or a single

@@ -17,6 +17,7 @@ mod ownership;
 mod plugin;
 mod postgres;
 mod qa;
+mod release;
 mod status;
 mod thin;
 

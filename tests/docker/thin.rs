@@ -7,7 +7,7 @@ use crate::support::loopfs::LoopFs;
 use crate::support::{bin, Env};
 
 /// `docker pause` / `unpause` events of container `c` since `since` (`unix_now`).
-fn freezes(c: &str, since: &str) -> Vec<String> {
+pub fn freezes(c: &str, since: &str) -> Vec<String> {
     let out = docker_ok(&[
         "events",
         "--since",
@@ -27,7 +27,7 @@ fn freezes(c: &str, since: &str) -> Vec<String> {
 }
 
 /// Now as `docker events` takes it: unix seconds with nanoseconds.
-fn unix_now() -> String {
+pub fn unix_now() -> String {
     let t = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap();
