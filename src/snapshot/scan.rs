@@ -136,6 +136,8 @@ pub fn scan(
     let ctx = Ctx::new(sink, cache, progress);
     progress.start("scanning", None);
     let tree = scan_dir(&ctx, &dir, b"")?;
+    // The rows leave memory now; they are kept once the caller has made the objects durable.
+    cache.flush();
     progress.finish();
     Ok(Scan {
         tree,

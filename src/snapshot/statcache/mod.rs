@@ -217,6 +217,13 @@ impl StatCache {
         Some((db, db.writes.as_ref()?))
     }
 
+    /// Write the rows staged so far (still staged: not yet the cache's).
+    pub fn flush(&self) {
+        if let Some((db, writes)) = self.writable() {
+            db.flush(&mut writes.lock().expect("cache writes lock"));
+        }
+    }
+
     /// Make every staged row the cache's (call when what they describe is durable). A failure
     /// is logged and keeps the rows the cache had.
     pub fn promote(&self) {
