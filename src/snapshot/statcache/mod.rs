@@ -446,3 +446,112 @@ fn warn(path: &Path, what: &str) {
         path.display()
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(ino: u64) -> CacheEntry {
+        CacheEntry {
+            size: 1,
+            mtime_ns: 2,
+            ctime_ns: 3,
+            ino,
+            content: Some(ObjectId::hash(b"x")),
+        }
+    }
+
+    fn row(files: &[(&str, u64)], dirs: &[&str]) -> DirCache {
+        let mut r = DirCache::default();
+        for (n, ino) in files {
+            r.insert_file(n.as_bytes(), entry(*ino));
+        }
+        for d in dirs {
+            r.insert_dir(d.as_bytes());
+        }
+        r
+    }
+
+    /// Staged rows are not the cache's until promoted; an owner opening the cache drops the
+    /// staged rows a killed command left.
+    #[test]
+    fn staged_rows_count_only_once_promoted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.db");
+        let none = Path::new("");
+        let c = StatCache::open(&path, none);
+        c.stage(b"a", &row(&[("f", 1)], &[]));
+        c.flush();
+        assert_eq!(c.dir(b"a"), DirCache::default());
+        drop(c);
+        let c = StatCache::open(&path, none);
+        c.promote();
+        assert_eq!(
+            c.dir(b"a"),
+            DirCache::default(),
+            "a killed command's row was kept"
+        );
+        c.stage(b"a", &row(&[("f", 1)], &[]));
+        c.promote();
+        assert_eq!(c.dir(b"a"), row(&[("f", 1)], &[]));
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+
+    /// Forgetting a directory deletes its row and every row below it, and nothing that only
+    /// shares its name as a prefix.
+    #[test]
+    fn forget_deletes_exactly_a_subtree() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.db");
+        let c = StatCache::open(&path, Path::new(""));
+        for p in ["a", "a/b", "a/b/c", "a-b", "a0", "ab", "b"] {
+            c.stage(p.as_bytes(), &row(&[("f", 1)], &[]));
+        }
+        c.promote();
+        c.forget(b"a");
+        c.promote();
+        let kept: Vec<&str> = ["a", "a/b", "a/b/c", "a-b", "a0", "ab", "b"]
+            .into_iter()
+            .filter(|p| c.dir(p.as_bytes()) != DirCache::default())
+            .collect();
+        assert_eq!(kept, ["a-b", "a0", "ab", "b"]);
+    }
+
+    /// An old-format file becomes one row per directory (subdirectories listed in their
+    /// parents) and is removed; a foreign file at the cache's place is replaced by the owner
+    /// and ignored by a reader.
+    #[test]
+    fn imports_the_old_format_and_refuses_foreign_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let legacy = dir.path().join("old");
+        let mut map = std::collections::HashMap::new();
+        for (p, ino) in [("top", 1), ("a/b/deep", 2), ("a/b/deep2", 3), ("a/x", 4)] {
+            map.insert(p.as_bytes().to_vec(), entry(ino));
+        }
+        let mut bytes = postcard::to_extend(&map, b"DVSTAT01".to_vec()).unwrap();
+        let sum = blake3::hash(&bytes[8..]);
+        bytes.extend_from_slice(sum.as_bytes());
+        std::fs::write(&legacy, &bytes).unwrap();
+        let path = dir.path().join("b.db");
+        let c = StatCache::open_read(&path, &legacy);
+        assert!(!legacy.exists());
+        assert_eq!(c.dir(b""), row(&[("top", 1)], &["a"]));
+        assert_eq!(c.dir(b"a"), row(&[("x", 4)], &["b"]));
+        assert_eq!(c.dir(b"a/b"), row(&[("deep", 2), ("deep2", 3)], &[]));
+        drop(c);
+        std::fs::write(&path, b"SQLite format 3\0 but not really").unwrap();
+        let _ = std::fs::remove_file(suffixed(&path, "-wal"));
+        let _ = std::fs::remove_file(suffixed(&path, "-shm"));
+        assert_eq!(
+            StatCache::open_read(&path, Path::new("")).dir(b""),
+            DirCache::default()
+        );
+        let c = StatCache::open(&path, Path::new(""));
+        c.stage(b"", &row(&[("new", 9)], &[]));
+        c.promote();
+        assert_eq!(c.dir(b""), row(&[("new", 9)], &[]));
+    }
+}
