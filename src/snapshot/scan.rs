@@ -175,10 +175,15 @@ fn scan_dir(ctx: &Ctx, dir: &Dir, rel: &[u8]) -> Result<ObjectId> {
     let own = dir.stat()?;
     let listed = dir.entries()?;
     let old = ctx.cache.dir(rel);
+    let at = Here {
+        dir,
+        rel,
+        old: &old,
+    };
     let scanned: Vec<Option<(Entry, Option<Slot>)>> = listed
         .par_iter()
         .map(|(name, st)| {
-            let r = scan_entry(ctx, dir, name, st, rel, &old);
+            let r = scan_entry(ctx, &at, name, st);
             ctx.progress.advance(1);
             r
         })
@@ -213,20 +218,25 @@ pub(super) fn keep_row(cache: &StatCache, rel: &[u8], old: &DirCache, row: &DirC
     }
 }
 
-/// One entry of directory `rel` (whose cached row is `old`) and what the cache keeps of it.
+/// The directory a walk is in: its handle, its path in the volume and its cached row.
+pub(super) struct Here<'a> {
+    pub dir: &'a Dir,
+    pub rel: &'a [u8],
+    pub old: &'a DirCache,
+}
+
+/// One entry of the directory `at` and what the cache keeps of it.
 fn scan_entry(
     ctx: &Ctx,
-    dir: &Dir,
+    at: &Here,
     name: &[u8],
     st: &Stat,
-    rel: &[u8],
-    old: &DirCache,
 ) -> Result<Option<(Entry, Option<Slot>)>> {
     let (node, slot) = if st.kind() == Kind::Dir {
-        let tree = scan_dir(ctx, &dir.open_dir(name)?, &join_rel(rel, name))?;
+        let tree = scan_dir(ctx, &at.dir.open_dir(name)?, &join_rel(at.rel, name))?;
         (Node::Dir { tree }, Some(Slot::Dir))
     } else {
-        match scan_leaf(ctx, dir, name, st, rel, old)? {
+        match scan_leaf(ctx, at, name, st)? {
             Some(leaf) => leaf,
             None => return Ok(None),
         }
@@ -238,18 +248,17 @@ fn scan_entry(
     Ok(Some((entry, slot)))
 }
 
-/// One entry of directory `rel` that is not a directory, and what the cache keeps of it;
+/// One entry of the directory `at` that is not a directory, and what the cache keeps of it;
 /// `None` when it cannot be stored (skipped) or is gone.
 pub(super) fn scan_leaf(
     ctx: &Ctx,
-    dir: &Dir,
+    at: &Here,
     name: &[u8],
     st: &Stat,
-    rel: &[u8],
-    old: &DirCache,
 ) -> Result<Option<(Node, Option<Slot>)>> {
+    let (dir, rel) = (at.dir, at.rel);
     Ok(Some(match st.kind() {
-        Kind::File => match scan_file(ctx, dir, name, st, rel, old.file(name))? {
+        Kind::File => match scan_file(ctx, dir, name, st, rel, at.old.file(name))? {
             Some(f) => (
                 Node::File {
                     meta: meta_of(&f.stat),
@@ -554,8 +563,8 @@ impl Reader<'_> {
     }
 }
 
-/// Read until `buf` is full or the file ends.
-fn read_full(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+/// Read until `buf` is full or the input ends.
+pub(super) fn read_full(f: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
         match f.read(&mut buf[filled..]) {

@@ -7,7 +7,7 @@
 
 use super::diff::TreeLoader;
 use super::diff::{check_depth, diff_dirs, diff_leaves, dir_header, dir_of, merge, Emit};
-use super::scan::{join_rel, meta_of, scan_leaf, Ctx};
+use super::scan::{join_rel, meta_of, scan_leaf, Ctx, Here};
 use super::statcache::StatCache;
 use super::tree::{Entry, Node, Tree};
 use crate::live::{Dir, Kind};
@@ -104,6 +104,11 @@ fn walk(
 fn live_entries(ctx: &Ctx, dir: &Dir, rel: &[u8]) -> Result<Vec<Entry>> {
     let listed = dir.entries()?;
     let old = ctx.cache().dir(rel);
+    let at = Here {
+        dir,
+        rel,
+        old: &old,
+    };
     let nodes: Vec<Option<Node>> = listed
         .par_iter()
         .map(|(name, st)| {
@@ -112,7 +117,7 @@ fn live_entries(ctx: &Ctx, dir: &Dir, rel: &[u8]) -> Result<Vec<Entry>> {
                     tree: ObjectId([0; 32]),
                 }));
             }
-            Ok(scan_leaf(ctx, dir, name, st, rel, &old)?.map(|(node, _)| node))
+            Ok(scan_leaf(ctx, &at, name, st)?.map(|(node, _)| node))
         })
         .collect::<Result<_>>()?;
     Ok(listed

@@ -205,22 +205,9 @@ impl Stream {
         self.pos = 0;
         let have = self.buf.len();
         self.buf.resize(have + READ_SIZE, 0);
-        let n = read_full(&mut self.file, &mut self.buf[have..])?;
+        let n = crate::snapshot::scan::read_full(&mut self.file, &mut self.buf[have..])?;
         self.buf.truncate(have + n);
         self.eof = n < READ_SIZE;
         Ok(())
     }
-}
-
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match r.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }
