@@ -1,10 +1,10 @@
 //! `commit`, `log`, `branch`, `checkout`, `reset`, `status`, `diff`, `tag`.
 
+use super::changes::{diff_line, status_line, warn_skipped, JsonScratch, Out, Summary};
 use super::output::{escape, print_json, quote};
 use super::{progress, Context};
 use anyhow::bail;
 use dvol::docker::Quiesce;
-use dvol::snapshot::{Change, ChangeKind};
 use std::process::ExitCode;
 
 pub fn commit(ctx: &Context, message: Option<&str>, pause: bool) -> anyhow::Result<ExitCode> {
@@ -146,40 +146,29 @@ pub fn reset(ctx: &Context, spec: &str, hard: bool) -> anyhow::Result<ExitCode> 
 pub fn status(ctx: &Context, json: bool) -> anyhow::Result<ExitCode> {
     let repo = ctx.repo()?;
     let volume = ctx.volume(&repo)?;
-    let (branch, changes, skipped) = repo.status(&volume)?;
+    let branch = repo.current_branch(&volume)?;
     if json {
-        let of = |k: ChangeKind| -> Vec<&str> {
-            changes
-                .iter()
-                .filter(|c| c.kind == k)
-                .map(|c| c.path.as_str())
-                .collect()
-        };
-        print_json(&serde_json::json!({
-            "volume": volume,
-            "branch": branch,
-            "added": of(ChangeKind::Added),
-            "modified": of(ChangeKind::Modified),
-            "deleted": of(ChangeKind::Deleted),
-            "unsupported": skipped,
-        }))?;
+        let mut scratch = JsonScratch::new()?;
+        let skipped = repo.status(&volume, &branch, &mut |c| scratch.add(&c))?;
+        scratch.print(&volume, &branch, &skipped)?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!("On volume {}, branch {}", quote(&volume), quote(&branch));
-    if changes.is_empty() {
-        println!("nothing to commit, live data clean");
+    let mut out = Out::new();
+    out.line(&format!(
+        "On volume {}, branch {}",
+        quote(&volume),
+        quote(&branch)
+    ))?;
+    let mut changed = false;
+    let skipped = repo.status(&volume, &branch, &mut |c| {
+        changed = true;
+        out.line(&status_line(&c))
+    })?;
+    if !changed {
+        out.line("nothing to commit, live data clean")?;
     }
-    for c in &changes {
-        let label = match c.kind {
-            ChangeKind::Added => "added:   ",
-            ChangeKind::Modified => "modified:",
-            ChangeKind::Deleted => "deleted: ",
-        };
-        println!("\t{label} {}", quote(&c.path));
-    }
-    for s in &skipped {
-        println!("warning: {}", escape(s));
-    }
+    warn_skipped(&mut out, &skipped)?;
+    out.flush()?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -191,51 +180,17 @@ pub fn diff(
 ) -> anyhow::Result<ExitCode> {
     let repo = ctx.repo()?;
     let volume = ctx.volume(&repo)?;
-    let changes = repo.diff_refs(&volume, from, to)?;
-    for c in &changes {
-        if stat {
-            println!(
-                " {} {} | {} -> {} bytes",
-                letter(c),
-                quote(&c.path),
-                c.old_size,
-                c.new_size
-            );
-        } else {
-            println!("{}\t{}", letter(c), quote(&c.path));
-        }
-    }
+    let mut out = Out::new();
+    let mut summary = Summary::default();
+    repo.diff_refs(&volume, from, to, &mut |c| {
+        summary.add(&c);
+        out.line(&diff_line(&c, stat))
+    })?;
     if stat {
-        print_summary(&changes);
+        out.line(&summary.line())?;
     }
+    out.flush()?;
     Ok(ExitCode::SUCCESS)
-}
-
-fn letter(c: &Change) -> char {
-    match c.kind {
-        ChangeKind::Added => 'A',
-        ChangeKind::Modified => 'M',
-        ChangeKind::Deleted => 'D',
-    }
-}
-
-fn print_summary(changes: &[Change]) {
-    let count = |k| changes.iter().filter(|c| c.kind == k).count();
-    let grew: u64 = changes
-        .iter()
-        .map(|c| c.new_size.saturating_sub(c.old_size))
-        .sum();
-    let shrank: u64 = changes
-        .iter()
-        .map(|c| c.old_size.saturating_sub(c.new_size))
-        .sum();
-    println!(
-        " {} changed ({} added, {} modified, {} deleted), +{grew} -{shrank} bytes",
-        changes.len(),
-        count(ChangeKind::Added),
-        count(ChangeKind::Modified),
-        count(ChangeKind::Deleted)
-    );
 }
 
 pub fn tag(

@@ -3,6 +3,7 @@
 //! on stderr with exit code 1.
 
 mod assets;
+mod changes;
 mod group;
 mod history;
 mod maintenance;

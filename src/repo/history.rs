@@ -8,8 +8,8 @@ use super::thin::Source;
 use super::{commit, guarded, prune, Commit, LiveGuard, Repo};
 use crate::names;
 use crate::progress::Progress;
-use crate::snapshot::{self, Change, RestoreOptions, StatCache, Tree};
-use crate::store::{HashOnly, ObjectId};
+use crate::snapshot::{self, Emit, RestoreOptions, StatCache, Tree};
+use crate::store::ObjectId;
 use crate::{Error, Result};
 use rusqlite::OptionalExtension;
 use serde::Serialize;
@@ -44,8 +44,8 @@ pub(crate) struct StageJob {
     pub branch: String,
     pub parent: Head,
     live: PathBuf,
+    /// The branch's stat cache: the scan stages its rows there, [`Staged::finish`] keeps them.
     cache: StatCache,
-    cache_path: PathBuf,
 }
 
 /// Author, date and message shared by the commits of one command.
@@ -115,16 +115,11 @@ pub(crate) fn record_staged(tx: &rusqlite::Connection, s: &Staged) -> Result<()>
 }
 
 impl Staged {
-    /// After the transaction: keep the new stat cache and say what was done.
+    /// After the transaction: keep the stat cache rows the scan staged (their content is
+    /// durable in the store) and say what was done.
     pub(crate) fn finish(self) -> Result<CommitResult> {
         let Staged { job, id, scan, .. } = self;
-        let changed = scan.cache != job.cache;
-        // The old cache is not needed while the new one is encoded (a cache of millions of
-        // files would be held twice).
-        drop(job.cache);
-        if changed {
-            scan.cache.save(&job.cache_path)?;
-        }
+        job.cache.promote();
         Ok(CommitResult {
             id,
             branch: job.branch,
@@ -178,8 +173,7 @@ impl Repo {
             branch: branch.to_string(),
             parent,
             live: self.live_dir(volume, branch)?,
-            cache: self.load_cache(volume, branch),
-            cache_path: self.cache_path(volume, branch),
+            cache: self.own_cache(volume, branch),
         })
     }
 
@@ -314,7 +308,7 @@ impl Repo {
         tx.commit()?;
         crate::failpoint::hit("branch-delete.after-row");
         self.discard_branch_data(volume, branch)?;
-        StatCache::remove(&self.cache_path(volume, branch))
+        self.remove_cache(volume, branch)
     }
 
     /// Move the current branch to `spec` and make its live data exactly that commit's tree.
@@ -425,26 +419,27 @@ impl Repo {
         Ok(())
     }
 
-    /// Changes of the live data of the current branch against its head (read-only).
-    pub fn status(&self, volume: &str) -> Result<(String, Vec<Change>, Vec<String>)> {
-        let branch = self.current_branch(volume)?;
+    /// Hand to `emit` the changes of the live data of `branch` (the volume's current one, as
+    /// the caller read it) against its head, in path order (read-only); returns the messages
+    /// about entries a commit would skip.
+    pub fn status(&self, volume: &str, branch: &str, emit: &mut Emit) -> Result<Vec<String>> {
         let _lock = self.lock_store(false)?;
-        let head_tree = match self.branch_head(volume, &branch)? {
+        let head_tree = match self.branch_head(volume, branch)? {
             Some(h) => Some(prune::kept_tree(&self.conn, &h)?),
             None => None,
         };
-        let (sink, scan) = self.scan_live(volume, &branch)?;
-        let changes = self.diff_trees(head_tree.as_ref(), Some(&scan.tree), Some(&sink))?;
-        Ok((branch, changes, scan.skipped))
+        self.diff_live(volume, branch, head_tree.as_ref(), emit)
     }
 
-    /// Changes between two revisions, or between one revision and the live data.
+    /// Hand to `emit` the changes between two revisions, or between one revision and the live
+    /// data, in path order.
     pub fn diff_refs(
         &self,
         volume: &str,
         from: Option<&str>,
         to: Option<&str>,
-    ) -> Result<Vec<Change>> {
+        emit: &mut Emit,
+    ) -> Result<()> {
         let branch = self.current_branch(volume)?;
         let _lock = self.lock_store(false)?;
         let tree_of = |spec: &str| -> Result<ObjectId> {
@@ -452,38 +447,23 @@ impl Repo {
         };
         let a = tree_of(from.unwrap_or("HEAD"))?;
         if let Some(to) = to {
-            return self.diff_trees(Some(&a), Some(&tree_of(to)?), None);
+            let load = |id: &ObjectId| Tree::load(&self.store, id);
+            return snapshot::diff(&load, Some(&a), Some(&tree_of(to)?), emit);
         }
-        let (sink, scan) = self.scan_live(volume, &branch)?;
-        self.diff_trees(Some(&a), Some(&scan.tree), Some(&sink))
+        self.diff_live(volume, &branch, Some(&a), emit).map(drop)
     }
 
-    /// Scan a branch's live data without storing anything (for status and diff).
-    fn scan_live(&self, volume: &str, branch: &str) -> Result<(HashOnly, snapshot::Scan)> {
-        let sink = HashOnly::default();
-        let cache = self.load_cache(volume, branch);
-        let scan = snapshot::scan(
-            &sink,
-            &self.live_dir(volume, branch)?,
-            &cache,
-            &crate::progress::NoProgress,
-        )?;
-        Ok((sink, scan))
-    }
-
-    fn diff_trees(
+    /// Compare a branch's live data with `tree` without storing anything (the caller holds
+    /// the store lock); returns the messages about skipped entries.
+    pub(crate) fn diff_live(
         &self,
-        a: Option<&ObjectId>,
-        b: Option<&ObjectId>,
-        live: Option<&HashOnly>,
-    ) -> Result<Vec<Change>> {
-        // Trees of a live scan (split ones in parts) come from the scan's sink, others from
-        // the store.
-        let get = |id: &ObjectId| match live.and_then(|l| l.tree(id)) {
-            Some(bytes) => Ok(bytes),
-            None => self.store.get(id),
-        };
-        let load = |id: &ObjectId| Tree::assemble(id, &get);
-        snapshot::diff(&load, a, b)
+        volume: &str,
+        branch: &str,
+        tree: Option<&ObjectId>,
+        emit: &mut Emit,
+    ) -> Result<Vec<String>> {
+        let load = |id: &ObjectId| Tree::load(&self.store, id);
+        let cache = self.read_cache(volume, branch);
+        snapshot::live_diff(&load, tree, &self.live_dir(volume, branch)?, &cache, emit)
     }
 }

@@ -11,6 +11,7 @@ use crate::{Error, Result};
 use rusqlite::params;
 use serde::Serialize;
 use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 
 /// What gc removed.
 #[derive(Debug, Default, Serialize)]
@@ -145,14 +146,33 @@ impl Repo {
         Ok(out)
     }
 
-    /// Every stat cache under the root (their contents stay alive: they describe live files).
-    fn all_caches(&self) -> Vec<StatCache> {
-        walkdir::WalkDir::new(self.meta.join("cache"))
+    /// Call `f` with every content id (and size) a stat cache under the root vouches for
+    /// (they stay alive: they describe live files), a directory row at a time. Old-format
+    /// caches are imported first.
+    fn for_each_cached_content(&self, f: &mut dyn FnMut(&ObjectId, u64)) -> Result<()> {
+        let legacy: Vec<PathBuf> = walkdir::WalkDir::new(self.meta.join("cache"))
+            .min_depth(2)
+            .max_depth(2)
             .into_iter()
             .filter_map(|e| e.ok())
             .filter(|e| e.file_type().is_file())
-            .map(|e| StatCache::load(e.path()))
-            .collect()
+            .map(|e| e.into_path())
+            .collect();
+        for old in legacy {
+            let names = (old.parent().and_then(Path::file_name), old.file_name());
+            if let (Some(volume), Some(branch)) = names {
+                let (volume, branch) = (volume.to_string_lossy(), branch.to_string_lossy());
+                drop(self.read_cache(&volume, &branch));
+            }
+        }
+        for e in walkdir::WalkDir::new(self.meta.join("statcache"))
+            .into_iter()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_file() && e.path().extension() == Some("db".as_ref()))
+        {
+            StatCache::for_each_content(e.path(), Path::new(""), f)?;
+        }
+        Ok(())
     }
 
     /// Remove objects nothing reaches and reclaim their space.
@@ -165,16 +185,10 @@ impl Repo {
         for (_, id) in self.ref_roots()? {
             reach.commit(&id)?;
         }
-        for cache in self.all_caches() {
-            for e in cache.entries.values() {
-                if let Some(c) = &e.content {
-                    // A cache entry whose object is gone is only a stale hint; ignore it.
-                    if reach.content(c, e.size).is_err() {
-                        continue;
-                    }
-                }
-            }
-        }
+        self.for_each_cached_content(&mut |id, size| {
+            // A cache entry whose object is gone is only a stale hint; ignore it.
+            let _ = reach.content(id, size);
+        })?;
         let live = reach.seen.into_ids();
         let packs = index::pack_objects(&self.conn)?;
         let mut writer = store::pack::PackWriter::new(self.store.packs_dir());

@@ -2,7 +2,8 @@
 //! config in SQLite, objects in the [`Store`], live data in `ROOT/<volume>/branches/<branch>`.
 //!
 //! Layout (see docs/format.md): `ROOT/.dvol/dvol.db` (metadata), `ROOT/.dvol/packs/` (objects),
-//! `ROOT/.dvol/cache/<volume>/<branch>` (stat caches), `ROOT/.dvol/locks/`, `ROOT/.dvol/trash/`,
+//! `ROOT/.dvol/statcache/<volume>/<branch>.db` (stat caches; `ROOT/.dvol/cache/<volume>/<branch>`
+//! holds an old-format one until it is imported), `ROOT/.dvol/locks/`, `ROOT/.dvol/trash/`,
 //! `ROOT/.dvol/bases/<commit>/` (overlay bases) and `ROOT/<volume>/overlays/<branch>/`
 //! (overlay upper and work directories).
 //! Volume names cannot start with a dot, so `.dvol` never collides with a volume.
@@ -153,12 +154,49 @@ impl Repo {
         self.root.join(volume).join("branches").join(branch)
     }
 
+    /// The stat cache file of a branch.
     fn cache_path(&self, volume: &str, branch: &str) -> PathBuf {
+        self.meta
+            .join("statcache")
+            .join(volume)
+            .join(format!("{branch}.db"))
+    }
+
+    /// Where older versions kept a branch's stat cache (imported and removed when opened).
+    fn legacy_cache_path(&self, volume: &str, branch: &str) -> PathBuf {
         self.meta.join("cache").join(volume).join(branch)
     }
 
-    fn load_cache(&self, volume: &str, branch: &str) -> StatCache {
-        StatCache::load(&self.cache_path(volume, branch))
+    /// The stat cache of a branch whose volume the caller has locked.
+    fn own_cache(&self, volume: &str, branch: &str) -> StatCache {
+        StatCache::open(
+            &self.cache_path(volume, branch),
+            &self.legacy_cache_path(volume, branch),
+        )
+    }
+
+    /// The stat cache of a branch, to read only (no volume lock needed).
+    fn read_cache(&self, volume: &str, branch: &str) -> StatCache {
+        StatCache::open_read(
+            &self.cache_path(volume, branch),
+            &self.legacy_cache_path(volume, branch),
+        )
+    }
+
+    /// A new, empty stat cache for a branch whose live data is made anew.
+    fn fresh_cache(&self, volume: &str, branch: &str) -> Result<StatCache> {
+        self.remove_cache(volume, branch)?;
+        Ok(StatCache::fresh(&self.cache_path(volume, branch)))
+    }
+
+    /// Remove a branch's stat cache (both formats).
+    fn remove_cache(&self, volume: &str, branch: &str) -> Result<()> {
+        StatCache::remove(&self.cache_path(volume, branch))?;
+        let legacy = self.legacy_cache_path(volume, branch);
+        match std::fs::remove_file(&legacy) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).at("remove", &legacy),
+            _ => Ok(()),
+        }
     }
 
     /// Lock a volume for a change: shared store lock plus exclusive volume lock.

@@ -4,8 +4,8 @@
 use super::heads::{self, Head};
 use super::{commit, db, prune, Commit, Repo, VolumeLock};
 use crate::names;
-use crate::snapshot::{self, Change, RestoreOptions};
-use crate::store::{HashOnly, ObjectId, Store, WrittenPack};
+use crate::snapshot::{Change, RestoreOptions};
+use crate::store::{ObjectId, Store, WrittenPack};
 use crate::{Error, Result};
 use rusqlite::OptionalExtension;
 
@@ -230,7 +230,8 @@ impl Repo {
         Ok(false)
     }
 
-    /// Changes of a branch's live data against its head (read-only).
+    /// The first change of a branch's live data against its head, if any (read-only; the
+    /// walk holds one directory at a time, not every change).
     pub fn live_changes(&self, volume: &str, branch: &str) -> Result<Vec<Change>> {
         let _lock = self.lock_store(false)?;
         let head_tree = match self.branch_head(volume, branch)? {
@@ -241,15 +242,14 @@ impl Repo {
         if !dir.exists() {
             return Ok(Vec::new());
         }
-        let sink = HashOnly::default();
-        let cache = self.load_cache(volume, branch);
-        let scan = snapshot::scan(&sink, &dir, &cache, &crate::progress::NoProgress)?;
-        let get = |id: &ObjectId| match sink.tree(id) {
-            Some(bytes) => Ok(bytes),
-            None => self.store.get(id),
-        };
-        let load = |id: &ObjectId| snapshot::Tree::assemble(id, &get);
-        snapshot::diff(&load, head_tree.as_ref(), Some(&scan.tree))
+        let mut first = Vec::new();
+        self.diff_live(volume, branch, head_tree.as_ref(), &mut |c| {
+            if first.is_empty() {
+                first.push(c);
+            }
+            Ok(())
+        })?;
+        Ok(first)
     }
 
     /// Move `branch` of the locked volume from `expected` to `target` and make its live data

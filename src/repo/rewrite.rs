@@ -102,9 +102,9 @@ impl Repo {
             Head::At(id) => Some(id),
             _ => None,
         };
-        let (live, cache) = self.rewrite_live(volume, branch, op, head.as_ref(), target)?;
-        let done = snapshot::materialize_with(&self.store, tree, &live, &cache, restore)?;
-        done.cache.save(&self.cache_path(volume, branch))
+        let (live, caches) = self.rewrite_live(volume, branch, op, head.as_ref(), target)?;
+        snapshot::materialize_with(&self.store, tree, &live, caches.caches(), restore)?;
+        Ok(())
     }
 
     /// Create `branch` (which must not exist) at `target` with its live data (a thin clone

@@ -57,12 +57,12 @@ fn reset_restores_contents_modes_links_and_removes_extras() {
 fn status_and_diff_name_exactly_what_changed() {
     let (_dir, mut repo, live) = repo_with_tree();
     commit(&mut repo, "one");
-    let (_, clean, _) = repo.status("v").unwrap();
+    let clean = status_of(&repo);
     assert!(clean.is_empty(), "{clean:?}");
     std::fs::write(live.join("a/small"), b"hello again").unwrap();
     std::fs::remove_dir(live.join("empty")).unwrap();
     std::fs::write(live.join("new"), b"n").unwrap();
-    let (_, changes, _) = repo.status("v").unwrap();
+    let changes = status_of(&repo);
     let seen: Vec<(String, ChangeKind)> = changes.into_iter().map(|c| (c.path, c.kind)).collect();
     assert!(
         seen.contains(&("a/small".into(), ChangeKind::Modified)),
@@ -78,8 +78,74 @@ fn status_and_diff_name_exactly_what_changed() {
     );
     assert_eq!(seen.len(), 3, "{seen:?}");
     commit(&mut repo, "two");
-    let between = repo.diff_refs("v", Some("HEAD^"), Some("HEAD")).unwrap();
+    let between = diff_of(&repo, "HEAD^", Some("HEAD"));
     assert_eq!(between.len(), 3, "{between:?}");
+}
+
+/// Every change `status` finds, in the order it reports them.
+fn status_of(repo: &Repo) -> Vec<crate::snapshot::Change> {
+    let mut out = Vec::new();
+    repo.status("v", "master", &mut |c| {
+        out.push(c);
+        Ok(())
+    })
+    .unwrap();
+    out
+}
+
+/// Every change `diff from [to]` finds, in order.
+fn diff_of(repo: &Repo, from: &str, to: Option<&str>) -> Vec<crate::snapshot::Change> {
+    let mut out = Vec::new();
+    repo.diff_refs("v", Some(from), to, &mut |c| {
+        out.push(c);
+        Ok(())
+    })
+    .unwrap();
+    out
+}
+
+/// The live walk of `status` reports exactly what comparing the committed trees reports, in
+/// the same order: files replaced by directories and back, a renamed directory, a mode
+/// change, an emptied and a new empty directory, nested additions and deletions.
+#[test]
+fn status_streams_the_same_changes_as_a_diff_of_the_commit() {
+    use std::os::unix::fs::PermissionsExt;
+    let (_dir, mut repo, live) = repo_with_tree();
+    std::fs::create_dir_all(live.join("d/deep/er")).unwrap();
+    std::fs::write(live.join("d/deep/er/f"), b"1").unwrap();
+    std::fs::write(live.join("d/x"), b"2").unwrap();
+    std::fs::create_dir(live.join("was_dir")).unwrap();
+    std::fs::write(live.join("was_dir/in"), b"3").unwrap();
+    std::fs::write(live.join("was_file"), b"4").unwrap();
+    commit(&mut repo, "one");
+    std::fs::rename(live.join("d"), live.join("renamed")).unwrap();
+    std::fs::remove_dir_all(live.join("was_dir")).unwrap();
+    std::fs::write(live.join("was_dir"), b"now a file").unwrap();
+    std::fs::remove_file(live.join("was_file")).unwrap();
+    std::fs::create_dir(live.join("was_file")).unwrap();
+    std::fs::write(live.join("was_file/inside"), b"5").unwrap();
+    std::fs::create_dir(live.join("fresh_empty")).unwrap();
+    std::fs::set_permissions(live.join("a"), std::fs::Permissions::from_mode(0o750)).unwrap();
+    let live_changes = status_of(&repo);
+    let against_head = diff_of(&repo, "HEAD", None);
+    commit(&mut repo, "two");
+    let stored = diff_of(&repo, "HEAD^", Some("HEAD"));
+    assert_eq!(live_changes, stored);
+    assert_eq!(against_head, stored);
+    let paths: Vec<&str> = stored.iter().map(|c| c.path.as_str()).collect();
+    for p in [
+        "d/deep/er/f",
+        "renamed/x",
+        "was_dir/in",
+        "was_dir",
+        "was_file",
+        "was_file/inside",
+        "fresh_empty/",
+        "a/",
+    ] {
+        assert!(paths.contains(&p), "{p} missing from {paths:?}");
+    }
+    assert!(status_of(&repo).is_empty());
 }
 
 #[test]

@@ -24,7 +24,7 @@
 use super::Repo;
 use crate::error::IoContext;
 use crate::overlay;
-use crate::snapshot::{self, reflink, RestoreOptions, StatCache};
+use crate::snapshot::{self, reflink, Caches, RestoreOptions, StatCache};
 use crate::store::ObjectId;
 use crate::{Error, Result};
 use rusqlite::OptionalExtension;
@@ -177,15 +177,20 @@ impl Repo {
         let method = self.resolve_method()?;
         // An interrupted attempt's staging copy is finished rather than started again.
         let resume = staging.exists();
-        let seed = match method {
+        // Whatever an earlier attempt (or a deleted branch of the same name) left is not
+        // trusted: the new data gets a new cache, filled as it is written.
+        let cache = self.fresh_cache(volume, branch)?;
+        match method {
             CloneMethod::Overlay => {
                 self.discard_dir(&staging)?;
-                return self.overlay_branch(volume, branch, head, &tree, opts);
+                return self.overlay_branch(volume, branch, head, &tree, opts, &cache);
             }
-            CloneMethod::Reflink if !resume => self.reflink_seed(head, source, &tree, &staging)?,
-            _ => StatCache::default(),
-        };
-        let done = snapshot::materialize_with(&self.store, &tree, &staging, &seed, opts)
+            CloneMethod::Reflink if !resume => {
+                self.reflink_seed(head, source, &tree, &staging, &cache)?;
+            }
+            _ => {}
+        }
+        snapshot::materialize_with(&self.store, &tree, &staging, Caches::same(&cache), opts)
             .inspect_err(|_| {
                 // Best effort: do not leave a half-written copy taking space (e.g. disk full).
                 let _ = self.discard_dir(&staging);
@@ -194,7 +199,6 @@ impl Repo {
         self.discard_dir(&live)?;
         std::fs::rename(&staging, &live).at("rename into place", &live)?;
         crate::failpoint::hit("checkout.before-branch-row");
-        done.cache.save(&self.cache_path(volume, branch))?;
         Ok(if method == CloneMethod::Reflink {
             Layout::Reflink
         } else {
@@ -202,20 +206,22 @@ impl Repo {
         })
     }
 
-    /// Reflink-clone into `staging` what a seeding branch holds of `tree`; its stat cache.
+    /// Reflink-clone into `staging` what a seeding branch holds of `tree`; the clones' stat
+    /// cache rows go to `out`.
     fn reflink_seed(
         &self,
         head: &ObjectId,
         source: Option<&Source>,
         tree: &ObjectId,
         staging: &Path,
-    ) -> Result<StatCache> {
+        out: &StatCache,
+    ) -> Result<()> {
         let Some((volume, branch)) = self.seed_branch(head, source)? else {
-            return Ok(StatCache::default());
+            return Ok(());
         };
         let dir = self.live_dir(&volume, &branch)?;
-        let cache = self.load_cache(&volume, &branch);
-        let clone = || reflink::clone_tree(&self.store, tree, &dir, &cache, staging);
+        let cache = self.read_cache(&volume, &branch);
+        let clone = || reflink::clone_tree(&self.store, tree, &dir, &cache, staging, out);
         let cloned = if self.current_branch(&volume)? == branch {
             super::guarded(&*self.source_freeze, &volume, "clone", clone)?
         } else {
@@ -227,7 +233,7 @@ impl Repo {
             unverified = cloned.unverified,
             "reflink clone of {volume}/{branch}"
         );
-        Ok(cloned.cache)
+        Ok(())
     }
 
     /// The branch to clone extents from: one whose head is `head` (`source` itself first,
@@ -261,16 +267,19 @@ impl Repo {
         head: &ObjectId,
         tree: &ObjectId,
         opts: &RestoreOptions,
+        cache: &StatCache,
     ) -> Result<Layout> {
         let base = self.ensure_base(head, tree)?;
         let live = self.branch_dir(volume, branch);
         self.discard_dir(&live)?;
         self.mount_overlay(volume, branch, &base)?;
-        let cache = StatCache::load(&base.join("cache"));
-        let done = snapshot::materialize_with(&self.store, tree, &live, &cache, opts)?;
+        let caches = Caches {
+            old: &base_cache(&base),
+            new: cache,
+        };
+        snapshot::materialize_with(&self.store, tree, &live, caches, opts)?;
         // The same crash points as a full copy: the data is in place, the row is not.
         crate::failpoint::hit("checkout.before-rename");
-        done.cache.save(&self.cache_path(volume, branch))?;
         crate::failpoint::hit("checkout.before-branch-row");
         Ok(Layout::Overlay { base: *head })
     }
@@ -308,13 +317,16 @@ impl Repo {
             return Ok(base);
         }
         let staging = self.bases_dir().join(format!(".new-{hex}"));
-        let built = snapshot::materialize(
-            &self.store,
-            tree,
-            &staging.join("data"),
-            &StatCache::default(),
-        )
-        .and_then(|done| done.cache.save(&staging.join("cache")));
+        let built = {
+            // Closed before the rename below moves its file.
+            let cache = StatCache::fresh(&staging.join(BASE_CACHE));
+            snapshot::materialize(
+                &self.store,
+                tree,
+                &staging.join("data"),
+                Caches::same(&cache),
+            )
+        };
         if let Err(e) = built {
             // Best effort, as for a full copy: no half-written base taking space.
             let _ = self.discard_dir(&staging);
@@ -380,11 +392,11 @@ impl Repo {
         op: &str,
         head: Option<&ObjectId>,
         target: &ObjectId,
-    ) -> Result<(PathBuf, StatCache)> {
+    ) -> Result<(PathBuf, RewriteCaches)> {
         let as_is = || {
             Ok((
                 self.live_dir(volume, branch)?,
-                self.load_cache(volume, branch),
+                RewriteCaches::InPlace(self.own_cache(volume, branch)),
             ))
         };
         let Layout::Overlay { base } = self.layout(volume, branch)? else {
@@ -400,7 +412,11 @@ impl Repo {
         self.discard_dir(&self.overlay_dir(volume, branch))?;
         self.mount_overlay(volume, branch, &base_dir)?;
         tracing::debug!("dropped the overlay's upper directory of {volume}/{branch}");
-        Ok((live, StatCache::load(&base_dir.join("cache"))))
+        let caches = RewriteCaches::OverBase {
+            base: base_cache(&base_dir),
+            own: self.fresh_cache(volume, branch)?,
+        };
+        Ok((live, caches))
     }
 
     /// Whether making `target` over the base `base` writes no more bytes than making it over
@@ -420,8 +436,12 @@ impl Repo {
                 .transpose()?;
             let to = super::prune::kept_tree(&self.conn, target)?;
             let load = |id: &ObjectId| snapshot::Tree::load(&self.store, id);
-            let changes = snapshot::diff(&load, from.as_ref(), Some(&to))?;
-            Ok(changes.iter().map(|c| c.new_size).sum())
+            let mut bytes = 0u64;
+            snapshot::diff(&load, from.as_ref(), Some(&to), &mut |c| {
+                bytes += c.new_size;
+                Ok(())
+            })?;
+            Ok(bytes)
         };
         Ok(to_target(Some(base))? <= to_target(head)?)
     }
@@ -540,4 +560,35 @@ pub(crate) fn record_layout(
         rusqlite::params![volume, branch, layout.method(), base],
     )?;
     Ok(())
+}
+
+/// The stat cache file of an overlay base, beside its `data` directory.
+const BASE_CACHE: &str = "cache.db";
+/// Where older versions kept it (imported when the base's cache is opened).
+const BASE_LEGACY_CACHE: &str = "cache";
+
+/// The stat cache of the overlay base in `base` (read only: bases are shared).
+fn base_cache(base: &Path) -> StatCache {
+    StatCache::open_read(&base.join(BASE_CACHE), &base.join(BASE_LEGACY_CACHE))
+}
+
+/// The stat caches of a rewrite of live data (see [`Repo::rewrite_live`]).
+pub(crate) enum RewriteCaches {
+    /// The live data is written over: its own cache vouches and receives.
+    InPlace(StatCache),
+    /// The live data was dropped back to an overlay base: the base's cache vouches, a fresh
+    /// cache of the branch receives.
+    OverBase { base: StatCache, own: StatCache },
+}
+
+impl RewriteCaches {
+    pub(crate) fn caches(&self) -> Caches<'_> {
+        match self {
+            RewriteCaches::InPlace(c) => Caches::same(c),
+            RewriteCaches::OverBase { base, own } => Caches {
+                old: base,
+                new: own,
+            },
+        }
+    }
 }

@@ -232,6 +232,7 @@ impl Repo {
         tx.commit()?;
         crate::failpoint::hit("rm.before-discard");
         self.discard_dir(&self.root.join(name))?;
-        self.discard_dir(&self.meta.join("cache").join(name))
+        self.discard_dir(&self.meta.join("cache").join(name))?;
+        self.discard_dir(&self.meta.join("statcache").join(name))
     }
 }

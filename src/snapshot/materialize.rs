@@ -5,9 +5,14 @@
 //! set on handles), entry names come only from validated tree entries, and a regular file with
 //! more than one link is replaced, never changed in place, so neither a hostile tree nor a
 //! container racing dvol can make it write outside `dest` or change a host file linked in.
+//!
+//! One directory at a time: its tree, its listing and its stat cache row are held while it is
+//! written, never the volume's. The new rows are staged as each directory is finished and kept
+//! ([`StatCache::promote`]) only after the final syncfs, so a run killed mid-way leaves the
+//! cache as it was, or rows that describe files as they are on disk.
 
-use super::scan::{join_rel, store_file};
-use super::statcache::{CacheEntry, StatCache};
+use super::scan::{join_rel, keep_row, store_file};
+use super::statcache::{CacheEntry, DirCache, Slot, StatCache};
 use super::tree::{Entry, Meta, Node, Tree};
 use crate::error::IoContext;
 use crate::live::{self, Attrs, Dir, Found, Stat};
@@ -19,13 +24,10 @@ use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 
 /// What a materialization did.
 #[derive(Debug, Default)]
 pub struct Materialized {
-    /// Stat cache describing the directory as it now is.
-    pub cache: StatCache,
     pub files_written: u64,
     pub bytes_written: u64,
 }
@@ -41,21 +43,42 @@ pub struct RestoreOptions {
 struct Ctx<'a> {
     store: &'a Store,
     opts: &'a RestoreOptions,
+    /// The cache vouching for the files `dest` holds now.
     old: &'a StatCache,
-    new: Mutex<HashMap<Vec<u8>, CacheEntry>>,
+    /// The cache that receives the new rows (may be `old` itself).
+    new: &'a StatCache,
     as_root: bool,
     files_written: AtomicU64,
     bytes_written: AtomicU64,
 }
 
-/// Make `dest` (created if missing) hold exactly `tree`, then flush it to disk.
+/// The stat caches of a materialization: `old` vouches for what `dest` holds now, `new`
+/// receives the rows of what it will hold (the same cache, or a fresh one).
+#[derive(Clone, Copy)]
+pub struct Caches<'a> {
+    pub old: &'a StatCache,
+    pub new: &'a StatCache,
+}
+
+impl<'a> Caches<'a> {
+    /// One cache both vouching and receiving (a branch rewritten in place).
+    pub fn same(cache: &'a StatCache) -> Caches<'a> {
+        Caches {
+            old: cache,
+            new: cache,
+        }
+    }
+}
+
+/// Make `dest` (created if missing) hold exactly `tree`, then flush it to disk and keep the
+/// new stat cache rows.
 pub fn materialize(
     store: &Store,
     tree: &ObjectId,
     dest: &Path,
-    old: &StatCache,
+    caches: Caches,
 ) -> Result<Materialized> {
-    materialize_with(store, tree, dest, old, &RestoreOptions::default())
+    materialize_with(store, tree, dest, caches, &RestoreOptions::default())
 }
 
 /// [`materialize`] with a restore policy.
@@ -63,15 +86,15 @@ pub fn materialize_with(
     store: &Store,
     tree: &ObjectId,
     dest: &Path,
-    old: &StatCache,
+    caches: Caches,
     opts: &RestoreOptions,
 ) -> Result<Materialized> {
     let root = Dir::create_root(dest)?;
     let ctx = Ctx {
         store,
         opts,
-        old,
-        new: Mutex::new(HashMap::new()),
+        old: caches.old,
+        new: caches.new,
         // SAFETY: geteuid has no preconditions and touches no memory of ours.
         as_root: unsafe { libc::geteuid() } == 0,
         files_written: AtomicU64::new(0),
@@ -79,10 +102,9 @@ pub fn materialize_with(
     };
     sync_dir(&ctx, tree, &root, b"")?;
     root.sync_fs()?;
+    crate::failpoint::hit("materialize.before-cache");
+    caches.new.promote();
     Ok(Materialized {
-        cache: StatCache {
-            entries: ctx.new.into_inner().expect("cache lock"),
-        },
         files_written: ctx.files_written.into_inner(),
         bytes_written: ctx.bytes_written.into_inner(),
     })
@@ -91,6 +113,7 @@ pub fn materialize_with(
 fn sync_dir(ctx: &Ctx, tree_id: &ObjectId, dir: &Dir, rel: &[u8]) -> Result<()> {
     let tree = Tree::load(ctx.store, tree_id)?;
     ensure_writable(ctx, dir, &dir.stat()?)?;
+    let old = ctx.old.dir(rel);
     let existing: HashMap<Vec<u8>, Stat> = dir.entries()?.into_iter().collect();
     for name in existing.keys() {
         let wanted = tree
@@ -101,14 +124,36 @@ fn sync_dir(ctx: &Ctx, tree_id: &ObjectId, dir: &Dir, rel: &[u8]) -> Result<()> 
             dir.remove(name)?;
         }
     }
-    tree.entries.par_iter().try_for_each(|e| {
-        sync_entry(ctx, dir, e, &join_rel(rel, &e.name), existing.get(&e.name))
-    })?;
+    let slots: Vec<Option<Slot>> = tree
+        .entries
+        .par_iter()
+        .map(|e| sync_entry(ctx, dir, e, rel, existing.get(&e.name), &old))
+        .collect::<Result<_>>()?;
+    let mut row = DirCache::default();
+    for (e, slot) in tree.entries.iter().zip(slots) {
+        if let Some(slot) = slot {
+            row.entries.insert(e.name.clone(), slot);
+        }
+    }
+    if std::ptr::eq(ctx.old, ctx.new) {
+        keep_row(ctx.new, rel, &old, &row);
+    } else {
+        ctx.new.stage(rel, &row);
+    }
     let attrs = changes(ctx, &tree.meta, Some(&dir.stat()?));
     dir.set_attrs(&attrs)
 }
 
-fn sync_entry(ctx: &Ctx, dir: &Dir, e: &Entry, rel: &[u8], existing: Option<&Stat>) -> Result<()> {
+/// Make entry `e` of directory `rel` (whose cached row is `old`) as the tree wants it; what
+/// the cache keeps of it.
+fn sync_entry(
+    ctx: &Ctx,
+    dir: &Dir,
+    e: &Entry,
+    rel: &[u8],
+    existing: Option<&Stat>,
+    old: &DirCache,
+) -> Result<Option<Slot>> {
     match &e.node {
         Node::File {
             meta,
@@ -118,12 +163,12 @@ fn sync_entry(ctx: &Ctx, dir: &Dir, e: &Entry, rel: &[u8], existing: Option<&Sta
             let meta = restored_meta(ctx, meta);
             let want = Want {
                 name: &e.name,
-                rel,
                 meta: &meta,
                 size: *size,
                 content: content.as_ref(),
+                cached: old.file(&e.name),
             };
-            sync_file(ctx, dir, &want, existing)
+            sync_file(ctx, dir, &want, existing).map(|c| Some(Slot::File(c)))
         }
         Node::Dir { tree } => {
             match existing {
@@ -135,9 +180,13 @@ fn sync_entry(ctx: &Ctx, dir: &Dir, e: &Entry, rel: &[u8], existing: Option<&Sta
                     dir.create_dir(&e.name, 0o700)?;
                 }
             }
-            sync_dir(ctx, tree, &dir.open_dir(&e.name)?, rel)
+            sync_dir(ctx, tree, &dir.open_dir(&e.name)?, &join_rel(rel, &e.name))?;
+            Ok(Some(Slot::Dir))
         }
-        Node::Symlink { meta, target } => sync_symlink(ctx, dir, &e.name, meta, target, existing),
+        Node::Symlink { meta, target } => {
+            sync_symlink(ctx, dir, &e.name, meta, target, existing)?;
+            Ok(None)
+        }
     }
 }
 
@@ -156,18 +205,19 @@ fn restored_meta(ctx: &Ctx, meta: &Meta) -> Meta {
 /// A regular file as the tree wants it.
 struct Want<'a> {
     name: &'a [u8],
-    rel: &'a [u8],
     meta: &'a Meta,
     size: u64,
     content: Option<&'a ObjectId>,
+    /// What the cache says of the file there now.
+    cached: Option<&'a CacheEntry>,
 }
 
-fn sync_file(ctx: &Ctx, dir: &Dir, w: &Want, existing: Option<&Stat>) -> Result<()> {
+/// Make one regular file as `w` wants it; its cache entry.
+fn sync_file(ctx: &Ctx, dir: &Dir, w: &Want, existing: Option<&Stat>) -> Result<CacheEntry> {
     // Only a file with a single link may be kept (and its metadata changed in place).
     if let Some(st) = existing.filter(|st| st.is_file() && st.nlink() == 1) {
         if let Some(now) = keep_file(ctx, dir, w, st)? {
-            remember(ctx, w.rel, &now, w.content);
-            return Ok(());
+            return Ok(CacheEntry::new(&now, w.content.copied()));
         }
     }
     let path = dir.child_path(w.name);
@@ -194,10 +244,9 @@ fn sync_file(ctx: &Ctx, dir: &Dir, w: &Want, existing: Option<&Stat>) -> Result<
         }
     };
     crate::failpoint::hit("materialize.after-file");
-    remember(ctx, w.rel, &stat, w.content);
     ctx.files_written.fetch_add(1, Ordering::Relaxed);
     ctx.bytes_written.fetch_add(w.size, Ordering::Relaxed);
-    Ok(())
+    Ok(CacheEntry::new(&stat, w.content.copied()))
 }
 
 /// If the existing single-link file `st` already holds the wanted content, fix its metadata
@@ -206,7 +255,7 @@ fn keep_file(ctx: &Ctx, dir: &Dir, w: &Want, st: &Stat) -> Result<Option<Stat>> 
     if st.size() != w.size {
         return Ok(None);
     }
-    let cached = ctx.old.entries.get(w.rel).filter(|c| c.matches(st));
+    let cached = w.cached.filter(|c| c.matches(st));
     if cached.is_some_and(|c| c.content.as_ref() != w.content) {
         return Ok(None);
     }
@@ -236,13 +285,6 @@ fn keep_file(ctx: &Ctx, dir: &Dir, w: &Want, st: &Stat) -> Result<Option<Stat>> 
     let path = dir.child_path(w.name);
     live::set_file_attrs(&opened.file, &path, &attrs)?;
     Ok(Some(Stat::of(&opened.file, &path)?))
-}
-
-fn remember(ctx: &Ctx, rel: &[u8], st: &Stat, content: Option<&ObjectId>) {
-    ctx.new
-        .lock()
-        .expect("cache lock")
-        .insert(rel.to_vec(), CacheEntry::new(st, content.copied()));
 }
 
 /// Write a new file `name` in `dir` with a file's content (zero chunks become holes) and

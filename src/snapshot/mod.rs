@@ -1,19 +1,23 @@
 //! Snapshots of a live directory: scanning it into trees of stored objects ([`scan`]), the stat
 //! cache that keeps scans proportional to what changed ([`statcache`]), writing a tree back
-//! ([`materialize`]), and comparing trees ([`diff`]). Knows nothing of volumes or branches.
+//! ([`materialize`]), and comparing trees ([`diff`]) or a tree with live data ([`status`]).
+//! Knows nothing of volumes or branches. Every walk holds one directory at a time (per level
+//! of the current path), so memory follows the largest directory, not the volume.
 
 pub(crate) mod diff;
 pub(crate) mod materialize;
 pub(crate) mod reflink;
 pub(crate) mod scan;
 pub(crate) mod statcache;
+pub(crate) mod status;
 pub(crate) mod tree;
 pub(crate) mod usage;
 
-pub use diff::{diff, Change, ChangeKind};
-pub use materialize::{materialize, materialize_with, Materialized, RestoreOptions};
-pub use scan::{scan, Scan};
+pub use diff::{diff, Change, ChangeKind, Emit};
+pub use materialize::{materialize, materialize_with, Caches, Materialized, RestoreOptions};
+pub use scan::{scan, Scan, MAX_SKIP_MESSAGES};
 pub use statcache::StatCache;
+pub use status::live_diff;
 pub use tree::{Entry, Meta, Node, Tree};
 
 use crate::error::IoContext;

@@ -15,12 +15,13 @@
 //!   following a symlink, only regular files opened), and every clone is a new inode: a hard
 //!   link into the source is never made.
 //!
-//! The clone's stat cache (the new inodes with the source's content ids) is returned, so the
-//! materialization that follows and the clone's first commit trust those files without
-//! reading them.
+//! The clone's stat cache rows (the new inodes with the source's content ids) are written to
+//! the clone's cache a directory at a time and kept at the end, so the materialization that
+//! follows and the clone's first commit trust those files without reading them. One
+//! directory's tree, listing and cache rows are held at a time, never the volume's.
 
 use super::scan::join_rel;
-use super::statcache::{CacheEntry, StatCache};
+use super::statcache::{CacheEntry, DirCache, StatCache};
 use super::tree::{Node, Tree};
 use crate::error::IoContext;
 use crate::live::{Dir, Found, Stat};
@@ -35,8 +36,6 @@ use std::sync::Mutex;
 /// What a clone shared.
 #[derive(Debug, Default)]
 pub struct Cloned {
-    /// Stat cache entries of the cloned files (new inodes, known content).
-    pub cache: StatCache,
     pub files: u64,
     pub bytes: u64,
     /// Cloned files the source's cache had no entry for, left for the materialization to
@@ -47,7 +46,7 @@ pub struct Cloned {
 struct Ctx<'a> {
     store: &'a Store,
     source_cache: &'a StatCache,
-    out: Mutex<HashMap<Vec<u8>, CacheEntry>>,
+    out: &'a StatCache,
     files: AtomicU64,
     bytes: AtomicU64,
     unverified: AtomicU64,
@@ -76,13 +75,15 @@ pub fn supported(dir: &Path) -> bool {
 /// Create `dest` (which must not exist) holding reflink clones of the files of `tree` that
 /// the live directory `source` holds with the wanted content according to `source_cache`,
 /// and the directories leading to them. Metadata is left to the materialization that
-/// follows (which also writes everything that was not cloned).
+/// follows (which also writes everything that was not cloned). The clones' cache rows go to
+/// `out` (and are kept there).
 pub fn clone_tree(
     store: &Store,
     tree: &ObjectId,
     source: &Path,
     source_cache: &StatCache,
     dest: &Path,
+    out: &StatCache,
 ) -> Result<Cloned> {
     let src = Dir::open_root(source)?;
     if let Some(parent) = dest.parent() {
@@ -93,30 +94,31 @@ pub fn clone_tree(
     let ctx = Ctx {
         store,
         source_cache,
-        out: Mutex::new(HashMap::new()),
+        out,
         files: AtomicU64::new(0),
         bytes: AtomicU64::new(0),
         unverified: AtomicU64::new(0),
     };
     clone_dir(&ctx, tree, &src, &dst, b"")?;
+    out.promote();
     Ok(Cloned {
-        cache: StatCache {
-            entries: ctx.out.into_inner().expect("cache lock"),
-        },
         files: ctx.files.into_inner(),
         bytes: ctx.bytes.into_inner(),
         unverified: ctx.unverified.into_inner(),
     })
 }
 
+/// Clone what directory `rel` of the source holds of `tree_id` into `dst`, and stage the row
+/// of the clones made (subdirectories listed, so the clone's cache knows them).
 fn clone_dir(ctx: &Ctx, tree_id: &ObjectId, src: &Dir, dst: &Dir, rel: &[u8]) -> Result<()> {
     let tree = Tree::load(ctx.store, tree_id)?;
     let have: HashMap<Vec<u8>, Stat> = src.entries()?.into_iter().collect();
+    let source_row = ctx.source_cache.dir(rel);
+    let row = Mutex::new(DirCache::default());
     tree.entries.par_iter().try_for_each(|e| {
         let Some(st) = have.get(&e.name) else {
             return Ok(());
         };
-        let rel = join_rel(rel, &e.name);
         match &e.node {
             Node::Dir { tree } if st.is_dir() => {
                 let sub = match src.open_dir(&e.name) {
@@ -126,67 +128,79 @@ fn clone_dir(ctx: &Ctx, tree_id: &ObjectId, src: &Dir, dst: &Dir, rel: &[u8]) ->
                     Err(err) => return Err(err),
                 };
                 dst.create_dir(&e.name, 0o700)?;
-                clone_dir(ctx, tree, &sub, &dst.open_dir(&e.name)?, &rel)
+                clone_dir(
+                    ctx,
+                    tree,
+                    &sub,
+                    &dst.open_dir(&e.name)?,
+                    &join_rel(rel, &e.name),
+                )?;
+                row.lock().expect("row lock").insert_dir(&e.name);
+                Ok(())
             }
             Node::File {
                 size,
                 content: Some(content),
                 ..
             } if st.is_file() && st.size() == *size => {
-                clone_file(ctx, src, dst, &e.name, &rel, content)
+                let cached = source_row.file(&e.name);
+                if let Some(entry) = clone_file(ctx, src, dst, &e.name, cached, content)? {
+                    row.lock().expect("row lock").insert_file(&e.name, entry);
+                }
+                Ok(())
             }
             _ => Ok(()),
         }
-    })
+    })?;
+    ctx.out.stage(rel, &row.into_inner().expect("row lock"));
+    Ok(())
 }
 
 /// Clone one file if the source's cache vouches for its content before and after, or if the
 /// cache has no entry for it (a file written too close to the commit's scan to be cached,
 /// "racy"): such a clone gets no cache entry, so the materialization that follows hashes it
 /// (the clone is a private inode nothing else writes) and keeps it only if it holds the
-/// wanted content, else rewrites it from the store.
+/// wanted content, else rewrites it from the store. `cached` is the source's cache entry for
+/// the file; returns the clone's entry when it is vouched for.
 fn clone_file(
     ctx: &Ctx,
     src: &Dir,
     dst: &Dir,
     name: &[u8],
-    rel: &[u8],
+    cached: Option<&CacheEntry>,
     want: &ObjectId,
-) -> Result<()> {
-    let cached = match ctx.source_cache.entries.get(rel) {
-        None => None,
-        Some(c) if c.content.as_ref() == Some(want) => Some(c),
-        Some(_) => return Ok(()),
-    };
+) -> Result<Option<CacheEntry>> {
+    if cached.is_some_and(|c| c.content.as_ref() != Some(want)) {
+        return Ok(None);
+    }
     let Found::File(opened) = src.open_file(name)? else {
-        return Ok(());
+        return Ok(None);
     };
     if cached.is_some_and(|c| !c.matches(&opened.stat)) {
-        return Ok(());
+        return Ok(None);
     }
     crate::failpoint::pause("reflink.before-clone");
     let Some(out) = dst.clone_file(name, &opened.file)? else {
-        return Ok(());
+        return Ok(None);
     };
     let st = Stat::of(&out, &dst.child_path(name))?;
-    match cached {
+    let entry = match cached {
         Some(cached) => {
             if !cached.matches(&Stat::of(&opened.file, &src.child_path(name))?) {
                 // Written while it was cloned: the copy's content is unknown, let it be
                 // rewritten.
                 drop(out);
-                return dst.remove(name);
+                dst.remove(name)?;
+                return Ok(None);
             }
-            ctx.out
-                .lock()
-                .expect("cache lock")
-                .insert(rel.to_vec(), CacheEntry::new(&st, Some(*want)));
+            Some(CacheEntry::new(&st, Some(*want)))
         }
         None => {
             ctx.unverified.fetch_add(1, Ordering::Relaxed);
+            None
         }
-    }
+    };
     ctx.files.fetch_add(1, Ordering::Relaxed);
     ctx.bytes.fetch_add(st.size(), Ordering::Relaxed);
-    Ok(())
+    Ok(entry)
 }

@@ -1,9 +1,13 @@
 //! Scanning a live directory into stored objects: walk it through [`crate::live`] handles
 //! (sorted, never following symlinks, one handle per level of the current path), reuse the stat
 //! cache for unchanged files, hash and compress the rest on all cores, and store one tree object
-//! per directory bottom-up. FIFOs, sockets and devices are skipped with a warning, never opened.
+//! per directory bottom-up. FIFOs, sockets and devices are skipped with a warning, never opened
+//! (the first [`MAX_SKIP_MESSAGES`] are named, the rest counted).
+//!
+//! Memory follows the directories being visited, never the volume: each directory's cache row
+//! is read when it is entered and its new row staged when it is left (see [`super::statcache`]).
 
-use super::statcache::{CacheEntry, StatCache};
+use super::statcache::{CacheEntry, DirCache, Slot, StatCache};
 use super::tree::{Entry, Meta, Node, Tree};
 use crate::error::IoContext;
 use crate::live::{Dir, Found, Kind, Stat};
@@ -13,7 +17,7 @@ use crate::store::{cut_of, defined_cuts, Cut, CHUNK_SIZE, DEFINED_MAX, PAGE_MULT
 use crate::store::{ListBuilder, ListEntry, ObjectId, ObjectSink, Record};
 use crate::Result;
 use rayon::prelude::*;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
@@ -26,13 +30,16 @@ pub use crate::live::now_ns;
 /// Bytes read from a file at a time; its chunks are hashed and compressed in parallel.
 const READ_BLOCK: usize = 128 * CHUNK_SIZE;
 
-/// The result of scanning a live directory.
+/// Most messages kept about skipped entries; the others are counted in one more message.
+pub const MAX_SKIP_MESSAGES: usize = 100;
+
+/// The result of scanning a live directory. Its stat cache rows are staged in the cache the
+/// scan was given: promote them once the scanned objects are durable.
 pub struct Scan {
     /// Root tree id.
     pub tree: ObjectId,
-    /// The stat cache to keep for the next scan.
-    pub cache: StatCache,
-    /// Entries that could not be stored (sockets, FIFOs, devices), one message each.
+    /// Entries that could not be stored (sockets, FIFOs, devices): a message for each of the
+    /// first [`MAX_SKIP_MESSAGES`], then one counting the others.
     pub skipped: Vec<String>,
     /// Files whose content had to be read (cache misses).
     pub files_read: u64,
@@ -41,12 +48,11 @@ pub struct Scan {
 }
 
 /// What one scan shares between the directories it visits in parallel.
-struct Ctx<'a> {
+pub(super) struct Ctx<'a> {
     sink: &'a dyn ObjectSink,
-    old: &'a StatCache,
+    cache: &'a StatCache,
     progress: &'a dyn Progress,
-    cache: Mutex<HashMap<Vec<u8>, CacheEntry>>,
-    skipped: Mutex<Vec<String>>,
+    skipped: Skips,
     files_read: AtomicU64,
     bytes_read: AtomicU64,
 }
@@ -56,34 +62,86 @@ struct FileScan {
     stat: Stat,
     size: u64,
     content: Option<ObjectId>,
+    /// What the cache may keep of it (`None`: changed while read, or too recent to trust).
+    cached: Option<CacheEntry>,
 }
 
-/// Scan `root` into objects written to `sink`, trusting `old` for files whose stat is unchanged.
+impl<'a> Ctx<'a> {
+    pub(super) fn new(
+        sink: &'a dyn ObjectSink,
+        cache: &'a StatCache,
+        progress: &'a dyn Progress,
+    ) -> Ctx<'a> {
+        Ctx {
+            sink,
+            cache,
+            progress,
+            skipped: Skips::default(),
+            files_read: AtomicU64::new(0),
+            bytes_read: AtomicU64::new(0),
+        }
+    }
+
+    /// The stat cache the walk reads (and stages rows in).
+    pub(super) fn cache(&self) -> &StatCache {
+        self.cache
+    }
+
+    /// The messages about skipped entries.
+    pub(super) fn into_skipped(self) -> Vec<String> {
+        self.skipped.into_messages()
+    }
+}
+
+/// Messages about skipped entries: the first [`MAX_SKIP_MESSAGES`] kept, the rest counted.
+#[derive(Default)]
+struct Skips(Mutex<(Vec<String>, u64)>);
+
+impl Skips {
+    /// Note an entry that cannot be stored (it is never opened); `rel` is its path in the
+    /// volume.
+    fn add(&self, rel: &[u8], kind: Kind) {
+        let rel = String::from_utf8_lossy(rel);
+        tracing::debug!(path = %rel, kind = kind.describe(), "skipped");
+        let mut skips = self.0.lock().expect("skipped lock");
+        if skips.0.len() < MAX_SKIP_MESSAGES {
+            skips.0.push(format!(
+                "skipped {} {rel}: sockets, FIFOs and devices cannot be stored",
+                kind.describe(),
+            ));
+        } else {
+            skips.1 += 1;
+        }
+    }
+
+    /// The messages, the last one counting those not kept.
+    fn into_messages(self) -> Vec<String> {
+        let (mut shown, more) = self.0.into_inner().expect("skipped lock");
+        if more > 0 {
+            shown.push(format!("skipped {more} more special files (not named)"));
+        }
+        shown
+    }
+}
+
+/// Scan `root` into objects written to `sink`, trusting `cache` for files whose stat is
+/// unchanged and staging its new rows there.
 pub fn scan(
     sink: &dyn ObjectSink,
     root: &Path,
-    old: &StatCache,
+    cache: &StatCache,
     progress: &dyn Progress,
 ) -> Result<Scan> {
     let dir = Dir::open_root(root)?;
-    let ctx = Ctx {
-        sink,
-        old,
-        progress,
-        cache: Mutex::default(),
-        skipped: Mutex::default(),
-        files_read: AtomicU64::new(0),
-        bytes_read: AtomicU64::new(0),
-    };
+    let ctx = Ctx::new(sink, cache, progress);
     progress.start("scanning", None);
     let tree = scan_dir(&ctx, &dir, b"")?;
+    // The rows leave memory now; they are kept once the caller has made the objects durable.
+    cache.flush();
     progress.finish();
     Ok(Scan {
         tree,
-        cache: StatCache {
-            entries: ctx.cache.into_inner().expect("cache lock"),
-        },
-        skipped: ctx.skipped.into_inner().expect("skipped lock"),
+        skipped: ctx.skipped.into_messages(),
         files_read: ctx.files_read.into_inner(),
         bytes_read: ctx.bytes_read.into_inner(),
     })
@@ -111,89 +169,148 @@ pub(super) fn join_rel(rel: &[u8], name: &[u8]) -> Vec<u8> {
     key
 }
 
-/// Store one directory (its entries in parallel, subdirectories first) and return its tree id.
+/// Store one directory (its entries in parallel, subdirectories first) and return its tree id;
+/// stage its cache row if it changed and forget the rows of subdirectories that are gone.
 fn scan_dir(ctx: &Ctx, dir: &Dir, rel: &[u8]) -> Result<ObjectId> {
     let own = dir.stat()?;
     let listed = dir.entries()?;
-    let entries: Vec<Option<Entry>> = listed
+    let old = ctx.cache.dir(rel);
+    let at = Here {
+        dir,
+        rel,
+        old: &old,
+    };
+    let scanned: Vec<Option<(Entry, Option<Slot>)>> = listed
         .par_iter()
         .map(|(name, st)| {
-            let r = scan_entry(ctx, dir, name, st, &join_rel(rel, name));
+            let r = scan_entry(ctx, &at, name, st);
             ctx.progress.advance(1);
             r
         })
         .collect::<Result<_>>()?;
+    let mut row = DirCache::default();
+    let mut entries = Vec::with_capacity(scanned.len());
+    for (entry, slot) in scanned.into_iter().flatten() {
+        if let Some(slot) = slot {
+            row.entries.insert(entry.name.clone(), slot);
+        }
+        entries.push(entry);
+    }
+    keep_row(ctx.cache, rel, &old, &row);
     Tree {
         meta: meta_of(&own),
-        entries: entries.into_iter().flatten().collect(),
+        entries,
     }
     .put(ctx.sink)
 }
 
-fn scan_entry(ctx: &Ctx, dir: &Dir, name: &[u8], st: &Stat, rel: &[u8]) -> Result<Option<Entry>> {
-    let node = match st.kind() {
-        Kind::File => match scan_file(ctx, dir, name, st, rel)? {
-            Some(f) => Node::File {
-                meta: meta_of(&f.stat),
-                size: f.size,
-                content: f.content,
-            },
+/// Stage the new `row` of directory `rel` where it differs from its `old` one, and forget the
+/// rows below subdirectories `old` lists that `row` does not.
+pub(super) fn keep_row(cache: &StatCache, rel: &[u8], old: &DirCache, row: &DirCache) {
+    for gone in old
+        .dirs()
+        .filter(|d| row.entries.get(*d) != Some(&Slot::Dir))
+    {
+        cache.forget(&join_rel(rel, gone));
+    }
+    if row != old {
+        cache.stage(rel, row);
+    }
+}
+
+/// The directory a walk is in: its handle, its path in the volume and its cached row.
+pub(super) struct Here<'a> {
+    pub dir: &'a Dir,
+    pub rel: &'a [u8],
+    pub old: &'a DirCache,
+}
+
+/// One entry of the directory `at` and what the cache keeps of it.
+fn scan_entry(
+    ctx: &Ctx,
+    at: &Here,
+    name: &[u8],
+    st: &Stat,
+) -> Result<Option<(Entry, Option<Slot>)>> {
+    let (node, slot) = if st.kind() == Kind::Dir {
+        let tree = scan_dir(ctx, &at.dir.open_dir(name)?, &join_rel(at.rel, name))?;
+        (Node::Dir { tree }, Some(Slot::Dir))
+    } else {
+        match scan_leaf(ctx, at, name, st)? {
+            Some(leaf) => leaf,
             None => return Ok(None),
-        },
-        Kind::Dir => Node::Dir {
-            tree: scan_dir(ctx, &dir.open_dir(name)?, rel)?,
-        },
-        Kind::Symlink => Node::Symlink {
-            meta: meta_of(st),
-            target: dir.read_link(name)?,
-        },
-        other => {
-            skip(ctx, rel, other);
-            return Ok(None);
         }
     };
-    Ok(Some(Entry {
+    let entry = Entry {
         name: name.to_vec(),
         node,
+    };
+    Ok(Some((entry, slot)))
+}
+
+/// One entry of the directory `at` that is not a directory, and what the cache keeps of it;
+/// `None` when it cannot be stored (skipped) or is gone.
+pub(super) fn scan_leaf(
+    ctx: &Ctx,
+    at: &Here,
+    name: &[u8],
+    st: &Stat,
+) -> Result<Option<(Node, Option<Slot>)>> {
+    let (dir, rel) = (at.dir, at.rel);
+    Ok(Some(match st.kind() {
+        Kind::File => match scan_file(ctx, dir, name, st, rel, at.old.file(name))? {
+            Some(f) => (
+                Node::File {
+                    meta: meta_of(&f.stat),
+                    size: f.size,
+                    content: f.content,
+                },
+                f.cached.map(Slot::File),
+            ),
+            None => return Ok(None),
+        },
+        Kind::Symlink => (
+            Node::Symlink {
+                meta: meta_of(st),
+                target: dir.read_link(name)?,
+            },
+            None,
+        ),
+        other => {
+            ctx.skipped.add(&join_rel(rel, name), other);
+            return Ok(None);
+        }
     }))
 }
 
-/// Note an entry that cannot be stored (it is never opened); `rel` is its path in the volume.
-fn skip(ctx: &Ctx, rel: &[u8], kind: Kind) {
-    let rel = String::from_utf8_lossy(rel);
-    tracing::debug!(path = %rel, kind = kind.describe(), "skipped");
-    ctx.skipped.lock().expect("skipped lock").push(format!(
-        "skipped {} {rel}: sockets, FIFOs and devices cannot be stored",
-        kind.describe(),
-    ));
-}
-
-/// Content of one regular file: from the cache when its stat is unchanged, otherwise read
-/// through a checked handle. `None` if it is no longer a regular file (then it is skipped).
-fn scan_file(ctx: &Ctx, dir: &Dir, name: &[u8], st: &Stat, rel: &[u8]) -> Result<Option<FileScan>> {
-    if let Some(c) = ctx.old.entries.get(rel).filter(|c| c.matches(st)) {
-        ctx.cache
-            .lock()
-            .expect("cache lock")
-            .insert(rel.to_vec(), *c);
+/// Content of one regular file of directory `rel`: from its cache entry `old` when its stat is
+/// unchanged, otherwise read through a checked handle. `None` if it is no longer a regular
+/// file (then it is skipped).
+fn scan_file(
+    ctx: &Ctx,
+    dir: &Dir,
+    name: &[u8],
+    st: &Stat,
+    rel: &[u8],
+    old: Option<&CacheEntry>,
+) -> Result<Option<FileScan>> {
+    if let Some(c) = old.filter(|c| c.matches(st)) {
         return Ok(Some(FileScan {
             stat: *st,
             size: c.size,
             content: c.content,
+            cached: Some(*c),
         }));
     }
     let mut opened = match dir.open_file(name)? {
         Found::File(o) => o,
         Found::Other(now) => {
-            skip(ctx, rel, now.kind());
+            ctx.skipped.add(&join_rel(rel, name), now.kind());
             return Ok(None);
         }
         Found::Missing => return Ok(None),
     };
-    let known = ctx
-        .old
-        .entries
-        .get(rel)
+    let known = old
         .and_then(|c| c.content.map(|id| ctx.sink.known_chunks(&id, c.size)))
         .unwrap_or_default();
     let read_start_ns = now_ns();
@@ -203,18 +320,14 @@ fn scan_file(ctx: &Ctx, dir: &Dir, name: &[u8], st: &Stat, rel: &[u8]) -> Result
     let after = Stat::of(&opened.file, &path)?;
     let seen = CacheEntry::new(&after, content);
     let unchanged_while_read = CacheEntry::new(&before, content) == seen && seen.size == size;
-    if unchanged_while_read && !seen.is_racy(read_start_ns) {
-        ctx.cache
-            .lock()
-            .expect("cache lock")
-            .insert(rel.to_vec(), seen);
-    }
+    let cached = (unchanged_while_read && !seen.is_racy(read_start_ns)).then_some(seen);
     ctx.files_read.fetch_add(1, Ordering::Relaxed);
     ctx.bytes_read.fetch_add(size, Ordering::Relaxed);
     Ok(Some(FileScan {
         stat: before,
         size,
         content,
+        cached,
     }))
 }
 
@@ -450,8 +563,8 @@ impl Reader<'_> {
     }
 }
 
-/// Read until `buf` is full or the file ends.
-fn read_full(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+/// Read until `buf` is full or the input ends.
+pub(super) fn read_full(f: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
         match f.read(&mut buf[filled..]) {

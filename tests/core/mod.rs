@@ -9,5 +9,6 @@ mod prune;
 mod refs;
 mod schedule;
 mod snapshots;
+mod statcache;
 mod store;
 mod thin;
