@@ -67,7 +67,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     (
         "docker",
-        &["error", "failpoint", "names", "repo", "runtime"],
+        &["error", "failpoint", "lock", "names", "repo", "runtime"],
     ),
     (
         "plugin",
