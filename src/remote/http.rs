@@ -28,8 +28,12 @@ pub struct HttpConn {
 /// Connect to a dvol server and check that it answers (and accepts the token).
 pub fn connect(base: &str, opts: &super::ConnectOptions) -> Result<RpcBackend<HttpConn>> {
     let rt = crate::runtime::client_runtime("the HTTP client")?;
+    // A kept-alive connection is reused only well inside the server's header-read timeout:
+    // reused as the server closes it, a request failed with "connection closed before
+    // message completed" (seen under load between the steps of a group round trip).
     let mut builder = reqwest::Client::builder()
         .connect_timeout(std::time::Duration::from_secs(30))
+        .pool_idle_timeout(HEADER_TIMEOUT / 2)
         .timeout(std::time::Duration::from_secs(600));
     if let Some(ca_path) = &opts.tls_ca {
         let ca = ca_path.display();
